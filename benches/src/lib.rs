@@ -1,0 +1,1 @@
+//! Shared workload helpers for the benchmarks.

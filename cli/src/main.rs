@@ -1,0 +1,226 @@
+//! `etcdkit`: bbolt-, etcdctl- and etcdutl-style commands on local files.
+#![deny(unsafe_code)]
+
+mod bench;
+mod bolt;
+mod text;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use etcdkit_storage::FreelistType;
+
+/// Where command output goes.
+pub type Out = dyn Write;
+
+/// A command failure: a one-line message (exit 1), or an exit code whose
+/// output was already printed.
+#[derive(Debug)]
+pub enum CliError {
+    Msg(String),
+    Silent(u8),
+}
+
+impl CliError {
+    pub fn msg(s: impl Into<String>) -> CliError {
+        CliError::Msg(s.into())
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Msg(s) => f.write_str(s),
+            CliError::Silent(c) => write!(f, "exit status {c}"),
+        }
+    }
+}
+
+impl From<etcdkit_storage::Error> for CliError {
+    fn from(e: etcdkit_storage::Error) -> Self {
+        CliError::Msg(e.to_string())
+    }
+}
+
+impl From<io::Error> for CliError {
+    fn from(e: io::Error) -> Self {
+        CliError::Msg(e.to_string())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WriteOut {
+    Simple,
+    Json,
+    Table,
+}
+
+#[derive(Parser)]
+#[command(
+    name = "etcdkit",
+    version,
+    about = "etcd's storage core: bbolt files, etcd data dirs and snapshots"
+)]
+struct Cli {
+    /// etcd data directory (default `default.etcd`).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Read from an etcd snapshot file instead of a data dir (read-only).
+    #[arg(long, global = true, value_name = "FILE")]
+    snapshot: Option<PathBuf>,
+    /// Output format.
+    #[arg(
+        short = 'w',
+        long = "write-out",
+        global = true,
+        value_enum,
+        default_value = "simple"
+    )]
+    write_out: WriteOut,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// bbolt-style commands on one database file.
+    #[command(subcommand)]
+    Bolt(BoltCmd),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FreelistArg {
+    Array,
+    Map,
+    Hashmap,
+}
+
+impl From<FreelistArg> for FreelistType {
+    fn from(f: FreelistArg) -> Self {
+        match f {
+            FreelistArg::Array => FreelistType::Array,
+            FreelistArg::Map | FreelistArg::Hashmap => FreelistType::Hashmap,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum BoltCmd {
+    /// Verify the file's structure (bbolt `Tx.Check` and more): `OK`, or one line per problem.
+    Check { file: PathBuf },
+    /// Print every bucket and key/value in the reference text form.
+    Dump {
+        /// Print each value's length and sha256 instead of the value.
+        #[arg(long)]
+        sha: bool,
+        file: PathBuf,
+    },
+    /// Apply a write spec (bucket/kv/fill/del/delbucket/commit lines) to FILE (created if missing).
+    Write {
+        #[arg(long, default_value_t = 4096)]
+        page_size: usize,
+        #[arg(long, value_enum, default_value = "array")]
+        freelist: FreelistArg,
+        #[arg(long)]
+        no_freelist_sync: bool,
+        /// Fill percent for every bucket.
+        #[arg(long, default_value_t = 0.5)]
+        fill: f64,
+        file: PathBuf,
+        /// Spec file, or `-` for standard input.
+        spec: String,
+    },
+    /// Meta pages, sizes, freelist and per-bucket B+tree statistics.
+    Stats { file: PathBuf },
+    /// One line per page below the high-water mark.
+    Pages { file: PathBuf },
+    /// Decode one page.
+    Page { file: PathBuf, id: u64 },
+    /// Top-level bucket names.
+    Buckets { file: PathBuf },
+    /// Keys of a (nested) bucket.
+    Keys {
+        file: PathBuf,
+        #[arg(required = true)]
+        bucket: Vec<String>,
+    },
+    /// The value of KEY in a (nested) bucket: `get FILE BUCKET… KEY`.
+    Get {
+        file: PathBuf,
+        #[arg(required = true, num_args = 2..)]
+        args: Vec<String>,
+    },
+    /// Copy SRC into a new, densely packed file DST (bbolt `compact`).
+    Compact {
+        #[arg(short = 'o', value_name = "DST")]
+        out: PathBuf,
+        src: PathBuf,
+        /// Commit every N bytes of keys and values (0 = one transaction).
+        #[arg(long, default_value_t = 65536)]
+        tx_max_size: u64,
+    },
+    /// Write and read a workload and report throughput (same workload as the Go boltbench anchor).
+    Bench(bench::BenchArgs),
+}
+
+fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
+    let _ = (&cli.data_dir, &cli.snapshot);
+    match cli.cmd {
+        Cmd::Bolt(c) => match c {
+            BoltCmd::Check { file } => bolt::cmd_check(out, &file),
+            BoltCmd::Dump { sha, file } => bolt::cmd_dump(out, &file, sha),
+            BoltCmd::Write {
+                page_size,
+                freelist,
+                no_freelist_sync,
+                fill,
+                file,
+                spec,
+            } => bolt::cmd_write(
+                &file,
+                &spec,
+                bolt::WriteOpts {
+                    page_size,
+                    freelist: freelist.into(),
+                    no_freelist_sync,
+                    fill,
+                },
+            ),
+            BoltCmd::Stats { file } => bolt::cmd_stats(out, &file),
+            BoltCmd::Pages { file } => bolt::cmd_pages(out, &file),
+            BoltCmd::Page { file, id } => bolt::cmd_page(out, &file, id),
+            BoltCmd::Buckets { file } => bolt::cmd_buckets(out, &file),
+            BoltCmd::Keys { file, bucket } => bolt::cmd_keys(out, &file, &bucket),
+            BoltCmd::Get { file, args } => bolt::cmd_get(out, &file, &args),
+            BoltCmd::Compact {
+                out: dst,
+                src,
+                tx_max_size,
+            } => bolt::cmd_compact(out, &src, &dst, tx_max_size),
+            BoltCmd::Bench(a) => bench::run(out, a, cli.write_out),
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let r = run(cli, &mut out);
+    let flushed = out.flush();
+    let r = match (r, flushed) {
+        (Ok(()), Err(e)) => Err(CliError::from(e)),
+        (r, _) => r,
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Silent(c)) => ExitCode::from(c),
+        Err(CliError::Msg(m)) if m.contains("Broken pipe") => ExitCode::from(1),
+        Err(CliError::Msg(m)) => {
+            let _ = writeln!(io::stderr(), "Error: {}", m.replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! etcdkit raft-node: placeholder crate, built in a later issue.
+#![deny(unsafe_code)]

@@ -1,0 +1,2 @@
+//! etcdkit snapshot: placeholder crate, built in a later issue.
+#![deny(unsafe_code)]

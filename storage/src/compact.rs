@@ -1,0 +1,78 @@
+//! bbolt `Compact`: copy every bucket, key and sequence of one database into a
+//! fresh one, densely packed (fill percent 1.0).
+
+use crate::Db;
+use crate::error::Result;
+use crate::tx::{Bucket, BucketMut, TxMut};
+
+/// Copies `src` into `dst`, committing whenever `tx_max_size` bytes of keys and
+/// values have been written in one transaction (0 = one transaction).
+pub fn compact(dst: &Db, src: &Db, tx_max_size: u64) -> Result<()> {
+    let stx = src.begin()?;
+    let mut c = Copier {
+        dst,
+        tx: Some(dst.begin_rw()?),
+        size: 0,
+        max: tx_max_size,
+    };
+    for e in stx.root().iter() {
+        let (name, v) = e?;
+        if v.is_some() {
+            continue; // the root holds only buckets
+        }
+        let b = stx.bucket(name)?.expect("listed bucket");
+        c.copy(&mut vec![name.to_vec()], b)?;
+    }
+    c.tx.take().unwrap().commit()
+}
+
+struct Copier<'d> {
+    dst: &'d Db,
+    tx: Option<TxMut<'d>>,
+    size: u64,
+    max: u64,
+}
+
+fn open_path<'t>(tx: &'t mut TxMut<'_>, path: &[Vec<u8>]) -> Result<BucketMut<'t>> {
+    let mut b = tx.create_bucket_if_not_exists(&path[0])?;
+    for name in &path[1..] {
+        b = b.into_sub_create(name)?;
+    }
+    b.set_fill_percent(1.0);
+    Ok(b)
+}
+
+impl Copier<'_> {
+    fn copy(&mut self, path: &mut Vec<Vec<u8>>, src: Bucket<'_>) -> Result<()> {
+        {
+            let tx = self.tx.as_mut().unwrap();
+            let mut b = open_path(tx, path)?;
+            if src.sequence() != 0 {
+                b.set_sequence(src.sequence())?;
+            }
+        }
+        for e in src.iter() {
+            let (k, v) = e?;
+            match v {
+                None => {
+                    let sub = src.bucket(k)?.expect("listed bucket");
+                    path.push(k.to_vec());
+                    self.copy(path, sub)?;
+                    path.pop();
+                }
+                Some(v) => {
+                    let sz = (k.len() + v.len()) as u64;
+                    if self.max != 0 && self.size + sz > self.max {
+                        self.tx.take().unwrap().commit()?;
+                        self.tx = Some(self.dst.begin_rw()?);
+                        self.size = 0;
+                    }
+                    let tx = self.tx.as_mut().unwrap();
+                    open_path(tx, path)?.put(k, v)?;
+                    self.size += sz;
+                }
+            }
+        }
+        Ok(())
+    }
+}

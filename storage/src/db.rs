@@ -1,0 +1,442 @@
+//! Opening a database file, and the state shared by its transactions.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::freelist::{self, Freelist, FreelistType};
+use crate::meta::{self, MAGIC, Meta, PGID_NO_FREELIST, VERSION};
+use crate::mmap::{Map, mmap_size};
+use crate::page::{LEAF_FLAG, PageHeader};
+use crate::tx::{Tx, TxMut};
+use crate::wstate::{DEFAULT_FILL_PERCENT, WState};
+use crate::{Pgid, Txid};
+
+/// How to open a database.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Page size for a new file (existing files keep theirs). Default 4096.
+    pub page_size: usize,
+    /// Open read-only (shared lock, no writes ever).
+    pub read_only: bool,
+    /// Skip fdatasync on commit (unsafe on power loss; for benchmarks and bulk loads).
+    pub no_sync: bool,
+    /// Do not persist the freelist (etcd's setting; the default). It is rebuilt on open.
+    pub no_freelist_sync: bool,
+    pub freelist_type: FreelistType,
+    /// Minimum size of the memory map (etcd uses 10 GiB).
+    pub initial_mmap_size: usize,
+    /// Fill percent given to every bucket handle (bbolt default 0.5).
+    pub fill_percent: f64,
+    /// How long to wait for the file lock; `None` waits forever.
+    pub lock_timeout: Option<Duration>,
+    /// Permissions of a new file.
+    pub mode: u32,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            page_size: 4096,
+            read_only: false,
+            no_sync: false,
+            no_freelist_sync: true,
+            freelist_type: FreelistType::Array,
+            initial_mmap_size: 0,
+            fill_percent: DEFAULT_FILL_PERCENT,
+            lock_timeout: Some(Duration::from_secs(1)),
+            mode: 0o600,
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    meta: Meta,
+    map: Arc<Map>,
+    readers: BTreeMap<Txid, usize>,
+}
+
+pub(crate) struct Writer {
+    pub freelist: Freelist,
+}
+
+/// An open bbolt-format database file.
+pub struct Db {
+    path: PathBuf,
+    file: File,
+    pub(crate) opts: Options,
+    page_size: usize,
+    shared: Mutex<Shared>,
+    writer: Mutex<Writer>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read_meta_at(file: &File, off: u64, len: u64) -> Option<Meta> {
+    if off + 80 > len {
+        return None;
+    }
+    let mut buf = [0u8; 80];
+    file.read_exact_at(&mut buf, off).ok()?;
+    Some(Meta::decode(&buf))
+}
+
+impl Db {
+    /// Opens (or, unless read-only, creates) the database at `path`.
+    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        let path = path.as_ref().to_path_buf();
+        let p = path.display().to_string();
+        let file = if opts.read_only {
+            File::open(&path).map_err(|e| Error::io(format!("open {p}"), e))?
+        } else {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(opts.mode)
+                .open(&path)
+                .map_err(|e| Error::io(format!("open {p}"), e))?
+        };
+        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+            return Err(Error::io(
+                format!("open {p}"),
+                std::io::Error::other("is a directory"),
+            ));
+        }
+        Self::lock_file(&file, &path, &opts)?;
+        let mut len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {p}"), e))?
+            .len();
+        if len == 0 {
+            if opts.read_only {
+                return Err(Error::io(
+                    format!("open {p}"),
+                    std::io::Error::other("file is empty"),
+                ));
+            }
+            Self::init(&file, &opts)?;
+            len = file
+                .metadata()
+                .map_err(|e| Error::io(format!("stat {p}"), e))?
+                .len();
+        }
+        let meta = Self::read_metas(&file, len)?;
+        let page_size = meta.page_size as usize;
+        let need = meta.pgid.saturating_mul(page_size as u64);
+        if need > len || meta.pgid < 2 {
+            return Err(Error::Truncated {
+                len,
+                need,
+                pages: meta.pgid,
+                txid: meta.txid,
+            });
+        }
+        let map_len = mmap_size((len as usize).max(opts.initial_mmap_size), page_size);
+        let map = Map::new(&file, map_len).map_err(|e| Error::io(format!("mmap {p}"), e))?;
+        let db = Db {
+            path,
+            file,
+            page_size,
+            shared: Mutex::new(Shared {
+                meta,
+                map: Arc::new(map),
+                readers: BTreeMap::new(),
+            }),
+            writer: Mutex::new(Writer {
+                freelist: Freelist::new(opts.freelist_type),
+            }),
+            opts,
+        };
+        if !db.opts.read_only {
+            let ids = db.load_freelist()?;
+            lock(&db.writer).freelist.load(ids);
+            if !db.opts.no_freelist_sync && meta.freelist == PGID_NO_FREELIST {
+                // Persist a freelist so freelist-sync-unaware readers can open the file.
+                db.begin_rw()?.commit()?;
+            }
+        }
+        Ok(db)
+    }
+
+    fn lock_file(file: &File, path: &Path, opts: &Options) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let r = if opts.read_only {
+                file.try_lock_shared()
+            } else {
+                file.try_lock()
+            };
+            match r {
+                Ok(()) => return Ok(()),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if opts.lock_timeout.is_some_and(|t| start.elapsed() >= t) {
+                        return Err(Error::Locked {
+                            path: path.to_path_buf(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("lock {}", path.display()), e));
+                }
+            }
+        }
+    }
+
+    /// Writes a fresh 4-page file (bbolt `DB.init`).
+    fn init(file: &File, opts: &Options) -> Result<()> {
+        let ps = opts.page_size;
+        if !(512..=65536).contains(&ps) || !ps.is_power_of_two() {
+            return Err(Error::PageSize(ps as u32));
+        }
+        let mut buf = vec![0u8; 4 * ps];
+        for i in 0..2u64 {
+            let m = Meta {
+                magic: MAGIC,
+                version: VERSION,
+                page_size: ps as u32,
+                flags: 0,
+                root: 3,
+                root_sequence: 0,
+                freelist: 2,
+                pgid: 4,
+                txid: i,
+                checksum: 0,
+            };
+            m.write_page(i, &mut buf[i as usize * ps..(i as usize + 1) * ps]);
+        }
+        PageHeader {
+            id: 2,
+            flags: crate::page::FREELIST_FLAG,
+            count: 0,
+            overflow: 0,
+        }
+        .encode(&mut buf[2 * ps..]);
+        PageHeader {
+            id: 3,
+            flags: LEAF_FLAG,
+            count: 0,
+            overflow: 0,
+        }
+        .encode(&mut buf[3 * ps..]);
+        file.write_all_at(&buf, 0)
+            .map_err(|e| Error::io("init: write", e))?;
+        file.sync_data()
+            .map_err(|e| Error::io("init: fdatasync", e))?;
+        Ok(())
+    }
+
+    /// Reads both meta pages and selects the current one.
+    fn read_metas(file: &File, len: u64) -> Result<Meta> {
+        let m0 = read_meta_at(file, 0, len);
+        // Page size from meta 0 when it is valid; otherwise probe meta 1 at the
+        // usual page sizes (as bbolt 1.4 does).
+        let mut ps = None;
+        if let Some(m) = m0.filter(|m| m.validate(0).is_ok()) {
+            ps = Some(m.page_size as u64);
+        } else {
+            for shift in 9..=16 {
+                let off = 1u64 << shift;
+                if let Some(m) = read_meta_at(file, off, len).filter(|m| m.validate(1).is_ok()) {
+                    if m.page_size as u64 == off {
+                        ps = Some(off);
+                        break;
+                    }
+                }
+            }
+        }
+        let Some(ps) = ps else {
+            // Neither meta is valid: report meta 0's problem.
+            return Err(match m0 {
+                Some(m) => m.validate(0).err().unwrap_or(Error::BadMagic {
+                    page: 0,
+                    found: m.magic,
+                }),
+                None => Error::Truncated {
+                    len,
+                    need: 80,
+                    pages: 0,
+                    txid: 0,
+                },
+            });
+        };
+        if !(512..=65536).contains(&ps) || !ps.is_power_of_two() {
+            return Err(Error::PageSize(ps as u32));
+        }
+        let m1 = read_meta_at(file, ps, len);
+        let bad = Meta {
+            magic: 0,
+            ..Meta::decode(&[0u8; 80])
+        };
+        let m = meta::select(&m0.unwrap_or(bad), &m1.unwrap_or(bad))?;
+        if m.page_size as u64 != ps {
+            return Err(Error::PageSize(m.page_size));
+        }
+        Ok(m)
+    }
+
+    /// The free page ids of the current state: from the freelist page when it is
+    /// synced, otherwise every page below the high-water mark that no bucket reaches.
+    pub(crate) fn load_freelist(&self) -> Result<Vec<Pgid>> {
+        let tx = self.begin()?;
+        let meta = tx.meta;
+        if meta.freelist != PGID_NO_FREELIST {
+            let tree = tx.tree();
+            let buf = tree.page_bytes(meta.freelist)?;
+            return freelist::read_page(meta.freelist, meta.freelist * self.page_size as u64, buf);
+        }
+        let reach = crate::check::reachable(&tx)?;
+        Ok((2..meta.pgid).filter(|&i| !reach.get(i)).collect())
+    }
+
+    /// Starts a read-only transaction.
+    pub fn begin(&self) -> Result<Tx<'_>> {
+        let mut s = lock(&self.shared);
+        let meta = s.meta;
+        *s.readers.entry(meta.txid).or_insert(0) += 1;
+        Ok(Tx {
+            db: self,
+            map: s.map.clone(),
+            meta,
+        })
+    }
+
+    pub(crate) fn end_read(&self, txid: Txid) {
+        let mut s = lock(&self.shared);
+        if let Some(n) = s.readers.get_mut(&txid) {
+            *n -= 1;
+            if *n == 0 {
+                s.readers.remove(&txid);
+            }
+        }
+    }
+
+    /// Starts the read-write transaction (waits for the current writer to finish).
+    pub fn begin_rw(&self) -> Result<TxMut<'_>> {
+        if self.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut w = lock(&self.writer);
+        let (mut meta, map, readers) = {
+            let s = lock(&self.shared);
+            (
+                s.meta,
+                s.map.clone(),
+                s.readers.keys().copied().collect::<Vec<_>>(),
+            )
+        };
+        w.freelist.release_for_readers(&readers);
+        w.freelist.begin();
+        meta.txid += 1;
+        let st = WState::new(map, meta, self.opts.fill_percent);
+        Ok(TxMut {
+            db: self,
+            w,
+            st,
+            done: false,
+        })
+    }
+
+    /// Runs `f` in a read-only transaction.
+    pub fn view<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let tx = self.begin()?;
+        f(&tx)
+    }
+
+    /// Runs `f` in a read-write transaction and commits it if `f` succeeds.
+    pub fn update<T>(&self, f: impl FnOnce(&mut TxMut<'_>) -> Result<T>) -> Result<T> {
+        let mut tx = self.begin_rw()?;
+        let v = f(&mut tx)?;
+        tx.commit()?;
+        Ok(v)
+    }
+
+    /// Commit steps 6–10: dirty pages, fdatasync, meta, fdatasync; then publish.
+    pub(crate) fn write_pages(&self, mut dirty: Vec<(Pgid, Vec<u8>)>, meta: Meta) -> Result<()> {
+        let ps = self.page_size as u64;
+        dirty.sort_unstable_by_key(|(id, _)| *id);
+        // Coalesce runs of adjacent pages into single writes.
+        let mut i = 0;
+        let mut run = Vec::new();
+        while i < dirty.len() {
+            let start = dirty[i].0;
+            let mut j = i + 1;
+            let mut end = start + (dirty[i].1.len() as u64) / ps;
+            while j < dirty.len() && dirty[j].0 == end {
+                end += (dirty[j].1.len() as u64) / ps;
+                j += 1;
+            }
+            let r = if j == i + 1 {
+                self.file.write_all_at(&dirty[i].1, start * ps)
+            } else {
+                run.clear();
+                for (_, b) in &dirty[i..j] {
+                    run.extend_from_slice(b);
+                }
+                self.file.write_all_at(&run, start * ps)
+            };
+            r.map_err(|e| Error::io(format!("write pages at {start}"), e))?;
+            i = j;
+        }
+        if !self.opts.no_sync {
+            self.file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", e))?;
+        }
+        let mut page = vec![0u8; self.page_size];
+        let id = meta.txid % 2;
+        meta.write_page(id, &mut page);
+        self.file
+            .write_all_at(&page, id * ps)
+            .map_err(|e| Error::io("write meta", e))?;
+        if !self.opts.no_sync {
+            self.file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", e))?;
+        }
+        let need = (meta.pgid * ps) as usize;
+        let mut s = lock(&self.shared);
+        if need > s.map.len() {
+            let len = mmap_size(need.max(self.opts.initial_mmap_size), self.page_size);
+            let map = Map::new(&self.file, len).map_err(|e| Error::io("mmap", e))?;
+            s.map = Arc::new(map);
+        }
+        s.meta = meta;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Free and pending page counts of the writer's freelist (read-write opens).
+    pub fn freelist_counts(&self) -> (usize, usize) {
+        let w = lock(&self.writer);
+        (w.freelist.free_count(), w.freelist.pending_count())
+    }
+
+    /// Sorted free + pending ids (read-write opens), as a checker sees them.
+    pub(crate) fn freelist_ids(&self) -> Option<Vec<Pgid>> {
+        if self.opts.read_only {
+            None
+        } else {
+            Some(lock(&self.writer).freelist.all_ids())
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! # etcdkit-storage
+//!
+//! A B+tree page store in **bbolt's on-disk format**: files written by real
+//! bbolt and etcd open here, and files written here open in real bbolt and etcd.
+//!
+//! - [`Db`] is an open file. [`Db::begin`] starts a read-only [`Tx`] (any number
+//!   at once); [`Db::begin_rw`] starts the single read-write [`TxMut`].
+//! - Data lives in [`Bucket`]s (nested as deep as you like); keys are sorted
+//!   bytewise. Reads return `&[u8]` slices into the memory map that stay valid
+//!   for the whole transaction (zero copy).
+//! - [`TxMut::commit`] follows bbolt's protocol (dirty pages, fdatasync, meta,
+//!   fdatasync): a crash at any point leaves the last committed state.
+//! - [`check::check`], [`check::bucket_stats`], [`check::pages`],
+//!   [`compact::compact`] and [`Tx::write_to`] mirror bbolt's `Tx.Check`,
+//!   `Bucket.Stats`, `Tx.Page`, `Compact` and `Tx.WriteTo`.
+//!
+//! ```
+//! use etcdkit_storage::{Db, Options};
+//! # let dir = tempfile::tempdir().unwrap();
+//! let db = Db::open(dir.path().join("my.db"), Options::default())?;
+//! let mut tx = db.begin_rw()?;
+//! tx.create_bucket_if_not_exists(b"widgets")?.put(b"foo", b"bar")?;
+//! tx.commit()?;
+//!
+//! let tx = db.begin()?;
+//! let b = tx.bucket(b"widgets")?.expect("bucket exists");
+//! assert_eq!(b.get(b"foo")?, Some(&b"bar"[..]));
+//! # Ok::<(), etcdkit_storage::Error>(())
+//! ```
+//!
+//! The byte layouts are documented in the modules that own them: [`page`],
+//! [`meta`], [`freelist`]. All `unsafe` code (the memory map) is in `mmap.rs`.
+#![deny(unsafe_code)]
+
+pub mod check;
+pub mod compact;
+mod cursor;
+mod db;
+mod error;
+pub mod freelist;
+pub mod meta;
+mod mmap;
+mod node;
+pub mod page;
+mod tx;
+mod wstate;
+
+/// A page id.
+pub type Pgid = u64;
+/// A transaction id.
+pub type Txid = u64;
+
+pub use cursor::{Cursor, Entry, Iter};
+pub use db::{Db, Options};
+pub use error::{Error, Result};
+pub use freelist::FreelistType;
+pub use tx::{Bucket, BucketMut, Tx, TxMut};
+pub use wstate::{DEFAULT_FILL_PERCENT, MAX_KEY_SIZE, MAX_VALUE_SIZE};

@@ -1,0 +1,225 @@
+//! In-memory B+tree nodes of a read-write transaction (bbolt `node.go`).
+//!
+//! A page touched by a write is "materialized" into a [`Node`]; untouched pages
+//! stay in the memory map. Keys and values are not copied: an [`Inode`] refers to
+//! bytes either in the map (unchanged data) or in the transaction's append-only
+//! arena (new data), by offset. At commit, nodes are rebalanced, split and
+//! written to freshly allocated pages (see `tx.rs`).
+
+use std::cmp::Ordering;
+
+use crate::Pgid;
+use crate::page::{ELEM_SIZE, ElemOut, PAGE_HEADER_SIZE, page_size_for};
+
+pub(crate) type NodeId = usize;
+pub(crate) type BucketId = usize;
+
+const ARENA_BIT: usize = 1 << (usize::BITS - 1);
+
+/// A byte string held in the map or in the transaction arena.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Data {
+    off: usize,
+    len: usize,
+}
+
+/// The two places bytes can live while a write transaction runs.
+#[derive(Clone, Copy)]
+pub(crate) struct Mem<'a> {
+    pub map: &'a [u8],
+    pub arena: &'a [u8],
+}
+
+impl Data {
+    pub const EMPTY: Data = Data { off: 0, len: 0 };
+
+    pub fn arena(off: usize, len: usize) -> Data {
+        Data {
+            off: off | ARENA_BIT,
+            len,
+        }
+    }
+
+    #[inline]
+    pub fn len(self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    pub fn get<'a>(self, m: &Mem<'a>) -> &'a [u8] {
+        if self.off & ARENA_BIT != 0 {
+            let o = self.off & !ARENA_BIT;
+            &m.arena[o..o + self.len]
+        } else {
+            &m.map[self.off..self.off + self.len]
+        }
+    }
+
+    /// A sub-range of this string.
+    pub fn slice(self, from: usize, to: usize) -> Data {
+        debug_assert!(from <= to && to <= self.len);
+        Data {
+            off: self.off + from,
+            len: to - from,
+        }
+    }
+}
+
+impl<'a> Mem<'a> {
+    /// The [`Data`] for a slice that lies inside the map or the arena.
+    pub fn locate(&self, s: &[u8]) -> Data {
+        if s.is_empty() {
+            return Data::EMPTY;
+        }
+        let p = s.as_ptr() as usize;
+        let m = self.map.as_ptr() as usize;
+        if p >= m && p + s.len() <= m + self.map.len() {
+            return Data {
+                off: p - m,
+                len: s.len(),
+            };
+        }
+        let a = self.arena.as_ptr() as usize;
+        assert!(
+            p >= a && p + s.len() <= a + self.arena.len(),
+            "slice outside the map and the arena"
+        );
+        Data::arena(p - a, s.len())
+    }
+}
+
+/// One key of a node: a key/value (leaf) or key/child page (branch).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Inode {
+    pub flags: u32,
+    pub pgid: Pgid,
+    pub key: Data,
+    pub value: Data,
+}
+
+/// A materialized page.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub bucket: BucketId,
+    pub is_leaf: bool,
+    pub unbalanced: bool,
+    pub spilled: bool,
+    /// Removed from the tree (merged away or collapsed).
+    pub dead: bool,
+    /// First key when the node was read (the key its parent knows it by).
+    pub key: Option<Data>,
+    /// The page it was read from (0 once freed, or for a new node).
+    pub pgid: Pgid,
+    pub parent: Option<NodeId>,
+    /// Materialized children, for spill ordering.
+    pub children: Vec<NodeId>,
+    pub inodes: Vec<Inode>,
+}
+
+impl Node {
+    pub fn new(bucket: BucketId, is_leaf: bool, parent: Option<NodeId>) -> Node {
+        Node {
+            bucket,
+            is_leaf,
+            unbalanced: false,
+            spilled: false,
+            dead: false,
+            key: None,
+            pgid: 0,
+            parent,
+            children: Vec::new(),
+            inodes: Vec::new(),
+        }
+    }
+
+    /// First index whose key is >= `key`, and whether it is equal.
+    #[inline]
+    pub fn search(&self, m: &Mem<'_>, key: &[u8]) -> (usize, bool) {
+        let (mut lo, mut hi) = (0usize, self.inodes.len());
+        let mut exact = false;
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.inodes[mid].key.get(m).cmp(key) {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Equal => {
+                    exact = true;
+                    hi = mid;
+                }
+                Ordering::Greater => hi = mid,
+            }
+        }
+        (lo, exact)
+    }
+
+    /// Inserts or replaces the inode keyed `old` (bbolt `node.put`).
+    pub fn put(&mut self, m: &Mem<'_>, old: &[u8], ino: Inode) {
+        let (i, exact) = self.search(m, old);
+        if exact {
+            self.inodes[i] = ino;
+        } else {
+            self.inodes.insert(i, ino);
+        }
+    }
+
+    /// Removes the inode keyed `key`, if any (bbolt `node.del`).
+    pub fn del(&mut self, m: &Mem<'_>, key: &[u8]) {
+        let (i, exact) = self.search(m, key);
+        if exact {
+            self.inodes.remove(i);
+            self.unbalanced = true;
+        }
+    }
+
+    /// Serialized size (bbolt `node.size`).
+    pub fn size(&self) -> usize {
+        page_size_for(
+            self.inodes
+                .iter()
+                .map(|i| i.key.len() + i.value.len())
+                .sum(),
+            self.inodes.len(),
+        )
+    }
+
+    /// `size() < v`, stopping early (bbolt `node.sizeLessThan`).
+    pub fn size_less_than(&self, v: usize) -> bool {
+        let mut sz = PAGE_HEADER_SIZE;
+        for i in &self.inodes {
+            sz += ELEM_SIZE + i.key.len() + i.value.len();
+            if sz >= v {
+                return false;
+            }
+        }
+        true
+    }
+
+    pub fn min_keys(&self) -> usize {
+        if self.is_leaf { 1 } else { 2 }
+    }
+
+    /// bbolt `node.splitIndex`: where the first page of a split ends.
+    pub fn split_index(&self, threshold: usize) -> usize {
+        let mut sz = PAGE_HEADER_SIZE;
+        let mut index = 0;
+        let n = self.inodes.len();
+        for i in 0..n.saturating_sub(2) {
+            index = i;
+            let el = ELEM_SIZE + self.inodes[i].key.len() + self.inodes[i].value.len();
+            if i >= 2 && sz + el > threshold {
+                break;
+            }
+            sz += el;
+        }
+        index
+    }
+
+    /// The elements to write, with bytes resolved.
+    pub fn elems<'m>(&'m self, m: &'m Mem<'m>) -> impl ExactSizeIterator<Item = ElemOut<'m>> + 'm {
+        self.inodes.iter().map(move |i| ElemOut {
+            flags: i.flags,
+            pgid: i.pgid,
+            key: i.key.get(m),
+            value: i.value.get(m),
+        })
+    }
+}

@@ -1,0 +1,326 @@
+//! Branch and leaf pages, and the bucket header stored in leaf values.
+//!
+//! Every page starts with a 16-byte header (all integers little-endian):
+//!
+//! ```text
+//! 0      8       10      12         16
+//! | id u64 | flags u16 | count u16 | overflow u32 | elements… | keys/values… |
+//! ```
+//!
+//! `flags`: 0x01 branch, 0x02 leaf, 0x04 meta, 0x10 freelist. A page occupies
+//! `overflow + 1` contiguous pages; continuation pages have no header.
+//!
+//! Leaf element (16 bytes): `flags u32 | pos u32 | ksize u32 | vsize u32`.
+//! Branch element (16 bytes): `pos u32 | ksize u32 | pgid u64`.
+//! `pos` is the distance from the start of *that element* to its key; the value
+//! follows the key. Keys are strictly increasing. A leaf element with flag 0x01
+//! holds a bucket: its value is a 16-byte bucket header `root u64 | sequence u64`,
+//! and when `root == 0` (an inline bucket) a complete leaf page image (page id 0)
+//! follows the header. Upstream: bbolt 1.3.6 `page.go`, `node.go: write`,
+//! `bucket.go: bucket`.
+//!
+//! This module is the only place that knows these offsets.
+
+use crate::Pgid;
+use crate::error::{Error, Result};
+
+/// Size of the page header.
+pub const PAGE_HEADER_SIZE: usize = 16;
+/// Size of a branch or leaf element.
+pub const ELEM_SIZE: usize = 16;
+/// Size of a bucket header (the value of a bucket element).
+pub const BUCKET_HEADER_SIZE: usize = 16;
+
+pub const BRANCH_FLAG: u16 = 0x01;
+pub const LEAF_FLAG: u16 = 0x02;
+pub const META_FLAG: u16 = 0x04;
+pub const FREELIST_FLAG: u16 = 0x10;
+
+/// Leaf element flag: the value is a nested bucket.
+pub const BUCKET_LEAF_FLAG: u32 = 0x01;
+
+#[inline]
+pub(crate) fn le_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+#[inline]
+pub(crate) fn le_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+#[inline]
+pub(crate) fn le_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+#[inline]
+pub(crate) fn put_u16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+#[inline]
+pub(crate) fn put_u32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+#[inline]
+pub(crate) fn put_u64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// The decoded page header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageHeader {
+    pub id: u64,
+    pub flags: u16,
+    pub count: u16,
+    pub overflow: u32,
+}
+
+impl PageHeader {
+    /// Decodes the header at the start of `b` (which must hold at least 16 bytes).
+    pub fn decode(b: &[u8]) -> PageHeader {
+        PageHeader {
+            id: le_u64(b, 0),
+            flags: le_u16(b, 8),
+            count: le_u16(b, 10),
+            overflow: le_u32(b, 12),
+        }
+    }
+
+    pub fn encode(&self, b: &mut [u8]) {
+        put_u64(b, 0, self.id);
+        put_u16(b, 8, self.flags);
+        put_u16(b, 10, self.count);
+        put_u32(b, 12, self.overflow);
+    }
+
+    /// bbolt's `page.typ()` name.
+    pub fn type_name(&self) -> String {
+        if self.flags & BRANCH_FLAG != 0 {
+            "branch".into()
+        } else if self.flags & LEAF_FLAG != 0 {
+            "leaf".into()
+        } else if self.flags & META_FLAG != 0 {
+            "meta".into()
+        } else if self.flags & FREELIST_FLAG != 0 {
+            "freelist".into()
+        } else {
+            format!("unknown<{:02x}>", self.flags)
+        }
+    }
+}
+
+/// A bucket header: the value of a bucket element.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BucketHeader {
+    /// Root page of the bucket, or 0 for an inline bucket.
+    pub root: Pgid,
+    pub sequence: u64,
+}
+
+impl BucketHeader {
+    pub fn decode(v: &[u8]) -> Option<BucketHeader> {
+        if v.len() < BUCKET_HEADER_SIZE {
+            return None;
+        }
+        Some(BucketHeader {
+            root: le_u64(v, 0),
+            sequence: le_u64(v, 8),
+        })
+    }
+    pub fn encode(&self, b: &mut [u8]) {
+        put_u64(b, 0, self.root);
+        put_u64(b, 8, self.sequence);
+    }
+    pub fn to_bytes(self) -> [u8; BUCKET_HEADER_SIZE] {
+        let mut b = [0u8; BUCKET_HEADER_SIZE];
+        self.encode(&mut b);
+        b
+    }
+}
+
+/// One element of a leaf page.
+#[derive(Clone, Copy, Debug)]
+pub struct LeafElem<'a> {
+    pub flags: u32,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+impl LeafElem<'_> {
+    pub fn is_bucket(&self) -> bool {
+        self.flags & BUCKET_LEAF_FLAG != 0
+    }
+}
+
+/// A validated view of a branch or leaf page (or an inline bucket's page image).
+///
+/// `buf` is the whole page run (`(overflow + 1) * page_size` bytes, or the rest of
+/// an inline value). Element accessors check every offset against `buf` and
+/// report corruption with the page id and file offset.
+#[derive(Clone, Copy, Debug)]
+pub struct PageRef<'a> {
+    /// The page id this page was reached by (0 for an inline page).
+    pub id: Pgid,
+    /// File offset of `buf[0]` (for error messages), or of the inline value.
+    pub offset: u64,
+    pub buf: &'a [u8],
+    pub flags: u16,
+    pub count: usize,
+}
+
+impl<'a> PageRef<'a> {
+    /// Parses a page image; it must be a branch or leaf page.
+    pub fn new(id: Pgid, offset: u64, buf: &'a [u8]) -> Result<PageRef<'a>> {
+        if buf.len() < PAGE_HEADER_SIZE {
+            return Err(Error::corrupt(id, offset, "page shorter than its header"));
+        }
+        let h = PageHeader::decode(buf);
+        if h.flags & (BRANCH_FLAG | LEAF_FLAG) == 0 {
+            return Err(Error::corrupt(
+                id,
+                offset,
+                format!(
+                    "invalid page type: {} (expected branch or leaf)",
+                    h.type_name()
+                ),
+            ));
+        }
+        let count = h.count as usize;
+        if PAGE_HEADER_SIZE + count * ELEM_SIZE > buf.len() {
+            return Err(Error::corrupt(
+                id,
+                offset,
+                format!("element count {count} overruns the page"),
+            ));
+        }
+        Ok(PageRef {
+            id,
+            offset,
+            buf,
+            flags: h.flags,
+            count,
+        })
+    }
+
+    #[inline]
+    pub fn is_leaf(&self) -> bool {
+        self.flags & BRANCH_FLAG == 0
+    }
+
+    fn err(&self, i: usize, what: &str) -> Error {
+        Error::corrupt(
+            self.id,
+            self.offset + (PAGE_HEADER_SIZE + i * ELEM_SIZE) as u64,
+            format!("element {i}: {what}"),
+        )
+    }
+
+    #[inline]
+    fn span(&self, i: usize, pos: u32, ksize: u32, vsize: u32) -> Result<(usize, usize, usize)> {
+        let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
+        let k = el + pos as usize;
+        let v = k + ksize as usize;
+        let end = v + vsize as usize;
+        if end > self.buf.len() {
+            return Err(self.err(i, "key/value out of page bounds"));
+        }
+        Ok((k, v, end))
+    }
+
+    /// The key of element `i` (either page type).
+    #[inline]
+    pub fn key(&self, i: usize) -> Result<&'a [u8]> {
+        let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
+        let e = &self.buf[el..el + ELEM_SIZE];
+        let (k, v, _) = if self.is_leaf() {
+            self.span(i, le_u32(e, 4), le_u32(e, 8), 0)?
+        } else {
+            self.span(i, le_u32(e, 0), le_u32(e, 4), 0)?
+        };
+        Ok(&self.buf[k..v])
+    }
+
+    /// Leaf element `i`.
+    #[inline]
+    pub fn leaf(&self, i: usize) -> Result<LeafElem<'a>> {
+        let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
+        let e = &self.buf[el..el + ELEM_SIZE];
+        let (k, v, end) = self.span(i, le_u32(e, 4), le_u32(e, 8), le_u32(e, 12))?;
+        Ok(LeafElem {
+            flags: le_u32(e, 0),
+            key: &self.buf[k..v],
+            value: &self.buf[v..end],
+        })
+    }
+
+    /// Child page id of branch element `i`.
+    #[inline]
+    pub fn child(&self, i: usize) -> Pgid {
+        let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
+        le_u64(self.buf, el + 8)
+    }
+
+    /// Index of the first element whose key is >= `key` (and whether it is equal).
+    #[inline]
+    pub fn search(&self, key: &[u8]) -> Result<(usize, bool)> {
+        let (mut lo, mut hi) = (0usize, self.count);
+        let mut exact = false;
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.key(mid)?.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Equal => {
+                    exact = true;
+                    hi = mid;
+                }
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        Ok((lo, exact))
+    }
+}
+
+/// One element to be written into a page.
+pub(crate) struct ElemOut<'a> {
+    pub flags: u32,
+    pub pgid: Pgid,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// Serialized size of a page holding these element sizes.
+pub(crate) fn page_size_for(klen_vlen_sum: usize, count: usize) -> usize {
+    PAGE_HEADER_SIZE + count * ELEM_SIZE + klen_vlen_sum
+}
+
+/// Writes a branch or leaf page image into `buf` (header id and overflow are left
+/// to the caller). `buf` must be at least [`page_size_for`] bytes. Mirrors
+/// bbolt's `node.write`.
+pub(crate) fn write_elems<'a>(
+    buf: &mut [u8],
+    leaf: bool,
+    elems: impl ExactSizeIterator<Item = ElemOut<'a>>,
+) {
+    let count = elems.len();
+    assert!(count < 0xFFFF, "inode overflow: {count}");
+    let flags = le_u16(buf, 8) | if leaf { LEAF_FLAG } else { BRANCH_FLAG };
+    put_u16(buf, 8, flags);
+    put_u16(buf, 10, count as u16);
+    let mut off = PAGE_HEADER_SIZE + count * ELEM_SIZE;
+    for (i, e) in elems.enumerate() {
+        let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
+        let pos = (off - el) as u32;
+        if leaf {
+            put_u32(buf, el, e.flags);
+            put_u32(buf, el + 4, pos);
+            put_u32(buf, el + 8, e.key.len() as u32);
+            put_u32(buf, el + 12, e.value.len() as u32);
+        } else {
+            put_u32(buf, el, pos);
+            put_u32(buf, el + 4, e.key.len() as u32);
+            put_u64(buf, el + 8, e.pgid);
+        }
+        buf[off..off + e.key.len()].copy_from_slice(e.key);
+        off += e.key.len();
+        buf[off..off + e.value.len()].copy_from_slice(e.value);
+        off += e.value.len();
+    }
+}

@@ -1,0 +1,1 @@
+//! Helpers shared by the integration tests (fixture paths, reference tools).
