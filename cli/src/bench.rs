@@ -93,14 +93,8 @@ pub fn run(out: &mut Out, a: BenchArgs, w: WriteOut) -> Result<(), CliError> {
         })
         .collect();
     let val = vec![0u8; a.value_size];
-    let db = Db::open(
-        &path,
-        Options {
-            no_sync: a.no_sync,
-            no_freelist_sync: a.no_freelist_sync,
-            ..Default::default()
-        },
-    )?;
+    let db =
+        Db::open(&path, Options { no_sync: a.no_sync, no_freelist_sync: a.no_freelist_sync, ..Default::default() })?;
     let start = Instant::now();
     for chunk in keys.chunks(a.batch_size) {
         let mut tx = db.begin_rw()?;
@@ -116,9 +110,7 @@ pub fn run(out: &mut Out, a: BenchArgs, w: WriteOut) -> Result<(), CliError> {
     let mut found = 0usize;
     {
         let tx = db.begin()?;
-        let b = tx
-            .bucket(b"bench")?
-            .ok_or_else(|| CliError::msg("bench bucket missing"))?;
+        let b = tx.bucket(b"bench")?.ok_or_else(|| CliError::msg("bench bucket missing"))?;
         if rnd_read {
             let mut order: Vec<usize> = (0..keys.len()).collect();
             for i in (1..order.len()).rev() {
@@ -152,18 +144,8 @@ pub fn run(out: &mut Out, a: BenchArgs, w: WriteOut) -> Result<(), CliError> {
     match w {
         WriteOut::Json => writeln!(out, "{j}")?,
         _ => {
-            writeln!(
-                out,
-                "write: {:.0} ops/sec ({:.3}s)",
-                a.count as f64 / write_secs,
-                write_secs
-            )?;
-            writeln!(
-                out,
-                "read:  {:.0} ops/sec ({:.3}s, {found} keys)",
-                found as f64 / read_secs,
-                read_secs
-            )?;
+            writeln!(out, "write: {:.0} ops/sec ({:.3}s)", a.count as f64 / write_secs, write_secs)?;
+            writeln!(out, "read:  {:.0} ops/sec ({:.3}s, {found} keys)", found as f64 / read_secs, read_secs)?;
             writeln!(out, "file:  {file_bytes} bytes")?;
         }
     }

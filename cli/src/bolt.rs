@@ -21,11 +21,7 @@ pub fn open_ro(path: &Path) -> Result<Db, CliError> {
     }
     Ok(Db::open(
         path,
-        Options {
-            read_only: true,
-            lock_timeout: Some(std::time::Duration::from_secs(5)),
-            ..Default::default()
-        },
+        Options { read_only: true, lock_timeout: Some(std::time::Duration::from_secs(5)), ..Default::default() },
     )?)
 }
 
@@ -43,34 +39,21 @@ pub fn cmd_check(out: &mut Out, file: &Path) -> Result<(), CliError> {
     Err(CliError::Silent(1))
 }
 
-fn dump_bucket(
-    out: &mut Out,
-    path: &mut Vec<Vec<u8>>,
-    b: Bucket<'_>,
-    sha: bool,
-) -> Result<(), CliError> {
+fn dump_bucket(out: &mut Out, path: &mut Vec<Vec<u8>>, b: Bucket<'_>, sha: bool) -> Result<(), CliError> {
     let p = esc_path(path);
     writeln!(out, "bucket {p} seq={}", b.sequence())?;
     for e in b.iter() {
         let (k, v) = e?;
         match v {
             None => {
-                let sub = b
-                    .bucket(k)?
-                    .ok_or_else(|| CliError::msg(format!("bucket {} vanished", esc(k))))?;
+                let sub = b.bucket(k)?.ok_or_else(|| CliError::msg(format!("bucket {} vanished", esc(k))))?;
                 path.push(k.to_vec());
                 dump_bucket(out, path, sub, sha)?;
                 path.pop();
             }
             Some(v) if sha => {
                 let sum = Sha256::digest(v);
-                writeln!(
-                    out,
-                    "kv {p} {} len={} sha256={}",
-                    esc(k),
-                    v.len(),
-                    hex(&sum)
-                )?;
+                writeln!(out, "kv {p} {} len={} sha256={}", esc(k), v.len(), hex(&sum))?;
             }
             Some(v) => writeln!(out, "kv {p} {} {}", esc(k), esc(v))?,
         }
@@ -85,6 +68,11 @@ pub fn hex(b: &[u8]) -> String {
 pub fn cmd_dump(out: &mut Out, file: &Path, sha: bool) -> Result<(), CliError> {
     let db = open_ro(file)?;
     let tx = db.begin()?;
+    dump_tx(out, &tx, sha)
+}
+
+/// Writes the dump text of everything `tx` sees.
+pub fn dump_tx(out: &mut Out, tx: &etcdkit_storage::Tx<'_>, sha: bool) -> Result<(), CliError> {
     for name in tx.bucket_names()? {
         let b = tx.bucket(name)?.expect("listed bucket");
         dump_bucket(out, &mut vec![name.to_vec()], b, sha)?;
@@ -92,12 +80,14 @@ pub fn cmd_dump(out: &mut Out, file: &Path, sha: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn bucket_at<'t>(
-    tx: &'t mut TxMut<'_>,
-    path: &[Vec<u8>],
-    create: bool,
-    fill: f64,
-) -> Result<BucketMut<'t>, CliError> {
+/// The dump text of a database, as a string.
+pub fn dump_string(db: &Db, sha: bool) -> Result<String, CliError> {
+    let mut buf = Vec::new();
+    dump_tx(&mut buf, &db.begin()?, sha)?;
+    String::from_utf8(buf).map_err(|e| CliError::msg(e.to_string()))
+}
+
+fn bucket_at<'t>(tx: &'t mut TxMut<'_>, path: &[Vec<u8>], create: bool, fill: f64) -> Result<BucketMut<'t>, CliError> {
     let missing = |i: usize| CliError::msg(format!("bucket {} not found", esc_path(&path[..=i])));
     let mut b = if create {
         tx.create_bucket_if_not_exists(&path[0])?
@@ -105,11 +95,7 @@ fn bucket_at<'t>(
         tx.bucket(&path[0])?.ok_or_else(|| missing(0))?
     };
     for (i, name) in path.iter().enumerate().skip(1) {
-        b = if create {
-            b.into_sub_create(name)?
-        } else {
-            b.into_sub(name)?.ok_or_else(|| missing(i))?
-        };
+        b = if create { b.into_sub_create(name)? } else { b.into_sub(name)?.ok_or_else(|| missing(i))? };
     }
     b.set_fill_percent(fill);
     Ok(b)
@@ -153,10 +139,12 @@ pub fn cmd_write(file: &Path, spec: &str, o: WriteOpts) -> Result<(), CliError> 
             }
             Op::Bucket { path, seq } => bucket_at(&mut tx, &path, true, o.fill)
                 .and_then(|mut b| seq.map_or(Ok(()), |s| b.set_sequence(s).map_err(Into::into))),
-            Op::Put { path, key, value } => bucket_at(&mut tx, &path, true, o.fill)
-                .and_then(|mut b| b.put(&key, &value).map_err(Into::into)),
-            Op::Del { path, key } => bucket_at(&mut tx, &path, false, o.fill)
-                .and_then(|mut b| b.delete(&key).map_err(Into::into)),
+            Op::Put { path, key, value } => {
+                bucket_at(&mut tx, &path, true, o.fill).and_then(|mut b| b.put(&key, &value).map_err(Into::into))
+            }
+            Op::Del { path, key } => {
+                bucket_at(&mut tx, &path, false, o.fill).and_then(|mut b| b.delete(&key).map_err(Into::into))
+            }
             Op::DelBucket { path } => {
                 if path.len() == 1 {
                     tx.delete_bucket(&path[0]).map_err(Into::into)
@@ -229,35 +217,20 @@ pub fn cmd_stats(out: &mut Out, file: &Path) -> Result<(), CliError> {
     if meta.freelist == PGID_NO_FREELIST {
         writeln!(out, "freelist_synced: false")?;
     } else {
-        writeln!(
-            out,
-            "freelist_synced: true\nfreelist_pgid: {}",
-            meta.freelist
-        )?;
+        writeln!(out, "freelist_synced: true\nfreelist_pgid: {}", meta.freelist)?;
         let mut buf = [0u8; 16];
         f.read_exact_at(&mut buf, meta.freelist * tx.page_size() as u64)?;
         let h = PageHeader::decode(&buf);
-        writeln!(
-            out,
-            "freelist_page: type={} count={} overflow={}",
-            h.type_name(),
-            h.count,
-            h.overflow
-        )?;
+        writeln!(out, "freelist_page: type={} count={} overflow={}", h.type_name(), h.count, h.overflow)?;
     }
-    let free = check::pages(&tx)
-        .map(|p| p.iter().filter(|p| p.kind == "free").count())
-        .unwrap_or(0);
+    let free = check::pages(&tx).map(|p| p.iter().filter(|p| p.kind == "free").count()).unwrap_or(0);
     writeln!(out, "free_pages: {free}")?;
     writeln!(out, "check_errors: {}", problems.len())?;
     let names = tx.bucket_names()?;
     writeln!(out, "buckets: {}", names.len())?;
     for name in names {
         let b = tx.bucket(name)?.expect("listed bucket");
-        let h = BucketHeader {
-            root: b.root_page(),
-            sequence: b.sequence(),
-        };
+        let h = BucketHeader { root: b.root_page(), sequence: b.sequence() };
         let s = bucket_stats(&b)?;
         writeln!(
             out,
@@ -278,10 +251,7 @@ pub fn cmd_stats(out: &mut Out, file: &Path) -> Result<(), CliError> {
         )?;
     }
     if !problems.is_empty() {
-        return Err(CliError::msg(format!(
-            "check reported {} problem(s); run etcdkit bolt check",
-            problems.len()
-        )));
+        return Err(CliError::msg(format!("check reported {} problem(s); run etcdkit bolt check", problems.len())));
     }
     Ok(())
 }
@@ -293,11 +263,7 @@ pub fn cmd_pages(out: &mut Out, file: &Path) -> Result<(), CliError> {
         if p.kind == "free" {
             writeln!(out, "page {} free", p.id)?;
         } else {
-            writeln!(
-                out,
-                "page {} {} count={} overflow={}",
-                p.id, p.kind, p.count, p.overflow
-            )?;
+            writeln!(out, "page {} {} count={} overflow={}", p.id, p.kind, p.count, p.overflow)?;
         }
     }
     Ok(())
@@ -308,14 +274,7 @@ pub fn cmd_page(out: &mut Out, file: &Path, id: u64) -> Result<(), CliError> {
     let tx = db.begin()?;
     let buf = tx.page_bytes(id)?;
     let h = PageHeader::decode(buf);
-    writeln!(
-        out,
-        "page {id} {} count={} overflow={} header_id={}",
-        h.type_name(),
-        h.count,
-        h.overflow,
-        h.id
-    )?;
+    writeln!(out, "page {id} {} count={} overflow={} header_id={}", h.type_name(), h.count, h.overflow, h.id)?;
     if h.flags & META_FLAG != 0 {
         let m = Meta::decode(buf);
         writeln!(
@@ -358,10 +317,7 @@ pub fn cmd_buckets(out: &mut Out, file: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-fn find_bucket<'a>(
-    tx: &'a etcdkit_storage::Tx<'_>,
-    path: &[String],
-) -> Result<Bucket<'a>, CliError> {
+fn find_bucket<'a>(tx: &'a etcdkit_storage::Tx<'_>, path: &[String]) -> Result<Bucket<'a>, CliError> {
     let mut b = tx.root();
     for (i, name) in path.iter().enumerate() {
         b = b
@@ -384,26 +340,17 @@ pub fn cmd_keys(out: &mut Out, file: &Path, path: &[String]) -> Result<(), CliEr
 }
 
 pub fn cmd_get(out: &mut Out, file: &Path, args: &[String]) -> Result<(), CliError> {
-    let (key, path) = args
-        .split_last()
-        .ok_or_else(|| CliError::msg("get: want BUCKET… KEY"))?;
+    let (key, path) = args.split_last().ok_or_else(|| CliError::msg("get: want BUCKET… KEY"))?;
     let db = open_ro(file)?;
     let tx = db.begin()?;
     let b = find_bucket(&tx, path)?;
-    let v = b
-        .get(key.as_bytes())?
-        .ok_or_else(|| CliError::msg(format!("key not found: {key}")))?;
+    let v = b.get(key.as_bytes())?.ok_or_else(|| CliError::msg(format!("key not found: {key}")))?;
     out.write_all(v)?;
     out.write_all(b"\n")?;
     Ok(())
 }
 
-pub fn cmd_compact(
-    out: &mut Out,
-    src: &Path,
-    dst: &PathBuf,
-    tx_max_size: u64,
-) -> Result<(), CliError> {
+pub fn cmd_compact(out: &mut Out, src: &Path, dst: &PathBuf, tx_max_size: u64) -> Result<(), CliError> {
     if dst.exists() {
         return Err(CliError::msg(format!("{}: already exists", dst.display())));
     }
@@ -422,10 +369,6 @@ pub fn cmd_compact(
     std::fs::rename(&tmp, dst)?;
     let a = std::fs::metadata(src)?.len();
     let b = std::fs::metadata(dst)?.len();
-    writeln!(
-        out,
-        "{a} -> {b} bytes (gain={:.2}%)",
-        100.0 * (a as f64 - b as f64) / a.max(1) as f64
-    )?;
+    writeln!(out, "{a} -> {b} bytes (gain={:.2}%)", 100.0 * (a as f64 - b as f64) / a.max(1) as f64)?;
     Ok(())
 }

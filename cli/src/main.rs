@@ -1,68 +1,16 @@
 //! `etcdkit`: bbolt-, etcdctl- and etcdutl-style commands on local files.
 #![deny(unsafe_code)]
 
-mod bench;
-mod bolt;
-mod text;
-
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use etcdkit_cli::{CliError, Out, WriteOut, bench, bolt};
 use etcdkit_storage::FreelistType;
 
-/// Where command output goes.
-pub type Out = dyn Write;
-
-/// A command failure: a one-line message (exit 1), or an exit code whose
-/// output was already printed.
-#[derive(Debug)]
-pub enum CliError {
-    Msg(String),
-    Silent(u8),
-}
-
-impl CliError {
-    pub fn msg(s: impl Into<String>) -> CliError {
-        CliError::Msg(s.into())
-    }
-}
-
-impl std::fmt::Display for CliError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CliError::Msg(s) => f.write_str(s),
-            CliError::Silent(c) => write!(f, "exit status {c}"),
-        }
-    }
-}
-
-impl From<etcdkit_storage::Error> for CliError {
-    fn from(e: etcdkit_storage::Error) -> Self {
-        CliError::Msg(e.to_string())
-    }
-}
-
-impl From<io::Error> for CliError {
-    fn from(e: io::Error) -> Self {
-        CliError::Msg(e.to_string())
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum WriteOut {
-    Simple,
-    Json,
-    Table,
-}
-
 #[derive(Parser)]
-#[command(
-    name = "etcdkit",
-    version,
-    about = "etcd's storage core: bbolt files, etcd data dirs and snapshots"
-)]
+#[command(name = "etcdkit", version, about = "etcd's storage core: bbolt files, etcd data dirs and snapshots")]
 struct Cli {
     /// etcd data directory (default `default.etcd`).
     #[arg(long, global = true, value_name = "DIR")]
@@ -71,13 +19,7 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     snapshot: Option<PathBuf>,
     /// Output format.
-    #[arg(
-        short = 'w',
-        long = "write-out",
-        global = true,
-        value_enum,
-        default_value = "simple"
-    )]
+    #[arg(short = 'w', long = "write-out", global = true, value_enum, default_value = "simple")]
     write_out: WriteOut,
     #[command(subcommand)]
     cmd: Cmd,
@@ -171,22 +113,10 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Cmd::Bolt(c) => match c {
             BoltCmd::Check { file } => bolt::cmd_check(out, &file),
             BoltCmd::Dump { sha, file } => bolt::cmd_dump(out, &file, sha),
-            BoltCmd::Write {
-                page_size,
-                freelist,
-                no_freelist_sync,
-                fill,
-                file,
-                spec,
-            } => bolt::cmd_write(
+            BoltCmd::Write { page_size, freelist, no_freelist_sync, fill, file, spec } => bolt::cmd_write(
                 &file,
                 &spec,
-                bolt::WriteOpts {
-                    page_size,
-                    freelist: freelist.into(),
-                    no_freelist_sync,
-                    fill,
-                },
+                bolt::WriteOpts { page_size, freelist: freelist.into(), no_freelist_sync, fill },
             ),
             BoltCmd::Stats { file } => bolt::cmd_stats(out, &file),
             BoltCmd::Pages { file } => bolt::cmd_pages(out, &file),
@@ -194,11 +124,7 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
             BoltCmd::Buckets { file } => bolt::cmd_buckets(out, &file),
             BoltCmd::Keys { file, bucket } => bolt::cmd_keys(out, &file, &bucket),
             BoltCmd::Get { file, args } => bolt::cmd_get(out, &file, &args),
-            BoltCmd::Compact {
-                out: dst,
-                src,
-                tx_max_size,
-            } => bolt::cmd_compact(out, &src, &dst, tx_max_size),
+            BoltCmd::Compact { out: dst, src, tx_max_size } => bolt::cmd_compact(out, &src, &dst, tx_max_size),
             BoltCmd::Bench(a) => bench::run(out, a, cli.write_out),
         },
     }

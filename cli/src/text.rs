@@ -45,8 +45,7 @@ fn unesc_one(s: &str) -> Result<(Vec<u8>, &str), String> {
                 }
                 Some(b'x') => {
                     let hex = s.get(i + 2..i + 4).ok_or("short \\x escape")?;
-                    let v = u8::from_str_radix(hex, 16)
-                        .map_err(|_| format!("bad \\x escape {hex:?}"))?;
+                    let v = u8::from_str_radix(hex, 16).map_err(|_| format!("bad \\x escape {hex:?}"))?;
                     out.push(v);
                     i += 4;
                 }
@@ -80,9 +79,7 @@ pub fn unesc_path(mut s: &str) -> Result<Vec<Vec<u8>>, String> {
         if rest.is_empty() {
             return Ok(path);
         }
-        s = rest
-            .strip_prefix('/')
-            .ok_or_else(|| format!("expected '/' between path tokens at {rest:?}"))?;
+        s = rest.strip_prefix('/').ok_or_else(|| format!("expected '/' between path tokens at {rest:?}"))?;
     }
 }
 
@@ -129,22 +126,10 @@ pub fn split_fields(line: &str) -> Result<Vec<String>, String> {
 /// One operation of a `write` spec.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
-    Bucket {
-        path: Vec<Vec<u8>>,
-        seq: Option<u64>,
-    },
-    Put {
-        path: Vec<Vec<u8>>,
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    Del {
-        path: Vec<Vec<u8>>,
-        key: Vec<u8>,
-    },
-    DelBucket {
-        path: Vec<Vec<u8>>,
-    },
+    Bucket { path: Vec<Vec<u8>>, seq: Option<u64> },
+    Put { path: Vec<Vec<u8>>, key: Vec<u8>, value: Vec<u8> },
+    Del { path: Vec<Vec<u8>>, key: Vec<u8> },
+    DelBucket { path: Vec<Vec<u8>> },
     Commit,
 }
 
@@ -162,11 +147,7 @@ pub fn parse_line(line: &str) -> Result<Option<Op>, String> {
         return Err(format!("bad line {line:?}"));
     }
     let want = |n: usize| {
-        if f.len() == n {
-            Ok(())
-        } else {
-            Err(format!("{}: want {} fields, got {}", f[0], n, f.len()))
-        }
+        if f.len() == n { Ok(()) } else { Err(format!("{}: want {} fields, got {}", f[0], n, f.len())) }
     };
     let path = unesc_path(&f[1])?;
     Ok(Some(match f[0].as_str() {
@@ -174,9 +155,7 @@ pub fn parse_line(line: &str) -> Result<Option<Op>, String> {
             let seq = match f.len() {
                 2 => None,
                 3 => {
-                    let n = f[2]
-                        .strip_prefix("seq=")
-                        .ok_or_else(|| format!("bucket: bad field {:?}", f[2]))?;
+                    let n = f[2].strip_prefix("seq=").ok_or_else(|| format!("bucket: bad field {:?}", f[2]))?;
                     Some(n.parse::<u64>().map_err(|e| format!("bucket: seq: {e}"))?)
                 }
                 _ => return Err("bucket: want PATH [seq=N]".into()),
@@ -185,28 +164,17 @@ pub fn parse_line(line: &str) -> Result<Option<Op>, String> {
         }
         "kv" | "put" => {
             want(4)?;
-            Op::Put {
-                path,
-                key: unesc(&f[2])?,
-                value: unesc(&f[3])?,
-            }
+            Op::Put { path, key: unesc(&f[2])?, value: unesc(&f[3])? }
         }
         "fill" => {
             want(5)?;
             let n: usize = f[3].parse().map_err(|e| format!("fill: count: {e}"))?;
             let c = u8::from_str_radix(&f[4], 16).map_err(|e| format!("fill: byte: {e}"))?;
-            Op::Put {
-                path,
-                key: unesc(&f[2])?,
-                value: vec![c; n],
-            }
+            Op::Put { path, key: unesc(&f[2])?, value: vec![c; n] }
         }
         "del" | "delete" => {
             want(3)?;
-            Op::Del {
-                path,
-                key: unesc(&f[2])?,
-            }
+            Op::Del { path, key: unesc(&f[2])? }
         }
         "delbucket" => {
             want(2)?;
@@ -233,19 +201,11 @@ mod tests {
     fn spec_lines() {
         assert_eq!(
             parse_line(r#"kv "a"/"b c" "k" "v v""#).unwrap(),
-            Some(Op::Put {
-                path: vec![b"a".to_vec(), b"b c".to_vec()],
-                key: b"k".to_vec(),
-                value: b"v v".to_vec()
-            })
+            Some(Op::Put { path: vec![b"a".to_vec(), b"b c".to_vec()], key: b"k".to_vec(), value: b"v v".to_vec() })
         );
         assert_eq!(
             parse_line(r#"fill "a" "k" 3 ff"#).unwrap(),
-            Some(Op::Put {
-                path: vec![b"a".to_vec()],
-                key: b"k".to_vec(),
-                value: vec![0xff; 3]
-            })
+            Some(Op::Put { path: vec![b"a".to_vec()], key: b"k".to_vec(), value: vec![0xff; 3] })
         );
         assert_eq!(parse_line("  # c").unwrap(), None);
         assert!(parse_line(r#"kv "a" "k""#).is_err());

@@ -23,9 +23,7 @@ impl Bitmap {
         Bitmap(vec![0; (n as usize).div_ceil(64)])
     }
     pub fn get(&self, i: u64) -> bool {
-        self.0
-            .get((i / 64) as usize)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+        self.0.get((i / 64) as usize).is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
     /// Sets bit `i`; returns whether it was already set. Out-of-range ids are ignored.
     pub fn set(&mut self, i: u64) -> bool {
@@ -64,10 +62,7 @@ struct Walker<'a> {
 
 impl<'a> Walker<'a> {
     fn problem(&mut self, pgid: Pgid, what: impl Into<String>) {
-        self.problems.push(Problem {
-            pgid,
-            what: what.into(),
-        });
+        self.problems.push(Problem { pgid, what: what.into() });
     }
 
     fn stop(&self) -> bool {
@@ -77,19 +72,13 @@ impl<'a> Walker<'a> {
     /// Walks the bucket whose header value is `v` (root page or inline page).
     fn bucket(&mut self, owner: Pgid, name: &[u8], v: &'a [u8], depth: usize) {
         let Some(h) = BucketHeader::decode(v) else {
-            self.problem(
-                owner,
-                format!("bucket {}: header of {} bytes", show(name), v.len()),
-            );
+            self.problem(owner, format!("bucket {}: header of {} bytes", show(name), v.len()));
             return;
         };
         if h.root == 0 {
             match PageRef::new(0, 0, &v[BUCKET_HEADER_SIZE..]) {
                 Ok(p) if p.is_leaf() => self.elements(owner, p, None, None, depth, true),
-                Ok(_) => self.problem(
-                    owner,
-                    format!("inline bucket {}: branch page image", show(name)),
-                ),
+                Ok(_) => self.problem(owner, format!("inline bucket {}: branch page image", show(name))),
                 Err(e) => self.problem(owner, format!("inline bucket {}: {e}", show(name))),
             }
         } else {
@@ -115,13 +104,7 @@ impl<'a> Walker<'a> {
         };
         let last = id.saturating_add(hdr.overflow as u64);
         if last >= self.tree.hwm {
-            self.problem(
-                id,
-                format!(
-                    "overflow {} runs past the high-water mark {}",
-                    hdr.overflow, self.tree.hwm
-                ),
-            );
+            self.problem(id, format!("overflow {} runs past the high-water mark {}", hdr.overflow, self.tree.hwm));
             return;
         }
         let mut twice = false;
@@ -163,29 +146,16 @@ impl<'a> Walker<'a> {
             };
             if let Some(pk) = prev {
                 if pk >= k {
-                    self.problem(
-                        id,
-                        format!(
-                            "keys out of order at element {i}: {} after {}",
-                            show(k),
-                            show(pk)
-                        ),
-                    );
+                    self.problem(id, format!("keys out of order at element {i}: {} after {}", show(k), show(pk)));
                 }
             } else if let Some(lo) = lo {
                 if k < lo {
-                    self.problem(
-                        id,
-                        format!("first key {} below its parent's key {}", show(k), show(lo)),
-                    );
+                    self.problem(id, format!("first key {} below its parent's key {}", show(k), show(lo)));
                 }
             }
             if let Some(hi) = hi {
                 if k >= hi {
-                    self.problem(
-                        id,
-                        format!("key {} not below the next parent key {}", show(k), show(hi)),
-                    );
+                    self.problem(id, format!("key {} not below the next parent key {}", show(k), show(hi)));
                 }
             }
             prev = Some(k);
@@ -210,11 +180,7 @@ impl<'a> Walker<'a> {
                 self.problem(id, "branch page without elements");
             }
             for i in 0..p.count {
-                let hi = if i + 1 < p.count {
-                    Some(keys[i + 1])
-                } else {
-                    hi
-                };
+                let hi = if i + 1 < p.count { Some(keys[i + 1]) } else { hi };
                 self.page(p.child(i), Some(keys[i]), hi, depth + 1);
             }
         }
@@ -223,13 +189,7 @@ impl<'a> Walker<'a> {
 
 fn walk<'a>(tx: &'a Tx<'_>, freed: Option<Bitmap>, fail_fast: bool) -> Walker<'a> {
     let tree = tx.tree();
-    let mut w = Walker {
-        tree,
-        reach: Bitmap::new(tree.hwm),
-        freed,
-        problems: Vec::new(),
-        fail_fast,
-    };
+    let mut w = Walker { tree, reach: Bitmap::new(tree.hwm), freed, problems: Vec::new(), fail_fast };
     w.reach.set(0);
     w.reach.set(1);
     w.page(tx.meta().root, None, None, 0);
@@ -262,11 +222,7 @@ fn freed_ids(tx: &Tx<'_>) -> Result<Option<Vec<Pgid>>> {
     }
     let tree = tx.tree();
     let buf = tree.page_bytes(meta.freelist)?;
-    Ok(Some(freelist::read_page(
-        meta.freelist,
-        meta.freelist * tx.page_size() as u64,
-        buf,
-    )?))
+    Ok(Some(freelist::read_page(meta.freelist, meta.freelist * tx.page_size() as u64, buf)?))
 }
 
 /// Checks the database as seen by `tx`; returns every problem found (empty = OK).
@@ -280,23 +236,14 @@ pub fn check(tx: &Tx<'_>) -> Vec<Problem> {
             have_freed = true;
             for id in ids {
                 if id < 2 || id >= meta.pgid {
-                    problems.push(Problem {
-                        pgid: id,
-                        what: format!("free page out of bounds: {}", meta.pgid),
-                    });
+                    problems.push(Problem { pgid: id, what: format!("free page out of bounds: {}", meta.pgid) });
                 } else if freed.set(id) {
-                    problems.push(Problem {
-                        pgid: id,
-                        what: "already freed".into(),
-                    });
+                    problems.push(Problem { pgid: id, what: "already freed".into() });
                 }
             }
         }
         Ok(None) => {}
-        Err(e) => problems.push(Problem {
-            pgid: meta.freelist,
-            what: format!("freelist: {e}"),
-        }),
+        Err(e) => problems.push(Problem { pgid: meta.freelist, what: format!("freelist: {e}") }),
     }
     let mut w = walk(tx, have_freed.then_some(freed), false);
     if meta.freelist != PGID_NO_FREELIST {
@@ -312,10 +259,7 @@ pub fn check(tx: &Tx<'_>) -> Vec<Problem> {
     if let Some(freed) = &w.freed {
         for i in 0..meta.pgid {
             if !w.reach.get(i) && !freed.get(i) {
-                problems.push(Problem {
-                    pgid: i,
-                    what: "unreachable unfreed".into(),
-                });
+                problems.push(Problem { pgid: i, what: "unreachable unfreed".into() });
             }
         }
     }
@@ -362,21 +306,11 @@ pub fn pages(tx: &Tx<'_>) -> Result<Vec<PageInfo>> {
         let off = id as usize * tree.page_size;
         let h = PageHeader::decode(&tree.data[off..]);
         if free.get(id) {
-            out.push(PageInfo {
-                id,
-                kind: "free".into(),
-                count: h.count as u64,
-                overflow: h.overflow as u64,
-            });
+            out.push(PageInfo { id, kind: "free".into(), count: h.count as u64, overflow: h.overflow as u64 });
             id += 1;
             continue;
         }
-        out.push(PageInfo {
-            id,
-            kind: h.type_name(),
-            count: h.count as u64,
-            overflow: h.overflow as u64,
-        });
+        out.push(PageInfo { id, kind: h.type_name(), count: h.count as u64, overflow: h.overflow as u64 });
         id += 1 + h.overflow as u64;
     }
     Ok(out)
@@ -436,14 +370,8 @@ fn used(p: &PageRef<'_>) -> Result<u64> {
 
 fn e_end(p: &PageRef<'_>, i: usize, klen: usize, vlen: usize) -> usize {
     // Offset of the end of element i's value = start of key + lengths.
-    let key = if p.is_leaf() {
-        p.leaf(i).map(|e| e.key)
-    } else {
-        p.key(i)
-    };
-    let start = key
-        .map(|k| k.as_ptr() as usize - p.buf.as_ptr() as usize)
-        .unwrap_or(0);
+    let key = if p.is_leaf() { p.leaf(i).map(|e| e.key) } else { p.key(i) };
+    let start = key.map(|k| k.as_ptr() as usize - p.buf.as_ptr() as usize).unwrap_or(0);
     start + klen + vlen
 }
 
@@ -451,10 +379,7 @@ fn e_end(p: &PageRef<'_>, i: usize, klen: usize, vlen: usize) -> usize {
 pub fn bucket_stats(b: &Bucket<'_>) -> Result<BucketStats> {
     let tree = b.tree;
     let ps = tree.page_size as u64;
-    let mut s = BucketStats {
-        bucket_n: 1,
-        ..Default::default()
-    };
+    let mut s = BucketStats { bucket_n: 1, ..Default::default() };
     let mut sub = BucketStats::default();
     if b.header.root == 0 {
         s.inline_bucket_n = 1;
@@ -466,10 +391,7 @@ pub fn bucket_stats(b: &Bucket<'_>) -> Result<BucketStats> {
         let mut stack = vec![(b.header.root, 0u64)];
         while let Some((id, depth)) = stack.pop() {
             if depth as usize > MAX_DEPTH {
-                return Err(Error::TooDeep {
-                    pgid: id,
-                    max: MAX_DEPTH,
-                });
+                return Err(Error::TooDeep { pgid: id, max: MAX_DEPTH });
             }
             let p = tree.page(id)?;
             let h = PageHeader::decode(p.buf);

@@ -9,12 +9,7 @@ use crate::tx::{Bucket, BucketMut, TxMut};
 /// values have been written in one transaction (0 = one transaction).
 pub fn compact(dst: &Db, src: &Db, tx_max_size: u64) -> Result<()> {
     let stx = src.begin()?;
-    let mut c = Copier {
-        dst,
-        tx: Some(dst.begin_rw()?),
-        size: 0,
-        max: tx_max_size,
-    };
+    let mut c = Copier { dst, tx: Some(dst.begin_rw()?), size: 0, max: tx_max_size };
     for e in stx.root().iter() {
         let (name, v) = e?;
         if v.is_some() {

@@ -33,20 +33,13 @@ pub(crate) struct Tree<'a> {
 
 impl<'a> Tree<'a> {
     pub fn mem(&self) -> Mem<'a> {
-        Mem {
-            map: self.data,
-            arena: self.arena,
-        }
+        Mem { map: self.data, arena: self.arena }
     }
 
     /// The header of page `id`, checked to lie below the high-water mark.
     pub fn header(&self, id: Pgid) -> Result<PageHeader> {
         if id >= self.hwm {
-            return Err(Error::corrupt(
-                id,
-                0,
-                format!("page id out of bounds (high-water mark {})", self.hwm),
-            ));
+            return Err(Error::corrupt(id, 0, format!("page id out of bounds (high-water mark {})", self.hwm)));
         }
         let off = id as usize * self.page_size;
         Ok(PageHeader::decode(&self.data[off..off + PAGE_HEADER_SIZE]))
@@ -61,10 +54,7 @@ impl<'a> Tree<'a> {
             return Err(Error::corrupt(
                 id,
                 off as u64,
-                format!(
-                    "overflow {} runs past the high-water mark {}",
-                    h.overflow, self.hwm
-                ),
+                format!("overflow {} runs past the high-water mark {}", h.overflow, self.hwm),
             ));
         }
         Ok(&self.data[off..end as usize])
@@ -73,21 +63,13 @@ impl<'a> Tree<'a> {
     /// Branch or leaf page `id`, with its header id checked.
     pub fn page(&self, id: Pgid) -> Result<PageRef<'a>> {
         if id < 2 {
-            return Err(Error::corrupt(
-                id,
-                0,
-                format!("reference to meta page {id} inside the tree"),
-            ));
+            return Err(Error::corrupt(id, 0, format!("reference to meta page {id} inside the tree")));
         }
         let buf = self.page_bytes(id)?;
         let off = id * self.page_size as u64;
         let h = PageHeader::decode(buf);
         if h.id != id {
-            return Err(Error::corrupt(
-                id,
-                off,
-                format!("page header says id {}", h.id),
-            ));
+            return Err(Error::corrupt(id, off, format!("page header says id {}", h.id)));
         }
         PageRef::new(id, off, buf)
     }
@@ -127,15 +109,15 @@ pub(crate) struct RawCursor<'a> {
     pub tree: Tree<'a>,
     pub b: BView<'a>,
     pub stack: Vec<Frame<'a>>,
+    /// Frames pushed since the last positioning call. A walk of a valid tree
+    /// visits each page once, so more pushes than pages (plus nodes) means the
+    /// pages form a cycle or a shared subtree: stop instead of looping.
+    pushes: u64,
 }
 
 impl<'a> RawCursor<'a> {
     pub fn new(tree: Tree<'a>, b: BView<'a>) -> RawCursor<'a> {
-        RawCursor {
-            tree,
-            b,
-            stack: Vec::new(),
-        }
+        RawCursor { tree, b, stack: Vec::new(), pushes: 0 }
     }
 
     /// bbolt `Bucket.pageNode`.
@@ -166,24 +148,18 @@ impl<'a> RawCursor<'a> {
                 (n.inodes.len(), n.is_leaf)
             }
         };
-        Frame {
-            loc,
-            index,
-            count,
-            leaf,
-        }
+        Frame { loc, index, count, leaf }
     }
 
     fn push(&mut self, loc: Loc<'a>, index: usize) -> Result<()> {
-        if self.stack.len() >= MAX_DEPTH {
+        self.pushes += 1;
+        let budget = 2 * self.tree.hwm + self.tree.nodes.len() as u64 + MAX_DEPTH as u64;
+        if self.stack.len() >= MAX_DEPTH || self.pushes > budget {
             let id = match loc {
                 Loc::Page(p) => p.id,
                 Loc::Node(_) => 0,
             };
-            return Err(Error::TooDeep {
-                pgid: id,
-                max: MAX_DEPTH,
-            });
+            return Err(Error::TooDeep { pgid: id, max: MAX_DEPTH });
         }
         let f = self.frame(loc, index);
         self.stack.push(f);
@@ -249,11 +225,7 @@ impl<'a> RawCursor<'a> {
             if f.count == 0 {
                 return Err(self.empty_branch(&f));
             }
-            let index = if !exact && index > 0 {
-                index - 1
-            } else {
-                index.min(f.count - 1)
-            };
+            let index = if !exact && index > 0 { index - 1 } else { index.min(f.count - 1) };
             self.stack.last_mut().unwrap().index = index;
             let child = self.child(self.stack.last().unwrap())?;
             loc = self.page_node(child)?;
@@ -264,6 +236,7 @@ impl<'a> RawCursor<'a> {
     /// index past the end of the leaf (bbolt `Cursor.seek`).
     pub fn seek_raw(&mut self, key: &[u8]) -> Result<Option<Hit<'a>>> {
         self.stack.clear();
+        self.pushes = 0;
         self.search(key, self.b.root)?;
         self.key_value()
     }
@@ -346,6 +319,7 @@ impl<'a> RawCursor<'a> {
 
     pub fn first(&mut self) -> Result<Option<Hit<'a>>> {
         self.stack.clear();
+        self.pushes = 0;
         let loc = self.page_node(self.b.root)?;
         self.push(loc, 0)?;
         self.go_first()?;
@@ -357,6 +331,7 @@ impl<'a> RawCursor<'a> {
 
     pub fn last(&mut self) -> Result<Option<Hit<'a>>> {
         self.stack.clear();
+        self.pushes = 0;
         let loc = self.page_node(self.b.root)?;
         self.push(loc, 0)?;
         let top = self.stack.last_mut().unwrap();
@@ -408,17 +383,9 @@ pub(crate) fn lookup<'a>(c: &RawCursor<'a>, key: &[u8]) -> Result<Option<Hit<'a>
                     return Ok(Some((e.key, e.value, e.flags)));
                 }
                 if p.count == 0 {
-                    return Err(Error::corrupt(
-                        p.id,
-                        p.offset,
-                        "branch page without elements",
-                    ));
+                    return Err(Error::corrupt(p.id, p.offset, "branch page without elements"));
                 }
-                let i = if !exact && i > 0 {
-                    i - 1
-                } else {
-                    i.min(p.count - 1)
-                };
+                let i = if !exact && i > 0 { i - 1 } else { i.min(p.count - 1) };
                 loc = c.page_node(p.child(i))?;
             }
             Loc::Node(n) => {
@@ -435,19 +402,12 @@ pub(crate) fn lookup<'a>(c: &RawCursor<'a>, key: &[u8]) -> Result<Option<Hit<'a>
                 if node.inodes.is_empty() {
                     return Err(Error::corrupt(node.pgid, 0, "branch node without elements"));
                 }
-                let i = if !exact && i > 0 {
-                    i - 1
-                } else {
-                    i.min(node.inodes.len() - 1)
-                };
+                let i = if !exact && i > 0 { i - 1 } else { i.min(node.inodes.len() - 1) };
                 loc = c.page_node(node.inodes[i].pgid)?;
             }
         }
     }
-    Err(Error::TooDeep {
-        pgid: c.b.root,
-        max: MAX_DEPTH,
-    })
+    Err(Error::TooDeep { pgid: c.b.root, max: MAX_DEPTH })
 }
 
 /// A cursor over one bucket. Values of nested buckets are returned as `None`.
@@ -459,16 +419,7 @@ pub struct Cursor<'a> {
 pub type Entry<'a> = (&'a [u8], Option<&'a [u8]>);
 
 fn entry(h: Option<Hit<'_>>) -> Option<Entry<'_>> {
-    h.map(|(k, v, f)| {
-        (
-            k,
-            if f & BUCKET_LEAF_FLAG != 0 {
-                None
-            } else {
-                Some(v)
-            },
-        )
-    })
+    h.map(|(k, v, f)| (k, if f & BUCKET_LEAF_FLAG != 0 { None } else { Some(v) }))
 }
 
 impl<'a> Cursor<'a> {
@@ -507,11 +458,7 @@ impl<'a> Iterator for Iter<'a> {
         if self.done {
             return None;
         }
-        let r = if self.started {
-            self.cursor.next()
-        } else {
-            self.cursor.first()
-        };
+        let r = if self.started { self.cursor.next() } else { self.cursor.first() };
         self.started = true;
         match r {
             Ok(Some(e)) => Some(Ok(e)),

@@ -105,39 +105,22 @@ impl Db {
                 .map_err(|e| Error::io(format!("open {p}"), e))?
         };
         if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-            return Err(Error::io(
-                format!("open {p}"),
-                std::io::Error::other("is a directory"),
-            ));
+            return Err(Error::io(format!("open {p}"), std::io::Error::other("is a directory")));
         }
         Self::lock_file(&file, &path, &opts)?;
-        let mut len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("stat {p}"), e))?
-            .len();
+        let mut len = file.metadata().map_err(|e| Error::io(format!("stat {p}"), e))?.len();
         if len == 0 {
             if opts.read_only {
-                return Err(Error::io(
-                    format!("open {p}"),
-                    std::io::Error::other("file is empty"),
-                ));
+                return Err(Error::io(format!("open {p}"), std::io::Error::other("file is empty")));
             }
             Self::init(&file, &opts)?;
-            len = file
-                .metadata()
-                .map_err(|e| Error::io(format!("stat {p}"), e))?
-                .len();
+            len = file.metadata().map_err(|e| Error::io(format!("stat {p}"), e))?.len();
         }
         let meta = Self::read_metas(&file, len)?;
         let page_size = meta.page_size as usize;
         let need = meta.pgid.saturating_mul(page_size as u64);
         if need > len || meta.pgid < 2 {
-            return Err(Error::Truncated {
-                len,
-                need,
-                pages: meta.pgid,
-                txid: meta.txid,
-            });
+            return Err(Error::Truncated { len, need, pages: meta.pgid, txid: meta.txid });
         }
         let map_len = mmap_size((len as usize).max(opts.initial_mmap_size), page_size);
         let map = Map::new(&file, map_len).map_err(|e| Error::io(format!("mmap {p}"), e))?;
@@ -145,14 +128,8 @@ impl Db {
             path,
             file,
             page_size,
-            shared: Mutex::new(Shared {
-                meta,
-                map: Arc::new(map),
-                readers: BTreeMap::new(),
-            }),
-            writer: Mutex::new(Writer {
-                freelist: Freelist::new(opts.freelist_type),
-            }),
+            shared: Mutex::new(Shared { meta, map: Arc::new(map), readers: BTreeMap::new() }),
+            writer: Mutex::new(Writer { freelist: Freelist::new(opts.freelist_type) }),
             opts,
         };
         if !db.opts.read_only {
@@ -169,18 +146,12 @@ impl Db {
     fn lock_file(file: &File, path: &Path, opts: &Options) -> Result<()> {
         let start = Instant::now();
         loop {
-            let r = if opts.read_only {
-                file.try_lock_shared()
-            } else {
-                file.try_lock()
-            };
+            let r = if opts.read_only { file.try_lock_shared() } else { file.try_lock() };
             match r {
                 Ok(()) => return Ok(()),
                 Err(std::fs::TryLockError::WouldBlock) => {
                     if opts.lock_timeout.is_some_and(|t| start.elapsed() >= t) {
-                        return Err(Error::Locked {
-                            path: path.to_path_buf(),
-                        });
+                        return Err(Error::Locked { path: path.to_path_buf() });
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -213,24 +184,10 @@ impl Db {
             };
             m.write_page(i, &mut buf[i as usize * ps..(i as usize + 1) * ps]);
         }
-        PageHeader {
-            id: 2,
-            flags: crate::page::FREELIST_FLAG,
-            count: 0,
-            overflow: 0,
-        }
-        .encode(&mut buf[2 * ps..]);
-        PageHeader {
-            id: 3,
-            flags: LEAF_FLAG,
-            count: 0,
-            overflow: 0,
-        }
-        .encode(&mut buf[3 * ps..]);
-        file.write_all_at(&buf, 0)
-            .map_err(|e| Error::io("init: write", e))?;
-        file.sync_data()
-            .map_err(|e| Error::io("init: fdatasync", e))?;
+        PageHeader { id: 2, flags: crate::page::FREELIST_FLAG, count: 0, overflow: 0 }.encode(&mut buf[2 * ps..]);
+        PageHeader { id: 3, flags: LEAF_FLAG, count: 0, overflow: 0 }.encode(&mut buf[3 * ps..]);
+        file.write_all_at(&buf, 0).map_err(|e| Error::io("init: write", e))?;
+        file.sync_data().map_err(|e| Error::io("init: fdatasync", e))?;
         Ok(())
     }
 
@@ -256,26 +213,15 @@ impl Db {
         let Some(ps) = ps else {
             // Neither meta is valid: report meta 0's problem.
             return Err(match m0 {
-                Some(m) => m.validate(0).err().unwrap_or(Error::BadMagic {
-                    page: 0,
-                    found: m.magic,
-                }),
-                None => Error::Truncated {
-                    len,
-                    need: 80,
-                    pages: 0,
-                    txid: 0,
-                },
+                Some(m) => m.validate(0).err().unwrap_or(Error::BadMagic { page: 0, found: m.magic }),
+                None => Error::Truncated { len, need: 80, pages: 0, txid: 0 },
             });
         };
         if !(512..=65536).contains(&ps) || !ps.is_power_of_two() {
             return Err(Error::PageSize(ps as u32));
         }
         let m1 = read_meta_at(file, ps, len);
-        let bad = Meta {
-            magic: 0,
-            ..Meta::decode(&[0u8; 80])
-        };
+        let bad = Meta { magic: 0, ..Meta::decode(&[0u8; 80]) };
         let m = meta::select(&m0.unwrap_or(bad), &m1.unwrap_or(bad))?;
         if m.page_size as u64 != ps {
             return Err(Error::PageSize(m.page_size));
@@ -302,11 +248,7 @@ impl Db {
         let mut s = lock(&self.shared);
         let meta = s.meta;
         *s.readers.entry(meta.txid).or_insert(0) += 1;
-        Ok(Tx {
-            db: self,
-            map: s.map.clone(),
-            meta,
-        })
+        Ok(Tx { db: self, map: s.map.clone(), meta })
     }
 
     pub(crate) fn end_read(&self, txid: Txid) {
@@ -327,22 +269,13 @@ impl Db {
         let mut w = lock(&self.writer);
         let (mut meta, map, readers) = {
             let s = lock(&self.shared);
-            (
-                s.meta,
-                s.map.clone(),
-                s.readers.keys().copied().collect::<Vec<_>>(),
-            )
+            (s.meta, s.map.clone(), s.readers.keys().copied().collect::<Vec<_>>())
         };
         w.freelist.release_for_readers(&readers);
         w.freelist.begin();
         meta.txid += 1;
         let st = WState::new(map, meta, self.opts.fill_percent);
-        Ok(TxMut {
-            db: self,
-            w,
-            st,
-            done: false,
-        })
+        Ok(TxMut { db: self, w, st, done: false })
     }
 
     /// Runs `f` in a read-only transaction.
@@ -387,20 +320,14 @@ impl Db {
             i = j;
         }
         if !self.opts.no_sync {
-            self.file
-                .sync_data()
-                .map_err(|e| Error::io("fdatasync", e))?;
+            self.file.sync_data().map_err(|e| Error::io("fdatasync", e))?;
         }
         let mut page = vec![0u8; self.page_size];
         let id = meta.txid % 2;
         meta.write_page(id, &mut page);
-        self.file
-            .write_all_at(&page, id * ps)
-            .map_err(|e| Error::io("write meta", e))?;
+        self.file.write_all_at(&page, id * ps).map_err(|e| Error::io("write meta", e))?;
         if !self.opts.no_sync {
-            self.file
-                .sync_data()
-                .map_err(|e| Error::io("fdatasync", e))?;
+            self.file.sync_data().map_err(|e| Error::io("fdatasync", e))?;
         }
         let need = (meta.pgid * ps) as usize;
         let mut s = lock(&self.shared);
@@ -433,10 +360,6 @@ impl Db {
 
     /// Sorted free + pending ids (read-write opens), as a checker sees them.
     pub(crate) fn freelist_ids(&self) -> Option<Vec<Pgid>> {
-        if self.opts.read_only {
-            None
-        } else {
-            Some(lock(&self.writer).freelist.all_ids())
-        }
+        if self.opts.read_only { None } else { Some(lock(&self.writer).freelist.all_ids()) }
     }
 }

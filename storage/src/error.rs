@@ -24,31 +24,16 @@ pub enum Error {
     VersionMismatch { page: Pgid, found: u32 },
     /// A meta page's checksum does not match its contents.
     #[error("checksum error: meta page {page} stores 0x{stored:016x}, computed 0x{computed:016x}")]
-    Checksum {
-        page: Pgid,
-        stored: u64,
-        computed: u64,
-    },
+    Checksum { page: Pgid, stored: u64, computed: u64 },
     /// The page size is not a power of two between 512 bytes and 64 KiB... or mismatches.
     #[error("invalid page size {0}")]
     PageSize(u32),
     /// The file is too short for what its meta page says.
-    #[error(
-        "file truncated: {len} bytes, but the meta (txid {txid}) needs {need} bytes ({pages} pages)"
-    )]
-    Truncated {
-        len: u64,
-        need: u64,
-        pages: u64,
-        txid: u64,
-    },
+    #[error("file truncated: {len} bytes, but the meta (txid {txid}) needs {need} bytes ({pages} pages)")]
+    Truncated { len: u64, need: u64, pages: u64, txid: u64 },
     /// A page is damaged.
     #[error("corrupt page {pgid} (file offset {offset}): {what}")]
-    Corrupt {
-        pgid: Pgid,
-        offset: u64,
-        what: String,
-    },
+    Corrupt { pgid: Pgid, offset: u64, what: String },
 
     /// Another process holds the file lock.
     #[error("{path}: database is locked by another process")]
@@ -80,17 +65,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn corrupt(pgid: Pgid, offset: u64, what: impl Into<String>) -> Error {
-        Error::Corrupt {
-            pgid,
-            offset,
-            what: what.into(),
-        }
+        Error::Corrupt { pgid, offset, what: what.into() }
     }
     pub(crate) fn io(op: impl Into<String>, source: io::Error) -> Error {
-        Error::Io {
-            op: op.into(),
-            source,
-        }
+        Error::Io { op: op.into(), source }
     }
 }
 

@@ -77,20 +77,11 @@ impl Freelist {
     pub fn new(kind: FreelistType) -> Freelist {
         let free = match kind {
             FreelistType::Array => Free::Array(Vec::new()),
-            FreelistType::Hashmap => Free::Spans {
-                forward: HashMap::new(),
-                backward: HashMap::new(),
-                by_size: BTreeMap::new(),
-                count: 0,
-            },
+            FreelistType::Hashmap => {
+                Free::Spans { forward: HashMap::new(), backward: HashMap::new(), by_size: BTreeMap::new(), count: 0 }
+            }
         };
-        Freelist {
-            free,
-            pending: BTreeMap::new(),
-            cache: HashSet::new(),
-            allocs: HashMap::new(),
-            undo: Vec::new(),
-        }
+        Freelist { free, pending: BTreeMap::new(), cache: HashSet::new(), allocs: HashMap::new(), undo: Vec::new() }
     }
 
     /// Number of free (allocatable) pages.
@@ -140,11 +131,7 @@ impl Freelist {
 
     /// Replaces the free set with `ids` (pending ids are filtered out).
     pub fn load(&mut self, mut ids: Vec<Pgid>) {
-        let pending: HashSet<Pgid> = self
-            .pending
-            .values()
-            .flat_map(|p| p.ids.iter().copied())
-            .collect();
+        let pending: HashSet<Pgid> = self.pending.values().flat_map(|p| p.ids.iter().copied()).collect();
         ids.retain(|id| !pending.contains(id));
         ids.sort_unstable();
         ids.dedup();
@@ -152,12 +139,7 @@ impl Freelist {
         self.cache.extend(ids.iter().copied());
         match &mut self.free {
             Free::Array(a) => *a = ids,
-            Free::Spans {
-                forward,
-                backward,
-                by_size,
-                count,
-            } => {
+            Free::Spans { forward, backward, by_size, count } => {
                 forward.clear();
                 backward.clear();
                 by_size.clear();
@@ -183,27 +165,20 @@ impl Freelist {
 
     /// Adds a run to the span structure, merging with neighbours.
     fn add_span(&mut self, mut start: Pgid, mut n: u64) {
-        let Free::Spans {
-            forward,
-            backward,
-            by_size,
-            count,
-        } = &mut self.free
-        else {
+        let Free::Spans { forward, backward, by_size, count } = &mut self.free else {
             return;
         };
         *count += n as usize;
-        let mut remove =
-            |s: Pgid, l: u64, f: &mut HashMap<Pgid, u64>, b: &mut HashMap<Pgid, u64>| {
-                f.remove(&s);
-                b.remove(&(s + l - 1));
-                if let Some(set) = by_size.get_mut(&l) {
-                    set.remove(&s);
-                    if set.is_empty() {
-                        by_size.remove(&l);
-                    }
+        let mut remove = |s: Pgid, l: u64, f: &mut HashMap<Pgid, u64>, b: &mut HashMap<Pgid, u64>| {
+            f.remove(&s);
+            b.remove(&(s + l - 1));
+            if let Some(set) = by_size.get_mut(&l) {
+                set.remove(&s);
+                if set.is_empty() {
+                    by_size.remove(&l);
                 }
-            };
+            }
+        };
         if start > 0 {
             if let Some(&l) = backward.get(&(start - 1)) {
                 let s = start - l;
@@ -275,12 +250,7 @@ impl Freelist {
                 ids.drain(i + 1 - n..=i);
                 initial
             }
-            Free::Spans {
-                forward,
-                backward,
-                by_size,
-                count,
-            } => {
+            Free::Spans { forward, backward, by_size, count } => {
                 // Exact-size span if there is one, else the smallest larger span.
                 let (&size, set) = by_size.range_mut(n..).next()?;
                 let start = *set.iter().next()?;
@@ -313,13 +283,7 @@ impl Freelist {
 
     /// Frees the run `[id, id + overflow]` in transaction `txid`.
     /// `is_freelist_page` mirrors bbolt: a freelist page's allocation txid is `txid - 1`.
-    pub fn free(
-        &mut self,
-        txid: Txid,
-        id: Pgid,
-        overflow: u32,
-        is_freelist_page: bool,
-    ) -> Result<()> {
+    pub fn free(&mut self, txid: Txid, id: Pgid, overflow: u32, is_freelist_page: bool) -> Result<()> {
         if id <= 1 {
             return Err(Error::corrupt(id, 0, format!("cannot free page {id}")));
         }
@@ -468,11 +432,7 @@ impl Freelist {
 pub fn read_page(id: Pgid, offset: u64, buf: &[u8]) -> Result<Vec<Pgid>> {
     let h = crate::page::PageHeader::decode(buf);
     if h.flags & FREELIST_FLAG == 0 {
-        return Err(Error::corrupt(
-            id,
-            offset,
-            format!("invalid freelist page type: {}", h.type_name()),
-        ));
+        return Err(Error::corrupt(id, offset, format!("invalid freelist page type: {}", h.type_name())));
     }
     let (mut off, n) = if h.count == 0xFFFF {
         (PAGE_HEADER_SIZE + 8, le_u64(buf, PAGE_HEADER_SIZE))
@@ -480,11 +440,7 @@ pub fn read_page(id: Pgid, offset: u64, buf: &[u8]) -> Result<Vec<Pgid>> {
         (PAGE_HEADER_SIZE, h.count as u64)
     };
     if n > ((buf.len() - off) / 8) as u64 {
-        return Err(Error::corrupt(
-            id,
-            offset,
-            format!("freelist count {n} overruns the page run"),
-        ));
+        return Err(Error::corrupt(id, offset, format!("freelist count {n} overruns the page run")));
     }
     let mut ids = Vec::with_capacity(n as usize);
     for _ in 0..n {
@@ -500,10 +456,7 @@ mod tests {
     use super::*;
 
     fn both() -> [Freelist; 2] {
-        [
-            Freelist::new(FreelistType::Array),
-            Freelist::new(FreelistType::Hashmap),
-        ]
+        [Freelist::new(FreelistType::Array), Freelist::new(FreelistType::Hashmap)]
     }
 
     #[test]
@@ -532,11 +485,7 @@ mod tests {
             f.begin();
             f.free(6, 20, 1, false).unwrap();
             f.release_for_readers(&[6]);
-            assert_eq!(
-                f.pending_count(),
-                2,
-                "a reader at txid 6 still sees the pages"
-            );
+            assert_eq!(f.pending_count(), 2, "a reader at txid 6 still sees the pages");
             f.release_for_readers(&[]);
             assert_eq!(f.free_ids(), vec![10, 11, 20, 21]);
         }

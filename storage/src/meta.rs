@@ -90,23 +90,13 @@ impl Meta {
     /// bbolt 1.3.6's validation (a zero checksum is accepted, as 1.3.6 does).
     pub fn validate(&self, page: Pgid) -> Result<()> {
         if self.magic != MAGIC {
-            return Err(Error::BadMagic {
-                page,
-                found: self.magic,
-            });
+            return Err(Error::BadMagic { page, found: self.magic });
         }
         if self.version != VERSION {
-            return Err(Error::VersionMismatch {
-                page,
-                found: self.version,
-            });
+            return Err(Error::VersionMismatch { page, found: self.version });
         }
         if self.checksum != 0 && self.checksum != self.sum64() {
-            return Err(Error::Checksum {
-                page,
-                stored: self.checksum,
-                computed: self.sum64(),
-            });
+            return Err(Error::Checksum { page, stored: self.checksum, computed: self.sum64() });
         }
         Ok(())
     }
@@ -114,13 +104,7 @@ impl Meta {
     /// Writes a full meta page image (header id `id`) with a fresh checksum.
     pub fn write_page(&self, id: Pgid, buf: &mut [u8]) {
         buf.fill(0);
-        PageHeader {
-            id,
-            flags: META_FLAG,
-            count: 0,
-            overflow: 0,
-        }
-        .encode(buf);
+        PageHeader { id, flags: META_FLAG, count: 0, overflow: 0 }.encode(buf);
         let m = &mut buf[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + META_SIZE];
         self.encode_fields(m);
         put_u64(m, 56, self.sum64());
@@ -129,11 +113,7 @@ impl Meta {
 
 /// Picks the meta to use: the valid one with the larger txid (bbolt `DB.meta`).
 pub fn select(m0: &Meta, m1: &Meta) -> Result<Meta> {
-    let (a, a_id, b, b_id) = if m1.txid > m0.txid {
-        (m1, 1, m0, 0)
-    } else {
-        (m0, 0, m1, 1)
-    };
+    let (a, a_id, b, b_id) = if m1.txid > m0.txid { (m1, 1, m0, 0) } else { (m0, 0, m1, 1) };
     match a.validate(a_id) {
         Ok(()) => Ok(*a),
         Err(ea) => match b.validate(b_id) {

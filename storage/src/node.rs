@@ -34,10 +34,7 @@ impl Data {
     pub const EMPTY: Data = Data { off: 0, len: 0 };
 
     pub fn arena(off: usize, len: usize) -> Data {
-        Data {
-            off: off | ARENA_BIT,
-            len,
-        }
+        Data { off: off | ARENA_BIT, len }
     }
 
     #[inline]
@@ -58,10 +55,7 @@ impl Data {
     /// A sub-range of this string.
     pub fn slice(self, from: usize, to: usize) -> Data {
         debug_assert!(from <= to && to <= self.len);
-        Data {
-            off: self.off + from,
-            len: to - from,
-        }
+        Data { off: self.off + from, len: to - from }
     }
 }
 
@@ -74,16 +68,10 @@ impl<'a> Mem<'a> {
         let p = s.as_ptr() as usize;
         let m = self.map.as_ptr() as usize;
         if p >= m && p + s.len() <= m + self.map.len() {
-            return Data {
-                off: p - m,
-                len: s.len(),
-            };
+            return Data { off: p - m, len: s.len() };
         }
         let a = self.arena.as_ptr() as usize;
-        assert!(
-            p >= a && p + s.len() <= a + self.arena.len(),
-            "slice outside the map and the arena"
-        );
+        assert!(p >= a && p + s.len() <= a + self.arena.len(), "slice outside the map and the arena");
         Data::arena(p - a, s.len())
     }
 }
@@ -172,13 +160,7 @@ impl Node {
 
     /// Serialized size (bbolt `node.size`).
     pub fn size(&self) -> usize {
-        page_size_for(
-            self.inodes
-                .iter()
-                .map(|i| i.key.len() + i.value.len())
-                .sum(),
-            self.inodes.len(),
-        )
+        page_size_for(self.inodes.iter().map(|i| i.key.len() + i.value.len()).sum(), self.inodes.len())
     }
 
     /// `size() < v`, stopping early (bbolt `node.sizeLessThan`).

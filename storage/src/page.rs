@@ -76,12 +76,7 @@ pub struct PageHeader {
 impl PageHeader {
     /// Decodes the header at the start of `b` (which must hold at least 16 bytes).
     pub fn decode(b: &[u8]) -> PageHeader {
-        PageHeader {
-            id: le_u64(b, 0),
-            flags: le_u16(b, 8),
-            count: le_u16(b, 10),
-            overflow: le_u32(b, 12),
-        }
+        PageHeader { id: le_u64(b, 0), flags: le_u16(b, 8), count: le_u16(b, 10), overflow: le_u32(b, 12) }
     }
 
     pub fn encode(&self, b: &mut [u8]) {
@@ -120,10 +115,7 @@ impl BucketHeader {
         if v.len() < BUCKET_HEADER_SIZE {
             return None;
         }
-        Some(BucketHeader {
-            root: le_u64(v, 0),
-            sequence: le_u64(v, 8),
-        })
+        Some(BucketHeader { root: le_u64(v, 0), sequence: le_u64(v, 8) })
     }
     pub fn encode(&self, b: &mut [u8]) {
         put_u64(b, 0, self.root);
@@ -177,27 +169,14 @@ impl<'a> PageRef<'a> {
             return Err(Error::corrupt(
                 id,
                 offset,
-                format!(
-                    "invalid page type: {} (expected branch or leaf)",
-                    h.type_name()
-                ),
+                format!("invalid page type: {} (expected branch or leaf)", h.type_name()),
             ));
         }
         let count = h.count as usize;
         if PAGE_HEADER_SIZE + count * ELEM_SIZE > buf.len() {
-            return Err(Error::corrupt(
-                id,
-                offset,
-                format!("element count {count} overruns the page"),
-            ));
+            return Err(Error::corrupt(id, offset, format!("element count {count} overruns the page")));
         }
-        Ok(PageRef {
-            id,
-            offset,
-            buf,
-            flags: h.flags,
-            count,
-        })
+        Ok(PageRef { id, offset, buf, flags: h.flags, count })
     }
 
     #[inline]
@@ -206,11 +185,7 @@ impl<'a> PageRef<'a> {
     }
 
     fn err(&self, i: usize, what: &str) -> Error {
-        Error::corrupt(
-            self.id,
-            self.offset + (PAGE_HEADER_SIZE + i * ELEM_SIZE) as u64,
-            format!("element {i}: {what}"),
-        )
+        Error::corrupt(self.id, self.offset + (PAGE_HEADER_SIZE + i * ELEM_SIZE) as u64, format!("element {i}: {what}"))
     }
 
     #[inline]
@@ -244,11 +219,7 @@ impl<'a> PageRef<'a> {
         let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
         let e = &self.buf[el..el + ELEM_SIZE];
         let (k, v, end) = self.span(i, le_u32(e, 4), le_u32(e, 8), le_u32(e, 12))?;
-        Ok(LeafElem {
-            flags: le_u32(e, 0),
-            key: &self.buf[k..v],
-            value: &self.buf[v..end],
-        })
+        Ok(LeafElem { flags: le_u32(e, 0), key: &self.buf[k..v], value: &self.buf[v..end] })
     }
 
     /// Child page id of branch element `i`.
@@ -294,11 +265,7 @@ pub(crate) fn page_size_for(klen_vlen_sum: usize, count: usize) -> usize {
 /// Writes a branch or leaf page image into `buf` (header id and overflow are left
 /// to the caller). `buf` must be at least [`page_size_for`] bytes. Mirrors
 /// bbolt's `node.write`.
-pub(crate) fn write_elems<'a>(
-    buf: &mut [u8],
-    leaf: bool,
-    elems: impl ExactSizeIterator<Item = ElemOut<'a>>,
-) {
+pub(crate) fn write_elems<'a>(buf: &mut [u8], leaf: bool, elems: impl ExactSizeIterator<Item = ElemOut<'a>>) {
     let count = elems.len();
     assert!(count < 0xFFFF, "inode overflow: {count}");
     let flags = le_u16(buf, 8) | if leaf { LEAF_FLAG } else { BRANCH_FLAG };

@@ -48,10 +48,7 @@ impl<'db> Tx<'db> {
     pub fn root(&self) -> Bucket<'_> {
         Bucket {
             tree: self.tree(),
-            header: BucketHeader {
-                root: self.meta.root,
-                sequence: self.meta.root_sequence,
-            },
+            header: BucketHeader { root: self.meta.root, sequence: self.meta.root_sequence },
             inline: None,
         }
     }
@@ -99,16 +96,13 @@ impl<'db> Tx<'db> {
         let mut page = vec![0u8; ps];
         let mut m = self.meta;
         m.write_page(0, &mut page);
-        w.write_all(&page)
-            .map_err(|e| Error::io("write snapshot", e))?;
+        w.write_all(&page).map_err(|e| Error::io("write snapshot", e))?;
         m.txid = m.txid.wrapping_sub(1);
         m.write_page(1, &mut page);
-        w.write_all(&page)
-            .map_err(|e| Error::io("write snapshot", e))?;
+        w.write_all(&page).map_err(|e| Error::io("write snapshot", e))?;
         let data = self.tree().data;
         for chunk in data[2 * ps..].chunks(1 << 20) {
-            w.write_all(chunk)
-                .map_err(|e| Error::io("write snapshot", e))?;
+            w.write_all(chunk).map_err(|e| Error::io("write snapshot", e))?;
         }
         Ok(data.len() as u64)
     }
@@ -134,27 +128,14 @@ pub struct Bucket<'a> {
 
 impl<'a> Bucket<'a> {
     fn raw(&self) -> RawCursor<'a> {
-        RawCursor::new(
-            self.tree,
-            BView {
-                root: self.header.root,
-                inline: self.inline,
-                root_node: None,
-                nodes: None,
-            },
-        )
+        RawCursor::new(self.tree, BView { root: self.header.root, inline: self.inline, root_node: None, nodes: None })
     }
 
     pub(crate) fn open(tree: Tree<'a>, value: &'a [u8], pgid: Pgid) -> Result<Bucket<'a>> {
-        let header = BucketHeader::decode(value).ok_or_else(|| {
-            Error::corrupt(pgid, 0, format!("bucket value of {} bytes", value.len()))
-        })?;
+        let header = BucketHeader::decode(value)
+            .ok_or_else(|| Error::corrupt(pgid, 0, format!("bucket value of {} bytes", value.len())))?;
         let inline = (header.root == 0).then(|| &value[BUCKET_HEADER_SIZE..]);
-        Ok(Bucket {
-            tree,
-            header,
-            inline,
-        })
+        Ok(Bucket { tree, header, inline })
     }
 
     /// The value of `key` (None if missing or if it is a nested bucket).
@@ -168,9 +149,7 @@ impl<'a> Bucket<'a> {
     /// A nested bucket.
     pub fn bucket(&self, name: &[u8]) -> Result<Option<Bucket<'a>>> {
         match lookup(&self.raw(), name)? {
-            Some((_, v, f)) if f & BUCKET_LEAF_FLAG != 0 => {
-                Ok(Some(Bucket::open(self.tree, v, self.header.root)?))
-            }
+            Some((_, v, f)) if f & BUCKET_LEAF_FLAG != 0 => Ok(Some(Bucket::open(self.tree, v, self.header.root)?)),
             _ => Ok(None),
         }
     }
@@ -181,11 +160,7 @@ impl<'a> Bucket<'a> {
 
     /// All entries in key order (nested buckets have value `None`).
     pub fn iter(&self) -> Iter<'a> {
-        Iter {
-            cursor: self.cursor(),
-            started: false,
-            done: false,
-        }
+        Iter { cursor: self.cursor(), started: false, done: false }
     }
 
     pub fn sequence(&self) -> u64 {
@@ -227,25 +202,16 @@ impl Drop for TxMut<'_> {
 impl<'db> TxMut<'db> {
     /// The root bucket (its keys are the top-level buckets).
     pub fn root(&mut self) -> BucketMut<'_> {
-        BucketMut {
-            st: &mut self.st,
-            id: ROOT,
-        }
+        BucketMut { st: &mut self.st, id: ROOT }
     }
 
     pub fn bucket(&mut self, name: &[u8]) -> Result<Option<BucketMut<'_>>> {
-        Ok(self.st.open_bucket(ROOT, name)?.map(|id| BucketMut {
-            st: &mut self.st,
-            id,
-        }))
+        Ok(self.st.open_bucket(ROOT, name)?.map(|id| BucketMut { st: &mut self.st, id }))
     }
 
     pub fn create_bucket(&mut self, name: &[u8]) -> Result<BucketMut<'_>> {
         let id = self.st.create_bucket(ROOT, name)?;
-        Ok(BucketMut {
-            st: &mut self.st,
-            id,
-        })
+        Ok(BucketMut { st: &mut self.st, id })
     }
 
     pub fn create_bucket_if_not_exists(&mut self, name: &[u8]) -> Result<BucketMut<'_>> {
@@ -313,13 +279,7 @@ impl<'db> TxMut<'db> {
                 }
             };
             let mut buf = vec![0u8; count * st.page_size];
-            crate::page::PageHeader {
-                id,
-                flags: 0,
-                count: 0,
-                overflow: (count - 1) as u32,
-            }
-            .encode(&mut buf);
+            crate::page::PageHeader { id, flags: 0, count: 0, overflow: (count - 1) as u32 }.encode(&mut buf);
             fl.write(&mut buf);
             st.dirty.push((id, buf));
             st.meta.freelist = id;
@@ -364,27 +324,17 @@ impl<'t> BucketMut<'t> {
     }
 
     pub fn iter(&self) -> Iter<'_> {
-        Iter {
-            cursor: self.cursor(),
-            started: false,
-            done: false,
-        }
+        Iter { cursor: self.cursor(), started: false, done: false }
     }
 
     /// A nested bucket.
     pub fn bucket(&mut self, name: &[u8]) -> Result<Option<BucketMut<'_>>> {
-        Ok(self.st.open_bucket(self.id, name)?.map(|id| BucketMut {
-            st: &mut *self.st,
-            id,
-        }))
+        Ok(self.st.open_bucket(self.id, name)?.map(|id| BucketMut { st: &mut *self.st, id }))
     }
 
     pub fn create_bucket(&mut self, name: &[u8]) -> Result<BucketMut<'_>> {
         let id = self.st.create_bucket(self.id, name)?;
-        Ok(BucketMut {
-            st: &mut *self.st,
-            id,
-        })
+        Ok(BucketMut { st: &mut *self.st, id })
     }
 
     pub fn create_bucket_if_not_exists(&mut self, name: &[u8]) -> Result<BucketMut<'_>> {
@@ -392,18 +342,12 @@ impl<'t> BucketMut<'t> {
             Some(id) => id,
             None => self.st.create_bucket(self.id, name)?,
         };
-        Ok(BucketMut {
-            st: &mut *self.st,
-            id,
-        })
+        Ok(BucketMut { st: &mut *self.st, id })
     }
 
     /// Like [`BucketMut::bucket`], consuming this handle (for walking paths).
     pub fn into_sub(self, name: &[u8]) -> Result<Option<BucketMut<'t>>> {
-        Ok(self
-            .st
-            .open_bucket(self.id, name)?
-            .map(|id| BucketMut { st: self.st, id }))
+        Ok(self.st.open_bucket(self.id, name)?.map(|id| BucketMut { st: self.st, id }))
     }
 
     /// Like [`BucketMut::create_bucket_if_not_exists`], consuming this handle.

@@ -14,8 +14,7 @@ use crate::meta::Meta;
 use crate::mmap::Map;
 use crate::node::{BucketId, Data, Inode, Mem, Node, NodeId};
 use crate::page::{
-    BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, BucketHeader, LEAF_FLAG, PAGE_HEADER_SIZE, PageHeader,
-    write_elems,
+    BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, BucketHeader, LEAF_FLAG, PAGE_HEADER_SIZE, PageHeader, write_elems,
 };
 
 pub(crate) const ROOT: BucketId = 0;
@@ -101,10 +100,7 @@ impl WState {
     }
 
     pub fn mem(&self) -> Mem<'_> {
-        Mem {
-            map: &self.map.bytes()[..self.data_len],
-            arena: &self.arena,
-        }
+        Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena }
     }
 
     pub fn tree(&self) -> Tree<'_> {
@@ -120,12 +116,7 @@ impl WState {
     pub fn bview(&self, b: BucketId) -> BView<'_> {
         let s = &self.buckets[b];
         let m = self.mem();
-        BView {
-            root: s.root,
-            inline: s.inline.map(|d| d.get(&m)),
-            root_node: s.root_node,
-            nodes: Some(&s.nodes),
-        }
+        BView { root: s.root, inline: s.inline.map(|d| d.get(&m)), root_node: s.root_node, nodes: Some(&s.nodes) }
     }
 
     pub fn cursor(&self, b: BucketId) -> RawCursor<'_> {
@@ -166,18 +157,8 @@ impl WState {
             Loc::Node(n) => Loc0::Node(n),
             Loc::Page(p) => Loc0::Page(p.id),
         };
-        let indices = c.stack[..c.stack.len() - 1]
-            .iter()
-            .map(|f| f.index)
-            .collect();
-        Ok((
-            Path {
-                leaf_node,
-                root,
-                indices,
-            },
-            found,
-        ))
+        let indices = c.stack[..c.stack.len() - 1].iter().map(|f| f.index).collect();
+        Ok((Path { leaf_node, root, indices }, found))
     }
 
     /// bbolt `Cursor.node`: materializes the path to the leaf and returns it.
@@ -191,11 +172,7 @@ impl WState {
         };
         for i in path.indices {
             if self.nodes[n].is_leaf || i >= self.nodes[n].inodes.len() {
-                return Err(Error::corrupt(
-                    self.nodes[n].pgid,
-                    0,
-                    "cursor path does not match the tree",
-                ));
+                return Err(Error::corrupt(self.nodes[n].pgid, 0, "cursor path does not match the tree"));
             }
             let child = self.nodes[n].inodes[i].pgid;
             n = self.node(b, child, Some(n))?;
@@ -230,20 +207,10 @@ impl WState {
             for i in 0..page.count {
                 if node.is_leaf {
                     let e = page.leaf(i)?;
-                    node.inodes.push(Inode {
-                        flags: e.flags,
-                        pgid: 0,
-                        key: m.locate(e.key),
-                        value: m.locate(e.value),
-                    });
+                    node.inodes.push(Inode { flags: e.flags, pgid: 0, key: m.locate(e.key), value: m.locate(e.value) });
                 } else {
                     let key = page.key(i)?;
-                    node.inodes.push(Inode {
-                        flags: 0,
-                        pgid: page.child(i),
-                        key: m.locate(key),
-                        value: Data::EMPTY,
-                    });
+                    node.inodes.push(Inode { flags: 0, pgid: page.child(i), key: m.locate(key), value: Data::EMPTY });
                 }
             }
             node.key = node.inodes.first().map(|i| i.key);
@@ -279,11 +246,7 @@ impl WState {
             return Ok(None);
         };
         let h = BucketHeader::decode(v.get(&self.mem())).ok_or_else(|| {
-            Error::corrupt(
-                self.buckets[parent].root,
-                0,
-                format!("bucket {} has a short header", show(name)),
-            )
+            Error::corrupt(self.buckets[parent].root, 0, format!("bucket {} has a short header", show(name)))
         })?;
         let inline = (h.root == 0).then(|| v.slice(BUCKET_HEADER_SIZE, v.len()));
         let id = self.buckets.len();
@@ -317,27 +280,11 @@ impl WState {
         }
         // An empty inline bucket: header {0, 0} + an empty leaf page image.
         let mut value = [0u8; BUCKET_HEADER_SIZE + PAGE_HEADER_SIZE];
-        PageHeader {
-            id: 0,
-            flags: LEAF_FLAG,
-            count: 0,
-            overflow: 0,
-        }
-        .encode(&mut value[BUCKET_HEADER_SIZE..]);
+        PageHeader { id: 0, flags: LEAF_FLAG, count: 0, overflow: 0 }.encode(&mut value[BUCKET_HEADER_SIZE..]);
         let k = self.push_bytes(name);
         let v = self.push_bytes(&value);
-        self.put_inode(
-            leaf,
-            name,
-            Inode {
-                flags: BUCKET_LEAF_FLAG,
-                pgid: 0,
-                key: k,
-                value: v,
-            },
-        );
-        self.open_bucket(parent, name)?
-            .ok_or_else(|| Error::corrupt(0, 0, "created bucket not found"))
+        self.put_inode(leaf, name, Inode { flags: BUCKET_LEAF_FLAG, pgid: 0, key: k, value: v });
+        self.open_bucket(parent, name)?.ok_or_else(|| Error::corrupt(0, 0, "created bucket not found"))
     }
 
     pub fn delete_bucket(&mut self, parent: BucketId, name: &[u8]) -> Result<()> {
@@ -373,10 +320,7 @@ impl WState {
             self.free_tree_pages(root, 0)?;
         }
         let (leaf, _) = self.leaf_for(parent, name)?;
-        let m = Mem {
-            map: &self.map.bytes()[..self.data_len],
-            arena: &self.arena,
-        };
+        let m = Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena };
         self.nodes[leaf].del(&m, name);
         Ok(())
     }
@@ -385,18 +329,11 @@ impl WState {
     /// their own deletion).
     fn free_tree_pages(&mut self, id: Pgid, depth: usize) -> Result<()> {
         if depth > MAX_DEPTH {
-            return Err(Error::TooDeep {
-                pgid: id,
-                max: MAX_DEPTH,
-            });
+            return Err(Error::TooDeep { pgid: id, max: MAX_DEPTH });
         }
         let kids: Vec<Pgid> = {
             let p = self.tree().page(id)?;
-            if p.is_leaf() {
-                Vec::new()
-            } else {
-                (0..p.count).map(|i| p.child(i)).collect()
-            }
+            if p.is_leaf() { Vec::new() } else { (0..p.count).map(|i| p.child(i)).collect() }
         };
         self.freed.push(id);
         {
@@ -420,10 +357,7 @@ impl WState {
     // ------------------------------------------------------------ keys
 
     fn put_inode(&mut self, leaf: NodeId, old: &[u8], ino: Inode) {
-        let m = Mem {
-            map: &self.map.bytes()[..self.data_len],
-            arena: &self.arena,
-        };
+        let m = Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena };
         self.nodes[leaf].put(&m, old, ino);
     }
 
@@ -443,16 +377,7 @@ impl WState {
         }
         let k = self.push_bytes(key);
         let v = self.push_bytes(value);
-        self.put_inode(
-            leaf,
-            key,
-            Inode {
-                flags: 0,
-                pgid: 0,
-                key: k,
-                value: v,
-            },
-        );
+        self.put_inode(leaf, key, Inode { flags: 0, pgid: 0, key: k, value: v });
         Ok(())
     }
 
@@ -463,10 +388,7 @@ impl WState {
             Found::Value => {}
         }
         let (leaf, _) = self.leaf_for(b, key)?;
-        let m = Mem {
-            map: &self.map.bytes()[..self.data_len],
-            arena: &self.arena,
-        };
+        let m = Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena };
         self.nodes[leaf].del(&m, key);
         Ok(())
     }
@@ -508,10 +430,7 @@ impl WState {
 
     /// Removes node `n` from its parent and frees it.
     fn unlink(&mut self, b: BucketId, n: NodeId, parent: NodeId) {
-        let m = Mem {
-            map: &self.map.bytes()[..self.data_len],
-            arena: &self.arena,
-        };
+        let m = Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena };
         let key = self.nodes[n].key.map(|k| k.get(&m)).unwrap_or(&[]);
         self.nodes[parent].del(&m, key);
         self.remove_child(parent, n);
@@ -564,11 +483,7 @@ impl WState {
             return self.rebalance_node_force(parent);
         }
         if self.nodes[parent].inodes.len() < 2 {
-            return Err(Error::corrupt(
-                self.nodes[parent].pgid,
-                0,
-                "branch with a single child below the root",
-            ));
+            return Err(Error::corrupt(self.nodes[parent].pgid, 0, "branch with a single child below the root"));
         }
         let idx = self.child_index(parent, n);
         if idx == 0 {
@@ -595,11 +510,7 @@ impl WState {
     }
 
     pub fn rebalance_bucket(&mut self, b: BucketId) -> Result<()> {
-        let mut ids: Vec<(Pgid, NodeId)> = self.buckets[b]
-            .nodes
-            .iter()
-            .map(|(&p, &n)| (p, n))
-            .collect();
+        let mut ids: Vec<(Pgid, NodeId)> = self.buckets[b].nodes.iter().map(|(&p, &n)| (p, n)).collect();
         ids.sort_unstable();
         for (_, n) in ids {
             self.rebalance_node(n)?;
@@ -628,17 +539,8 @@ impl WState {
         let count = size.div_ceil(self.page_size).max(1);
         let id = self.allocate(fl, count);
         let mut buf = vec![0u8; count * self.page_size];
-        PageHeader {
-            id,
-            flags: 0,
-            count: 0,
-            overflow: (count - 1) as u32,
-        }
-        .encode(&mut buf);
-        let m = Mem {
-            map: &self.map.bytes()[..self.data_len],
-            arena: &self.arena,
-        };
+        PageHeader { id, flags: 0, count: 0, overflow: (count - 1) as u32 }.encode(&mut buf);
+        let m = Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena };
         let node = &self.nodes[n];
         write_elems(&mut buf, node.is_leaf, node.elems(&m));
         self.dirty.push((id, buf));
@@ -690,16 +592,8 @@ impl WState {
             let m = self.mem();
             let nodes = &self.nodes;
             kids.sort_by(|&a, &b| {
-                let ka = nodes[a]
-                    .inodes
-                    .first()
-                    .map(|i| i.key.get(&m))
-                    .unwrap_or(&[]);
-                let kb = nodes[b]
-                    .inodes
-                    .first()
-                    .map(|i| i.key.get(&m))
-                    .unwrap_or(&[]);
+                let ka = nodes[a].inodes.first().map(|i| i.key.get(&m)).unwrap_or(&[]);
+                let kb = nodes[b].inodes.first().map(|i| i.key.get(&m)).unwrap_or(&[]);
                 ka.cmp(kb)
             });
         }
@@ -722,21 +616,9 @@ impl WState {
                     return Err(Error::corrupt(pg, 0, "spill: empty non-root node"));
                 };
                 let old = self.nodes[id].key.unwrap_or(first);
-                let m = Mem {
-                    map: &self.map.bytes()[..self.data_len],
-                    arena: &self.arena,
-                };
+                let m = Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena };
                 let old_b = old.get(&m);
-                self.nodes[p].put(
-                    &m,
-                    old_b,
-                    Inode {
-                        flags: 0,
-                        pgid: pg,
-                        key: first,
-                        value: Data::EMPTY,
-                    },
-                );
+                self.nodes[p].put(&m, old_b, Inode { flags: 0, pgid: pg, key: first, value: Data::EMPTY });
                 self.nodes[id].key = Some(first);
             }
         }
@@ -782,17 +664,11 @@ impl WState {
 
     fn free_page_nodes(&mut self, b: BucketId, id: Pgid, depth: usize) -> Result<()> {
         if depth > MAX_DEPTH {
-            return Err(Error::TooDeep {
-                pgid: id,
-                max: MAX_DEPTH,
-            });
+            return Err(Error::TooDeep { pgid: id, max: MAX_DEPTH });
         }
         if let Some(&n) = self.buckets[b].nodes.get(&id) {
-            let kids: Vec<Pgid> = if self.nodes[n].is_leaf {
-                vec![]
-            } else {
-                self.nodes[n].inodes.iter().map(|i| i.pgid).collect()
-            };
+            let kids: Vec<Pgid> =
+                if self.nodes[n].is_leaf { vec![] } else { self.nodes[n].inodes.iter().map(|i| i.pgid).collect() };
             self.free_node(n);
             for k in kids {
                 self.free_page_nodes(b, k, depth + 1)?;
@@ -804,40 +680,22 @@ impl WState {
 
     /// bbolt `Bucket.spill`.
     pub fn spill_bucket(&mut self, fl: &mut Freelist, b: BucketId) -> Result<()> {
-        let subs: Vec<(Vec<u8>, BucketId)> = self.buckets[b]
-            .subs
-            .iter()
-            .map(|(k, &v)| (k.clone(), v))
-            .collect();
+        let subs: Vec<(Vec<u8>, BucketId)> = self.buckets[b].subs.iter().map(|(k, &v)| (k.clone(), v)).collect();
         for (name, child) in subs {
             let value = if self.inlineable(child) {
                 self.free_bucket(child)?;
                 let root = self.buckets[child].root_node.unwrap();
                 let size = self.nodes[root].size();
                 let mut buf = vec![0u8; BUCKET_HEADER_SIZE + size];
-                BucketHeader {
-                    root: 0,
-                    sequence: self.buckets[child].sequence,
-                }
-                .encode(&mut buf);
+                BucketHeader { root: 0, sequence: self.buckets[child].sequence }.encode(&mut buf);
                 {
-                    let m = Mem {
-                        map: &self.map.bytes()[..self.data_len],
-                        arena: &self.arena,
-                    };
-                    write_elems(
-                        &mut buf[BUCKET_HEADER_SIZE..],
-                        true,
-                        self.nodes[root].elems(&m),
-                    );
+                    let m = Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena };
+                    write_elems(&mut buf[BUCKET_HEADER_SIZE..], true, self.nodes[root].elems(&m));
                 }
                 self.push_bytes(&buf)
             } else {
                 self.spill_bucket(fl, child)?;
-                let h = BucketHeader {
-                    root: self.buckets[child].root,
-                    sequence: self.buckets[child].sequence,
-                };
+                let h = BucketHeader { root: self.buckets[child].root, sequence: self.buckets[child].sequence };
                 self.push_bytes(&h.to_bytes())
             };
             if self.buckets[child].root_node.is_none() {
@@ -845,23 +703,10 @@ impl WState {
             }
             let (leaf, found) = self.leaf_for(b, &name)?;
             if !matches!(found, Found::Bucket(_)) {
-                return Err(Error::corrupt(
-                    0,
-                    0,
-                    format!("misplaced bucket header for {}", show(&name)),
-                ));
+                return Err(Error::corrupt(0, 0, format!("misplaced bucket header for {}", show(&name))));
             }
             let k = self.push_bytes(&name);
-            self.put_inode(
-                leaf,
-                &name,
-                Inode {
-                    flags: BUCKET_LEAF_FLAG,
-                    pgid: 0,
-                    key: k,
-                    value,
-                },
-            );
+            self.put_inode(leaf, &name, Inode { flags: BUCKET_LEAF_FLAG, pgid: 0, key: k, value });
         }
         let Some(root) = self.buckets[b].root_node else {
             return Ok(());
