@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use etcdkit_storage::check::{self, bucket_stats};
 use etcdkit_storage::meta::{Meta, PGID_NO_FREELIST};
 use etcdkit_storage::page::{BucketHeader, FREELIST_FLAG, META_FLAG, PageHeader, PageRef};
-use etcdkit_storage::{Bucket, BucketMut, Db, FreelistType, Options, TxMut};
+use etcdkit_storage::{Bucket, BucketMut, Db, FreelistType, Options, TxMut, Value};
 use sha2::{Digest, Sha256};
 
 use crate::text::{Op, esc, esc_path, parse_line};
@@ -42,20 +42,19 @@ pub fn cmd_check(out: &mut Out, file: &Path) -> Result<(), CliError> {
 fn dump_bucket(out: &mut Out, path: &mut Vec<Vec<u8>>, b: Bucket<'_>, sha: bool) -> Result<(), CliError> {
     let p = esc_path(path);
     writeln!(out, "bucket {p} seq={}", b.sequence())?;
-    for e in b.iter() {
+    for e in b.entries() {
         let (k, v) = e?;
         match v {
-            None => {
-                let sub = b.bucket(k)?.ok_or_else(|| CliError::msg(format!("bucket {} vanished", esc(k))))?;
+            Value::Bucket(sub) => {
                 path.push(k.to_vec());
                 dump_bucket(out, path, sub, sha)?;
                 path.pop();
             }
-            Some(v) if sha => {
+            Value::Data(v) if sha => {
                 let sum = Sha256::digest(v);
                 writeln!(out, "kv {p} {} len={} sha256={}", esc(k), v.len(), hex(&sum))?;
             }
-            Some(v) => writeln!(out, "kv {p} {} {}", esc(k), esc(v))?,
+            Value::Data(v) => writeln!(out, "kv {p} {} {}", esc(k), esc(v))?,
         }
     }
     Ok(())
@@ -73,8 +72,7 @@ pub fn cmd_dump(out: &mut Out, file: &Path, sha: bool) -> Result<(), CliError> {
 
 /// Writes the dump text of everything `tx` sees.
 pub fn dump_tx(out: &mut Out, tx: &etcdkit_storage::Tx<'_>, sha: bool) -> Result<(), CliError> {
-    for name in tx.bucket_names()? {
-        let b = tx.bucket(name)?.expect("listed bucket");
+    for (name, b) in tx.buckets()? {
         dump_bucket(out, &mut vec![name.to_vec()], b, sha)?;
     }
     Ok(())
@@ -226,10 +224,9 @@ pub fn cmd_stats(out: &mut Out, file: &Path) -> Result<(), CliError> {
     let free = check::pages(&tx).map(|p| p.iter().filter(|p| p.kind == "free").count()).unwrap_or(0);
     writeln!(out, "free_pages: {free}")?;
     writeln!(out, "check_errors: {}", problems.len())?;
-    let names = tx.bucket_names()?;
-    writeln!(out, "buckets: {}", names.len())?;
-    for name in names {
-        let b = tx.bucket(name)?.expect("listed bucket");
+    let buckets = tx.buckets()?;
+    writeln!(out, "buckets: {}", buckets.len())?;
+    for (name, b) in buckets {
         let h = BucketHeader { root: b.root_page(), sequence: b.sequence() };
         let s = bucket_stats(&b)?;
         writeln!(

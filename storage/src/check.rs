@@ -213,7 +213,7 @@ pub(crate) fn reachable(tx: &Tx<'_>) -> Result<Bitmap> {
 
 /// Every free or pending page id (with duplicates, if the freelist has any).
 fn freed_ids(tx: &Tx<'_>) -> Result<Option<Vec<Pgid>>> {
-    if let Some(ids) = tx.db().freelist_ids() {
+    if let Some(ids) = tx.db().freelist_ids_for(tx.id()) {
         return Ok(Some(ids));
     }
     let meta = tx.meta();

@@ -3,22 +3,17 @@
 
 use crate::Db;
 use crate::error::Result;
-use crate::tx::{Bucket, BucketMut, TxMut};
+use crate::tx::{Bucket, BucketMut, TxMut, Value};
 
 /// Copies `src` into `dst`, committing whenever `tx_max_size` bytes of keys and
 /// values have been written in one transaction (0 = one transaction).
 pub fn compact(dst: &Db, src: &Db, tx_max_size: u64) -> Result<()> {
     let stx = src.begin()?;
     let mut c = Copier { dst, tx: Some(dst.begin_rw()?), size: 0, max: tx_max_size };
-    for e in stx.root().iter() {
-        let (name, v) = e?;
-        if v.is_some() {
-            continue; // the root holds only buckets
-        }
-        let b = stx.bucket(name)?.expect("listed bucket");
+    for (name, b) in stx.buckets()? {
         c.copy(&mut vec![name.to_vec()], b)?;
     }
-    c.tx.take().unwrap().commit()
+    c.tx.take().expect("open transaction").commit()
 }
 
 struct Copier<'d> {
@@ -46,16 +41,15 @@ impl Copier<'_> {
                 b.set_sequence(src.sequence())?;
             }
         }
-        for e in src.iter() {
+        for e in src.entries() {
             let (k, v) = e?;
             match v {
-                None => {
-                    let sub = src.bucket(k)?.expect("listed bucket");
+                Value::Bucket(sub) => {
                     path.push(k.to_vec());
                     self.copy(path, sub)?;
                     path.pop();
                 }
-                Some(v) => {
+                Value::Data(v) => {
                     let sz = (k.len() + v.len()) as u64;
                     if self.max != 0 && self.size + sz > self.max {
                         self.tx.take().unwrap().commit()?;

@@ -358,8 +358,14 @@ impl Db {
         (w.freelist.free_count(), w.freelist.pending_count())
     }
 
-    /// Sorted free + pending ids (read-write opens), as a checker sees them.
-    pub(crate) fn freelist_ids(&self) -> Option<Vec<Pgid>> {
-        if self.opts.read_only { None } else { Some(lock(&self.writer).freelist.all_ids()) }
+    /// Sorted free + pending ids of the writer's freelist, when it describes the
+    /// state of transaction `txid` (the latest commit, and no writer running).
+    pub(crate) fn freelist_ids_for(&self, txid: Txid) -> Option<Vec<Pgid>> {
+        if self.opts.read_only {
+            return None;
+        }
+        let w = self.writer.try_lock().ok()?;
+        let current = lock(&self.shared).meta.txid;
+        (current == txid).then(|| w.freelist.all_ids())
     }
 }

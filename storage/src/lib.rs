@@ -54,5 +54,5 @@ pub use cursor::{Cursor, Entry, Iter};
 pub use db::{Db, Options};
 pub use error::{Error, Result};
 pub use freelist::FreelistType;
-pub use tx::{Bucket, BucketMut, Tx, TxMut};
+pub use tx::{Bucket, BucketMut, Entries, Tx, TxMut, Value};
 pub use wstate::{DEFAULT_FILL_PERCENT, MAX_KEY_SIZE, MAX_VALUE_SIZE};

@@ -60,11 +60,15 @@ impl<'db> Tx<'db> {
 
     /// Names of the top-level buckets, in order.
     pub fn bucket_names(&self) -> Result<Vec<&[u8]>> {
+        Ok(self.buckets()?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// The top-level buckets, in order.
+    pub fn buckets(&self) -> Result<Vec<(&[u8], Bucket<'_>)>> {
         let mut out = Vec::new();
-        for e in self.root().iter() {
-            let (k, v) = e?;
-            if v.is_none() {
-                out.push(k);
+        for e in self.root().entries() {
+            if let (k, Value::Bucket(b)) = e? {
+                out.push((k, b));
             }
         }
         Ok(out)
@@ -161,6 +165,11 @@ impl<'a> Bucket<'a> {
     /// All entries in key order (nested buckets have value `None`).
     pub fn iter(&self) -> Iter<'a> {
         Iter { cursor: self.cursor(), started: false, done: false }
+    }
+
+    /// All entries in key order, nested buckets opened.
+    pub fn entries(&self) -> Entries<'a> {
+        Entries { raw: self.raw(), started: false, done: false, owner: self.header.root }
     }
 
     pub fn sequence(&self) -> u64 {
@@ -386,5 +395,45 @@ impl<'t> BucketMut<'t> {
 
     pub fn fill_percent(&self) -> f64 {
         self.st.buckets[self.id].fill
+    }
+}
+
+/// A bucket entry: a value, or a nested bucket.
+pub enum Value<'a> {
+    Data(&'a [u8]),
+    Bucket(Bucket<'a>),
+}
+
+/// Iterator over a bucket's entries with nested buckets opened (see [`Bucket::entries`]).
+pub struct Entries<'a> {
+    raw: RawCursor<'a>,
+    started: bool,
+    done: bool,
+    owner: Pgid,
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Result<(&'a [u8], Value<'a>)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let r = if self.started { self.raw.next() } else { self.raw.first() };
+        self.started = true;
+        let item = match r {
+            Ok(Some((k, v, f))) if f & BUCKET_LEAF_FLAG != 0 => {
+                Bucket::open(self.raw.tree, v, self.owner).map(|b| (k, Value::Bucket(b)))
+            }
+            Ok(Some((k, v, _))) => Ok((k, Value::Data(v))),
+            Ok(None) => {
+                self.done = true;
+                return None;
+            }
+            Err(e) => Err(e),
+        };
+        if item.is_err() {
+            self.done = true;
+        }
+        Some(item)
     }
 }
