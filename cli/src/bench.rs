@@ -45,7 +45,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed.max(1))
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -87,7 +87,7 @@ pub fn run(out: &mut Out, a: BenchArgs, w: WriteOut) -> Result<(), CliError> {
     let keys: Vec<Vec<u8>> = (0..a.count)
         .map(|i| {
             let mut k = vec![0u8; a.key_size];
-            let n = if rnd_write { rng.next() } else { i as u64 };
+            let n = if rnd_write { rng.next_u64() } else { i as u64 };
             k[..8].copy_from_slice(&n.to_be_bytes());
             k
         })
@@ -114,7 +114,7 @@ pub fn run(out: &mut Out, a: BenchArgs, w: WriteOut) -> Result<(), CliError> {
         if rnd_read {
             let mut order: Vec<usize> = (0..keys.len()).collect();
             for i in (1..order.len()).rev() {
-                let j = (rng.next() % (i as u64 + 1)) as usize;
+                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
                 order.swap(i, j);
             }
             for i in order {

@@ -173,10 +173,11 @@ pub fn cmd_stats(out: &mut Out, file: &Path) -> Result<(), CliError> {
     if let Some(m0) = read_raw_meta(&f, 0) {
         let ps = m0.1.page_size as u64;
         metas.push(m0);
-        if m0.1.magic == etcdkit_storage::meta::MAGIC && ps >= 512 {
-            if let Some(m1) = read_raw_meta(&f, ps) {
-                metas.push(m1);
-            }
+        if m0.1.magic == etcdkit_storage::meta::MAGIC
+            && ps >= 512
+            && let Some(m1) = read_raw_meta(&f, ps)
+        {
+            metas.push(m1);
         }
     }
     for (i, (h, m)) in metas.iter().enumerate() {

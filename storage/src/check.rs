@@ -148,15 +148,15 @@ impl<'a> Walker<'a> {
                 if pk >= k {
                     self.problem(id, format!("keys out of order at element {i}: {} after {}", show(k), show(pk)));
                 }
-            } else if let Some(lo) = lo {
-                if k < lo {
-                    self.problem(id, format!("first key {} below its parent's key {}", show(k), show(lo)));
-                }
+            } else if let Some(lo) = lo
+                && k < lo
+            {
+                self.problem(id, format!("first key {} below its parent's key {}", show(k), show(lo)));
             }
-            if let Some(hi) = hi {
-                if k >= hi {
-                    self.problem(id, format!("key {} not below the next parent key {}", show(k), show(hi)));
-                }
+            if let Some(hi) = hi
+                && k >= hi
+            {
+                self.problem(id, format!("key {} not below the next parent key {}", show(k), show(hi)));
             }
             prev = Some(k);
             keys.push(k);
@@ -246,12 +246,12 @@ pub fn check(tx: &Tx<'_>) -> Vec<Problem> {
         Err(e) => problems.push(Problem { pgid: meta.freelist, what: format!("freelist: {e}") }),
     }
     let mut w = walk(tx, have_freed.then_some(freed), false);
-    if meta.freelist != PGID_NO_FREELIST {
-        if let Ok(h) = tx.tree().header(meta.freelist) {
-            for i in meta.freelist..=meta.freelist.saturating_add(h.overflow as u64) {
-                if w.reach.set(i) {
-                    w.problem(i, "multiple references");
-                }
+    if meta.freelist != PGID_NO_FREELIST
+        && let Ok(h) = tx.tree().header(meta.freelist)
+    {
+        for i in meta.freelist..=meta.freelist.saturating_add(h.overflow as u64) {
+            if w.reach.set(i) {
+                w.problem(i, "multiple references");
             }
         }
     }

@@ -132,10 +132,10 @@ impl<'a> RawCursor<'a> {
             let buf = self.b.inline.unwrap_or(&[]);
             return Ok(Loc::Page(PageRef::new(0, 0, buf)?));
         }
-        if let Some(map) = self.b.nodes {
-            if let Some(&n) = map.get(&id) {
-                return Ok(Loc::Node(n));
-            }
+        if let Some(map) = self.b.nodes
+            && let Some(&n) = map.get(&id)
+        {
+            return Ok(Loc::Node(n));
         }
         Ok(Loc::Page(self.tree.page(id)?))
     }
@@ -432,6 +432,7 @@ impl<'a> Cursor<'a> {
         self.raw.last().map(entry)
     }
     /// The entry after the current one.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Entry<'a>>> {
         self.raw.next().map(entry)
     }

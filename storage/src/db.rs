@@ -202,11 +202,11 @@ impl Db {
         } else {
             for shift in 9..=16 {
                 let off = 1u64 << shift;
-                if let Some(m) = read_meta_at(file, off, len).filter(|m| m.validate(1).is_ok()) {
-                    if m.page_size as u64 == off {
-                        ps = Some(off);
-                        break;
-                    }
+                if let Some(m) = read_meta_at(file, off, len).filter(|m| m.validate(1).is_ok())
+                    && m.page_size as u64 == off
+                {
+                    ps = Some(off);
+                    break;
                 }
             }
         }

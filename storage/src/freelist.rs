@@ -179,13 +179,13 @@ impl Freelist {
                 }
             }
         };
-        if start > 0 {
-            if let Some(&l) = backward.get(&(start - 1)) {
-                let s = start - l;
-                remove(s, l, forward, backward);
-                start = s;
-                n += l;
-            }
+        if start > 0
+            && let Some(&l) = backward.get(&(start - 1))
+        {
+            let s = start - l;
+            remove(s, l, forward, backward);
+            start = s;
+            n += l;
         }
         if let Some(&l) = forward.get(&(start + n)) {
             remove(start + n, l, forward, backward);

@@ -68,7 +68,7 @@ pub(crate) fn mmap_size(size: usize, page_size: usize) -> usize {
     }
     const STEP: usize = 1 << 30;
     let mut sz = size.div_ceil(STEP) * STEP;
-    if sz % page_size != 0 {
+    if !sz.is_multiple_of(page_size) {
         sz = (sz / page_size + 1) * page_size;
     }
     sz

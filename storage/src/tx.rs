@@ -241,11 +241,8 @@ impl<'db> TxMut<'db> {
 
     /// Makes every change durable (unless the database was opened with `no_sync`).
     pub fn commit(mut self) -> Result<()> {
-        let r = self.commit_inner();
-        if r.is_err() {
-            // Drop rolls back the freelist.
-            return r;
-        }
+        // On error, Drop rolls the freelist back.
+        self.commit_inner()?;
         self.done = true;
         Ok(())
     }

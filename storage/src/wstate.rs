@@ -622,11 +622,11 @@ impl WState {
                 self.nodes[id].key = Some(first);
             }
         }
-        if let Some(p) = self.nodes[n].parent {
-            if self.nodes[p].pgid == 0 {
-                self.nodes[n].children.clear();
-                return self.spill_node(fl, p);
-            }
+        if let Some(p) = self.nodes[n].parent
+            && self.nodes[p].pgid == 0
+        {
+            self.nodes[n].children.clear();
+            return self.spill_node(fl, p);
         }
         Ok(())
     }

@@ -244,7 +244,7 @@ fn workload(fl: FreelistType, nosync: bool, seed: u64, tool: &Path) {
                 committed = model.clone();
                 if r.chance(0.2) {
                     drop(db);
-                    db = Db::open(&path_of(&tmp), opts.clone()).unwrap();
+                    db = Db::open(path_of(&tmp), opts.clone()).unwrap();
                 }
                 tx = db.begin_rw().unwrap();
             }

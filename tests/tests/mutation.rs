@@ -23,15 +23,15 @@ fn exercise(path: &Path) {
     }
     let copy = path.with_extension("rw");
     std::fs::copy(path, &copy).unwrap();
-    if let Ok(db) = Db::open(&copy, Options { no_sync: true, ..Default::default() }) {
-        if let Ok(mut tx) = db.begin_rw() {
-            let r = tx.create_bucket_if_not_exists(b"key").and_then(|mut b| {
-                b.put(b"\x00\x00\x00\x00\x00\x00\x00\x01_\x00\x00\x00\x00\x00\x00\x00\x00", b"v")?;
-                b.delete(b"zz")
-            });
-            if r.is_ok() {
-                let _ = tx.commit();
-            }
+    if let Ok(db) = Db::open(&copy, Options { no_sync: true, ..Default::default() })
+        && let Ok(mut tx) = db.begin_rw()
+    {
+        let r = tx.create_bucket_if_not_exists(b"key").and_then(|mut b| {
+            b.put(b"\x00\x00\x00\x00\x00\x00\x00\x01_\x00\x00\x00\x00\x00\x00\x00\x00", b"v")?;
+            b.delete(b"zz")
+        });
+        if r.is_ok() {
+            let _ = tx.commit();
         }
     }
 }
