@@ -61,10 +61,26 @@ impl<'a> Tree<'a> {
     }
 
     /// Branch or leaf page `id`, with its header id checked.
+    #[inline]
     pub fn page(&self, id: Pgid) -> Result<PageRef<'a>> {
-        if id < 2 {
-            return Err(Error::corrupt(id, 0, format!("reference to meta page {id} inside the tree")));
+        let off = (id as usize).wrapping_mul(self.page_size);
+        if id < 2 || id >= self.hwm {
+            return Err(Error::corrupt(
+                id,
+                0,
+                format!("reference to page {id} inside the tree (high-water mark {})", self.hwm),
+            ));
         }
+        let h = PageHeader::decode(&self.data[off..off + PAGE_HEADER_SIZE]);
+        let end = (id + 1 + h.overflow as u64).saturating_mul(self.page_size as u64);
+        if h.id != id || end > self.data.len() as u64 {
+            return self.page_slow(id);
+        }
+        PageRef::with_header(id, off as u64, &self.data[off..end as usize], h)
+    }
+
+    #[cold]
+    fn page_slow(&self, id: Pgid) -> Result<PageRef<'a>> {
         let buf = self.page_bytes(id)?;
         let off = id * self.page_size as u64;
         let h = PageHeader::decode(buf);

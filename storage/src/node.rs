@@ -85,6 +85,49 @@ pub(crate) struct Inode {
     pub value: Data,
 }
 
+/// bbolt `node.sizeLessThan`: whether these inodes serialize to fewer than `v` bytes.
+pub(crate) fn size_less_than(inodes: &[Inode], v: usize) -> bool {
+    let mut sz = PAGE_HEADER_SIZE;
+    for i in inodes {
+        sz += ELEM_SIZE + i.key.len() + i.value.len();
+        if sz >= v {
+            return false;
+        }
+    }
+    true
+}
+
+/// bbolt `node.splitIndex`: where the first page of a split of `inodes` ends.
+pub(crate) fn split_index(inodes: &[Inode], threshold: usize) -> usize {
+    let mut sz = PAGE_HEADER_SIZE;
+    let mut index = 0;
+    for i in 0..inodes.len().saturating_sub(2) {
+        index = i;
+        let el = ELEM_SIZE + inodes[i].key.len() + inodes[i].value.len();
+        if i >= 2 && sz + el > threshold {
+            break;
+        }
+        sz += el;
+    }
+    index
+}
+
+/// Where bbolt's repeated `splitTwo` cuts `inodes`: the start index of every
+/// page after the first (empty when the node fits one page).
+pub(crate) fn split_points(inodes: &[Inode], page_size: usize, fill: f64) -> Vec<usize> {
+    let threshold = (page_size as f64 * fill.clamp(0.1, 1.0)) as usize;
+    let mut points = Vec::new();
+    let mut start = 0;
+    loop {
+        let rest = &inodes[start..];
+        if rest.len() <= 4 || size_less_than(rest, page_size) {
+            return points;
+        }
+        start += split_index(rest, threshold);
+        points.push(start);
+    }
+}
+
 /// A materialized page.
 #[derive(Debug)]
 pub(crate) struct Node {
@@ -127,7 +170,7 @@ impl Node {
         let mut exact = false;
         while lo < hi {
             let mid = (lo + hi) / 2;
-            match self.inodes[mid].key.get(m).cmp(key) {
+            match crate::page::cmp_keys(self.inodes[mid].key.get(m), key) {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Equal => {
                     exact = true;
@@ -163,36 +206,8 @@ impl Node {
         page_size_for(self.inodes.iter().map(|i| i.key.len() + i.value.len()).sum(), self.inodes.len())
     }
 
-    /// `size() < v`, stopping early (bbolt `node.sizeLessThan`).
-    pub fn size_less_than(&self, v: usize) -> bool {
-        let mut sz = PAGE_HEADER_SIZE;
-        for i in &self.inodes {
-            sz += ELEM_SIZE + i.key.len() + i.value.len();
-            if sz >= v {
-                return false;
-            }
-        }
-        true
-    }
-
     pub fn min_keys(&self) -> usize {
         if self.is_leaf { 1 } else { 2 }
-    }
-
-    /// bbolt `node.splitIndex`: where the first page of a split ends.
-    pub fn split_index(&self, threshold: usize) -> usize {
-        let mut sz = PAGE_HEADER_SIZE;
-        let mut index = 0;
-        let n = self.inodes.len();
-        for i in 0..n.saturating_sub(2) {
-            index = i;
-            let el = ELEM_SIZE + self.inodes[i].key.len() + self.inodes[i].value.len();
-            if i >= 2 && sz + el > threshold {
-                break;
-            }
-            sz += el;
-        }
-        index
     }
 
     /// The elements to write, with bytes resolved.

@@ -64,6 +64,20 @@ pub(crate) fn put_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
+/// Bytewise key order (`bytes.Compare`), with a fast path for keys of 8 bytes
+/// or more: etcd's revision keys differ in their first 8 big-endian bytes.
+#[inline(always)]
+pub fn cmp_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    if let (Some(x), Some(y)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
+        if x != y {
+            return x.cmp(&y);
+        }
+        return a[8..].cmp(&b[8..]);
+    }
+    a.cmp(b)
+}
+
 /// The decoded page header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageHeader {
@@ -164,7 +178,12 @@ impl<'a> PageRef<'a> {
         if buf.len() < PAGE_HEADER_SIZE {
             return Err(Error::corrupt(id, offset, "page shorter than its header"));
         }
-        let h = PageHeader::decode(buf);
+        Self::with_header(id, offset, buf, PageHeader::decode(buf))
+    }
+
+    /// Like [`PageRef::new`] with the header already decoded from `buf`.
+    #[inline]
+    pub fn with_header(id: Pgid, offset: u64, buf: &'a [u8], h: PageHeader) -> Result<PageRef<'a>> {
         if h.flags & (BRANCH_FLAG | LEAF_FLAG) == 0 {
             return Err(Error::corrupt(
                 id,
@@ -236,7 +255,7 @@ impl<'a> PageRef<'a> {
         let mut exact = false;
         while lo < hi {
             let mid = (lo + hi) / 2;
-            match self.key(mid)?.cmp(key) {
+            match cmp_keys(self.key(mid)?, key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Equal => {
                     exact = true;

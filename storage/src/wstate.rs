@@ -547,37 +547,39 @@ impl WState {
         id
     }
 
-    /// bbolt `node.splitTwo` / `node.split`.
+    /// bbolt `node.split` (repeated `splitTwo`): cuts the node into pages at
+    /// bbolt's split points. The cuts are made from the end so a node holding a
+    /// whole large transaction's keys splits in linear time.
     fn split(&mut self, n: NodeId) -> Vec<NodeId> {
-        let mut out = vec![n];
-        let mut cur = n;
-        loop {
-            let node = &self.nodes[cur];
-            if node.inodes.len() <= 4 || node.size_less_than(self.page_size) {
-                break;
+        let node = &self.nodes[n];
+        let (b, is_leaf) = (node.bucket, node.is_leaf);
+        let points = crate::node::split_points(&node.inodes, self.page_size, self.buckets[b].fill);
+        if points.is_empty() {
+            return vec![n];
+        }
+        let parent = match node.parent {
+            Some(p) => p,
+            None => {
+                let mut p = Node::new(b, false, None);
+                p.children.push(n);
+                let pid = self.nodes.len();
+                self.nodes.push(p);
+                self.nodes[n].parent = Some(pid);
+                pid
             }
-            let fill = self.buckets[node.bucket].fill.clamp(0.1, 1.0);
-            let threshold = (self.page_size as f64 * fill) as usize;
-            let idx = node.split_index(threshold);
-            let (b, is_leaf) = (node.bucket, node.is_leaf);
-            let parent = match node.parent {
-                Some(p) => p,
-                None => {
-                    let mut p = Node::new(b, false, None);
-                    p.children.push(cur);
-                    let pid = self.nodes.len();
-                    self.nodes.push(p);
-                    self.nodes[cur].parent = Some(pid);
-                    pid
-                }
-            };
+        };
+        let mut chunks = Vec::with_capacity(points.len());
+        for &at in points.iter().rev() {
+            chunks.push(self.nodes[n].inodes.split_off(at));
+        }
+        let mut out = vec![n];
+        for inodes in chunks.into_iter().rev() {
             let mut next = Node::new(b, is_leaf, Some(parent));
-            next.inodes = self.nodes[cur].inodes.split_off(idx);
+            next.inodes = inodes;
             let nid = self.nodes.len();
             self.nodes.push(next);
             self.nodes[parent].children.push(nid);
             out.push(nid);
-            cur = nid;
         }
         out
     }
