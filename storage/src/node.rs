@@ -101,9 +101,9 @@ pub(crate) fn size_less_than(inodes: &[Inode], v: usize) -> bool {
 pub(crate) fn split_index(inodes: &[Inode], threshold: usize) -> usize {
     let mut sz = PAGE_HEADER_SIZE;
     let mut index = 0;
-    for i in 0..inodes.len().saturating_sub(2) {
+    for (i, ino) in inodes.iter().enumerate().take(inodes.len().saturating_sub(2)) {
         index = i;
-        let el = ELEM_SIZE + inodes[i].key.len() + inodes[i].value.len();
+        let el = ELEM_SIZE + ino.key.len() + ino.value.len();
         if i >= 2 && sz + el > threshold {
             break;
         }

@@ -318,6 +318,49 @@ impl<'a> PageRef<'a> {
     }
 }
 
+/// One element to be written into a page.
+pub(crate) struct ElemOut<'a> {
+    pub flags: u32,
+    pub pgid: Pgid,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// Serialized size of a page holding these element sizes.
+pub(crate) fn page_size_for(klen_vlen_sum: usize, count: usize) -> usize {
+    PAGE_HEADER_SIZE + count * ELEM_SIZE + klen_vlen_sum
+}
+
+/// Writes a branch or leaf page image into `buf` (header id and overflow are left
+/// to the caller). `buf` must be at least [`page_size_for`] bytes. Mirrors
+/// bbolt's `node.write`.
+pub(crate) fn write_elems<'a>(buf: &mut [u8], leaf: bool, elems: impl ExactSizeIterator<Item = ElemOut<'a>>) {
+    let count = elems.len();
+    assert!(count < 0xFFFF, "inode overflow: {count}");
+    let flags = le_u16(buf, 8) | if leaf { LEAF_FLAG } else { BRANCH_FLAG };
+    put_u16(buf, 8, flags);
+    put_u16(buf, 10, count as u16);
+    let mut off = PAGE_HEADER_SIZE + count * ELEM_SIZE;
+    for (i, e) in elems.enumerate() {
+        let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
+        let pos = (off - el) as u32;
+        if leaf {
+            put_u32(buf, el, e.flags);
+            put_u32(buf, el + 4, pos);
+            put_u32(buf, el + 8, e.key.len() as u32);
+            put_u32(buf, el + 12, e.value.len() as u32);
+        } else {
+            put_u32(buf, el, pos);
+            put_u32(buf, el + 4, e.key.len() as u32);
+            put_u64(buf, el + 8, e.pgid);
+        }
+        buf[off..off + e.key.len()].copy_from_slice(e.key);
+        off += e.key.len();
+        buf[off..off + e.value.len()].copy_from_slice(e.value);
+        off += e.value.len();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,48 +409,5 @@ mod tests {
                 assert_eq!(p.search(&probe).unwrap(), (want, exact), "round {round} probe {probe:?}");
             }
         }
-    }
-}
-
-/// One element to be written into a page.
-pub(crate) struct ElemOut<'a> {
-    pub flags: u32,
-    pub pgid: Pgid,
-    pub key: &'a [u8],
-    pub value: &'a [u8],
-}
-
-/// Serialized size of a page holding these element sizes.
-pub(crate) fn page_size_for(klen_vlen_sum: usize, count: usize) -> usize {
-    PAGE_HEADER_SIZE + count * ELEM_SIZE + klen_vlen_sum
-}
-
-/// Writes a branch or leaf page image into `buf` (header id and overflow are left
-/// to the caller). `buf` must be at least [`page_size_for`] bytes. Mirrors
-/// bbolt's `node.write`.
-pub(crate) fn write_elems<'a>(buf: &mut [u8], leaf: bool, elems: impl ExactSizeIterator<Item = ElemOut<'a>>) {
-    let count = elems.len();
-    assert!(count < 0xFFFF, "inode overflow: {count}");
-    let flags = le_u16(buf, 8) | if leaf { LEAF_FLAG } else { BRANCH_FLAG };
-    put_u16(buf, 8, flags);
-    put_u16(buf, 10, count as u16);
-    let mut off = PAGE_HEADER_SIZE + count * ELEM_SIZE;
-    for (i, e) in elems.enumerate() {
-        let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
-        let pos = (off - el) as u32;
-        if leaf {
-            put_u32(buf, el, e.flags);
-            put_u32(buf, el + 4, pos);
-            put_u32(buf, el + 8, e.key.len() as u32);
-            put_u32(buf, el + 12, e.value.len() as u32);
-        } else {
-            put_u32(buf, el, pos);
-            put_u32(buf, el + 4, e.key.len() as u32);
-            put_u64(buf, el + 8, e.pgid);
-        }
-        buf[off..off + e.key.len()].copy_from_slice(e.key);
-        off += e.key.len();
-        buf[off..off + e.value.len()].copy_from_slice(e.value);
-        off += e.value.len();
     }
 }
