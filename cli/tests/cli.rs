@@ -1,0 +1,143 @@
+//! The `etcdkit` binary: outputs, exit codes, one-line errors, global flags.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn etcdkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_etcdkit")).args(args).output().expect("run etcdkit")
+}
+
+fn etcdkit_stdin(args: &[&str], input: &str) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_etcdkit"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn fixture(set: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/etcd-3.4").join(set).join("snapshot.db")
+}
+
+/// A failed command: exit 1, one line on stderr, no panic.
+fn assert_one_line_error(o: &Output, what: &str) {
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{what}: exit status; stderr {err}");
+    assert!(!err.contains("panicked"), "{what}: panic: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{what}: want one line, got {err:?}");
+    assert!(err.starts_with("Error: "), "{what}: {err}");
+}
+
+#[test]
+fn check_dump_and_pages_of_a_real_snapshot() {
+    let f = fixture("small");
+    let f = f.to_str().unwrap();
+    let o = etcdkit(&["bolt", "check", f]);
+    assert!(o.status.success());
+    assert_eq!(text(&o.stdout), "OK\n");
+    let o = etcdkit(&["bolt", "dump", "--sha", f]);
+    let want = std::fs::read_to_string(fixture("small").with_file_name("bolt-dump-sha.txt")).unwrap();
+    assert!(o.status.success() && text(&o.stdout) == want);
+    let o = etcdkit(&["bolt", "buckets", f]);
+    assert!(text(&o.stdout).lines().any(|l| l == "key"), "{}", text(&o.stdout));
+    let o = etcdkit(&["bolt", "page", f, "0"]);
+    assert!(text(&o.stdout).starts_with("page 0 meta"), "{}", text(&o.stdout));
+    let o = etcdkit(&["bolt", "get", f, "cluster", "clusterVersion"]);
+    assert_eq!(text(&o.stdout), "3.4.0\n");
+}
+
+#[test]
+fn bad_files_give_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.db");
+    assert_one_line_error(&etcdkit(&["bolt", "check", missing.to_str().unwrap()]), "missing file");
+    assert_one_line_error(&etcdkit(&["bolt", "dump", dir.path().to_str().unwrap()]), "directory");
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![0x5a; 20000]).unwrap();
+    let o = etcdkit(&["bolt", "dump", junk.to_str().unwrap()]);
+    assert_one_line_error(&o, "not a bbolt file");
+    assert!(text(&o.stderr).contains("meta page"), "{}", text(&o.stderr));
+    let short = dir.path().join("short.db");
+    let bytes = std::fs::read(fixture("small")).unwrap();
+    std::fs::write(&short, &bytes[..bytes.len() / 2]).unwrap();
+    let o = etcdkit(&["bolt", "stats", short.to_str().unwrap()]);
+    assert_one_line_error(&o, "truncated");
+    assert!(text(&o.stderr).contains("truncated"), "{}", text(&o.stderr));
+    // A damaged page: check lists problems (exit 1), dump fails with the page named.
+    let bad = dir.path().join("bad.db");
+    let mut b = bytes.clone();
+    let last_page = (b.len() - 32) / 4096 - 1; // the root leaf of a snapshot
+    let off = last_page * 4096;
+    b[off + 8] = 0x40; // invalid page type
+    std::fs::write(&bad, &b).unwrap();
+    let o = etcdkit(&["bolt", "dump", bad.to_str().unwrap()]);
+    assert_one_line_error(&o, "damaged page");
+    assert!(text(&o.stderr).contains(&format!("page {last_page}")), "{}", text(&o.stderr));
+}
+
+#[test]
+fn check_reports_each_problem_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("small")).unwrap();
+    let bad = dir.path().join("bad.db");
+    let mut b = bytes.clone();
+    // Make one leaf page claim another id: the real one becomes unreachable-looking.
+    b[2 * 4096] ^= 0x01;
+    std::fs::write(&bad, &b).unwrap();
+    let o = etcdkit(&["bolt", "check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!text(&o.stdout).is_empty() && !text(&o.stdout).contains("OK"), "{}", text(&o.stdout));
+    assert!(text(&o.stdout).lines().all(|l| l.starts_with("page ")), "{}", text(&o.stdout));
+}
+
+#[test]
+fn write_spec_from_stdin_then_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let db = db.to_str().unwrap();
+    let spec = "bucket \"a\" seq=5\nkv \"a\"/\"n\" \"k\" \"v\\x00\"\ncommit\nkv \"a\" \"x\" \"1\"\nfill \"a\" \"big\" 9000 ab\ndel \"a\" \"x\"\n";
+    let o = etcdkit_stdin(&["bolt", "write", "--freelist", "map", db, "-"], spec);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = etcdkit(&["bolt", "dump", db]);
+    let dump = text(&o.stdout);
+    assert!(dump.starts_with("bucket \"a\" seq=5\n"), "{dump}");
+    assert!(dump.contains("kv \"a\"/\"n\" \"k\" \"v\\x00\"\n"), "{dump}");
+    assert!(!dump.contains("\"x\""), "{dump}");
+    assert_eq!(text(&etcdkit(&["bolt", "keys", db, "a"]).stdout), "big\nn\n");
+    let o = etcdkit_stdin(&["bolt", "write", db, "-"], "kv \"a\" \"k\"\n");
+    assert_one_line_error(&o, "bad spec line");
+    let out = dir.path().join("c.db");
+    let o = etcdkit(&["bolt", "compact", "-o", out.to_str().unwrap(), db]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&etcdkit(&["bolt", "dump", out.to_str().unwrap()]).stdout), dump);
+}
+
+#[test]
+fn global_flags_work_before_and_after_the_command() {
+    for args in [
+        vec!["-w", "json", "bolt", "bench", "--count", "2000", "--batch-size", "100"],
+        vec!["bolt", "bench", "--count", "2000", "--batch-size", "100", "-w", "json"],
+        vec!["bolt", "bench", "-w", "json", "--count", "2000", "--read-mode", "rnd", "--write-mode", "rnd"],
+    ] {
+        let o = etcdkit(&args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        for f in ["write_ops_per_sec", "read_ops_per_sec", "keys_read", "file_bytes", "write_seconds"] {
+            assert!(j.get(f).is_some(), "{args:?}: missing {f} in {j}");
+        }
+        assert_eq!(j["keys_read"], 2000);
+    }
+    let o = etcdkit(&["bolt", "bench", "--write-mode", "sideways"]);
+    assert_one_line_error(&o, "bad flag value");
+    let o = etcdkit(&["bolt", "check", "--no-such-flag", "x"]);
+    assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
+}
