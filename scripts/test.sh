@@ -42,6 +42,12 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo test --workspace
 cargo bench --workspace --no-run --quiet
-echo "test.sh: all checks passed"
+mkdir -p target
+set +e
+cargo test --workspace 2>&1 | tee target/test-output.txt
+status=${PIPESTATUS[0]}
+set -e
+sum() { grep -E '^test result:' target/test-output.txt | grep -oE "[0-9]+ $1" | awk '{s+=$1} END {print s+0}'; }
+echo "tests: $(sum passed) passed, $(sum failed) failed"
+exit "$status"
