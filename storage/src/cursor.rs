@@ -387,10 +387,13 @@ impl<'a> RawCursor<'a> {
 /// Point lookup without a cursor stack: the leaf entry equal to `key`.
 pub(crate) fn lookup<'a>(c: &RawCursor<'a>, key: &[u8]) -> Result<Option<Hit<'a>>> {
     let mut loc = c.page_node(c.b.root)?;
+    // Prefixes of the separator keys around the current page, from its parent.
+    let prefix = |k: &[u8]| k.first_chunk::<8>().map(|p| u64::from_be_bytes(*p));
+    let (mut lo_hint, mut hi_hint) = (None, None);
     for _ in 0..MAX_DEPTH {
         match loc {
             Loc::Page(p) => {
-                let (i, exact) = p.search(key)?;
+                let (i, exact) = p.search_within(key, lo_hint, hi_hint)?;
                 if p.is_leaf() {
                     if !exact {
                         return Ok(None);
@@ -402,9 +405,12 @@ pub(crate) fn lookup<'a>(c: &RawCursor<'a>, key: &[u8]) -> Result<Option<Hit<'a>
                     return Err(Error::corrupt(p.id, p.offset, "branch page without elements"));
                 }
                 let i = if !exact && i > 0 { i - 1 } else { i.min(p.count - 1) };
+                lo_hint = prefix(p.key(i)?);
+                hi_hint = if i + 1 < p.count { prefix(p.key(i + 1)?) } else { hi_hint };
                 loc = c.page_node(p.child(i))?;
             }
             Loc::Node(n) => {
+                (lo_hint, hi_hint) = (None, None);
                 let node = &c.tree.nodes[n];
                 let m = c.tree.mem();
                 let (i, exact) = node.search(&m, key);

@@ -257,19 +257,45 @@ impl<'a> PageRef<'a> {
     /// searched normally, so the result is the same for any key distribution.
     #[inline]
     pub fn search(&self, key: &[u8]) -> Result<(usize, bool)> {
+        self.search_within(key, None, None)
+    }
+
+    /// [`PageRef::search`] with hints for the 8-byte prefixes of the page's
+    /// first and last keys (a parent branch knows them: its separator keys), so
+    /// the page's own first and last keys need not be read. Hints only steer the
+    /// first probe; any hint gives the same answer.
+    #[inline]
+    pub fn search_within(&self, key: &[u8], lo_hint: Option<u64>, hi_hint: Option<u64>) -> Result<(usize, bool)> {
         let n = self.count;
         let (mut lo, mut hi) = (0usize, n);
         if n >= 16
             && let Some(x) = key.first_chunk::<8>()
         {
-            let (first, last) = (self.key(0)?, self.key(n - 1)?);
-            if let (Some(a), Some(b)) = (first.first_chunk::<8>(), last.first_chunk::<8>()) {
-                let (a, b, x) = (u64::from_be_bytes(*a), u64::from_be_bytes(*b), u64::from_be_bytes(*x));
+            let prefix = |k: &[u8]| k.first_chunk::<8>().map(|p| u64::from_be_bytes(*p));
+            let a = match lo_hint {
+                Some(a) => Some(a),
+                None => prefix(self.key(0)?),
+            };
+            let b = match hi_hint {
+                Some(b) => Some(b),
+                None => prefix(self.key(n - 1)?),
+            };
+            if let (Some(a), Some(b)) = (a, b) {
+                let x = u64::from_be_bytes(*x);
                 if b > a && x > a && x < b {
                     let est = ((x - a) as u128 * (n - 1) as u128 / (b - a) as u128) as usize;
+                    let mut i = est.clamp(1, n - 1);
+                    // Touch where key i probably lies (element 0, in the header's
+                    // cache line, gives the stride) so that its cache line is
+                    // fetched in parallel with element i's header.
+                    let e0 = &self.buf[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + ELEM_SIZE];
+                    let stride = if self.is_leaf() { le_u32(e0, 8) + le_u32(e0, 12) } else { le_u32(e0, 4) } as usize;
+                    let guess = PAGE_HEADER_SIZE + n * ELEM_SIZE + i.saturating_mul(stride);
+                    if let Some(b) = self.buf.get(guess) {
+                        std::hint::black_box(*b);
+                    }
                     // Gallop from the estimate to a bracket lo <= answer <= hi.
                     let mut step = 1;
-                    let mut i = est.clamp(1, n - 1);
                     if cmp_keys(self.key(i)?, key) == std::cmp::Ordering::Less {
                         lo = i + 1;
                         loop {
