@@ -384,8 +384,38 @@ impl<'a> RawCursor<'a> {
     }
 }
 
+/// Point lookup through committed pages only (no in-memory nodes): the read
+/// path of read-only transactions, kept free of cursor machinery.
+#[inline]
+fn lookup_pages<'a>(tree: &Tree<'a>, mut id: Pgid, key: &[u8]) -> Result<Option<Hit<'a>>> {
+    let prefix = |k: &[u8]| k.first_chunk::<8>().map(|p| u64::from_be_bytes(*p));
+    let (mut lo_hint, mut hi_hint) = (None, None);
+    for _ in 0..MAX_DEPTH {
+        let p = tree.page(id)?;
+        let (i, exact) = p.search_within(key, lo_hint, hi_hint)?;
+        if p.is_leaf() {
+            if !exact {
+                return Ok(None);
+            }
+            let e = p.leaf(i)?;
+            return Ok(Some((e.key, e.value, e.flags)));
+        }
+        if p.count == 0 {
+            return Err(Error::corrupt(p.id, p.offset, "branch page without elements"));
+        }
+        let i = if !exact && i > 0 { i - 1 } else { i.min(p.count - 1) };
+        lo_hint = prefix(p.key(i)?);
+        hi_hint = if i + 1 < p.count { prefix(p.key(i + 1)?) } else { hi_hint };
+        id = p.child(i);
+    }
+    Err(Error::TooDeep { pgid: id, max: MAX_DEPTH })
+}
+
 /// Point lookup without a cursor stack: the leaf entry equal to `key`.
 pub(crate) fn lookup<'a>(c: &RawCursor<'a>, key: &[u8]) -> Result<Option<Hit<'a>>> {
+    if c.b.root != 0 && c.b.nodes.is_none_or(|m| m.is_empty()) {
+        return lookup_pages(&c.tree, c.b.root, key);
+    }
     let mut loc = c.page_node(c.b.root)?;
     // Prefixes of the separator keys around the current page, from its parent.
     let prefix = |k: &[u8]| k.first_chunk::<8>().map(|p| u64::from_be_bytes(*p));

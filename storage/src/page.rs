@@ -73,6 +73,9 @@ pub fn cmp_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
         if x != y {
             return x.cmp(&y);
         }
+        if a.len() == 8 || b.len() == 8 {
+            return a.len().cmp(&b.len());
+        }
         return a[8..].cmp(&b[8..]);
     }
     a.cmp(b)
@@ -207,7 +210,7 @@ impl<'a> PageRef<'a> {
         Error::corrupt(self.id, self.offset + (PAGE_HEADER_SIZE + i * ELEM_SIZE) as u64, format!("element {i}: {what}"))
     }
 
-    #[inline]
+    #[inline(always)]
     fn span(&self, i: usize, pos: u32, ksize: u32, vsize: u32) -> Result<(usize, usize, usize)> {
         let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
         let k = el + pos as usize;
@@ -220,7 +223,7 @@ impl<'a> PageRef<'a> {
     }
 
     /// The key of element `i` (either page type).
-    #[inline]
+    #[inline(always)]
     pub fn key(&self, i: usize) -> Result<&'a [u8]> {
         let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
         let e = &self.buf[el..el + ELEM_SIZE];
@@ -283,7 +286,7 @@ impl<'a> PageRef<'a> {
             if let (Some(a), Some(b)) = (a, b) {
                 let x = u64::from_be_bytes(*x);
                 if b > a && x > a && x < b {
-                    let est = ((x - a) as u128 * (n - 1) as u128 / (b - a) as u128) as usize;
+                    let est = ((x - a) as f64 / (b - a) as f64 * (n - 1) as f64) as usize;
                     let mut i = est.clamp(1, n - 1);
                     // Touch where key i probably lies (element 0, in the header's
                     // cache line, gives the stride) so that its cache line is
@@ -325,7 +328,7 @@ impl<'a> PageRef<'a> {
             }
         }
         let i = self.bsearch(key, lo, hi)?;
-        Ok((i, i < n && self.key(i)? == key))
+        Ok((i, i < n && cmp_keys(self.key(i)?, key) == std::cmp::Ordering::Equal))
     }
 
     /// The first index in `[lo, hi]` whose key is >= `key`, given that the
