@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod bolt;
 pub mod text;
+pub mod wal;
 
 use std::io::{self, Write};
 

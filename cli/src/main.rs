@@ -30,6 +30,15 @@ enum Cmd {
     /// bbolt-style commands on one database file.
     #[command(subcommand)]
     Bolt(BoltCmd),
+    /// etcd write-ahead log commands.
+    #[command(subcommand)]
+    Wal(WalCmd),
+}
+
+#[derive(Subcommand)]
+enum WalCmd {
+    /// Every record and entry of a `member/wal` directory (`-w json`: etcd's reader's JSON lines).
+    Dump { dir: PathBuf },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -127,6 +136,7 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
             BoltCmd::Compact { out: dst, src, tx_max_size } => bolt::cmd_compact(out, &src, &dst, tx_max_size),
             BoltCmd::Bench(a) => bench::run(out, a, cli.write_out),
         },
+        Cmd::Wal(WalCmd::Dump { dir }) => etcdkit_cli::wal::cmd_dump(out, &dir, cli.write_out),
     }
 }
 

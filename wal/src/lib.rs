@@ -1,2 +1,25 @@
-//! etcdkit wal: placeholder crate, built in a later issue.
+//! # etcdkit-wal
+//!
+//! etcd's write-ahead log, byte-compatible with etcd 3.4 (`wal/` package):
+//! segment files `%016x-%016x.wal` preallocated to 64,000,000 bytes, 8-byte
+//! aligned frames, a CRC-32C chain over every record and across segments, and
+//! etcd's torn-tail detection and repair.
+//!
+//! - [`read_all`] reads a WAL from a snapshot position (what etcd's
+//!   `OpenForRead` + `ReadAll` return), verifying the CRC chain.
+//! - [`valid_snapshot_entries`] lists the snapshot records a restart may use.
+//! - [`Wal::create`] / [`Wal::open`] write: [`Wal::save`] appends entries and a
+//!   hard state with one fdatasync (group commit), [`Wal::save_snapshot`],
+//!   segment cuts at 64 MB, [`Wal::release_lock_to`].
+//! - [`repair`] truncates a torn tail as etcd does (keeping a `.broken` copy).
+//!
+//! Framing and CRC rules live in [`record`]; names in [`names`].
 #![deny(unsafe_code)]
+
+mod error;
+pub mod names;
+pub mod record;
+mod wal;
+
+pub use error::{Error, Result};
+pub use wal::{ReadAll, SEGMENT_SIZE, Segment, Wal, read_all, read_segments, repair, valid_snapshot_entries};

@@ -1,0 +1,469 @@
+//! Reading and writing a WAL directory (etcd `wal/wal.go`, `repair.go`).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use etcdkit_proto::raftpb::{Entry, HardState};
+use etcdkit_proto::walpb::{Record, Snapshot};
+use prost::Message;
+
+use crate::error::{Error, Result};
+use crate::names::{is_valid_seq, parse_wal_name, read_wal_names, search_index, wal_name};
+use crate::record::{
+    CRC_TYPE, Decoder, ENTRY_TYPE, End, Frame, METADATA_TYPE, SNAPSHOT_TYPE, STATE_TYPE, crc_update, encode_frame,
+};
+
+/// Preallocated size of a segment; a segment is cut once a write crosses it.
+pub const SEGMENT_SIZE: u64 = 64_000_000;
+
+/// One segment file, read whole, with its decoded frames.
+pub struct Segment {
+    pub path: PathBuf,
+    pub name: String,
+    pub size: u64,
+    pub frames: Vec<Frame>,
+    /// Offset just past the last valid record.
+    pub records_end: u64,
+}
+
+/// Reads and decodes `names` (in order) from `dir`, verifying the CRC chain
+/// and crc records. Returns the segments and how the data ended (a torn tail
+/// can only end the last segment).
+fn decode_files(dir: &Path, names: &[String]) -> Result<(Vec<Segment>, End, u32)> {
+    let mut out = Vec::new();
+    let mut crc = 0u32;
+    for (i, name) in names.iter().enumerate() {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        let mut dec = Decoder::new(&path, &bytes, crc, i + 1 == names.len());
+        let mut frames = Vec::new();
+        let end = loop {
+            match dec.next() {
+                Ok(Some(f)) => {
+                    if f.record.r#type == CRC_TYPE {
+                        if dec.crc != 0 && f.record.crc != dec.crc {
+                            return Err(Error::CrcMismatch {
+                                file: path.clone(),
+                                offset: f.offset,
+                                stored: f.record.crc,
+                                computed: dec.crc,
+                            });
+                        }
+                        dec.crc = f.record.crc;
+                    }
+                    frames.push(f);
+                }
+                Ok(None) => break End::Clean,
+                Err(Error::UnexpectedEof { .. }) => break End::Torn,
+                Err(e) => return Err(e),
+            }
+        };
+        crc = dec.crc;
+        let records_end = dec.last_valid;
+        out.push(Segment { path, name: name.clone(), size: bytes.len() as u64, frames, records_end });
+        if end == End::Torn {
+            // etcd's decoder stops at the first unexpected end, whatever follows.
+            return Ok((out, End::Torn, crc));
+        }
+    }
+    Ok((out, End::Clean, crc))
+}
+
+/// Every segment of the WAL in `dir`, decoded (for inspection tools).
+pub fn read_segments(dir: &Path) -> Result<(Vec<Segment>, bool)> {
+    let names = read_wal_names(dir)?;
+    let (segs, end, _) = decode_files(dir, &names)?;
+    Ok((segs, end == End::Torn))
+}
+
+fn decode<M: Message + Default>(f: &Frame, file: &Path) -> Result<M> {
+    M::decode(f.record.data.as_deref().unwrap_or(&[])).map_err(|e| Error::Corrupt {
+        file: file.to_path_buf(),
+        offset: f.offset,
+        what: e.to_string(),
+    })
+}
+
+/// What [`read_all`] returns: etcd's `ReadAll`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReadAll {
+    pub metadata: Vec<u8>,
+    pub state: HardState,
+    /// Entries after the snapshot, with later rewrites of an index applied.
+    pub entries: Vec<Entry>,
+    /// Whether a snapshot record matched the start position (etcd returns
+    /// `ErrSnapshotNotFound` with the data otherwise).
+    pub snapshot_found: bool,
+    /// The data ended in a torn record (read mode accepts it, as etcd does).
+    pub torn: bool,
+    /// Where writing would continue: last segment, offset, CRC.
+    pub(crate) tail: Option<(PathBuf, u64, u32)>,
+    /// Last entry index seen.
+    pub(crate) enti: u64,
+}
+
+/// The segment names to read for a start position (etcd `selectWALFiles`).
+fn select(dir: &Path, start: &Snapshot) -> Result<Vec<String>> {
+    let names = read_wal_names(dir)?;
+    let i = search_index(&names, start.index).ok_or_else(|| Error::FileNotFound(dir.to_path_buf()))?;
+    let names = names[i..].to_vec();
+    if !is_valid_seq(&names) {
+        return Err(Error::BadSequence(dir.to_path_buf()));
+    }
+    Ok(names)
+}
+
+fn apply(dir: &Path, names: &[String], start: &Snapshot) -> Result<ReadAll> {
+    let (segs, end, crc) = decode_files(dir, names)?;
+    let mut r = ReadAll::default();
+    let mut metadata: Option<Vec<u8>> = None;
+    for seg in &segs {
+        for f in &seg.frames {
+            match f.record.r#type {
+                ENTRY_TYPE => {
+                    let e: Entry = decode(f, &seg.path)?;
+                    if e.index > start.index {
+                        let up = e.index - start.index - 1;
+                        if up > r.entries.len() as u64 {
+                            return Err(Error::SliceOutOfRange { index: e.index, have: r.entries.len() as u64 });
+                        }
+                        r.entries.truncate(up as usize);
+                        r.entries.push(e.clone());
+                    }
+                    r.enti = e.index;
+                }
+                STATE_TYPE => r.state = decode(f, &seg.path)?,
+                METADATA_TYPE => {
+                    let d = f.record.data.clone().unwrap_or_default();
+                    if metadata.as_ref().is_some_and(|m| *m != d) {
+                        return Err(Error::MetadataConflict);
+                    }
+                    metadata = Some(d);
+                }
+                CRC_TYPE => {}
+                SNAPSHOT_TYPE => {
+                    let s: Snapshot = decode(f, &seg.path)?;
+                    if s.index == start.index {
+                        if s.term != start.term {
+                            return Err(Error::SnapshotMismatch {
+                                index: s.index,
+                                found: s.term,
+                                expected: start.term,
+                            });
+                        }
+                        r.snapshot_found = true;
+                    }
+                }
+                t => return Err(Error::UnexpectedType { file: seg.path.clone(), offset: f.offset, kind: t }),
+            }
+        }
+    }
+    r.metadata = metadata.unwrap_or_default();
+    r.torn = end == End::Torn;
+    if let Some(last) = segs.last() {
+        r.tail = Some((last.path.clone(), last.records_end, crc));
+    }
+    Ok(r)
+}
+
+/// Reads the WAL in `dir` from snapshot position `start` (etcd `OpenForRead`
+/// + `ReadAll`): a torn tail is accepted and reported in [`ReadAll::torn`].
+pub fn read_all(dir: &Path, start: Snapshot) -> Result<ReadAll> {
+    let names = select(dir, &start)?;
+    apply(dir, &names, &start)
+}
+
+/// The snapshot records whose index is at most the last hard state's commit
+/// (etcd `ValidSnapshotEntries`).
+pub fn valid_snapshot_entries(dir: &Path) -> Result<Vec<Snapshot>> {
+    let names = read_wal_names(dir)?;
+    let (segs, _, _) = decode_files(dir, &names)?;
+    let mut snaps = Vec::new();
+    let mut state = HardState::default();
+    for seg in &segs {
+        for f in &seg.frames {
+            match f.record.r#type {
+                SNAPSHOT_TYPE => snaps.push(decode::<Snapshot>(f, &seg.path)?),
+                STATE_TYPE => state = decode(f, &seg.path)?,
+                _ => {}
+            }
+        }
+    }
+    snaps.retain(|s| s.index <= state.commit);
+    Ok(snaps)
+}
+
+/// Truncates a torn tail of the last segment at its last valid record, keeping
+/// a copy of the damaged file as `<name>.broken` (etcd `Repair`). Returns
+/// whether anything was repaired. Corruption other than a torn tail is an error.
+pub fn repair(dir: &Path) -> Result<bool> {
+    let names = read_wal_names(dir)?;
+    let name = names.last().unwrap();
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+    let mut dec = Decoder::new(&path, &bytes, 0, true);
+    loop {
+        match dec.next() {
+            Ok(Some(f)) => {
+                if f.record.r#type == CRC_TYPE {
+                    if dec.crc != 0 && f.record.crc != dec.crc {
+                        return Err(Error::CrcMismatch {
+                            file: path.clone(),
+                            offset: f.offset,
+                            stored: f.record.crc,
+                            computed: dec.crc,
+                        });
+                    }
+                    dec.crc = f.record.crc;
+                }
+            }
+            Ok(None) => return Ok(false),
+            Err(Error::UnexpectedEof { offset, .. }) => {
+                let broken = dir.join(format!("{name}.broken"));
+                std::fs::write(&broken, &bytes).map_err(|e| Error::io("write", &broken, e))?;
+                let f = OpenOptions::new().write(true).open(&path).map_err(|e| Error::io("open", &path, e))?;
+                f.set_len(offset).map_err(|e| Error::io("truncate", &path, e))?;
+                f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync dir", dir, e))
+}
+
+fn create_segment(path: &Path, size: u64) -> Result<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("create", path, e))?;
+    f.try_lock().map_err(|_| Error::Locked(path.to_path_buf()))?;
+    f.set_len(size).map_err(|e| Error::io("preallocate", path, e))?;
+    Ok(f)
+}
+
+/// A WAL open for appending.
+pub struct Wal {
+    dir: PathBuf,
+    metadata: Vec<u8>,
+    state: HardState,
+    /// Last entry index written.
+    enti: u64,
+    /// Segments held (locked), oldest first; the last is the tail.
+    locks: Vec<(PathBuf, File)>,
+    offset: u64,
+    crc: u32,
+    buf: Vec<u8>,
+    segment_size: u64,
+}
+
+impl Wal {
+    /// Creates a new WAL in `dir` (which must not exist) with `metadata`: built
+    /// in `<dir>.tmp` and renamed, as etcd does.
+    pub fn create(dir: &Path, metadata: &[u8]) -> Result<Wal> {
+        Self::create_with_segment_size(dir, metadata, SEGMENT_SIZE)
+    }
+
+    /// [`Wal::create`] with another segment size (tests).
+    pub fn create_with_segment_size(dir: &Path, metadata: &[u8], segment_size: u64) -> Result<Wal> {
+        if dir.exists() && read_wal_names(dir).is_ok() {
+            return Err(Error::Exists(dir.to_path_buf()));
+        }
+        let tmp = PathBuf::from(format!("{}.tmp", dir.display()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io("mkdir", &tmp, e))?;
+        let seg = tmp.join(wal_name(0, 0));
+        let f = create_segment(&seg, segment_size)?;
+        let mut w = Wal {
+            dir: dir.to_path_buf(),
+            metadata: metadata.to_vec(),
+            state: HardState::default(),
+            enti: 0,
+            locks: vec![(seg, f)],
+            offset: 0,
+            crc: 0,
+            buf: Vec::new(),
+            segment_size,
+        };
+        w.encode(CRC_TYPE, None);
+        w.encode(METADATA_TYPE, Some(metadata.to_vec()));
+        w.save_snapshot(Snapshot { index: 0, term: 0 })?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))?;
+        }
+        std::fs::rename(&tmp, dir).map_err(|e| Error::io("rename", &tmp, e))?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(if parent.as_os_str().is_empty() { Path::new(".") } else { parent })?;
+        }
+        w.locks[0].0 = dir.join(wal_name(0, 0));
+        Ok(w)
+    }
+
+    /// Opens the WAL in `dir` for appending at snapshot position `start`: reads
+    /// everything after it (a torn tail is an error here: run [`repair`]), zeroes
+    /// anything past the last valid record, and continues the CRC chain.
+    pub fn open(dir: &Path, start: Snapshot) -> Result<(Wal, ReadAll)> {
+        let names = select(dir, &start)?;
+        let mut locks = Vec::new();
+        for n in &names {
+            let p = dir.join(n);
+            let f = OpenOptions::new().read(true).write(true).open(&p).map_err(|e| Error::io("open", &p, e))?;
+            f.try_lock().map_err(|_| Error::Locked(p.clone()))?;
+            locks.push((p, f));
+        }
+        let r = apply(dir, &names, &start)?;
+        let (tail, offset, crc) = r.tail.clone().expect("at least one segment");
+        if r.torn {
+            return Err(Error::UnexpectedEof { file: tail, offset });
+        }
+        // Zero whatever follows the last valid record (etcd `ZeroToEnd`).
+        let f = &locks.last().unwrap().1;
+        let size = f.metadata().map_err(|e| Error::io("stat", &tail, e))?.len();
+        f.set_len(offset).map_err(|e| Error::io("truncate", &tail, e))?;
+        f.set_len(size.max(offset)).map_err(|e| Error::io("preallocate", &tail, e))?;
+        let w = Wal {
+            dir: dir.to_path_buf(),
+            metadata: r.metadata.clone(),
+            state: r.state,
+            enti: r.enti,
+            locks,
+            offset,
+            crc,
+            buf: Vec::new(),
+            segment_size: SEGMENT_SIZE,
+        };
+        Ok((w, r))
+    }
+
+    fn encode(&mut self, kind: i64, data: Option<Vec<u8>>) {
+        let crc = if kind == CRC_TYPE { self.crc } else { crc_update(self.crc, data.as_deref().unwrap_or(&[])) };
+        if kind != CRC_TYPE {
+            self.crc = crc;
+        }
+        encode_frame(&Record { r#type: kind, crc, data }, &mut self.buf);
+    }
+
+    fn tail(&self) -> &(PathBuf, File) {
+        self.locks.last().unwrap()
+    }
+
+    /// Writes buffered frames to the tail segment.
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let (p, f) = self.tail();
+        f.write_all_at(&self.buf, self.offset).map_err(|e| Error::io("write", p, e))?;
+        self.offset += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.flush()?;
+        let (p, f) = self.tail();
+        f.sync_data().map_err(|e| Error::io("fdatasync", p, e))
+    }
+
+    fn save_state(&mut self, st: &HardState) {
+        if st.is_empty() {
+            return;
+        }
+        self.state = *st;
+        self.encode(STATE_TYPE, Some(st.encode_to_vec()));
+    }
+
+    /// Appends `entries` and the hard state `st`, then makes them durable with
+    /// one fdatasync when raft requires it (entries, or a term/vote change);
+    /// cuts a new segment once the tail passes the segment size.
+    pub fn save(&mut self, st: &HardState, entries: &[Entry]) -> Result<()> {
+        if st.is_empty() && entries.is_empty() {
+            return Ok(());
+        }
+        let must_sync = !entries.is_empty() || st.vote != self.state.vote || st.term != self.state.term;
+        for e in entries {
+            self.encode(ENTRY_TYPE, Some(e.encode_to_vec()));
+            self.enti = e.index;
+        }
+        self.save_state(st);
+        if self.offset + (self.buf.len() as u64) < self.segment_size {
+            if must_sync {
+                return self.sync();
+            }
+            return self.flush();
+        }
+        self.cut()
+    }
+
+    /// Records a snapshot position and syncs.
+    pub fn save_snapshot(&mut self, s: Snapshot) -> Result<()> {
+        self.encode(SNAPSHOT_TYPE, Some(s.encode_to_vec()));
+        if self.enti < s.index {
+            self.enti = s.index;
+        }
+        self.sync()
+    }
+
+    /// Closes the tail segment at its current end and starts the next one with
+    /// crc, metadata and hard-state records (etcd `cut`).
+    fn cut(&mut self) -> Result<()> {
+        self.flush()?;
+        {
+            let (p, f) = self.tail();
+            f.set_len(self.offset).map_err(|e| Error::io("truncate", p, e))?;
+        }
+        self.sync()?;
+        let seq = parse_wal_name(&self.tail().0.file_name().unwrap().to_string_lossy()).map_or(0, |(s, _)| s);
+        let final_path = self.dir.join(wal_name(seq + 1, self.enti + 1));
+        let tmp = self.dir.join(format!("{}.tmp", (seq + 1) % 2));
+        let _ = std::fs::remove_file(&tmp);
+        let f = create_segment(&tmp, self.segment_size)?;
+        self.locks.push((tmp.clone(), f));
+        self.offset = 0;
+        self.encode(CRC_TYPE, None);
+        let md = self.metadata.clone();
+        self.encode(METADATA_TYPE, Some(md));
+        let st = self.state;
+        self.save_state(&st);
+        self.sync()?;
+        std::fs::rename(&tmp, &final_path).map_err(|e| Error::io("rename", &tmp, e))?;
+        sync_dir(&self.dir)?;
+        self.locks.last_mut().unwrap().0 = final_path;
+        Ok(())
+    }
+
+    /// Unlocks segments that only hold entries before `index`, keeping the one
+    /// that may contain it (etcd `ReleaseLockTo`).
+    pub fn release_lock_to(&mut self, index: u64) {
+        if self.locks.len() <= 1 {
+            return;
+        }
+        let idx = |p: &PathBuf| parse_wal_name(&p.file_name().unwrap().to_string_lossy()).map_or(0, |(_, i)| i);
+        // Keep the segment before the first one starting at or after `index`
+        // (it may hold `index`); with none, keep only the last.
+        let keep_from = match self.locks.iter().position(|(p, _)| idx(p) >= index) {
+            Some(i) => i.saturating_sub(1),
+            None => self.locks.len() - 1,
+        };
+        self.locks.drain(..keep_from);
+    }
+
+    /// The segment files currently held.
+    pub fn held_segments(&self) -> Vec<PathBuf> {
+        self.locks.iter().map(|(p, _)| p.clone()).collect()
+    }
+
+    /// Flushes and syncs everything written.
+    pub fn close(mut self) -> Result<()> {
+        self.sync()
+    }
+}
