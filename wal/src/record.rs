@@ -124,7 +124,7 @@ impl<'a> Decoder<'a> {
     /// The next frame, `Ok(None)` at a clean end; a torn tail is
     /// [`Error::UnexpectedEof`]. crc records are returned unchecked (the WAL
     /// reader checks them against the chain and resets it).
-    pub fn next(&mut self) -> Result<Option<Frame>> {
+    pub fn next_frame(&mut self) -> Result<Option<Frame>> {
         let off = self.last_valid as usize;
         if off >= self.buf.len() {
             return Ok(None);
@@ -179,7 +179,7 @@ impl<'a> Decoder<'a> {
     pub fn all(&mut self) -> Result<(Vec<Frame>, End)> {
         let mut out = Vec::new();
         loop {
-            match self.next() {
+            match self.next_frame() {
                 Ok(Some(f)) => out.push(f),
                 Ok(None) => return Ok((out, End::Clean)),
                 Err(Error::UnexpectedEof { .. }) => return Ok((out, End::Torn)),

@@ -39,7 +39,7 @@ fn decode_files(dir: &Path, names: &[String]) -> Result<(Vec<Segment>, End, u32)
         let mut dec = Decoder::new(&path, &bytes, crc, i + 1 == names.len());
         let mut frames = Vec::new();
         let end = loop {
-            match dec.next() {
+            match dec.next_frame() {
                 Ok(Some(f)) => {
                     if f.record.r#type == CRC_TYPE {
                         if dec.crc != 0 && f.record.crc != dec.crc {
@@ -204,7 +204,7 @@ pub fn repair(dir: &Path) -> Result<bool> {
     let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
     let mut dec = Decoder::new(&path, &bytes, 0, true);
     loop {
-        match dec.next() {
+        match dec.next_frame() {
             Ok(Some(f)) => {
                 if f.record.r#type == CRC_TYPE {
                     if dec.crc != 0 && f.record.crc != dec.crc {
