@@ -138,3 +138,16 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
 }
+
+/// Extracts a set's `restored.tar.gz` under `dest`; returns `dest/restored`.
+pub fn extract_restored(set: &str, dest: &Path) -> Option<PathBuf> {
+    let tar = fixture(set, "restored.tar.gz")?;
+    let st = Command::new("tar").arg("-xzf").arg(&tar).arg("-C").arg(dest).status().expect("run tar");
+    assert!(st.success(), "tar -xzf {}", tar.display());
+    Some(dest.join("restored"))
+}
+
+/// Parses JSON lines.
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("json line")).collect()
+}

@@ -457,6 +457,11 @@ impl Wal {
         self.locks.drain(..keep_from);
     }
 
+    /// Cut segments at `bytes` instead of 64,000,000 (tests; etcd's is fixed).
+    pub fn set_segment_size(&mut self, bytes: u64) {
+        self.segment_size = bytes;
+    }
+
     /// The segment files currently held.
     pub fn held_segments(&self) -> Vec<PathBuf> {
         self.locks.iter().map(|(p, _)| p.clone()).collect()
