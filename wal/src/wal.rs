@@ -85,6 +85,10 @@ fn decode<M: Message + Default>(f: &Frame, file: &Path) -> Result<M> {
     })
 }
 
+fn corrupt(seg: &Segment, f: &Frame, what: String) -> Error {
+    Error::Corrupt { file: seg.path.clone(), offset: f.offset, what }
+}
+
 /// What [`read_all`] returns: etcd's `ReadAll`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReadAll {
@@ -123,17 +127,35 @@ fn apply(dir: &Path, names: &[String], start: &Snapshot) -> Result<ReadAll> {
             match f.record.r#type {
                 ENTRY_TYPE => {
                     let e: Entry = decode(f, &seg.path)?;
+                    if !(0..=2).contains(&e.r#type) {
+                        return Err(corrupt(seg, f, format!("entry {} has unknown type {}", e.index, e.r#type)));
+                    }
                     if e.index > start.index {
                         let up = e.index - start.index - 1;
                         if up > r.entries.len() as u64 {
                             return Err(Error::SliceOutOfRange { index: e.index, have: r.entries.len() as u64 });
+                        }
+                        // Raft rewrites an index only for a newer leader (higher
+                        // term); anything else is damage the CRC cannot see (it
+                        // does not cover the record type).
+                        if let Some(old) = r.entries.get(up as usize)
+                            && old.term >= e.term
+                            && *old != e
+                        {
+                            return Err(corrupt(seg, f, format!("entry {} rewritten without a newer term", e.index)));
                         }
                         r.entries.truncate(up as usize);
                         r.entries.push(e.clone());
                     }
                     r.enti = e.index;
                 }
-                STATE_TYPE => r.state = decode(f, &seg.path)?,
+                STATE_TYPE => {
+                    let st: HardState = decode(f, &seg.path)?;
+                    if st.term < r.state.term || st.commit < r.state.commit {
+                        return Err(corrupt(seg, f, "hard state goes backwards (term or commit decreased)".into()));
+                    }
+                    r.state = st;
+                }
                 METADATA_TYPE => {
                     let d = f.record.data.clone().unwrap_or_default();
                     if metadata.as_ref().is_some_and(|m| *m != d) {
