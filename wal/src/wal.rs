@@ -331,10 +331,10 @@ pub struct Wal {
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        if let Some(p) = self.pipeline.take() {
-            if let Ok(Ok((path, _))) = p.join() {
-                let _ = std::fs::remove_file(path);
-            }
+        if let Some(p) = self.pipeline.take()
+            && let Ok(Ok((path, _))) = p.join()
+        {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
