@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod lock;
 pub mod names;
 pub mod record;
 mod wal;

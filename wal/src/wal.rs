@@ -258,6 +258,14 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync dir", dir, e))
 }
 
+fn lock_segment(f: &File, path: &Path) -> Result<()> {
+    match crate::lock::try_lock(f) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Locked(path.to_path_buf())),
+        Err(e) => Err(Error::io("lock", path, e)),
+    }
+}
+
 /// Writes zeros over `[from, to)` of `f`, skipping 1 MiB chunks that already
 /// read as zero when `check` is set.
 fn zero_fill(f: &File, path: &Path, from: u64, to: u64, check: bool) -> Result<()> {
@@ -294,7 +302,7 @@ fn create_segment(path: &Path, size: u64) -> Result<File> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::io("create", path, e))?;
-    f.try_lock().map_err(|_| Error::Locked(path.to_path_buf()))?;
+    lock_segment(&f, path)?;
     zero_fill(&f, path, 0, size, false)?;
     f.sync_all().map_err(|e| Error::io("fsync", path, e))?;
     Ok(f)
@@ -394,7 +402,7 @@ impl Wal {
         for n in &names {
             let p = dir.join(n);
             let f = OpenOptions::new().read(true).write(true).open(&p).map_err(|e| Error::io("open", &p, e))?;
-            f.try_lock().map_err(|_| Error::Locked(p.clone()))?;
+            lock_segment(&f, &p)?;
             locks.push((p, f));
         }
         let r = apply(dir, &names, &start)?;

@@ -203,3 +203,56 @@ proptest! {
         prop_assert!(!r.torn);
     }
 }
+
+#[test]
+fn cuts_name_segments_by_first_index_and_release_locks_as_etcd() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let mut w = Wal::create_with_segment_size(&dir, b"md", 2048).unwrap();
+    for i in 1..=60u64 {
+        w.save(&HardState { term: 1, vote: 1, commit: i }, &[entry(i, 1, 200)]).unwrap();
+    }
+    let held = w.held_segments();
+    assert!(held.len() > 4, "cut into {} segments", held.len());
+    // Each segment after the first is named after the index it starts with.
+    let names: Vec<(u64, u64)> = held
+        .iter()
+        .map(|p| etcdkit_wal::names::parse_wal_name(&p.file_name().unwrap().to_string_lossy()).unwrap())
+        .collect();
+    for (i, (seq, _)) in names.iter().enumerate() {
+        assert_eq!(*seq, i as u64);
+    }
+    // Release up to the index starting segment 3: segments 0 and 1 are let go,
+    // segment 2 (which may hold the index just before) is kept.
+    let idx = names[3].1;
+    w.release_lock_to(idx);
+    let left = w.held_segments();
+    assert_eq!(left.len(), held.len() - 2);
+    assert_eq!(left[0], held[2]);
+    // An index past every segment keeps only the tail.
+    w.release_lock_to(u64::MAX);
+    assert_eq!(w.held_segments(), vec![held.last().unwrap().clone()]);
+    w.close().unwrap();
+    let r = read_all(&dir, Snapshot::default()).unwrap();
+    assert_eq!(r.entries.len(), 60);
+    assert_eq!(r.state.commit, 60);
+    // Reading from a snapshot in the middle starts at the right segment.
+    let r = read_all(&dir, Snapshot { index: 30, term: 1 }).unwrap();
+    assert_eq!(r.entries.first().unwrap().index, 31);
+    assert!(!r.snapshot_found);
+}
+
+#[test]
+fn a_wal_open_for_writing_is_locked_against_a_second_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let w = Wal::create(&dir, b"md").unwrap();
+    // OFD locks conflict between open file descriptions, even in one process.
+    assert!(matches!(Wal::open(&dir, Snapshot::default()), Err(Error::Locked(_))));
+    drop(w);
+    let (w2, _) = Wal::open(&dir, Snapshot::default()).unwrap();
+    assert!(matches!(Wal::open(&dir, Snapshot::default()), Err(Error::Locked(_))));
+    // Readers take no lock.
+    assert!(read_all(&dir, Snapshot::default()).is_ok());
+    drop(w2);
+}
