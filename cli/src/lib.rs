@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bolt;
+pub mod snapshot;
 pub mod text;
 pub mod wal;
 
@@ -52,4 +53,5 @@ pub enum WriteOut {
     Simple,
     Json,
     Table,
+    Fields,
 }

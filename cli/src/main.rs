@@ -33,6 +33,17 @@ enum Cmd {
     /// etcd write-ahead log commands.
     #[command(subcommand)]
     Wal(WalCmd),
+    /// etcd backup snapshots (etcdctl / etcdutl `snapshot`).
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+}
+
+#[derive(Subcommand)]
+enum SnapshotCmd {
+    /// Hash, revision, total keys and size of a snapshot file (as `etcdctl snapshot status`).
+    Status { file: PathBuf },
+    /// Save a consistent snapshot of the data dir's db (`--data-dir`, default `default.etcd`) to FILE.
+    Save { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -137,6 +148,11 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
             BoltCmd::Bench(a) => bench::run(out, a, cli.write_out),
         },
         Cmd::Wal(WalCmd::Dump { dir }) => etcdkit_cli::wal::cmd_dump(out, &dir, cli.write_out),
+        Cmd::Snapshot(SnapshotCmd::Status { file }) => etcdkit_cli::snapshot::cmd_status(out, &file, cli.write_out),
+        Cmd::Snapshot(SnapshotCmd::Save { file }) => {
+            let dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from("default.etcd"));
+            etcdkit_cli::snapshot::cmd_save(out, &file, &dir)
+        }
     }
 }
 

@@ -168,3 +168,27 @@ fn wal_dump_table_and_errors() {
     assert_one_line_error(&o, "damaged wal");
     assert!(text(&o.stderr).contains("offset"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn snapshot_status_and_save() {
+    let f = fixture("small");
+    let f = f.to_str().unwrap();
+    let o = etcdkit(&["snapshot", "status", f, "-w", "json"]);
+    assert!(o.status.success());
+    let want = std::fs::read_to_string(fixture("small").with_file_name("status.json")).unwrap();
+    assert_eq!(text(&o.stdout), want);
+    let o = etcdkit(&["-w", "table", "snapshot", "status", f]);
+    let want = std::fs::read_to_string(fixture("small").with_file_name("status.txt")).unwrap();
+    assert_eq!(text(&o.stdout), want);
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.db");
+    assert_one_line_error(&etcdkit(&["snapshot", "status", missing.to_str().unwrap()]), "missing");
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"not a snapshot").unwrap();
+    assert_one_line_error(&etcdkit(&["snapshot", "status", junk.to_str().unwrap()]), "junk");
+    // save needs a data dir; the global flag works after the command too.
+    let out = dir.path().join("s.db");
+    let o = etcdkit(&["snapshot", "save", out.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()]);
+    assert_one_line_error(&o, "not a data dir");
+    assert!(!out.exists() && !dir.path().join("s.db.part").exists());
+}
