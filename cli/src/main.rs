@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use etcdkit_cli::{CliError, Out, WriteOut, bench, bolt};
+use etcdkit_snapshot::restore::RestoreConfig;
 use etcdkit_storage::FreelistType;
 
 #[derive(Parser)]
@@ -44,6 +45,31 @@ enum SnapshotCmd {
     Status { file: PathBuf },
     /// Save a consistent snapshot of the data dir's db (`--data-dir`, default `default.etcd`) to FILE.
     Save { file: PathBuf },
+    /// Restore a snapshot into a new data dir (`--data-dir`, default `<name>.etcd`), as etcdctl does.
+    Restore {
+        file: PathBuf,
+        /// Human-readable name for this member.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Initial cluster configuration for restore bootstrap.
+        #[arg(long, default_value = "default=http://localhost:2380")]
+        initial_cluster: String,
+        /// Initial cluster token for the etcd cluster during restore bootstrap.
+        #[arg(long, default_value = "etcd-cluster")]
+        initial_cluster_token: String,
+        /// List of this member's peer URLs to advertise to the rest of the cluster.
+        #[arg(long, default_value = "http://localhost:2380")]
+        initial_advertise_peer_urls: String,
+        /// Ignore snapshot integrity hash value (required if copied from data directory).
+        #[arg(long)]
+        skip_hash_check: bool,
+    },
+    /// Check a snapshot's bbolt structure, etcd schema and sha256 trailer, and print its status.
+    Verify { file: PathBuf },
+    /// Every bucket entry decoded with etcd's types, one JSON object per line.
+    Inspect { file: PathBuf },
+    /// Keys added, changed (by live value) and deleted from snapshot A to snapshot B.
+    Diff { a: PathBuf, b: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -153,6 +179,28 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
             let dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from("default.etcd"));
             etcdkit_cli::snapshot::cmd_save(out, &file, &dir)
         }
+        Cmd::Snapshot(SnapshotCmd::Restore {
+            file,
+            name,
+            initial_cluster,
+            initial_cluster_token,
+            initial_advertise_peer_urls,
+            skip_hash_check,
+        }) => {
+            let data_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.etcd")));
+            let mut cfg = RestoreConfig::new(
+                &name,
+                &initial_cluster,
+                &initial_cluster_token,
+                &initial_advertise_peer_urls,
+                data_dir,
+            );
+            cfg.skip_hash_check = skip_hash_check;
+            etcdkit_cli::snapshot::cmd_restore(out, &file, &cfg, cli.write_out)
+        }
+        Cmd::Snapshot(SnapshotCmd::Verify { file }) => etcdkit_cli::snapshot::cmd_verify(out, &file, cli.write_out),
+        Cmd::Snapshot(SnapshotCmd::Inspect { file }) => etcdkit_cli::snapshot::cmd_inspect(out, &file),
+        Cmd::Snapshot(SnapshotCmd::Diff { a, b }) => etcdkit_cli::snapshot::cmd_diff(out, &a, &b, cli.write_out),
     }
 }
 

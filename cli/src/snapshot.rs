@@ -2,9 +2,14 @@
 
 use std::path::Path;
 
+use etcdkit_proto::gojson::Obj;
+use etcdkit_snapshot::inspect::{Change, KeySpace, Live, diff};
+use etcdkit_snapshot::restore::RestoreConfig;
+use etcdkit_snapshot::verify::Trailer;
 use etcdkit_snapshot::{Status, human_bytes};
 use etcdkit_storage::{Db, Options};
 
+use crate::text::esc;
 use crate::{CliError, Out, WriteOut};
 
 impl From<etcdkit_snapshot::Error> for CliError {
@@ -63,13 +68,259 @@ pub fn cmd_status(out: &mut Out, file: &Path, w: WriteOut) -> Result<(), CliErro
     print_status(out, &st, w)
 }
 
+/// A progress bar on stderr when it is a terminal; nothing otherwise.
+pub struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    pub fn new(what: &str) -> Bar {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Bar(None);
+        }
+        let pb = indicatif::ProgressBar::new(0);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+        {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_message(what.to_string());
+        Bar(Some(pb))
+    }
+
+    /// The callback the library calls.
+    pub fn update(&self, done: u64, total: u64) {
+        if let Some(pb) = &self.0 {
+            pb.set_length(total);
+            pb.set_position(done);
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(pb) = &self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}
+
 pub fn cmd_save(out: &mut Out, file: &Path, data_dir: &Path) -> Result<(), CliError> {
     let db_path = data_dir.join("member/snap/db");
     if !db_path.is_file() {
         return Err(CliError::msg(format!("{}: not an etcd data dir (no member/snap/db)", data_dir.display())));
     }
     let db = Db::open(&db_path, Options { read_only: true, ..Default::default() })?;
-    etcdkit_snapshot::save(&db, file)?;
+    let bar = Bar::new("save");
+    etcdkit_snapshot::save_with_progress(&db, file, &mut |d, t| bar.update(d, t))?;
+    drop(bar);
     writeln!(out, "Snapshot saved at {}", file.display())?;
+    Ok(())
+}
+
+pub fn cmd_restore(out: &mut Out, file: &Path, cfg: &RestoreConfig, w: WriteOut) -> Result<(), CliError> {
+    let bar = Bar::new("restore");
+    let r = etcdkit_snapshot::restore::restore(file, cfg, &mut |d, t| bar.update(d, t))?;
+    drop(bar);
+    match w {
+        WriteOut::Json => {
+            let members: Vec<String> = r
+                .members
+                .iter()
+                .map(|m| {
+                    Obj::new()
+                        .raw("ID", m.id)
+                        .str("name", &m.name)
+                        .raw("peerURLs", serde_json::to_string(&m.peer_urls).expect("strings serialize"))
+                        .end()
+                })
+                .collect();
+            let line = Obj::new()
+                .str("data_dir", &r.data_dir.display().to_string())
+                .raw("member_id", r.member_id)
+                .raw("cluster_id", r.cluster_id)
+                .raw("members", format!("[{}]", members.join(",")))
+                .raw("db_size", r.db_size)
+                .end();
+            writeln!(out, "{line}")?;
+        }
+        _ => writeln!(
+            out,
+            "Restored {} to {}: member {:x} ({}) of cluster {:x}, {} member(s)",
+            file.display(),
+            r.data_dir.display(),
+            r.member_id,
+            cfg.name,
+            r.cluster_id,
+            r.members.len()
+        )?,
+    }
+    Ok(())
+}
+
+fn problems_line(n: usize) -> String {
+    if n == 1 { "1 problem".into() } else { format!("{n} problems") }
+}
+
+pub fn cmd_verify(out: &mut Out, file: &Path, w: WriteOut) -> Result<(), CliError> {
+    let bar = Bar::new("verify");
+    let r = etcdkit_snapshot::verify::verify(file, &mut |d, t| bar.update(d, t))?;
+    drop(bar);
+    let trailer = match &r.trailer {
+        Trailer::Ok => "ok".to_string(),
+        Trailer::Absent => "absent".to_string(),
+        Trailer::Mismatch { expected, got } => format!("mismatch: expected sha256 {expected}, got {got}"),
+    };
+    match w {
+        WriteOut::Json => {
+            let list = |v: &[String]| serde_json::to_string(v).expect("strings serialize");
+            let st = &r.status;
+            let line = Obj::new()
+                .raw("ok", r.ok())
+                .raw(
+                    "status",
+                    Obj::new()
+                        .raw("hash", st.hash)
+                        .raw("revision", st.revision)
+                        .raw("totalKey", st.total_key)
+                        .raw("totalSize", st.total_size)
+                        .end(),
+                )
+                .str("trailer", &trailer)
+                .raw("structure", list(&r.structure))
+                .raw("schema", list(&r.schema))
+                .raw("schema_problems", r.schema_count)
+                .raw("revisions", r.revisions)
+                .raw("live_keys", r.live_keys)
+                .raw("compacted", r.compacted.map_or("null".into(), |c| c.to_string()))
+                .raw("consistent_index", r.consistent_index.map_or("null".into(), |c| c.to_string()))
+                .raw("leases", r.leases)
+                .raw("members", r.members)
+                .end();
+            writeln!(out, "{line}")?;
+        }
+        _ => {
+            if r.structure.is_empty() {
+                writeln!(out, "bbolt structure: OK ({} pages of {} bytes)", r.pages, r.page_size)?;
+            } else {
+                writeln!(out, "bbolt structure: {}", problems_line(r.structure.len()))?;
+                for p in &r.structure {
+                    writeln!(out, "  {p}")?;
+                }
+            }
+            let mut facts = format!("{} revisions, {} live keys", r.revisions, r.live_keys);
+            if let Some(c) = r.compacted {
+                facts += &format!(", compacted at {c}");
+            }
+            if let Some(ci) = r.consistent_index {
+                facts += &format!(", consistent index {ci}");
+            }
+            facts += &format!(", {} leases, {} members", r.leases, r.members);
+            if r.schema_count == 0 {
+                writeln!(out, "etcd schema: OK ({facts})")?;
+            } else {
+                writeln!(out, "etcd schema: {} ({facts})", problems_line(r.schema_count))?;
+                for p in &r.schema {
+                    writeln!(out, "  {p}")?;
+                }
+                if r.schema_count > r.schema.len() {
+                    writeln!(out, "  … and {} more", r.schema_count - r.schema.len())?;
+                }
+            }
+            writeln!(out, "sha256 trailer: {}", if trailer == "ok" { "OK".to_string() } else { trailer.clone() })?;
+            write!(out, "status: ")?;
+            print_status(out, &r.status, WriteOut::Simple)?;
+        }
+    }
+    if r.ok() {
+        Ok(())
+    } else {
+        let mut what = Vec::new();
+        if !r.structure.is_empty() {
+            what.push(format!("bbolt structure: {}", problems_line(r.structure.len())));
+        }
+        if r.schema_count > 0 {
+            what.push(format!("etcd schema: {}", problems_line(r.schema_count)));
+        }
+        if let Trailer::Mismatch { .. } = r.trailer {
+            what.push(format!("sha256 trailer {trailer}"));
+        }
+        Err(CliError::msg(format!("{}: verify failed: {}", file.display(), what.join("; "))))
+    }
+}
+
+pub fn cmd_inspect(out: &mut Out, file: &Path) -> Result<(), CliError> {
+    etcdkit_snapshot::inspect::inspect(file, out)?;
+    Ok(())
+}
+
+pub fn cmd_diff(out: &mut Out, a: &Path, b: &Path, w: WriteOut) -> Result<(), CliError> {
+    let ka = KeySpace::load(a)?;
+    let kb = KeySpace::load(b)?;
+    let changes = diff(&ka, &kb);
+    if w == WriteOut::Json {
+        let live = |l: &Live| {
+            Obj::new()
+                .raw("create_revision", l.create_revision)
+                .raw("mod_revision", l.mod_revision)
+                .raw("version", l.version)
+                .raw("lease", l.lease)
+                .raw("value_len", l.value_len)
+                .str("value_sha256", &crate::bolt::hex(&l.value_sha256))
+                .end()
+        };
+        let (mut added, mut changed, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+        for c in &changes {
+            match c {
+                Change::Added { key, new } => added.push(Obj::new().bytes("key", key).raw("new", live(new)).end()),
+                Change::Changed { key, old, new } => {
+                    changed.push(Obj::new().bytes("key", key).raw("old", live(old)).raw("new", live(new)).end())
+                }
+                Change::Deleted { key, old, deleted_at } => deleted.push(
+                    Obj::new()
+                        .bytes("key", key)
+                        .raw("old", live(old))
+                        .raw("deleted_revision", deleted_at.map_or("null".into(), |r| r.to_string()))
+                        .end(),
+                ),
+            }
+        }
+        let line = Obj::new()
+            .raw("revision_a", ka.revision)
+            .raw("revision_b", kb.revision)
+            .raw("added", format!("[{}]", added.join(",")))
+            .raw("changed", format!("[{}]", changed.join(",")))
+            .raw("deleted", format!("[{}]", deleted.join(",")))
+            .end();
+        writeln!(out, "{line}")?;
+        return Ok(());
+    }
+    for c in &changes {
+        match c {
+            Change::Added { key, new } => writeln!(
+                out,
+                "+ {} rev={} (created {}, version {}, {} bytes)",
+                esc(key),
+                new.mod_revision,
+                new.create_revision,
+                new.version,
+                new.value_len
+            )?,
+            Change::Changed { key, old, new } => writeln!(
+                out,
+                "~ {} rev={} -> {} (version {} -> {}, {} -> {} bytes)",
+                esc(key),
+                old.mod_revision,
+                new.mod_revision,
+                old.version,
+                new.version,
+                old.value_len,
+                new.value_len
+            )?,
+            Change::Deleted { key, old, deleted_at } => match deleted_at {
+                Some(d) => writeln!(out, "- {} rev={} (deleted at {d})", esc(key), old.mod_revision)?,
+                None => writeln!(out, "- {} rev={}", esc(key), old.mod_revision)?,
+            },
+        }
+    }
     Ok(())
 }

@@ -20,22 +20,7 @@ impl From<etcdkit_wal::Error> for CliError {
     }
 }
 
-/// Standard base64 (as Go's encoding/json writes `[]byte`).
-pub fn base64(b: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(b.len().div_ceil(3) * 4);
-    for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
-}
+pub use etcdkit_proto::gojson::base64;
 
 fn entry_type_name(t: i32) -> String {
     EntryType::try_from(t).map(|t| format!("{t:?}")).unwrap_or_else(|_| t.to_string())

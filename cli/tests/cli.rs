@@ -192,3 +192,89 @@ fn snapshot_status_and_save() {
     assert_one_line_error(&o, "not a data dir");
     assert!(!out.exists() && !dir.path().join("s.db.part").exists());
 }
+
+#[test]
+fn snapshot_restore_verify_inspect_diff() {
+    let f = fixture("small");
+    let fs = f.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r.etcd");
+    let ds = dir.to_str().unwrap();
+    let peer = "http://127.0.0.1:2380";
+    let args = |d: &str| {
+        vec![
+            "snapshot".to_string(),
+            "restore".into(),
+            fs.into(),
+            "--name".into(),
+            "n1".into(),
+            "--initial-cluster".into(),
+            format!("n1={peer}"),
+            "--initial-cluster-token".into(),
+            "tok".into(),
+            "--initial-advertise-peer-urls".into(),
+            peer.into(),
+            "--data-dir".into(),
+            d.into(),
+        ]
+    };
+    let run = |a: &[String]| etcdkit(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let o = run(&args(ds));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).starts_with("Restored "), "{}", text(&o.stdout));
+    // Again into the same (now non-empty) dir: refused, one line, nothing touched.
+    assert_one_line_error(&run(&args(ds)), "non-empty data dir");
+    let mut json = args(tmp.path().join("j.etcd").to_str().unwrap());
+    json.extend(["-w".into(), "json".into()]);
+    let o = run(&json);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["members"][0]["name"], "n1");
+
+    let db = dir.join("member/snap/db");
+    let o = etcdkit(&["snapshot", "verify", db.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("bbolt structure: OK")
+            && out.contains("etcd schema: OK")
+            && out.contains("sha256 trailer: absent")
+    );
+    let o = etcdkit(&["-w", "json", "snapshot", "verify", fs]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["trailer"], "ok");
+
+    let o = etcdkit(&["snapshot", "inspect", fs]);
+    assert!(o.status.success());
+    let lines: Vec<serde_json::Value> = text(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().any(|l| l["bucket"] == "key" && l["kv"].is_object()));
+
+    let o = etcdkit(&["snapshot", "diff", fs, fs]);
+    assert!(o.status.success() && o.stdout.is_empty());
+    // The restored db against the snapshot: the keyspace is the same.
+    let o = etcdkit(&["snapshot", "diff", fs, db.to_str().unwrap()]);
+    assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o.stdout));
+
+    // Bad input: one-line errors.
+    let mut bad = std::fs::read(&f).unwrap();
+    let n = bad.len();
+    bad[n - 3] ^= 0xff;
+    let badp = tmp.path().join("bad.db");
+    std::fs::write(&badp, &bad).unwrap();
+    let o = etcdkit(&["snapshot", "verify", badp.to_str().unwrap()]);
+    assert_one_line_error(&o, "verify of a wrong trailer");
+    assert!(text(&o.stdout).contains("sha256 trailer: mismatch"));
+    let o = run(&args(tmp.path().join("b.etcd").to_str().unwrap())
+        .into_iter()
+        .map(|a| if a == fs { badp.to_str().unwrap().to_string() } else { a })
+        .collect::<Vec<_>>());
+    assert_one_line_error(&o, "restore of a wrong trailer");
+    assert!(!tmp.path().join("b.etcd").exists());
+    let junk = tmp.path().join("junk");
+    std::fs::write(&junk, b"junk").unwrap();
+    for cmd in ["inspect", "verify"] {
+        assert_one_line_error(&etcdkit(&["snapshot", cmd, junk.to_str().unwrap()]), cmd);
+    }
+    assert_one_line_error(&etcdkit(&["snapshot", "diff", fs, junk.to_str().unwrap()]), "diff");
+    assert_eq!(etcdkit(&["snapshot", "restore"]).status.code(), Some(2));
+}

@@ -457,3 +457,13 @@ impl InternalRaftRequest {
         self.header.as_ref().map_or(self.id, |h| h.id)
     }
 }
+
+/// A key of the `alarm` bucket (value empty): which member raised which alarm.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct AlarmMember {
+    #[prost(uint64, tag = "1")]
+    pub member_id: u64,
+    /// 0 NONE, 1 NOSPACE, 2 CORRUPT.
+    #[prost(int32, tag = "2")]
+    pub alarm: i32,
+}

@@ -19,6 +19,7 @@
 
 pub mod authpb;
 pub mod etcdserverpb;
+pub mod gojson;
 pub mod leasepb;
 pub mod membership;
 pub mod mvccpb;

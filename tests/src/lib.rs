@@ -151,3 +151,104 @@ pub fn extract_restored(set: &str, dest: &Path) -> Option<PathBuf> {
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("json line")).collect()
 }
+
+/// Runs `etcdctl ARGS` (API v3); returns (success, stdout, stderr).
+pub fn etcdctl(ctl: &Path, args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(ctl).env_clear().env("ETCDCTL_API", "3").args(args).output().expect("run etcdctl");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A real etcd process on 127.0.0.1, killed when dropped.
+pub struct EtcdProc {
+    child: std::process::Child,
+    pub endpoint: String,
+    pub log: PathBuf,
+}
+
+impl Drop for EtcdProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts real etcd as member `name` on `dir`, serving clients on `client_port`
+/// and peers on `peer_port` (127.0.0.1 only); `initial_cluster` for a new
+/// multi-member cluster (ignored by etcd when `dir` already has a WAL).
+pub fn start_etcd(
+    etcd: &Path,
+    name: &str,
+    dir: &Path,
+    client_port: u16,
+    peer_port: u16,
+    initial_cluster: Option<&str>,
+) -> EtcdProc {
+    let ep = format!("http://127.0.0.1:{client_port}");
+    let pu = format!("http://127.0.0.1:{peer_port}");
+    let log = dir.with_extension("etcd.log");
+    let mut cmd = Command::new(etcd);
+    cmd.env_clear()
+        .env("HOME", dir.parent().unwrap())
+        .args(["--name", name, "--data-dir", dir.to_str().unwrap()])
+        .args(["--listen-client-urls", &ep, "--advertise-client-urls", &ep])
+        .args(["--listen-peer-urls", &pu, "--initial-advertise-peer-urls", &pu]);
+    if let Some(c) = initial_cluster {
+        cmd.args(["--initial-cluster", c]);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start etcd");
+    EtcdProc { child, endpoint: ep, log }
+}
+
+/// `etcdctl get "" --prefix -w json` against `p`, retried until it answers
+/// (60 s at most); `user` is `name:password` for an auth-enabled cluster.
+pub fn etcd_get_all(ctl: &Path, p: &EtcdProc, user: Option<&str>) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let mut args = vec!["--endpoints", &p.endpoint, "--command-timeout=5s"];
+        if let Some(u) = user {
+            args.extend(["--user", u]);
+        }
+        args.extend(["get", "", "--prefix", "-w", "json"]);
+        let (ok, out, err) = etcdctl(ctl, &args);
+        if ok {
+            return serde_json::from_str(&out).unwrap();
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "etcd at {} did not serve: {err}\n{}",
+            p.endpoint,
+            std::fs::read_to_string(&p.log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A set's `restore-args.txt` as (name, initial cluster, token, advertised peer URLs).
+pub fn restore_args(set: &str) -> Option<(String, String, String, String)> {
+    let text = fixture_text(set, "restore-args.txt")?;
+    let toks: Vec<&str> = text.split_whitespace().collect();
+    let flag = |f: &str| toks.iter().position(|t| *t == f).and_then(|i| toks.get(i + 1)).map(|s| s.to_string());
+    Some((
+        flag("--name").unwrap_or_else(|| "default".into()),
+        flag("--initial-cluster")?,
+        flag("--initial-cluster-token")?,
+        flag("--initial-advertise-peer-urls")?,
+    ))
+}
+
+/// The root password of an auth-enabled set (from its `history.jsonl`).
+pub fn root_password(set: &str) -> Option<String> {
+    let h = fixture_text(set, "history.jsonl")?;
+    json_lines(&h)
+        .into_iter()
+        .find(|r| r["op"] == "user_add" && r["user"] == "root")
+        .and_then(|r| r["password"].as_str().map(String::from))
+}

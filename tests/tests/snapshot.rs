@@ -3,26 +3,17 @@
 //! real etcd boots on the restore.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use etcdkit_cli::WriteOut;
 use etcdkit_cli::snapshot::{cmd_save, cmd_status};
-use etcdkit_tests::{etcd_binaries, extract_datadir, fixture, fixture_sets, fixture_text};
+use etcdkit_tests::{
+    etcd_binaries, etcd_get_all, etcdctl, extract_datadir, fixture, fixture_sets, fixture_text, start_etcd,
+};
 
 fn status_text(file: &Path, w: WriteOut) -> String {
     let mut out = Vec::new();
     cmd_status(&mut out, file, w).unwrap();
     String::from_utf8(out).unwrap()
-}
-
-fn etcdctl(ctl: &Path, args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(ctl).env_clear().env("ETCDCTL_API", "3").args(args).output().unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -67,43 +58,9 @@ fn status_of_bad_files_is_an_error() {
     assert!(cmd_status(&mut Vec::new(), tmp.path(), WriteOut::Json).is_err());
 }
 
-struct Etcd(Child);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve_kvs(etcd: &Path, ctl: &Path, dir: &Path, port: u16, log: &Path) -> serde_json::Value {
-    let ep = format!("http://127.0.0.1:{port}");
-    let pu = format!("http://127.0.0.1:{}", port + 1);
-    let child = Command::new(etcd)
-        .env_clear()
-        .env("HOME", dir.parent().unwrap())
-        .args(["--name", "n1", "--data-dir", dir.to_str().unwrap()])
-        .args(["--listen-client-urls", &ep, "--advertise-client-urls", &ep])
-        .args(["--listen-peer-urls", &pu, "--initial-advertise-peer-urls", &pu])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let _guard = Etcd(child);
-    let start = Instant::now();
-    loop {
-        let (ok, out, _) =
-            etcdctl(ctl, &["--endpoints", &ep, "--command-timeout=5s", "get", "", "--prefix", "-w", "json"]);
-        if ok {
-            return serde_json::from_str(&out).unwrap();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "etcd did not serve: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn serve_kvs(etcd: &Path, ctl: &Path, dir: &Path, port: u16) -> serde_json::Value {
+    let p = start_etcd(etcd, "n1", dir, port, port + 1, None);
+    etcd_get_all(ctl, &p, None)
 }
 
 #[test]
@@ -161,7 +118,7 @@ fn saved_snapshots_are_accepted_and_restored_by_real_etcd() {
                 ],
             );
             assert!(ok, "{set}: etcdctl restore of our snapshot failed: {err}");
-            let got = serve_kvs(&etcd, &ctl, &out, port, &tmp.path().join(format!("etcd{k}.log")));
+            let got = serve_kvs(&etcd, &ctl, &out, port);
             let want: serde_json::Value = serde_json::from_str(&fixture_text(&set, "kvs.json").unwrap()).unwrap();
             assert!(got["kvs"] == want["kvs"], "{set}: keys after restoring our snapshot");
             restored_sets += 1;

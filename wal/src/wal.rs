@@ -363,7 +363,10 @@ impl Wal {
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
         }
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::io("mkdir", &tmp, e))?;
+        // etcd's PrivateDirMode: the WAL directory is 0700.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&tmp)
+            .map_err(|e| Error::io("mkdir", &tmp, e))?;
         let seg = tmp.join(wal_name(0, 0));
         let f = create_segment(&seg, segment_size)?;
         let mut w = Wal {

@@ -1,0 +1,206 @@
+//! The backup file itself: `save` (a read transaction's image plus its
+//! sha256), `status` (etcdctl's numbers) and the trailer check.
+//!
+//! Layout of a snapshot file: `[bbolt image: pgid × page size bytes][sha256 of
+//! the image: 32 bytes]`. A file has the trailer iff its size ≡ 32 (mod 512).
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use etcdkit_storage::{Db, Options, Value, check};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, io_err};
+
+/// What `etcdctl snapshot status` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// CRC-32C over every top-level bucket's name, then its keys and values.
+    pub hash: u32,
+    /// Main revision of the last key of the `key` bucket.
+    pub revision: i64,
+    /// Key/value pairs in all buckets (etcd 3.4 and 3.5 counting).
+    pub total_key: u64,
+    /// Bytes of the database pages (`tx.Size()`, without the trailer).
+    pub total_size: u64,
+}
+
+/// Whether a file of `size` bytes ends with a sha256 trailer (etcd `hasChecksum`).
+pub fn has_checksum(size: u64) -> bool {
+    size % 512 == 32
+}
+
+/// Computes the status of the snapshot (or raw db) at `path`.
+pub fn status(path: &Path) -> Result<Status, Error> {
+    std::fs::metadata(path).map_err(io_err("stat", path))?;
+    let db = Db::open(path, Options { read_only: true, ..Default::default() })?;
+    let tx = db.begin()?;
+    let problems = check::check(&tx);
+    if !problems.is_empty() {
+        return Err(Error::Integrity(problems.iter().map(|p| p.to_string()).collect()));
+    }
+    let mut hash = 0u32;
+    let mut revision = 0i64;
+    let mut total_key = 0u64;
+    for (name, b) in tx.buckets()? {
+        hash = crc32c::crc32c_append(hash, name);
+        let is_key = name == b"key";
+        for e in b.entries() {
+            let (k, v) = e?;
+            hash = crc32c::crc32c_append(hash, k);
+            if let Value::Data(v) = v {
+                hash = crc32c::crc32c_append(hash, v);
+            }
+            if is_key {
+                let main = k.first_chunk::<8>().ok_or(Error::BadRevision(k.len()))?;
+                revision = i64::from_be_bytes(*main);
+            }
+            total_key += 1;
+        }
+    }
+    Ok(Status { hash, revision, total_key, total_size: tx.size() })
+}
+
+/// Writes a snapshot of `db` to `path`: the image of one read transaction and
+/// its sha256, through `<path>.part`, fsynced, then renamed. Returns the bytes
+/// of the image (without the trailer).
+pub fn save(db: &Db, path: &Path) -> Result<u64, Error> {
+    save_with_progress(db, path, &mut |_, _| {})
+}
+
+/// [`save`], reporting `(bytes written, bytes in all)` as it goes.
+pub fn save_with_progress(db: &Db, path: &Path, progress: &mut crate::Progress<'_>) -> Result<u64, Error> {
+    let part = PathBuf::from(format!("{}.part", path.display()));
+    let r = (|| -> Result<u64, Error> {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode_0600()
+            .open(&part)
+            .map_err(io_err("create", &part))?;
+        let tx = db.begin()?;
+        let total = tx.size();
+        let mut w = HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, f),
+            hash: Sha256::new(),
+            done: 0,
+            total,
+            progress,
+        };
+        let n = tx.write_to(&mut w)?;
+        drop(tx);
+        let sum = w.hash.finalize();
+        w.inner.write_all(&sum).map_err(io_err("write", &part))?;
+        let f =
+            w.inner.into_inner().map_err(|e| Error::Io { op: "write", path: part.clone(), source: e.into_error() })?;
+        f.sync_all().map_err(io_err("fsync", &part))?;
+        Ok(n)
+    })();
+    match r {
+        Ok(n) => {
+            std::fs::rename(&part, path).map_err(io_err("rename", &part))?;
+            Ok(n)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            Err(e)
+        }
+    }
+}
+
+/// Checks the sha256 trailer of the snapshot at `path`: `Ok(false)` when the
+/// file has none (a raw db), `Ok(true)` when it matches.
+pub fn verify_trailer(path: &Path) -> Result<bool, Error> {
+    let f = File::open(path).map_err(io_err("open", path))?;
+    let size = f.metadata().map_err(io_err("stat", path))?.len();
+    if !has_checksum(size) {
+        return Ok(false);
+    }
+    let mut r = io::BufReader::with_capacity(1 << 20, f);
+    let mut h = Sha256::new();
+    let mut left = size - 32;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = (left as usize).min(buf.len());
+        io::Read::read_exact(&mut r, &mut buf[..n]).map_err(io_err("read", path))?;
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    let mut want = [0u8; 32];
+    io::Read::read_exact(&mut r, &mut want).map_err(io_err("read", path))?;
+    let got = h.finalize();
+    if got[..] != want {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        return Err(Error::HashMismatch { expected: hex(&want), got: hex(&got) });
+    }
+    Ok(true)
+}
+
+struct HashingWriter<'p, 'q, W: Write> {
+    inner: W,
+    hash: Sha256,
+    done: u64,
+    total: u64,
+    progress: &'p mut crate::Progress<'q>,
+}
+
+impl<W: Write> Write for HashingWriter<'_, '_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        let before = self.done >> 24;
+        self.done += n as u64;
+        if self.done >> 24 != before || self.done == self.total {
+            (self.progress)(self.done, self.total);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl Mode0600 for std::fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}
+
+/// go-humanize's `Bytes` (base 1000), as etcdctl prints sizes.
+pub fn human_bytes(s: u64) -> String {
+    const SIZES: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    if s < 10 {
+        return format!("{s} B");
+    }
+    let e = ((s as f64).ln() / 1000f64.ln()).floor();
+    let val = ((s as f64) / 1000f64.powf(e) * 10.0 + 0.5).floor() / 10.0;
+    let suffix = SIZES[e as usize];
+    if val < 10.0 { format!("{val:.1} {suffix}") } else { format!("{val:.0} {suffix}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_as_go_humanize() {
+        assert_eq!(human_bytes(57344), "57 kB");
+        assert_eq!(human_bytes(5_943_296), "5.9 MB");
+        assert_eq!(human_bytes(1_994_752), "2.0 MB");
+        assert_eq!(human_bytes(9), "9 B");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1000), "1.0 kB");
+    }
+
+    #[test]
+    fn checksum_rule() {
+        assert!(has_checksum(57376));
+        assert!(!has_checksum(57344));
+    }
+}

@@ -1,0 +1,313 @@
+//! `snapshot restore`: a new etcd data dir from a backup, as
+//! `etcdctl snapshot restore` (3.4) / `etcdutl snapshot restore` (3.5) make it.
+//!
+//! 1. Build the bootstrap cluster from `--initial-cluster`, the token and the
+//!    local name, and check it ([`crate::cluster::bootstrap`]).
+//! 2. Copy the file to `member/snap/db`, dropping the sha256 trailer and
+//!    checking it (unless `skip_hash_check`; a file without a trailer needs
+//!    it). The copy and the hash run side by side.
+//! 3. Check the copy's bbolt structure; then, in one write transaction, empty
+//!    the `members` and `members_removed` buckets, write the new members into
+//!    `members`, and set `meta/consistent_index` to the number of members.
+//! 4. Write the WAL: metadata `{local member ID, cluster ID}`, one
+//!    `ConfChangeAddNode` entry per member (term 1, indexes 1..n, member JSON as
+//!    context, members in ID order), hard state `{term 1, vote lowest ID,
+//!    commit n}`; the raft `.snap` (index n, term 1, voters = all members, the
+//!    v2 store JSON); then the WAL's snapshot record `{n, 1}`.
+//!
+//! Everything is built in `<data-dir>.restore-tmp` and renamed into place at
+//! the end, so a failed restore leaves no partial data dir. The data dir may
+//! exist only if it is empty (etcdutl's rule).
+//!
+//! **Differences from etcd 3.4, on purpose** (3.5's etcdutl behaves like this):
+//! 3.4 keeps the old cluster's `members`/`members_removed` entries in the db,
+//! and deletes (with a tombstone revision) any *user key* whose name equals an
+//! old member-ID string, because it passes the member IDs to an MVCC
+//! `DeleteRange`. Here the membership buckets are rewritten and the keyspace
+//! is untouched. Like 3.4 (unlike 3.5) no `meta/term` is written, and the
+//! WAL's snapshot record has no conf state: the result is a 3.4 data dir.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use etcdkit_proto::Message;
+use etcdkit_proto::etcdserverpb::Metadata;
+use etcdkit_proto::membership::Member;
+use etcdkit_proto::raftpb::{
+    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata,
+};
+use etcdkit_proto::walpb;
+use etcdkit_storage::{Db, Options, check};
+use sha2::{Digest, Sha256};
+
+use crate::cluster::{Cluster, bootstrap};
+use crate::error::io_err;
+use crate::{Error, Progress, has_checksum, snap, v2store};
+
+/// What `snapshot restore` is told.
+#[derive(Clone, Debug)]
+pub struct RestoreConfig {
+    /// `--name` (etcd default `default`).
+    pub name: String,
+    /// `--initial-cluster` (default `default=http://localhost:2380`).
+    pub initial_cluster: String,
+    /// `--initial-cluster-token` (default `etcd-cluster`).
+    pub initial_cluster_token: String,
+    /// `--initial-advertise-peer-urls` (default `http://localhost:2380`).
+    pub initial_advertise_peer_urls: String,
+    /// `--data-dir` (etcd default `<name>.etcd`).
+    pub data_dir: PathBuf,
+    /// `--skip-hash-check`: do not compare the sha256 trailer (still stripped).
+    pub skip_hash_check: bool,
+}
+
+impl RestoreConfig {
+    pub fn new(
+        name: &str,
+        initial_cluster: &str,
+        token: &str,
+        advertise_peer_urls: &str,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        RestoreConfig {
+            name: name.into(),
+            initial_cluster: initial_cluster.into(),
+            initial_cluster_token: token.into(),
+            initial_advertise_peer_urls: advertise_peer_urls.into(),
+            data_dir: data_dir.into(),
+            skip_hash_check: false,
+        }
+    }
+}
+
+impl Default for RestoreConfig {
+    /// etcdctl's defaults.
+    fn default() -> Self {
+        Self::new("default", "default=http://localhost:2380", "etcd-cluster", "http://localhost:2380", "default.etcd")
+    }
+}
+
+/// What a restore made.
+#[derive(Clone, Debug)]
+pub struct Restored {
+    pub data_dir: PathBuf,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub members: Vec<Member>,
+    /// Bytes of the restored db.
+    pub db_size: u64,
+}
+
+/// Restores `snapshot` into `cfg.data_dir` (see the module docs).
+pub fn restore(snapshot: &Path, cfg: &RestoreConfig, progress: &mut Progress<'_>) -> Result<Restored, Error> {
+    let cluster =
+        bootstrap(&cfg.name, &cfg.initial_cluster, &cfg.initial_cluster_token, &cfg.initial_advertise_peer_urls)?;
+    let me = cluster.member(&cfg.name).expect("bootstrap checked the local member").id;
+    let meta = std::fs::metadata(snapshot).map_err(io_err("stat", snapshot))?;
+    if !meta.is_file() {
+        return Err(Error::Io {
+            op: "open",
+            path: snapshot.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+        });
+    }
+    if !has_checksum(meta.len()) && !cfg.skip_hash_check {
+        return Err(Error::MissingHash);
+    }
+    let dir = &cfg.data_dir;
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !empty {
+            return Err(Error::DataDirNotEmpty(dir.clone()));
+        }
+    }
+    let tmp = PathBuf::from(format!("{}.restore-tmp", dir.display()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_err("remove", &tmp))?;
+    }
+    let r = build(snapshot, cfg, &cluster, me, &tmp, progress);
+    match r {
+        Ok(db_size) => {
+            std::fs::rename(&tmp, dir).map_err(io_err("rename", &tmp))?;
+            sync_dir(parent(dir))?;
+            Ok(Restored {
+                data_dir: dir.clone(),
+                member_id: me,
+                cluster_id: cluster.id,
+                members: cluster.members,
+                db_size,
+            })
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn parent(p: &Path) -> &Path {
+    match p.parent() {
+        Some(q) if !q.as_os_str().is_empty() => q,
+        _ => Path::new("."),
+    }
+}
+
+fn sync_dir(p: &Path) -> Result<(), Error> {
+    File::open(p).and_then(|f| f.sync_all()).map_err(io_err("fsync", p))
+}
+
+fn mkdir(p: &Path) -> Result<(), Error> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(p).map_err(io_err("mkdir", p))
+}
+
+fn build(
+    snapshot: &Path,
+    cfg: &RestoreConfig,
+    cluster: &Cluster,
+    me: u64,
+    tmp: &Path,
+    progress: &mut Progress<'_>,
+) -> Result<u64, Error> {
+    let snap_dir = tmp.join("member/snap");
+    mkdir(&snap_dir)?;
+    let db_path = snap_dir.join("db");
+    let db_size = copy_and_verify(snapshot, &db_path, cfg.skip_hash_check, progress)?;
+    rewrite_membership(&db_path, cluster)?;
+
+    let n = cluster.members.len() as u64;
+    let md = Metadata { node_id: me, cluster_id: cluster.id }.encode_to_vec();
+    let mut wal = etcdkit_wal::Wal::create(&tmp.join("member/wal"), &md)?;
+    let entries: Vec<Entry> = cluster
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let cc = ConfChange {
+                id: 0,
+                r#type: ConfChangeType::ConfChangeAddNode as i32,
+                node_id: m.id,
+                context: Some(m.to_json()),
+            };
+            Entry {
+                r#type: EntryType::EntryConfChange as i32,
+                term: 1,
+                index: i as u64 + 1,
+                data: Some(cc.encode_to_vec()),
+            }
+        })
+        .collect();
+    wal.save(&HardState { term: 1, vote: cluster.members[0].id, commit: n }, &entries)?;
+    let raft_snap = Snapshot {
+        data: Some(v2store::bootstrap_store_json(&cluster.members)),
+        metadata: SnapshotMetadata {
+            conf_state: ConfState { voters: cluster.member_ids(), ..Default::default() },
+            index: n,
+            term: 1,
+        },
+    };
+    snap::save(&snap_dir, &raft_snap)?;
+    wal.save_snapshot(walpb::Snapshot { index: n, term: 1 })?;
+    wal.close()?;
+    sync_dir(&snap_dir)?;
+    sync_dir(&tmp.join("member"))?;
+    sync_dir(tmp)?;
+    Ok(db_size)
+}
+
+const CHUNK: u64 = 16 << 20;
+
+/// Copies the db part of `src` to `dst` (created 0600) while a second thread
+/// hashes it; checks the trailer unless `skip`. Returns the db's size.
+fn copy_and_verify(src: &Path, dst: &Path, skip: bool, progress: &mut Progress<'_>) -> Result<u64, Error> {
+    let from = File::open(src).map_err(io_err("open", src))?;
+    let size = from.metadata().map_err(io_err("stat", src))?.len();
+    let with_hash = has_checksum(size);
+    let len = if with_hash { size - 32 } else { size };
+    let mut to =
+        OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(io_err("create", dst))?;
+    let hashed = AtomicU64::new(0);
+    let check = with_hash && !skip;
+    let (copied, digest) = std::thread::scope(|s| -> Result<(u64, Option<[u8; 32]>), Error> {
+        let hasher = check.then(|| {
+            let (from, hashed) = (&from, &hashed);
+            s.spawn(move || -> io::Result<[u8; 32]> {
+                let mut h = Sha256::new();
+                let mut buf = vec![0u8; 4 << 20];
+                let mut off = 0u64;
+                while off < len {
+                    let n = (len - off).min(buf.len() as u64) as usize;
+                    from.read_exact_at(&mut buf[..n], off)?;
+                    h.update(&buf[..n]);
+                    off += n as u64;
+                    hashed.store(off, Ordering::Relaxed);
+                }
+                Ok(h.finalize().into())
+            })
+        });
+        let mut off = 0u64;
+        while off < len {
+            let want = (len - off).min(CHUNK);
+            let n = io::copy(&mut io::Read::take(&from, want), &mut to).map_err(io_err("copy", dst))?;
+            if n == 0 {
+                return Err(Error::Io {
+                    op: "read",
+                    path: src.to_path_buf(),
+                    source: io::Error::new(io::ErrorKind::UnexpectedEof, format!("file shrank at offset {off}")),
+                });
+            }
+            off += n;
+            let done = if check { off.min(hashed.load(Ordering::Relaxed)) } else { off };
+            progress(done, len);
+        }
+        let digest = match hasher {
+            Some(h) => Some(h.join().expect("hasher thread does not panic").map_err(io_err("read", src))?),
+            None => None,
+        };
+        progress(len, len);
+        Ok((off, digest))
+    })?;
+    if let Some(got) = digest {
+        let mut want = [0u8; 32];
+        from.read_exact_at(&mut want, len).map_err(io_err("read", src))?;
+        if got != want {
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            return Err(Error::HashMismatch { expected: hex(&want), got: hex(&got) });
+        }
+    }
+    Ok(copied)
+}
+
+/// Checks the db and rewrites its membership and consistent index.
+fn rewrite_membership(db_path: &Path, cluster: &Cluster) -> Result<(), Error> {
+    let db = Db::open(db_path, Options::default())?;
+    {
+        let tx = db.begin()?;
+        let problems = check::check(&tx);
+        if !problems.is_empty() {
+            return Err(Error::Integrity(problems.iter().map(|p| p.to_string()).collect()));
+        }
+    }
+    let mut tx = db.begin_rw()?;
+    for b in [&b"members"[..], b"members_removed"] {
+        if tx.bucket(b)?.is_some() {
+            tx.delete_bucket(b)?;
+        }
+        tx.create_bucket(b)?;
+    }
+    for b in [&b"key"[..], b"meta"] {
+        tx.create_bucket_if_not_exists(b)?;
+    }
+    {
+        let mut members = tx.bucket(b"members")?.expect("created above");
+        for m in &cluster.members {
+            members.put(format!("{:x}", m.id).as_bytes(), &m.to_json())?;
+        }
+    }
+    let n = cluster.members.len() as u64;
+    tx.bucket(b"meta")?.expect("created above").put(b"consistent_index", &n.to_be_bytes())?;
+    tx.commit()?;
+    Ok(())
+}
