@@ -4,6 +4,8 @@
 
 use etcdkit_storage::{Db, Options};
 
+pub mod etcddb;
+
 /// Deterministic xorshift64* for keys and orders.
 pub struct Rng(pub u64);
 

@@ -36,10 +36,22 @@ pub fn status(path: &Path) -> Result<Status, Error> {
     std::fs::metadata(path).map_err(io_err("stat", path))?;
     let db = Db::open(path, Options { read_only: true, ..Default::default() })?;
     let tx = db.begin()?;
-    let problems = check::check(&tx);
+    // The structure check and the hash walk read the same pages: run them side by side.
+    let (problems, walked) = std::thread::scope(|s| {
+        let checker = s.spawn(|| check::check(&tx));
+        let walked = hash_walk(&tx);
+        (checker.join().expect("check does not panic"), walked)
+    });
     if !problems.is_empty() {
         return Err(Error::Integrity(problems.iter().map(|p| p.to_string()).collect()));
     }
+    let (hash, revision, total_key) = walked?;
+    Ok(Status { hash, revision, total_key, total_size: tx.size() })
+}
+
+/// etcd's status hash (CRC-32C over bucket names, keys and values), the last
+/// revision of the `key` bucket and the number of pairs in all buckets.
+fn hash_walk(tx: &etcdkit_storage::Tx<'_>) -> Result<(u32, i64, u64), Error> {
     let mut hash = 0u32;
     let mut revision = 0i64;
     let mut total_key = 0u64;
@@ -59,7 +71,7 @@ pub fn status(path: &Path) -> Result<Status, Error> {
             total_key += 1;
         }
     }
-    Ok(Status { hash, revision, total_key, total_size: tx.size() })
+    Ok((hash, revision, total_key))
 }
 
 /// Writes a snapshot of `db` to `path`: the image of one read transaction and

@@ -179,7 +179,7 @@ fn build(
 
     let n = cluster.members.len() as u64;
     let md = Metadata { node_id: me, cluster_id: cluster.id }.encode_to_vec();
-    let mut wal = etcdkit_wal::Wal::create(&tmp.join("member/wal"), &md)?;
+    let mut wal = etcdkit_wal::Wal::create_sparse(&tmp.join("member/wal"), &md)?;
     let entries: Vec<Entry> = cluster
         .members
         .iter()
@@ -226,8 +226,7 @@ fn copy_and_verify(src: &Path, dst: &Path, skip: bool, progress: &mut Progress<'
     let size = from.metadata().map_err(io_err("stat", src))?.len();
     let with_hash = has_checksum(size);
     let len = if with_hash { size - 32 } else { size };
-    let mut to =
-        OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(io_err("create", dst))?;
+    let to = OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(io_err("create", dst))?;
     let hashed = AtomicU64::new(0);
     let check = with_hash && !skip;
     let (copied, digest) = std::thread::scope(|s| -> Result<(u64, Option<[u8; 32]>), Error> {
@@ -247,21 +246,43 @@ fn copy_and_verify(src: &Path, dst: &Path, skip: bool, progress: &mut Progress<'
                 Ok(h.finalize().into())
             })
         });
-        let mut off = 0u64;
-        while off < len {
-            let want = (len - off).min(CHUNK);
-            let n = io::copy(&mut io::Read::take(&from, want), &mut to).map_err(io_err("copy", dst))?;
-            if n == 0 {
-                return Err(Error::Io {
-                    op: "read",
-                    path: src.to_path_buf(),
-                    source: io::Error::new(io::ErrorKind::UnexpectedEof, format!("file shrank at offset {off}")),
-                });
+        // Write-back runs beside the copy: the syncer flushes what has been
+        // copied so far whenever it is asked, so that the disk works while
+        // the copy goes on instead of after it.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let to_ref = &to;
+        let syncer = s.spawn(move || -> io::Result<()> {
+            while rx.recv().is_ok() {
+                while rx.try_recv().is_ok() {}
+                to_ref.sync_data()?;
             }
-            off += n;
-            let done = if check { off.min(hashed.load(Ordering::Relaxed)) } else { off };
-            progress(done, len);
-        }
+            Ok(())
+        });
+        let mut off = 0u64;
+        let mut w: &File = &to;
+        let copied = (|| {
+            while off < len {
+                let want = (len - off).min(CHUNK);
+                let n = io::copy(&mut io::Read::take(&from, want), &mut w).map_err(io_err("copy", dst))?;
+                if n == 0 {
+                    return Err(Error::Io {
+                        op: "read",
+                        path: src.to_path_buf(),
+                        source: io::Error::new(io::ErrorKind::UnexpectedEof, format!("file shrank at offset {off}")),
+                    });
+                }
+                off += n;
+                let _ = tx.send(());
+                let done = if check { off.min(hashed.load(Ordering::Relaxed)) } else { off };
+                progress(done, len);
+            }
+            Ok(())
+        })();
+        drop(tx);
+        let synced = syncer.join().expect("syncer thread does not panic").map_err(io_err("fdatasync", dst));
+        copied?;
+        synced?;
+        to.sync_data().map_err(io_err("fdatasync", dst))?;
         let digest = match hasher {
             Some(h) => Some(h.join().expect("hasher thread does not panic").map_err(io_err("read", src))?),
             None => None,
