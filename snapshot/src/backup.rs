@@ -12,6 +12,7 @@ use etcdkit_storage::{Db, Options, Value, check};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, io_err};
+use crate::writeback::with_writeback;
 
 /// What `etcdctl snapshot status` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,25 +95,29 @@ pub fn save_with_progress(db: &Db, path: &Path, progress: &mut crate::Progress<'
             .map_err(io_err("create", &part))?;
         let tx = db.begin()?;
         let total = tx.size();
-        let mut w = HashingWriter {
-            inner: BufWriter::with_capacity(1 << 20, f),
-            hash: Sha256::new(),
-            done: 0,
-            total,
-            progress,
-        };
-        let n = tx.write_to(&mut w)?;
+        let n = with_writeback(&f, &part, |kick| {
+            let mut w = HashingWriter {
+                inner: BufWriter::with_capacity(1 << 20, &f),
+                hash: Sha256::new(),
+                done: 0,
+                total,
+                progress,
+                kick,
+            };
+            let n = tx.write_to(&mut w)?;
+            let sum = w.hash.finalize();
+            w.inner.write_all(&sum).map_err(io_err("write", &part))?;
+            w.inner.flush().map_err(io_err("write", &part))?;
+            Ok(n)
+        })?;
         drop(tx);
-        let sum = w.hash.finalize();
-        w.inner.write_all(&sum).map_err(io_err("write", &part))?;
-        let f =
-            w.inner.into_inner().map_err(|e| Error::Io { op: "write", path: part.clone(), source: e.into_error() })?;
-        f.sync_all().map_err(io_err("fsync", &part))?;
         Ok(n)
     })();
     match r {
         Ok(n) => {
             std::fs::rename(&part, path).map_err(io_err("rename", &part))?;
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync", dir))?;
             Ok(n)
         }
         Err(e) => {
@@ -156,6 +161,8 @@ struct HashingWriter<'p, 'q, W: Write> {
     done: u64,
     total: u64,
     progress: &'p mut crate::Progress<'q>,
+    /// Called after each 16 MiB: starts write-back of what is out so far.
+    kick: &'p dyn Fn(),
 }
 
 impl<W: Write> Write for HashingWriter<'_, '_, W> {
@@ -166,6 +173,7 @@ impl<W: Write> Write for HashingWriter<'_, '_, W> {
         self.done += n as u64;
         if self.done >> 24 != before || self.done == self.total {
             (self.progress)(self.done, self.total);
+            (self.kick)();
         }
         Ok(n)
     }

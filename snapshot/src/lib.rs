@@ -35,6 +35,7 @@ pub mod schema;
 pub mod snap;
 pub mod v2store;
 pub mod verify;
+mod writeback;
 
 pub use backup::{Status, has_checksum, human_bytes, save, save_with_progress, status, verify_trailer};
 pub use error::Error;

@@ -45,6 +45,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cluster::{Cluster, bootstrap};
 use crate::error::io_err;
+use crate::writeback::with_writeback;
 use crate::{Error, Progress, has_checksum, snap, v2store};
 
 /// What `snapshot restore` is told.
@@ -246,21 +247,9 @@ fn copy_and_verify(src: &Path, dst: &Path, skip: bool, progress: &mut Progress<'
                 Ok(h.finalize().into())
             })
         });
-        // Write-back runs beside the copy: the syncer flushes what has been
-        // copied so far whenever it is asked, so that the disk works while
-        // the copy goes on instead of after it.
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let to_ref = &to;
-        let syncer = s.spawn(move || -> io::Result<()> {
-            while rx.recv().is_ok() {
-                while rx.try_recv().is_ok() {}
-                to_ref.sync_data()?;
-            }
-            Ok(())
-        });
-        let mut off = 0u64;
-        let mut w: &File = &to;
-        let copied = (|| {
+        let copied = with_writeback(&to, dst, |kick| {
+            let mut off = 0u64;
+            let mut w: &File = &to;
             while off < len {
                 let want = (len - off).min(CHUNK);
                 let n = io::copy(&mut io::Read::take(&from, want), &mut w).map_err(io_err("copy", dst))?;
@@ -272,23 +261,20 @@ fn copy_and_verify(src: &Path, dst: &Path, skip: bool, progress: &mut Progress<'
                     });
                 }
                 off += n;
-                let _ = tx.send(());
+                kick();
                 let done = if check { off.min(hashed.load(Ordering::Relaxed)) } else { off };
                 progress(done, len);
             }
-            Ok(())
-        })();
-        drop(tx);
-        let synced = syncer.join().expect("syncer thread does not panic").map_err(io_err("fdatasync", dst));
-        copied?;
-        synced?;
-        to.sync_data().map_err(io_err("fdatasync", dst))?;
+            Ok(off)
+        });
+        // Join the hasher before returning any error.
         let digest = match hasher {
             Some(h) => Some(h.join().expect("hasher thread does not panic").map_err(io_err("read", src))?),
             None => None,
         };
+        let copied = copied?;
         progress(len, len);
-        Ok((off, digest))
+        Ok((copied, digest))
     })?;
     if let Some(got) = digest {
         let mut want = [0u8; 32];

@@ -26,12 +26,11 @@ use etcdkit_proto::authpb::{Role, User};
 use etcdkit_proto::etcdserverpb::AlarmMember;
 use etcdkit_proto::leasepb::Lease;
 use etcdkit_proto::membership::Member;
-use etcdkit_proto::mvccpb::KeyValue;
 use etcdkit_storage::{Db, Options, Tx, Value, check};
 use sha2::{Digest, Sha256};
 
 use crate::error::io_err;
-use crate::schema::parse_rev_key;
+use crate::schema::{parse_kv, parse_rev_key};
 use crate::{Error, Progress, Status, has_checksum};
 
 /// At most this many schema problems are listed (the count is exact).
@@ -83,16 +82,18 @@ pub fn verify(path: &Path, progress: &mut Progress<'_>) -> Result<Report, Error>
     let f = File::open(path).map_err(io_err("open", path))?;
     let size = f.metadata().map_err(io_err("stat", path))?.len();
     let hashed = AtomicU64::new(0);
+    let db = Db::open(path, Options { read_only: true, ..Default::default() })?;
+    let tx = db.begin()?;
     std::thread::scope(|s| {
         let trailer = has_checksum(size).then(|| {
             let (f, hashed) = (&f, &hashed);
             s.spawn(move || hash_trailer(f, size, hashed))
         });
-        let db = Db::open(path, Options { read_only: true, ..Default::default() })?;
-        let tx = db.begin()?;
-        let structure: Vec<String> = check::check(&tx).iter().map(|p| p.to_string()).collect();
-        let mut report = walk(&tx, size, &hashed, progress)?;
-        report.structure = structure;
+        let checker = s.spawn(|| check::check(&tx));
+        let walked = walk(&tx, size, &hashed, progress);
+        let structure = checker.join().expect("check does not panic");
+        let mut report = walked?;
+        report.structure = structure.iter().map(|p| p.to_string()).collect();
         report.trailer = match trailer {
             None => Trailer::Absent,
             Some(h) => h.join().expect("hash thread does not panic").map_err(io_err("read", path))?,
@@ -120,6 +121,37 @@ fn hash_trailer(f: &File, size: u64, done: &AtomicU64) -> std::io::Result<Traile
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     Ok(if got == want { Trailer::Ok } else { Trailer::Mismatch { expected: hex(&want), got: hex(&got) } })
 }
+
+/// A multiply-rotate hash (FxHash's) for the per-key map: keys come from the
+/// file, but a slow map only slows verify down, it cannot make it wrong.
+#[derive(Default, Clone, Copy)]
+struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
+impl Fx {
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type FastHash = std::hash::BuildHasherDefault<Fx>;
 
 struct KeyState {
     create: i64,
@@ -199,7 +231,7 @@ fn walk(tx: &Tx<'_>, size: u64, hashed: &AtomicU64, progress: &mut Progress<'_>)
     let mut total_key = 0u64;
     let mut revision = 0i64;
     let mut revisions = 0u64;
-    let mut keys: HashMap<Vec<u8>, KeyState> = HashMap::new();
+    let mut keys: HashMap<&[u8], KeyState, FastHash> = HashMap::default();
     let mut walked = 0u64;
     for (name, b) in tx.buckets()? {
         hash = crc32c::crc32c_append(hash, name);
@@ -299,11 +331,11 @@ fn walk(tx: &Tx<'_>, size: u64, hashed: &AtomicU64, progress: &mut Progress<'_>)
     })
 }
 
-fn check_revision(
+fn check_revision<'a>(
     k: &[u8],
-    v: &[u8],
+    v: &'a [u8],
     compacted: Option<i64>,
-    keys: &mut HashMap<Vec<u8>, KeyState>,
+    keys: &mut HashMap<&'a [u8], KeyState, FastHash>,
     problem: &mut impl FnMut(String),
 ) {
     let Some((rev, tomb)) = parse_rev_key(k) else {
@@ -311,9 +343,8 @@ fn check_revision(
         return;
     };
     let at = format!("key bucket: revision {}.{}", rev.main, rev.sub);
-    let kv = match KeyValue::decode(v) {
-        Ok(kv) => kv,
-        Err(err) => return problem(format!("{at}: KeyValue: {err}")),
+    let Some(kv) = parse_kv(v) else {
+        return problem(format!("{at}: value is not a KeyValue"));
     };
     if kv.key.is_empty() {
         return problem(format!("{at}: no key"));
@@ -334,7 +365,7 @@ fn check_revision(
             problem(format!("{at}: create_revision {} / version {} impossible", kv.create_revision, kv.version));
         }
     }
-    let prev = keys.get(&kv.key);
+    let prev = keys.get(kv.key);
     if !tomb && let Some(p) = prev {
         let ok = if p.tomb {
             kv.create_revision == rev.main && kv.version == 1
@@ -344,7 +375,7 @@ fn check_revision(
         if !ok {
             problem(format!(
                 "{at}: key {:?} version {} (created {}) does not follow version {} (created {})",
-                String::from_utf8_lossy(&kv.key),
+                String::from_utf8_lossy(kv.key),
                 kv.version,
                 kv.create_revision,
                 p.version,
@@ -356,7 +387,7 @@ fn check_revision(
     if below_count > 1 {
         problem(format!(
             "{at}: key {:?} keeps more than one record at or below the compaction revision",
-            String::from_utf8_lossy(&kv.key)
+            String::from_utf8_lossy(kv.key)
         ));
     }
     let st = KeyState {
