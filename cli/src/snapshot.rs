@@ -169,6 +169,7 @@ pub fn cmd_verify(out: &mut Out, file: &Path, w: WriteOut) -> Result<(), CliErro
         Trailer::Ok => "ok".to_string(),
         Trailer::Absent => "absent".to_string(),
         Trailer::Mismatch { expected, got } => format!("mismatch: expected sha256 {expected}, got {got}"),
+        Trailer::Torn { extra } => format!("torn: {extra} bytes after the pages, not a 32-byte sha256"),
     };
     match w {
         WriteOut::Json => {
@@ -241,7 +242,7 @@ pub fn cmd_verify(out: &mut Out, file: &Path, w: WriteOut) -> Result<(), CliErro
         if r.schema_count > 0 {
             what.push(format!("etcd schema: {}", problems_line(r.schema_count)));
         }
-        if let Trailer::Mismatch { .. } = r.trailer {
+        if let Trailer::Mismatch { .. } | Trailer::Torn { .. } = r.trailer {
             what.push(format!("sha256 trailer {trailer}"));
         }
         Err(CliError::msg(format!("{}: verify failed: {}", file.display(), what.join("; "))))

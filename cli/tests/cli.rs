@@ -278,3 +278,97 @@ fn snapshot_restore_verify_inspect_diff() {
     assert_one_line_error(&etcdkit(&["snapshot", "diff", fs, junk.to_str().unwrap()]), "diff");
     assert_eq!(etcdkit(&["snapshot", "restore"]).status.code(), Some(2));
 }
+
+/// Runs etcdkit with a deadline: a hang is a failure.
+fn etcdkit_bounded(args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_etcdkit"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while c.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = c.kill();
+            panic!("etcdkit {args:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    c.wait_with_output().unwrap()
+}
+
+#[test]
+fn snapshot_commands_on_hostile_files() {
+    let good = std::fs::read(fixture("small")).unwrap();
+    let n = good.len();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cases: Vec<(String, Vec<u8>)> = vec![
+        ("not-bbolt".into(), vec![0x42; 8224]),
+        ("empty".into(), Vec::new()),
+        ("wrong-trailer".into(), {
+            let mut b = good.clone();
+            b[n - 7] ^= 0x10;
+            b
+        }),
+    ];
+    for cut in [16, 100, 4096, 4096 * 2 + 32, n / 2, n - 33, n - 1] {
+        cases.push((format!("truncated-{cut}"), good[..cut].to_vec()));
+    }
+    for off in (0..n - 32).step_by(1531) {
+        let mut b = good.clone();
+        b[off] ^= 0x81;
+        cases.push((format!("flip-{off}"), b));
+    }
+    let dir_arg = tmp.path().to_str().unwrap().to_string();
+    let missing = tmp.path().join("missing.db").to_str().unwrap().to_string();
+    let mut files: Vec<(String, String)> = vec![("directory".into(), dir_arg), ("missing".into(), missing)];
+    for (name, bytes) in &cases {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        files.push((name.clone(), p.to_str().unwrap().to_string()));
+    }
+    let fs = fixture("small");
+    let fs = fs.to_str().unwrap();
+    for (name, f) in &files {
+        // A flipped or trailer-damaged file keeps the size of a snapshot.
+        let damaged_with_trailer = name.starts_with("flip") || name == "wrong-trailer";
+        // Cut inside the trailer only: the pages are intact, status reads them (as etcdctl does).
+        let pages_intact = name.strip_prefix("truncated-").is_some_and(|c| c.parse::<usize>().unwrap() >= n - 32);
+        let out = tmp.path().join(format!("{name}.etcd"));
+        let restore = |skip: bool| {
+            let mut a = vec!["snapshot", "restore", f.as_str(), "--data-dir", out.to_str().unwrap()];
+            if skip {
+                a.push("--skip-hash-check");
+            }
+            etcdkit_bounded(&a)
+        };
+        for cmd in ["status", "verify", "inspect", "diff", "restore", "restore --skip-hash-check"] {
+            let o = match cmd {
+                "status" => etcdkit_bounded(&["snapshot", "status", f]),
+                "verify" => etcdkit_bounded(&["snapshot", "verify", f]),
+                "inspect" => etcdkit_bounded(&["snapshot", "inspect", f]),
+                "diff" => etcdkit_bounded(&["snapshot", "diff", fs, f]),
+                "restore" => restore(false),
+                _ => restore(true),
+            };
+            let what = format!("{cmd} {name}");
+            let err = text(&o.stderr);
+            assert!(!err.contains("panicked"), "{what}: {err}");
+            // Status, inspect and diff read the pages (as etcdctl's status does, they ignore
+            // the trailer); verify and restore check the trailer.
+            let must_fail = !(damaged_with_trailer || pages_intact) || cmd == "verify" || cmd == "restore";
+            if must_fail || !o.status.success() {
+                assert_one_line_error(&o, &what);
+            }
+            if o.status.success() && cmd.starts_with("restore") {
+                // Whatever a skipped hash let through must be a sound data dir.
+                let c = etcdkit_bounded(&["bolt", "check", out.join("member/snap/db").to_str().unwrap()]);
+                assert!(c.status.success(), "{what}: restored db fails check: {}", text(&c.stdout));
+                std::fs::remove_dir_all(&out).unwrap();
+            }
+            assert!(!out.exists(), "{what}: a data dir was left behind");
+            assert!(!tmp.path().join(format!("{name}.etcd.restore-tmp")).exists(), "{what}: temp dir left");
+        }
+    }
+}

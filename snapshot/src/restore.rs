@@ -118,6 +118,10 @@ pub fn restore(snapshot: &Path, cfg: &RestoreConfig, progress: &mut Progress<'_>
     if !has_checksum(meta.len()) && !cfg.skip_hash_check {
         return Err(Error::MissingHash);
     }
+    // An empty file would be initialized as a new database by the open below.
+    if meta.len() < 1024 {
+        return Err(Error::TooSmall { path: snapshot.to_path_buf(), size: meta.len() });
+    }
     let dir = &cfg.data_dir;
     if dir.exists() {
         let empty = std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);

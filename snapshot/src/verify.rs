@@ -45,6 +45,8 @@ pub enum Trailer {
     Absent,
     /// The trailer does not match the data.
     Mismatch { expected: String, got: String },
+    /// 1 to 31 bytes follow the pages: a torn trailer.
+    Torn { extra: u64 },
 }
 
 /// What [`verify`] found.
@@ -72,7 +74,9 @@ pub struct Report {
 impl Report {
     /// No problem of any kind.
     pub fn ok(&self) -> bool {
-        self.structure.is_empty() && self.schema_count == 0 && !matches!(self.trailer, Trailer::Mismatch { .. })
+        self.structure.is_empty()
+            && self.schema_count == 0
+            && !matches!(self.trailer, Trailer::Mismatch { .. } | Trailer::Torn { .. })
     }
 }
 
@@ -94,7 +98,9 @@ pub fn verify(path: &Path, progress: &mut Progress<'_>) -> Result<Report, Error>
         let structure = checker.join().expect("check does not panic");
         let mut report = walked?;
         report.structure = structure.iter().map(|p| p.to_string()).collect();
+        let extra = size.saturating_sub(tx.size());
         report.trailer = match trailer {
+            None if (1..32).contains(&extra) => Trailer::Torn { extra },
             None => Trailer::Absent,
             Some(h) => h.join().expect("hash thread does not panic").map_err(io_err("read", path))?,
         };
