@@ -40,6 +40,7 @@ mod error;
 pub mod freelist;
 pub mod meta;
 mod mmap;
+pub mod mvcc;
 mod node;
 pub mod page;
 mod tx;

@@ -1,0 +1,800 @@
+//! The store: revisions, the index, leases, and the write and read paths
+//! (etcd's `kvstore.go`, `kvstore_txn.go`, the MVCC half of `apply.go` and
+//! the persistent half of `lessor.go`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use etcdkit_proto::Message;
+use etcdkit_proto::etcdserverpb::compare::TargetUnion;
+use etcdkit_proto::etcdserverpb::request_op::Request;
+use etcdkit_proto::etcdserverpb::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, SortOrder,
+    SortTarget, TxnRequest,
+};
+use etcdkit_proto::leasepb::Lease;
+use etcdkit_proto::mvccpb::KeyValue;
+
+use super::index::{Index, KeyRange};
+use super::{MvccError, Revision};
+use crate::{Db, Options, TxMut};
+
+type Result<T, E = MvccError> = std::result::Result<T, E>;
+
+const KEY: &[u8] = b"key";
+const META: &[u8] = b"meta";
+const LEASE: &[u8] = b"lease";
+const CONSISTENT_INDEX: &[u8] = b"consistent_index";
+const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
+const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
+/// etcd's `bucket.FillPercent` for the append-only `key` bucket.
+const KEY_FILL: f64 = 0.9;
+
+/// How to open a [`Store`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// The page store's options (etcd's by default).
+    pub db: Options,
+    /// Keys deleted per bbolt transaction by a compaction (etcd: 1000).
+    pub compaction_batch: usize,
+    /// Shortest lease TTL granted, in seconds (etcd's default: 2).
+    pub min_lease_ttl: i64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { db: Options::default(), compaction_batch: 1000, min_lease_ttl: 2 }
+    }
+}
+
+/// A range's answer (etcd's `RangeResponse` without the header's IDs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    /// Keys in the range at the revision (ignoring the limit).
+    pub count: i64,
+    /// More keys exist than returned.
+    pub more: bool,
+    /// The store revision the answer is about (the header's revision).
+    pub rev: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PutResult {
+    pub rev: i64,
+    pub prev_kv: Option<KeyValue>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteResult {
+    pub rev: i64,
+    pub deleted: i64,
+    pub prev_kvs: Vec<KeyValue>,
+}
+
+/// One answer of a txn's operations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResponseOp {
+    Range(RangeResult),
+    Put(PutResult),
+    DeleteRange(DeleteResult),
+    Txn(TxnResult),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TxnResult {
+    pub succeeded: bool,
+    pub responses: Vec<ResponseOp>,
+    pub rev: i64,
+}
+
+/// A lease and the keys attached to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseInfo {
+    pub id: i64,
+    /// Granted TTL, seconds.
+    pub ttl: i64,
+    pub keys: BTreeSet<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct Leases {
+    by_id: BTreeMap<i64, LeaseInfo>,
+    by_key: HashMap<Vec<u8>, i64>,
+}
+
+impl Leases {
+    fn attach(&mut self, key: &[u8], id: i64) {
+        if let Some(l) = self.by_id.get_mut(&id) {
+            l.keys.insert(key.to_vec());
+            self.by_key.insert(key.to_vec(), id);
+        }
+    }
+    fn detach(&mut self, key: &[u8]) {
+        if let Some(id) = self.by_key.remove(key)
+            && let Some(l) = self.by_id.get_mut(&id)
+        {
+            l.keys.remove(key);
+        }
+    }
+}
+
+/// etcd's MVCC key-value store on one bbolt-format file (see the module docs).
+pub struct Store {
+    db: Db,
+    opts: StoreOptions,
+    index: Index,
+    current_rev: i64,
+    /// The compaction revision (-1 before any).
+    compact_main_rev: i64,
+    consistent_index: u64,
+    leases: Leases,
+    poisoned: bool,
+}
+
+fn decode_kv(b: &[u8], rev: Revision) -> Result<KeyValue> {
+    KeyValue::decode(b).map_err(|e| MvccError::Corrupt(format!("revision {}.{}: KeyValue: {e}", rev.main, rev.sub)))
+}
+
+fn rev_value(b: &[u8]) -> Option<i64> {
+    Revision::from_key(b).map(|(r, _)| r.main)
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` and rebuilds its index.
+    pub fn open(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Store> {
+        let db = Db::open(path, opts.db.clone())?;
+        if !opts.db.read_only {
+            db.update(|tx| {
+                for b in [KEY, META, LEASE] {
+                    tx.create_bucket_if_not_exists(b)?;
+                }
+                Ok(())
+            })?;
+        }
+        let mut s = Store {
+            db,
+            opts,
+            index: Index::default(),
+            current_rev: 1,
+            compact_main_rev: -1,
+            consistent_index: 0,
+            leases: Leases::default(),
+            poisoned: false,
+        };
+        let scheduled = s.restore()?;
+        if let Some(at) = scheduled
+            && at > s.compact_main_rev
+            && !s.opts.db.read_only
+        {
+            // An interrupted compaction: finish it.
+            let keep = s.index.compact(at);
+            s.compact_main_rev = at;
+            s.delete_compacted(at, &keep)?;
+        }
+        Ok(s)
+    }
+
+    /// Rebuilds the index and leases from the file (etcd `store.restore`);
+    /// returns the scheduled compaction revision, if any.
+    fn restore(&mut self) -> Result<Option<i64>> {
+        let tx = self.db.begin()?;
+        let mut scheduled = None;
+        if let Some(meta) = tx.bucket(META)? {
+            if let Some(v) = meta.get(CONSISTENT_INDEX)?
+                && let Ok(b) = <[u8; 8]>::try_from(v)
+            {
+                self.consistent_index = u64::from_be_bytes(b);
+            }
+            if let Some(r) = meta.get(FINISHED_COMPACT)?.and_then(rev_value) {
+                self.compact_main_rev = r;
+            }
+            scheduled = meta.get(SCHEDULED_COMPACT)?.and_then(rev_value);
+        }
+        if let Some(lb) = tx.bucket(LEASE)? {
+            for e in lb.iter() {
+                let (_, v) = e?;
+                let l = Lease::decode(v.unwrap_or_default())
+                    .map_err(|e| MvccError::Corrupt(format!("lease bucket: {e}")))?;
+                self.leases.by_id.insert(l.id, LeaseInfo { id: l.id, ttl: l.ttl, keys: BTreeSet::new() });
+            }
+        }
+        let mut last_lease: HashMap<Vec<u8>, i64> = HashMap::new();
+        if let Some(kb) = tx.bucket(KEY)? {
+            for e in kb.iter() {
+                let (k, v) = e?;
+                let (rev, tomb) = Revision::from_key(k)
+                    .ok_or_else(|| MvccError::Corrupt(format!("key of {} bytes is not a revision", k.len())))?;
+                let kv = decode_kv(v.unwrap_or_default(), rev)?;
+                if self.index.key(&kv.key).is_some() {
+                    let ok = if tomb { self.index.tombstone(&kv.key, rev) } else { self.index.put(&kv.key, rev) };
+                    if !ok {
+                        return Err(MvccError::Corrupt(format!("revision {}.{} out of order", rev.main, rev.sub)));
+                    }
+                } else if !tomb {
+                    self.index.restore(&kv.key, Revision::new(kv.create_revision, 0), rev, kv.version);
+                }
+                // (etcd 3.4 skips a tombstone of a key it has not seen.)
+                if tomb {
+                    last_lease.remove(&kv.key);
+                } else {
+                    last_lease.insert(kv.key, kv.lease);
+                }
+                self.current_rev = rev.main;
+            }
+        }
+        if self.current_rev < self.compact_main_rev {
+            self.current_rev = self.compact_main_rev;
+        }
+        for (key, id) in last_lease {
+            if id != 0 {
+                self.leases.attach(&key, id);
+            }
+        }
+        Ok(scheduled)
+    }
+
+    /// The page store underneath.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The current revision (the last write's; 1 in an empty store).
+    pub fn rev(&self) -> i64 {
+        self.current_rev
+    }
+
+    /// The compaction revision (-1 before any compaction).
+    pub fn compact_rev(&self) -> i64 {
+        self.compact_main_rev
+    }
+
+    /// The raft index of the last applied entry, as stored in `meta`.
+    pub fn consistent_index(&self) -> u64 {
+        self.consistent_index
+    }
+
+    /// Sets the consistent index written with the next write (etcd's applier
+    /// sets it before applying each entry).
+    pub fn set_consistent_index(&mut self, i: u64) {
+        self.consistent_index = i;
+    }
+
+    /// Writes the consistent index now (etcd's `Commit`).
+    pub fn commit(&mut self) -> Result<()> {
+        self.usable()?;
+        let ci = self.consistent_index;
+        self.db.update(|tx| tx.create_bucket_if_not_exists(META)?.put(CONSISTENT_INDEX, &ci.to_be_bytes()))?;
+        Ok(())
+    }
+
+    /// Every lease, by ID.
+    pub fn leases(&self) -> impl Iterator<Item = &LeaseInfo> {
+        self.leases.by_id.values()
+    }
+
+    pub fn lease(&self, id: i64) -> Option<&LeaseInfo> {
+        self.leases.by_id.get(&id)
+    }
+
+    /// The index (read-only), for inspection and tests.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    fn usable(&self) -> Result<()> {
+        if self.poisoned { Err(MvccError::Poisoned) } else { Ok(()) }
+    }
+
+    fn read_rev(&self, asked: i64, current: i64) -> Result<i64> {
+        if asked > current {
+            return Err(MvccError::FutureRev { rev: asked, current });
+        }
+        let rev = if asked <= 0 { current } else { asked };
+        if rev < self.compact_main_rev {
+            return Err(MvccError::Compacted { rev, compacted: self.compact_main_rev });
+        }
+        Ok(rev)
+    }
+
+    /// A range (etcd's `Range` request, with sorting, filters, limit, count
+    /// and keys-only as etcd's server applies them).
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResult> {
+        self.usable()?;
+        let tx = self.db.begin()?;
+        let kb = tx.bucket(KEY)?;
+        let mut get = |r: Revision| -> Result<KeyValue> {
+            let v = kb.as_ref().and_then(|b| b.get(&r.to_key(false)).transpose()).transpose()?;
+            decode_kv(v.ok_or_else(|| MvccError::Corrupt(format!("revision {}.{} missing", r.main, r.sub)))?, r)
+        };
+        let rev = self.read_rev(req.revision, self.current_rev)?;
+        range_at(&self.index, &mut get, req, rev)
+    }
+
+    /// A put (etcd's `Put` request).
+    pub fn put(&mut self, req: &PutRequest) -> Result<PutResult> {
+        self.usable()?;
+        self.check_put(req)?;
+        let ci = self.consistent_index;
+        let mut w = self.writer()?;
+        let r = w.put(req)?;
+        let changed = w.end(ci)?;
+        let rev = self.advance(changed);
+        Ok(PutResult { rev, ..r })
+    }
+
+    /// A delete-range (etcd's `DeleteRange` request).
+    pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteResult> {
+        self.usable()?;
+        let ci = self.consistent_index;
+        let mut w = self.writer()?;
+        let r = w.delete_range(req)?;
+        let changed = w.end(ci)?;
+        let rev = self.advance(changed);
+        Ok(DeleteResult { rev, ..r })
+    }
+
+    /// A transaction: compares evaluated at the current revision, then the
+    /// chosen branch's operations, all in one revision if any of them writes.
+    pub fn txn(&mut self, req: &TxnRequest) -> Result<TxnResult> {
+        self.usable()?;
+        let mut path = Vec::new();
+        self.compare_path(req, &mut path)?;
+        self.check_txn(req, &path, &mut 0)?;
+        let ci = self.consistent_index;
+        let mut w = self.writer()?;
+        let mut r = w.txn(req, &path, &mut 0)?;
+        let changed = w.end(ci)?;
+        let rev = self.advance(changed);
+        set_txn_rev(&mut r, rev);
+        Ok(r)
+    }
+
+    fn writer(&mut self) -> Result<Writer<'_>> {
+        self.poisoned = true;
+        Ok(Writer {
+            tx: self.db.begin_rw()?,
+            index: &mut self.index,
+            leases: &mut self.leases,
+            begin: self.current_rev,
+            compacted: self.compact_main_rev,
+            changes: 0,
+            touched: false,
+        })
+    }
+
+    /// After a write ended: the revision advances if it changed keys.
+    fn advance(&mut self, changed: bool) -> i64 {
+        if changed {
+            self.current_rev += 1;
+        }
+        self.poisoned = false;
+        self.current_rev
+    }
+
+    fn check_put(&self, p: &PutRequest) -> Result<()> {
+        if (p.ignore_value || p.ignore_lease) && self.index.get(&p.key, self.current_rev).is_none() {
+            return Err(MvccError::KeyNotFound);
+        }
+        if !p.ignore_lease && p.lease != 0 && !self.leases.by_id.contains_key(&p.lease) {
+            return Err(MvccError::LeaseNotFound(p.lease));
+        }
+        Ok(())
+    }
+
+    fn compare_path(&self, req: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+        let ok = req.compare.iter().all(|c| self.compare(c));
+        path.push(ok);
+        for op in if ok { &req.success } else { &req.failure } {
+            if let Some(Request::RequestTxn(t)) = &op.request {
+                self.compare_path(t, path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// etcd's `applyCompare` at the current revision.
+    fn compare(&self, c: &Compare) -> bool {
+        let tx = match self.db.begin() {
+            Ok(t) => t,
+            Err(_) => return false,
+        };
+        let kb = tx.bucket(KEY).ok().flatten();
+        let mut get = |r: Revision| -> Result<KeyValue> {
+            let v = kb.as_ref().and_then(|b| b.get(&r.to_key(false)).transpose()).transpose()?;
+            decode_kv(v.ok_or_else(|| MvccError::Corrupt(format!("revision {}.{} missing", r.main, r.sub)))?, r)
+        };
+        let req = RangeRequest { key: c.key.clone(), range_end: c.range_end.clone(), ..Default::default() };
+        let Ok(rr) = range_at(&self.index, &mut get, &req, self.current_rev) else { return false };
+        if rr.kvs.is_empty() {
+            if c.target == CompareTarget::Value as i32 {
+                return false;
+            }
+            return compare_kv(c, &KeyValue::default());
+        }
+        rr.kvs.iter().all(|kv| compare_kv(c, kv))
+    }
+
+    /// etcd's `checkRequests` for the branches a txn will take: puts must find
+    /// their lease (and key, with ignore flags), and no key may be written
+    /// twice in one branch.
+    fn check_txn(&self, req: &TxnRequest, path: &[bool], at: &mut usize) -> Result<()> {
+        let ok = path[*at];
+        *at += 1;
+        let ops = if ok { &req.success } else { &req.failure };
+        let mut puts: BTreeSet<&[u8]> = BTreeSet::new();
+        let mut dels: Vec<(&[u8], &[u8])> = Vec::new();
+        for op in ops {
+            match &op.request {
+                Some(Request::RequestPut(p)) => {
+                    self.check_put(p)?;
+                    if !puts.insert(&p.key) {
+                        return Err(MvccError::DuplicateKey);
+                    }
+                }
+                Some(Request::RequestDeleteRange(d)) => dels.push((&d.key, &d.range_end)),
+                Some(Request::RequestTxn(t)) => self.check_txn(t, path, at)?,
+                _ => {}
+            }
+        }
+        for (k, e) in dels {
+            let r = KeyRange::new(k, e);
+            if puts.iter().any(|p| r.contains(p)) {
+                return Err(MvccError::DuplicateKey);
+            }
+        }
+        Ok(())
+    }
+
+    /// Grants lease `id` (`0`: a new ID) of `ttl` seconds (at least the
+    /// minimum TTL), persisted in the `lease` bucket. Returns it.
+    pub fn lease_grant(&mut self, id: i64, ttl: i64) -> Result<LeaseInfo> {
+        self.usable()?;
+        let id = if id == 0 { self.new_lease_id() } else { id };
+        if self.leases.by_id.contains_key(&id) {
+            return Err(MvccError::LeaseExists(id));
+        }
+        let ttl = ttl.max(self.opts.min_lease_ttl);
+        let l = Lease { id, ttl, remaining_ttl: 0 };
+        self.db.update(|tx| tx.create_bucket_if_not_exists(LEASE)?.put(&id.to_be_bytes(), &l.encode_to_vec()))?;
+        let info = LeaseInfo { id, ttl, keys: BTreeSet::new() };
+        self.leases.by_id.insert(id, info.clone());
+        Ok(info)
+    }
+
+    fn new_lease_id(&self) -> i64 {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let mut id = (t ^ (self.current_rev as u64).rotate_left(32)) as i64 & i64::MAX;
+        while id == 0 || self.leases.by_id.contains_key(&id) {
+            id = id.wrapping_add(1) & i64::MAX;
+        }
+        id
+    }
+
+    /// Revokes a lease: its keys are deleted in one revision (in key order)
+    /// and the lease leaves the `lease` bucket in the same transaction.
+    /// Returns the store revision after it.
+    pub fn lease_revoke(&mut self, id: i64) -> Result<i64> {
+        self.usable()?;
+        let Some(l) = self.leases.by_id.get(&id) else { return Err(MvccError::LeaseNotFound(id)) };
+        let keys: Vec<Vec<u8>> = l.keys.iter().cloned().collect();
+        let ci = self.consistent_index;
+        let mut w = self.writer()?;
+        for k in &keys {
+            w.delete_keys(KeyRange::One(k))?;
+        }
+        w.tx.create_bucket_if_not_exists(LEASE)?.delete(&id.to_be_bytes())?;
+        w.touched = true;
+        let changed = w.end(ci)?;
+        let rev = self.advance(changed);
+        self.leases.by_id.remove(&id);
+        Ok(rev)
+    }
+
+    /// Compacts the history to `rev` (etcd's `Compact`): marks it scheduled,
+    /// drops from the index what no revision ≥ `rev` needs, deletes those
+    /// revisions from the `key` bucket in batches, marks it finished.
+    pub fn compact(&mut self, rev: i64) -> Result<()> {
+        self.usable()?;
+        if rev <= self.compact_main_rev {
+            return Err(MvccError::Compacted { rev, compacted: self.compact_main_rev });
+        }
+        if rev > self.current_rev {
+            return Err(MvccError::FutureRev { rev, current: self.current_rev });
+        }
+        self.poisoned = true;
+        self.db.update(|tx| {
+            tx.create_bucket_if_not_exists(META)?.put(SCHEDULED_COMPACT, &Revision::new(rev, 0).to_key(false))
+        })?;
+        self.compact_main_rev = rev;
+        let keep = self.index.compact(rev);
+        self.delete_compacted(rev, &keep)?;
+        self.poisoned = false;
+        Ok(())
+    }
+
+    fn delete_compacted(&mut self, rev: i64, keep: &std::collections::HashSet<Revision>) -> Result<()> {
+        let end = (rev + 1).to_be_bytes();
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let mut tx = self.db.begin_rw()?;
+            let mut doomed: Vec<Vec<u8>> = Vec::new();
+            {
+                let kb = tx.create_bucket_if_not_exists(KEY)?;
+                let mut c = kb.cursor();
+                let mut e = c.seek(&from)?;
+                while let Some((k, _)) = e {
+                    if k[..k.len().min(8)] >= end[..] || doomed.len() >= self.opts.compaction_batch {
+                        break;
+                    }
+                    if k > from.as_slice() || from.is_empty() {
+                        let r = Revision::from_key(k).map(|(r, _)| r);
+                        if r.is_none_or(|r| !keep.contains(&r)) {
+                            doomed.push(k.to_vec());
+                        }
+                    }
+                    e = c.next()?;
+                }
+            }
+            let last_batch = doomed.len() < self.opts.compaction_batch;
+            {
+                let mut kb = tx.create_bucket_if_not_exists(KEY)?;
+                for k in &doomed {
+                    kb.delete(k)?;
+                }
+            }
+            if last_batch {
+                tx.create_bucket_if_not_exists(META)?.put(FINISHED_COMPACT, &Revision::new(rev, 0).to_key(false))?;
+            }
+            tx.commit()?;
+            if last_batch {
+                return Ok(());
+            }
+            from = doomed.pop().expect("a full batch");
+        }
+    }
+}
+
+fn set_txn_rev(r: &mut TxnResult, rev: i64) {
+    r.rev = rev;
+    for op in &mut r.responses {
+        match op {
+            ResponseOp::Range(_) => {}
+            ResponseOp::Put(p) => p.rev = rev,
+            ResponseOp::DeleteRange(d) => d.rev = rev,
+            ResponseOp::Txn(t) => set_txn_rev(t, rev),
+        }
+    }
+}
+
+/// etcd's `compareKV`: one key's state against a compare's target.
+pub fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
+    use std::cmp::Ordering;
+    let ord = match (CompareTarget::try_from(c.target), &c.target_union) {
+        (Ok(CompareTarget::Value), tv) => {
+            let v: &[u8] = match tv {
+                Some(TargetUnion::Value(v)) => v,
+                _ => &[],
+            };
+            kv.value.as_slice().cmp(v)
+        }
+        (Ok(t), tv) => {
+            let want = match tv {
+                Some(TargetUnion::Version(v) | TargetUnion::CreateRevision(v) | TargetUnion::ModRevision(v))
+                | Some(TargetUnion::Lease(v)) => *v,
+                _ => 0,
+            };
+            let have = match t {
+                CompareTarget::Version => kv.version,
+                CompareTarget::Create => kv.create_revision,
+                CompareTarget::Mod => kv.mod_revision,
+                CompareTarget::Lease => kv.lease,
+                CompareTarget::Value => unreachable!("handled above"),
+            };
+            have.cmp(&want)
+        }
+        (Err(_), _) => return false,
+    };
+    match CompareResult::try_from(c.result) {
+        Ok(CompareResult::Equal) => ord == Ordering::Equal,
+        Ok(CompareResult::NotEqual) => ord != Ordering::Equal,
+        Ok(CompareResult::Greater) => ord == Ordering::Greater,
+        Ok(CompareResult::Less) => ord == Ordering::Less,
+        Err(_) => false,
+    }
+}
+
+/// A range at revision `rev` through the index, values fetched by `get`
+/// (etcd's `rangeKeys` plus the server's filters, sort and limit).
+fn range_at(
+    index: &Index,
+    get: &mut dyn FnMut(Revision) -> Result<KeyValue>,
+    req: &RangeRequest,
+    rev: i64,
+) -> Result<RangeResult> {
+    let keys = index.range(KeyRange::new(&req.key, &req.range_end), rev);
+    let count = keys.len() as i64;
+    if req.count_only {
+        return Ok(RangeResult { kvs: Vec::new(), count, more: false, rev });
+    }
+    let filtered = req.sort_order != SortOrder::None as i32
+        || req.min_mod_revision != 0
+        || req.max_mod_revision != 0
+        || req.min_create_revision != 0
+        || req.max_create_revision != 0;
+    let fetch = if filtered || req.limit <= 0 { keys.len() } else { (req.limit as usize + 1).min(keys.len()) };
+    let mut kvs = Vec::with_capacity(fetch);
+    for (_, at) in keys.iter().take(fetch) {
+        kvs.push(get(at.modified)?);
+    }
+    kvs.retain(|kv| {
+        (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
+            && (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
+            && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
+            && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
+    });
+    let mut order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
+    let target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
+    if target != SortTarget::Key && order == SortOrder::None {
+        order = SortOrder::Ascend;
+    }
+    if order != SortOrder::None {
+        kvs.sort_by(|a, b| {
+            let o = match target {
+                SortTarget::Key => a.key.cmp(&b.key),
+                SortTarget::Version => a.version.cmp(&b.version),
+                SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+                SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+                SortTarget::Value => a.value.cmp(&b.value),
+            };
+            if order == SortOrder::Descend { o.reverse() } else { o }
+        });
+    }
+    let mut more = false;
+    if req.limit > 0 && kvs.len() > req.limit as usize {
+        kvs.truncate(req.limit as usize);
+        more = true;
+    }
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value.clear();
+        }
+    }
+    Ok(RangeResult { kvs, count, more, rev })
+}
+
+/// One write transaction in progress (etcd's `storeTxnWrite`): changes take
+/// revision `begin + 1`, numbered by `sub`; reads see them.
+struct Writer<'s> {
+    tx: TxMut<'s>,
+    index: &'s mut Index,
+    leases: &'s mut Leases,
+    begin: i64,
+    compacted: i64,
+    changes: i64,
+    /// Something other than key changes was written (a lease revoke without keys).
+    touched: bool,
+}
+
+impl Writer<'_> {
+    /// Ends the write: with changes, the consistent index goes in the same
+    /// transaction. Returns whether keys changed (the revision advances).
+    fn end(self, consistent_index: u64) -> Result<bool> {
+        let changed = self.changes > 0;
+        let mut tx = self.tx;
+        if changed {
+            tx.create_bucket_if_not_exists(META)?.put(CONSISTENT_INDEX, &consistent_index.to_be_bytes())?;
+            tx.commit()?;
+        } else if self.touched {
+            tx.commit()?;
+        } else {
+            tx.rollback();
+        }
+        Ok(changed)
+    }
+
+    fn read_rev(&self) -> i64 {
+        if self.changes > 0 { self.begin + 1 } else { self.begin }
+    }
+
+    fn range(&mut self, req: &RangeRequest) -> Result<RangeResult> {
+        let current = self.read_rev();
+        if req.revision > current {
+            return Err(MvccError::FutureRev { rev: req.revision, current });
+        }
+        let rev = if req.revision <= 0 { current } else { req.revision };
+        if rev < self.compacted {
+            return Err(MvccError::Compacted { rev, compacted: self.compacted });
+        }
+        let Writer { tx, index, .. } = self;
+        let mut get = |r: Revision| -> Result<KeyValue> {
+            let b = tx.bucket(KEY)?.ok_or_else(|| MvccError::Corrupt("no key bucket".into()))?;
+            let v = b.get(&r.to_key(false))?;
+            decode_kv(v.ok_or_else(|| MvccError::Corrupt(format!("revision {}.{} missing", r.main, r.sub)))?, r)
+        };
+        range_at(index, &mut get, req, rev)
+    }
+
+    fn put(&mut self, p: &PutRequest) -> Result<PutResult> {
+        let mut prev = None;
+        if p.prev_kv || p.ignore_value || p.ignore_lease {
+            let rr = self.range(&RangeRequest { key: p.key.clone(), ..Default::default() })?;
+            prev = rr.kvs.into_iter().next();
+        }
+        let value =
+            if p.ignore_value { prev.as_ref().map(|kv| kv.value.clone()).unwrap_or_default() } else { p.value.clone() };
+        let lease = if p.ignore_lease { prev.as_ref().map_or(0, |kv| kv.lease) } else { p.lease };
+        let rev = self.begin + 1;
+        let (created, version) = match self.index.get(&p.key, rev) {
+            Some(a) => (a.created.main, a.version),
+            None => (rev, 0),
+        };
+        let idx = Revision::new(rev, self.changes);
+        let kv = KeyValue {
+            key: p.key.clone(),
+            create_revision: created,
+            mod_revision: rev,
+            version: version + 1,
+            value,
+            lease,
+        };
+        let mut b = self.tx.create_bucket_if_not_exists(KEY)?;
+        b.set_fill_percent(KEY_FILL);
+        b.put(&idx.to_key(false), &kv.encode_to_vec())?;
+        if !self.index.put(&p.key, idx) {
+            return Err(MvccError::Corrupt(format!("revision {}.{} not after the key's last", idx.main, idx.sub)));
+        }
+        self.changes += 1;
+        self.leases.detach(&p.key);
+        if lease != 0 {
+            self.leases.attach(&p.key, lease);
+        }
+        Ok(PutResult { rev, prev_kv: if p.prev_kv { prev } else { None } })
+    }
+
+    fn delete_keys(&mut self, r: KeyRange<'_>) -> Result<i64> {
+        let at = self.read_rev();
+        let keys: Vec<Vec<u8>> = self.index.range(r, at).into_iter().map(|(k, _)| k.to_vec()).collect();
+        for key in &keys {
+            let idx = Revision::new(self.begin + 1, self.changes);
+            let kv = KeyValue { key: key.clone(), ..Default::default() };
+            let mut b = self.tx.create_bucket_if_not_exists(KEY)?;
+            b.set_fill_percent(KEY_FILL);
+            b.put(&idx.to_key(true), &kv.encode_to_vec())?;
+            if !self.index.tombstone(key, idx) {
+                return Err(MvccError::Corrupt(format!("tombstone {}.{} for a dead key", idx.main, idx.sub)));
+            }
+            self.changes += 1;
+            self.leases.detach(key);
+        }
+        Ok(keys.len() as i64)
+    }
+
+    fn delete_range(&mut self, d: &DeleteRangeRequest) -> Result<DeleteResult> {
+        let mut prev_kvs = Vec::new();
+        if d.prev_kv {
+            let rr =
+                self.range(&RangeRequest { key: d.key.clone(), range_end: d.range_end.clone(), ..Default::default() })?;
+            prev_kvs = rr.kvs;
+        }
+        let deleted = self.delete_keys(KeyRange::new(&d.key, &d.range_end))?;
+        Ok(DeleteResult { rev: 0, deleted, prev_kvs })
+    }
+
+    fn txn(&mut self, req: &TxnRequest, path: &[bool], at: &mut usize) -> Result<TxnResult> {
+        let succeeded = path[*at];
+        *at += 1;
+        let ops: &[RequestOp] = if succeeded { &req.success } else { &req.failure };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            responses.push(match &op.request {
+                Some(Request::RequestRange(r)) => ResponseOp::Range(self.range(r)?),
+                Some(Request::RequestPut(p)) => ResponseOp::Put(self.put(p)?),
+                Some(Request::RequestDeleteRange(d)) => ResponseOp::DeleteRange(self.delete_range(d)?),
+                Some(Request::RequestTxn(t)) => ResponseOp::Txn(self.txn(t, path, at)?),
+                None => continue,
+            });
+        }
+        Ok(TxnResult { succeeded, responses, rev: 0 })
+    }
+}
