@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bolt;
+pub mod kv;
 pub mod snapshot;
 pub mod text;
 pub mod wal;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use etcdkit_cli::{CliError, Out, WriteOut, bench, bolt};
+use etcdkit_cli::{CliError, Out, WriteOut, bench, bolt, kv};
 use etcdkit_snapshot::restore::RestoreConfig;
 use etcdkit_storage::FreelistType;
 
@@ -37,6 +37,40 @@ enum Cmd {
     /// etcd backup snapshots (etcdctl / etcdutl `snapshot`).
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// Get keys or ranges (etcdctl `get`) from `--data-dir` or `--snapshot`.
+    Get(kv::GetArgs),
+    /// Put a key (etcdctl `put`) into `--data-dir`'s db.
+    Put {
+        key: String,
+        value: String,
+        /// Lease ID (hex) to attach the key to.
+        #[arg(long)]
+        lease: Option<String>,
+        /// Return the previous key-value pair.
+        #[arg(long)]
+        prev_kv: bool,
+    },
+    /// Delete keys or ranges (etcdctl `del`).
+    Del {
+        key: String,
+        range_end: Option<String>,
+        #[arg(long)]
+        prefix: bool,
+        #[arg(long)]
+        from_key: bool,
+        #[arg(long)]
+        prev_kv: bool,
+    },
+    /// Compact the key history up to REV (etcdctl `compact`; always physical here).
+    Compact {
+        rev: i64,
+        /// Accepted for etcdctl compatibility: compaction here always finishes before the command returns.
+        #[arg(long)]
+        physical: bool,
+    },
+    /// Lease commands (etcdctl `lease`).
+    #[command(subcommand)]
+    Lease(kv::LeaseCmd),
 }
 
 #[derive(Subcommand)]
@@ -154,7 +188,7 @@ enum BoltCmd {
 }
 
 fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
-    let _ = (&cli.data_dir, &cli.snapshot);
+    let src = kv::Source::new(cli.data_dir.clone(), cli.snapshot.clone());
     match cli.cmd {
         Cmd::Bolt(c) => match c {
             BoltCmd::Check { file } => bolt::cmd_check(out, &file),
@@ -201,6 +235,15 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Cmd::Snapshot(SnapshotCmd::Verify { file }) => etcdkit_cli::snapshot::cmd_verify(out, &file, cli.write_out),
         Cmd::Snapshot(SnapshotCmd::Inspect { file }) => etcdkit_cli::snapshot::cmd_inspect(out, &file),
         Cmd::Snapshot(SnapshotCmd::Diff { a, b }) => etcdkit_cli::snapshot::cmd_diff(out, &a, &b, cli.write_out),
+        Cmd::Get(a) => kv::cmd_get(out, &src, &a, cli.write_out),
+        Cmd::Put { key, value, lease, prev_kv } => {
+            kv::cmd_put(out, &src, &key, &value, lease.as_deref(), prev_kv, cli.write_out)
+        }
+        Cmd::Del { key, range_end, prefix, from_key, prev_kv } => {
+            kv::cmd_del(out, &src, &key, range_end.as_deref(), prefix, from_key, prev_kv, cli.write_out)
+        }
+        Cmd::Compact { rev, physical: _ } => kv::cmd_compact(out, &src, rev, cli.write_out),
+        Cmd::Lease(c) => kv::cmd_lease(out, &src, &c, cli.write_out),
     }
 }
 

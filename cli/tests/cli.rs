@@ -372,3 +372,59 @@ fn snapshot_commands_on_hostile_files() {
         }
     }
 }
+
+#[test]
+fn offline_kv_commands_on_a_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d.etcd");
+    let ds = d.to_str().unwrap();
+    let f = fixture("small");
+    let o = etcdkit(&["snapshot", "restore", f.to_str().unwrap(), "--data-dir", ds]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let ok = |args: &[&str]| {
+        let o = etcdkit(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    // Keys only, as etcdctl prints them: key, then an empty value line.
+    let keys = ok(&["get", "/registry/pods/", "--prefix", "--keys-only", "--data-dir", ds]);
+    let lines: Vec<&str> = keys.lines().collect();
+    assert!(
+        lines.len() >= 2 && lines.len().is_multiple_of(2) && lines.iter().skip(1).step_by(2).all(|l| l.is_empty()),
+        "{keys}"
+    );
+    assert!(lines.iter().step_by(2).all(|l| l.starts_with("/registry/pods/")));
+    let count: i64 = ok(&["get", "", "--prefix", "--count-only", "--data-dir", ds]).trim().parse().unwrap();
+    assert!(count > 0);
+    assert_eq!(ok(&["put", "foo", "bar", "--data-dir", ds]), "OK\n");
+    let v: serde_json::Value = serde_json::from_str(&ok(&["--data-dir", ds, "-w", "json", "get", "foo"])).unwrap();
+    assert_eq!(v["kvs"][0]["value"], "YmFy");
+    assert_eq!(v["count"], 1);
+    let rev = v["header"]["revision"].as_i64().unwrap();
+    assert_eq!(ok(&["get", "foo", "--print-value-only", "--data-dir", ds]), "bar\n");
+    assert_eq!(ok(&["del", "foo", "--data-dir", ds]), "1\n");
+    assert_eq!(ok(&["del", "foo", "--data-dir", ds]), "0\n");
+    assert_eq!(ok(&["get", "foo", "--data-dir", ds]), "");
+    // Leases in hex, keys attached and revoked with the lease.
+    let g = ok(&["lease", "grant", "600", "--id", "1a2b", "--data-dir", ds]);
+    assert_eq!(g, "lease 0000000000001a2b granted with TTL(600s)\n");
+    ok(&["put", "leased", "x", "--lease", "1a2b", "--data-dir", ds]);
+    let ttl = ok(&["lease", "timetolive", "1a2b", "--keys", "--data-dir", ds]);
+    assert!(ttl.contains("attached keys([leased])"), "{ttl}");
+    assert!(ok(&["lease", "list", "--data-dir", ds]).contains("0000000000001a2b"));
+    assert_eq!(ok(&["lease", "revoke", "1a2b", "--data-dir", ds]), "lease 0000000000001a2b revoked\n");
+    assert_eq!(ok(&["get", "leased", "--data-dir", ds]), "");
+    // Compaction, and etcdctl's error for a compacted revision.
+    assert_eq!(ok(&["compact", &rev.to_string(), "--data-dir", ds]), format!("compacted revision {rev}\n"));
+    let o = etcdkit(&["get", "", "--prefix", "--rev", "2", "--data-dir", ds]);
+    assert_one_line_error(&o, "compacted");
+    assert!(text(&o.stderr).contains("etcdserver: mvcc: required revision has been compacted"));
+    assert_one_line_error(&etcdkit(&["compact", &rev.to_string(), "--data-dir", ds]), "compact again");
+    // The db is sound and real bbolt-level checks pass.
+    assert_eq!(ok(&["bolt", "check", d.join("member/snap/db").to_str().unwrap()]), "OK\n");
+    // A snapshot is read-only; a missing data dir is an error.
+    assert_one_line_error(&etcdkit(&["put", "a", "b", "--snapshot", f.to_str().unwrap()]), "put on a snapshot");
+    assert_one_line_error(&etcdkit(&["get", "a", "--data-dir", tmp.path().join("nope").to_str().unwrap()]), "no dir");
+    assert_one_line_error(&etcdkit(&["lease", "revoke", "zz", "--data-dir", ds]), "bad lease id");
+    assert_eq!(etcdkit(&["get"]).status.code(), Some(2));
+}

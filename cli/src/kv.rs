@@ -1,0 +1,405 @@
+//! Offline etcdctl key-value commands on a data dir's db (`--data-dir`,
+//! read-write) or a snapshot file (`--snapshot`, read-only): `get`, `put`,
+//! `del`, `compact`, `lease …`. Outputs follow etcdctl 3.4: `simple`
+//! (key and value lines, `OK`, counts), `json` (the response message as
+//! etcdctl prints it: `header.revision`, base64 `kvs`, `count`, `more`,
+//! zero fields omitted).
+
+use std::path::PathBuf;
+
+use etcdkit_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, SortOrder, SortTarget};
+use etcdkit_proto::gojson::{Obj, base64};
+use etcdkit_proto::mvccpb::KeyValue;
+use etcdkit_storage::Options;
+use etcdkit_storage::mvcc::{MvccError, Store, StoreOptions, prefix_end};
+
+use crate::{CliError, Out, WriteOut};
+
+impl From<MvccError> for CliError {
+    fn from(e: MvccError) -> Self {
+        CliError::Msg(match e {
+            MvccError::Compacted { .. } | MvccError::FutureRev { .. } => format!("etcdserver: {e}"),
+            MvccError::LeaseNotFound(_) => "etcdserver: requested lease not found".into(),
+            MvccError::LeaseExists(_) => "etcdserver: lease already exists".into(),
+            MvccError::KeyNotFound => "etcdserver: key not found".into(),
+            e => e.to_string(),
+        })
+    }
+}
+
+/// Where the keys live.
+pub enum Source {
+    DataDir(PathBuf),
+    Snapshot(PathBuf),
+}
+
+impl Source {
+    pub fn new(data_dir: Option<PathBuf>, snapshot: Option<PathBuf>) -> Source {
+        match (snapshot, data_dir) {
+            (Some(s), _) => Source::Snapshot(s),
+            (None, d) => Source::DataDir(d.unwrap_or_else(|| PathBuf::from("default.etcd"))),
+        }
+    }
+
+    /// Opens the store (read-only for a snapshot).
+    pub fn open(&self, write: bool) -> Result<Store, CliError> {
+        match self {
+            Source::Snapshot(p) => {
+                if write {
+                    return Err(CliError::msg("--snapshot is read-only: use --data-dir to write"));
+                }
+                std::fs::metadata(p).map_err(|e| CliError::msg(format!("{}: {e}", p.display())))?;
+                Ok(Store::open(
+                    p,
+                    StoreOptions { db: Options { read_only: true, ..Default::default() }, ..Default::default() },
+                )?)
+            }
+            Source::DataDir(d) => {
+                let db = d.join("member/snap/db");
+                if !db.is_file() {
+                    return Err(CliError::msg(format!("{}: not an etcd data dir (no member/snap/db)", d.display())));
+                }
+                let mut o = StoreOptions::default();
+                o.db.read_only = !write;
+                Ok(Store::open(&db, o)?)
+            }
+        }
+    }
+}
+
+fn header(rev: i64) -> String {
+    Obj::new().raw("revision", rev).end()
+}
+
+/// A KeyValue as etcdctl's JSON printer writes it.
+pub fn kv_json(kv: &KeyValue) -> String {
+    let mut o = Obj::new();
+    o.bytes("key", &kv.key);
+    for (k, v) in [("create_revision", kv.create_revision), ("mod_revision", kv.mod_revision), ("version", kv.version)]
+    {
+        if v != 0 {
+            o.raw(k, v);
+        }
+    }
+    if !kv.value.is_empty() {
+        o.bytes("value", &kv.value);
+    }
+    if kv.lease != 0 {
+        o.raw("lease", kv.lease);
+    }
+    o.end()
+}
+
+fn kvs_json(kvs: &[KeyValue]) -> String {
+    format!("[{}]", kvs.iter().map(kv_json).collect::<Vec<_>>().join(","))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `get KEY [RANGE_END]` options.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct GetArgs {
+    pub key: String,
+    pub range_end: Option<String>,
+    /// Get keys with a matching prefix.
+    #[arg(long)]
+    pub prefix: bool,
+    /// Get keys that are greater than or equal to the given key.
+    #[arg(long)]
+    pub from_key: bool,
+    /// Get only the keys.
+    #[arg(long)]
+    pub keys_only: bool,
+    /// Get only the count.
+    #[arg(long)]
+    pub count_only: bool,
+    /// Only write values.
+    #[arg(long)]
+    pub print_value_only: bool,
+    /// Specify the kv revision.
+    #[arg(long, default_value_t = 0)]
+    pub rev: i64,
+    /// Maximum number of results.
+    #[arg(long, default_value_t = 0)]
+    pub limit: i64,
+    /// Order of results: ASCEND or DESCEND.
+    #[arg(long, default_value = "")]
+    pub order: String,
+    /// Sort target: CREATE, KEY, MODIFY, VALUE, or VERSION.
+    #[arg(long, default_value = "")]
+    pub sort_by: String,
+}
+
+fn range_end(key: &str, end: Option<&str>, prefix: bool, from_key: bool) -> Result<Vec<u8>, CliError> {
+    match (end, prefix, from_key) {
+        (Some(_), true, _) | (Some(_), _, true) => {
+            Err(CliError::msg("too many arguments, only accept one argument when `--prefix` or `--from-key` is set."))
+        }
+        (_, true, true) => {
+            Err(CliError::msg("`--prefix` and `--from-key` cannot be set at the same time, choose one."))
+        }
+        (Some(e), false, false) => Ok(e.as_bytes().to_vec()),
+        (None, true, false) => Ok(prefix_end(key.as_bytes())),
+        (None, false, true) => Ok(vec![0]),
+        (None, false, false) => Ok(Vec::new()),
+    }
+}
+
+pub fn cmd_get(out: &mut Out, src: &Source, a: &GetArgs, w: WriteOut) -> Result<(), CliError> {
+    let end = range_end(&a.key, a.range_end.as_deref(), a.prefix, a.from_key)?;
+    let sort_order = match a.order.to_ascii_uppercase().as_str() {
+        "" => SortOrder::None,
+        "ASCEND" => SortOrder::Ascend,
+        "DESCEND" => SortOrder::Descend,
+        o => return Err(CliError::msg(format!("bad sort order {o:?}"))),
+    };
+    let sort_target = match a.sort_by.to_ascii_uppercase().as_str() {
+        "" | "KEY" => SortTarget::Key,
+        "CREATE" => SortTarget::Create,
+        "MODIFY" => SortTarget::Mod,
+        "VALUE" => SortTarget::Value,
+        "VERSION" => SortTarget::Version,
+        t => return Err(CliError::msg(format!("bad sort target {t:?}"))),
+    };
+    let store = src.open(false)?;
+    let req = RangeRequest {
+        key: a.key.as_bytes().to_vec(),
+        range_end: end,
+        limit: a.limit,
+        revision: a.rev,
+        sort_order: sort_order as i32,
+        sort_target: sort_target as i32,
+        keys_only: a.keys_only,
+        count_only: a.count_only,
+        ..Default::default()
+    };
+    let r = store.range(&req)?;
+    match w {
+        WriteOut::Json => {
+            let mut o = Obj::new();
+            o.raw("header", header(r.rev));
+            if !r.kvs.is_empty() {
+                o.raw("kvs", kvs_json(&r.kvs));
+            }
+            if r.more {
+                o.raw("more", true);
+            }
+            if r.count != 0 {
+                o.raw("count", r.count);
+            }
+            writeln!(out, "{}", o.end())?;
+        }
+        _ => {
+            if a.count_only {
+                writeln!(out, "{}", r.count)?;
+            }
+            for kv in &r.kvs {
+                if !a.print_value_only {
+                    writeln!(out, "{}", text(&kv.key))?;
+                }
+                writeln!(out, "{}", text(&kv.value))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses a lease ID as etcdctl does: hexadecimal.
+pub fn lease_id(s: &str) -> Result<i64, CliError> {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16)
+        .map(|v| v as i64)
+        .map_err(|_| CliError::msg(format!("bad lease ID arg ({s:?}), expecting ID in Hex")))
+}
+
+pub fn cmd_put(
+    out: &mut Out,
+    src: &Source,
+    key: &str,
+    value: &str,
+    lease: Option<&str>,
+    prev_kv: bool,
+    w: WriteOut,
+) -> Result<(), CliError> {
+    let lease = lease.map(lease_id).transpose()?.unwrap_or(0);
+    let mut store = src.open(true)?;
+    let r = store.put(&PutRequest {
+        key: key.as_bytes().to_vec(),
+        value: value.as_bytes().to_vec(),
+        lease,
+        prev_kv,
+        ..Default::default()
+    })?;
+    match w {
+        WriteOut::Json => {
+            let mut o = Obj::new();
+            o.raw("header", header(r.rev));
+            if let Some(p) = &r.prev_kv {
+                o.raw("prev_kv", kv_json(p));
+            }
+            writeln!(out, "{}", o.end())?;
+        }
+        _ => {
+            writeln!(out, "OK")?;
+            if let Some(p) = &r.prev_kv {
+                writeln!(out, "{}\n{}", text(&p.key), text(&p.value))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn cmd_del(
+    out: &mut Out,
+    src: &Source,
+    key: &str,
+    end: Option<&str>,
+    prefix: bool,
+    from_key: bool,
+    prev_kv: bool,
+    w: WriteOut,
+) -> Result<(), CliError> {
+    let range_end = range_end(key, end, prefix, from_key)?;
+    let mut store = src.open(true)?;
+    let r = store.delete_range(&DeleteRangeRequest { key: key.as_bytes().to_vec(), range_end, prev_kv })?;
+    match w {
+        WriteOut::Json => {
+            let mut o = Obj::new();
+            o.raw("header", header(r.rev));
+            if r.deleted != 0 {
+                o.raw("deleted", r.deleted);
+            }
+            if !r.prev_kvs.is_empty() {
+                o.raw("prev_kvs", kvs_json(&r.prev_kvs));
+            }
+            writeln!(out, "{}", o.end())?;
+        }
+        _ => {
+            writeln!(out, "{}", r.deleted)?;
+            for p in &r.prev_kvs {
+                writeln!(out, "{}\n{}", text(&p.key), text(&p.value))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn cmd_compact(out: &mut Out, src: &Source, rev: i64, w: WriteOut) -> Result<(), CliError> {
+    let mut store = src.open(true)?;
+    store.compact(rev)?;
+    match w {
+        WriteOut::Json => writeln!(out, "{}", Obj::new().raw("header", header(store.rev())).end())?,
+        _ => writeln!(out, "compacted revision {rev}")?,
+    }
+    Ok(())
+}
+
+/// `lease` subcommands.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum LeaseCmd {
+    /// Create a lease with a TTL (seconds).
+    Grant {
+        ttl: i64,
+        /// The lease ID to use (hex); chosen by etcdkit if absent.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Revoke a lease: its keys are deleted.
+    Revoke { id: String },
+    /// A lease's TTL and (with --keys) attached keys.
+    Timetolive {
+        id: String,
+        #[arg(long)]
+        keys: bool,
+    },
+    /// Every lease.
+    List,
+}
+
+pub fn cmd_lease(out: &mut Out, src: &Source, c: &LeaseCmd, w: WriteOut) -> Result<(), CliError> {
+    match c {
+        LeaseCmd::Grant { ttl, id } => {
+            let id = id.as_deref().map(lease_id).transpose()?.unwrap_or(0);
+            let mut store = src.open(true)?;
+            let l = store.lease_grant(id, *ttl)?;
+            match w {
+                WriteOut::Json => writeln!(
+                    out,
+                    "{}",
+                    Obj::new().raw("header", header(store.rev())).raw("ID", l.id).raw("TTL", l.ttl).end()
+                )?,
+                _ => writeln!(out, "lease {:016x} granted with TTL({}s)", l.id, l.ttl)?,
+            }
+        }
+        LeaseCmd::Revoke { id } => {
+            let id = lease_id(id)?;
+            let mut store = src.open(true)?;
+            let rev = store.lease_revoke(id)?;
+            match w {
+                WriteOut::Json => writeln!(out, "{}", Obj::new().raw("header", header(rev)).end())?,
+                _ => writeln!(out, "lease {id:016x} revoked")?,
+            }
+        }
+        LeaseCmd::Timetolive { id, keys } => {
+            let id = lease_id(id)?;
+            let store = src.open(false)?;
+            // Offline there is no clock: the remaining TTL is the granted TTL.
+            let Some(l) = store.lease(id) else {
+                match w {
+                    WriteOut::Json => writeln!(
+                        out,
+                        "{}",
+                        Obj::new().raw("header", header(store.rev())).raw("ID", id).raw("TTL", -1).end()
+                    )?,
+                    _ => writeln!(out, "lease {id:016x} already expired")?,
+                }
+                return Ok(());
+            };
+            match w {
+                WriteOut::Json => {
+                    let mut o = Obj::new();
+                    o.raw("header", header(store.rev())).raw("ID", l.id).raw("TTL", l.ttl).raw("grantedTTL", l.ttl);
+                    if *keys && !l.keys.is_empty() {
+                        let ks: Vec<String> = l.keys.iter().map(|k| format!("\"{}\"", base64(k))).collect();
+                        o.raw("keys", format!("[{}]", ks.join(",")));
+                    }
+                    writeln!(out, "{}", o.end())?;
+                }
+                _ => {
+                    let mut s = format!("lease {:016x} granted with TTL({}s), remaining({}s)", l.id, l.ttl, l.ttl);
+                    if *keys {
+                        let ks: Vec<String> = l.keys.iter().map(|k| text(k)).collect();
+                        s += &format!(", attached keys([{}])", ks.join(" "));
+                    }
+                    writeln!(out, "{s}")?;
+                }
+            }
+        }
+        LeaseCmd::List => {
+            let store = src.open(false)?;
+            let ids: Vec<i64> = store.leases().map(|l| l.id).collect();
+            match w {
+                WriteOut::Json => {
+                    let ls: Vec<String> = ids.iter().map(|id| Obj::new().raw("ID", id).end()).collect();
+                    writeln!(
+                        out,
+                        "{}",
+                        Obj::new()
+                            .raw("header", header(store.rev()))
+                            .raw("leases", format!("[{}]", ls.join(",")))
+                            .end()
+                    )?
+                }
+                _ => {
+                    writeln!(out, "found {} leases", ids.len())?;
+                    for id in ids {
+                        writeln!(out, "{id:016x}")?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
