@@ -7,6 +7,7 @@ pub mod bolt;
 pub mod kv;
 pub mod snapshot;
 pub mod text;
+pub mod txn;
 pub mod wal;
 
 use std::io::{self, Write};

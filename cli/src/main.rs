@@ -68,6 +68,8 @@ enum Cmd {
         #[arg(long)]
         physical: bool,
     },
+    /// A transaction read from stdin in etcdctl's syntax (compares, blank line, success requests, blank line, failure requests).
+    Txn,
     /// Lease commands (etcdctl `lease`).
     #[command(subcommand)]
     Lease(kv::LeaseCmd),
@@ -244,6 +246,7 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         }
         Cmd::Compact { rev, physical: _ } => kv::cmd_compact(out, &src, rev, cli.write_out),
         Cmd::Lease(c) => kv::cmd_lease(out, &src, &c, cli.write_out),
+        Cmd::Txn => etcdkit_cli::txn::cmd_txn(out, &src, &mut io::stdin().lock(), cli.write_out),
     }
 }
 
