@@ -34,7 +34,7 @@ pub fn go_unquote(s: &str) -> Result<(Vec<u8>, &str), String> {
     match b.first() {
         Some(b'`') => {
             let end = s[1..].find('`').ok_or("unterminated raw string")? + 1;
-            Ok((s[1..end].as_bytes().to_vec(), &s[end + 1..]))
+            Ok((s.as_bytes()[1..end].to_vec(), &s[end + 1..]))
         }
         Some(b'"') => {
             let mut out = Vec::new();
@@ -110,11 +110,11 @@ pub fn argify(line: &str) -> Result<Vec<Vec<u8>>, String> {
             s = rest;
         } else if let Some(r) = s.strip_prefix('\'') {
             let end = r.find('\'').ok_or("unterminated single-quoted string")?;
-            args.push(r[..end].as_bytes().to_vec());
+            args.push(r.as_bytes()[..end].to_vec());
             s = &r[end + 1..];
         } else {
             let end = s.find(char::is_whitespace).unwrap_or(s.len());
-            args.push(s[..end].as_bytes().to_vec());
+            args.push(s.as_bytes()[..end].to_vec());
             s = &s[end..];
         }
         s = s.trim_start();
