@@ -68,6 +68,14 @@ enum Cmd {
         #[arg(long)]
         physical: bool,
     },
+    /// etcd's HashKV of the store (etcdctl `endpoint hashkv`).
+    Hashkv {
+        /// Revision to hash up to (0: the current one).
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+    },
+    /// The stored changes of a key or range from --rev on (etcdctl `watch`; offline it exits after them).
+    Watch(kv::WatchArgs),
     /// A transaction read from stdin in etcdctl's syntax (compares, blank line, success requests, blank line, failure requests).
     Txn,
     /// Lease commands (etcdctl `lease`).
@@ -246,6 +254,8 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         }
         Cmd::Compact { rev, physical: _ } => kv::cmd_compact(out, &src, rev, cli.write_out),
         Cmd::Lease(c) => kv::cmd_lease(out, &src, &c, cli.write_out),
+        Cmd::Hashkv { rev } => kv::cmd_hashkv(out, &src, rev, cli.write_out),
+        Cmd::Watch(a) => kv::cmd_watch(out, &src, &a, cli.write_out),
         Cmd::Txn => etcdkit_cli::txn::cmd_txn(out, &src, &mut io::stdin().lock(), cli.write_out),
     }
 }

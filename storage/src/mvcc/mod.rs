@@ -27,7 +27,7 @@ mod store;
 pub use index::{KeyRange, prefix_end};
 pub use revision::{REV_BYTES_LEN, Revision};
 pub use store::{
-    DeleteResult, LeaseInfo, PutResult, RangeResult, ResponseOp, Store, StoreOptions, TxnResult, compare_kv,
+    DeleteResult, Event, LeaseInfo, PutResult, RangeResult, ResponseOp, Store, StoreOptions, TxnResult, compare_kv,
 };
 
 /// Errors of the MVCC store, in etcd's words where etcd has them.

@@ -555,6 +555,110 @@ impl Store {
     }
 }
 
+/// A change to a key, as a watcher sees it (etcd's `mvccpb.Event`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `true` for a deletion (its `kv` holds the key and the deleting revision).
+    pub delete: bool,
+    pub kv: KeyValue,
+    /// The key's previous state, when asked for and known.
+    pub prev_kv: Option<KeyValue>,
+}
+
+impl Store {
+    /// etcd's `HashByRev`: CRC-32C over the bucket name `key` and every
+    /// revision up to `rev` (0: the current one) that a compaction at `rev`
+    /// would keep. Returns (hash, current revision, compact revision).
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        self.usable()?;
+        let (compact, current) = (self.compact_main_rev, self.current_rev);
+        if rev > 0 && rev <= compact {
+            return Err(MvccError::Compacted { rev, compacted: compact });
+        }
+        if rev > current {
+            return Err(MvccError::FutureRev { rev, current });
+        }
+        let rev = if rev == 0 { current } else { rev };
+        let keep = self.index.keep(rev);
+        let mut h = crc32c::crc32c(KEY);
+        let tx = self.db.begin()?;
+        if let Some(kb) = tx.bucket(KEY)? {
+            for e in kb.iter() {
+                let (k, v) = e?;
+                let Some((r, _)) = Revision::from_key(k) else { continue };
+                if r.main > rev {
+                    break;
+                }
+                if r.main <= compact && !keep.is_empty() && !keep.contains(&r) {
+                    continue;
+                }
+                h = crc32c::crc32c_append(h, k);
+                h = crc32c::crc32c_append(h, v.unwrap_or_default());
+            }
+        }
+        Ok((h, current, compact))
+    }
+
+    /// etcd's backend `Hash`: CRC-32C over every bucket's name, keys and
+    /// values, without `meta/consistent_index`.
+    pub fn hash(&self) -> Result<u32> {
+        let tx = self.db.begin()?;
+        let mut h = 0u32;
+        for (name, b) in tx.buckets()? {
+            h = crc32c::crc32c_append(h, name);
+            for e in b.iter() {
+                let (k, v) = e?;
+                if name == META && k == CONSISTENT_INDEX {
+                    continue;
+                }
+                h = crc32c::crc32c_append(h, k);
+                h = crc32c::crc32c_append(h, v.unwrap_or_default());
+            }
+        }
+        Ok(h)
+    }
+
+    /// The changes to keys in `range` from revision `from` on, oldest first
+    /// (what a watcher started at `from` receives first). `prev_kv` adds each
+    /// key's previous state. A start below the compaction revision is
+    /// `Compacted`.
+    pub fn events(&self, range: KeyRange<'_>, from: i64, prev_kv: bool) -> Result<Vec<Event>> {
+        self.usable()?;
+        if from < self.compact_main_rev {
+            return Err(MvccError::Compacted { rev: from, compacted: self.compact_main_rev });
+        }
+        let tx = self.db.begin()?;
+        let Some(kb) = tx.bucket(KEY)? else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        let mut c = kb.cursor();
+        let mut e = c.seek(&Revision::new(from.max(0), 0).to_key(false))?;
+        while let Some((k, v)) = e {
+            let (rev, tomb) =
+                Revision::from_key(k).ok_or_else(|| MvccError::Corrupt(format!("key of {} bytes", k.len())))?;
+            let mut kv = decode_kv(v.unwrap_or_default(), rev)?;
+            if range.contains(&kv.key) {
+                if tomb {
+                    kv.mod_revision = rev.main;
+                }
+                let prev = if prev_kv {
+                    match self.index.key(&kv.key).and_then(|ki| ki.get(rev.main - 1)) {
+                        Some(at) => {
+                            let pv = kb.get(&at.modified.to_key(false))?;
+                            pv.map(|b| decode_kv(b, at.modified)).transpose()?
+                        }
+                        None => None,
+                    }
+                } else {
+                    None
+                };
+                out.push(Event { delete: tomb, kv, prev_kv: prev });
+            }
+            e = c.next()?;
+        }
+        Ok(out)
+    }
+}
+
 fn set_txn_rev(r: &mut TxnResult, rev: i64) {
     r.rev = rev;
     for op in &mut r.responses {
