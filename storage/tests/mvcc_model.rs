@@ -107,7 +107,7 @@ fn all_at(s: &Store, rev: i64) -> Result<Vec<KeyValue>, MvccError> {
     s.range(&RangeRequest { key: vec![], range_end: vec![0], revision: rev, ..Default::default() }).map(|r| r.kvs)
 }
 
-fn run(ops: Vec<Op>) {
+fn run(ops: Vec<Op>, batch_limit: usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let opts =
@@ -240,7 +240,8 @@ fn run(ops: Vec<Op>) {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
     #[test]
-    fn store_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops);
+    fn store_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..60),
+                                   batch in prop_oneof![Just(1usize), Just(4), Just(10_000)]) {
+        run(ops, batch);
     }
 }

@@ -255,7 +255,8 @@ fn replayed_histories_match_etcd() {
         }
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("db");
-        let opts = StoreOptions { db: Options { no_sync: true, ..Default::default() }, ..Default::default() };
+        // etcd's batching: reads see the pending writes; dropping the store commits them.
+        let opts = StoreOptions { db: Options { no_sync: true, ..Default::default() }, ..StoreOptions::batched() };
         let mut store = Store::open(&path, opts.clone()).unwrap();
         let n = replay(&set, &mut store);
         assert!(n > 0);

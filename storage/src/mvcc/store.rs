@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use etcdkit_proto::Message;
 use etcdkit_proto::etcdserverpb::compare::TargetUnion;
@@ -17,7 +18,7 @@ use etcdkit_proto::mvccpb::KeyValue;
 
 use super::index::{Index, KeyRange};
 use super::{MvccError, Revision};
-use crate::{Db, Options, TxMut};
+use crate::{Db, Options, Tx};
 
 type Result<T, E = MvccError> = std::result::Result<T, E>;
 
@@ -39,11 +40,62 @@ pub struct StoreOptions {
     pub compaction_batch: usize,
     /// Shortest lease TTL granted, in seconds (etcd's default: 2).
     pub min_lease_ttl: i64,
+    /// Commit once this many puts/deletes are pending (etcd: 10,000). 1 makes
+    /// every write durable before it returns (the default).
+    pub batch_limit: usize,
+    /// Commit at the end of a write when the batch is older than this (etcd: 100 ms).
+    pub batch_interval: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { db: Options::default(), compaction_batch: 1000, min_lease_ttl: 2 }
+        StoreOptions {
+            db: Options::default(),
+            compaction_batch: 1000,
+            min_lease_ttl: 2,
+            batch_limit: 1,
+            batch_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+impl StoreOptions {
+    /// etcd's backend batching: commit every 10,000 changes or 100 ms.
+    /// Reads see the pending writes; [`Store::commit`] (or dropping the
+    /// store) commits them. Pair it with a WAL, as etcd does.
+    pub fn batched() -> Self {
+        StoreOptions { batch_limit: 10_000, ..Default::default() }
+    }
+}
+
+/// Writes not yet committed to the file (etcd's batch transaction buffer):
+/// (bucket, key) → value, or `None` for a delete. Reads look here first.
+/// (bucket, key): which entry a pending write is for.
+type BucketKey = (&'static [u8], Vec<u8>);
+
+#[derive(Default)]
+struct Pending {
+    writes: BTreeMap<BucketKey, Option<Vec<u8>>>,
+    ops: usize,
+    since: Option<Instant>,
+}
+
+impl Pending {
+    fn put(&mut self, bucket: &'static [u8], key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert((bucket, key), Some(value));
+        self.touch();
+    }
+    fn delete(&mut self, bucket: &'static [u8], key: Vec<u8>) {
+        self.writes.insert((bucket, key), None);
+        self.touch();
+    }
+    fn touch(&mut self) {
+        self.ops += 1;
+        self.since.get_or_insert_with(Instant::now);
+    }
+    /// `Some(Some(v))` pending put, `Some(None)` pending delete, `None` not pending.
+    fn get(&self, bucket: &'static [u8], key: &[u8]) -> Option<Option<&[u8]>> {
+        self.writes.get(&(bucket, key.to_vec())).map(|v| v.as_deref())
     }
 }
 
@@ -129,11 +181,30 @@ pub struct Store {
     compact_main_rev: i64,
     consistent_index: u64,
     leases: Leases,
+    pending: Pending,
     poisoned: bool,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if !self.poisoned {
+            let _ = self.flush();
+        }
+    }
 }
 
 fn decode_kv(b: &[u8], rev: Revision) -> Result<KeyValue> {
     KeyValue::decode(b).map_err(|e| MvccError::Corrupt(format!("revision {}.{}: KeyValue: {e}", rev.main, rev.sub)))
+}
+
+/// The value of revision `r`: pending, else committed.
+fn get_rev(pending: &Pending, kb: Option<&crate::Bucket<'_>>, r: Revision) -> Result<KeyValue> {
+    let key = r.to_key(false);
+    let v = match pending.get(KEY, &key) {
+        Some(v) => v,
+        None => kb.map(|b| b.get(&key)).transpose()?.flatten(),
+    };
+    decode_kv(v.ok_or_else(|| MvccError::Corrupt(format!("revision {}.{} missing", r.main, r.sub)))?, r)
 }
 
 fn rev_value(b: &[u8]) -> Option<i64> {
@@ -160,6 +231,7 @@ impl Store {
             compact_main_rev: -1,
             consistent_index: 0,
             leases: Leases::default(),
+            pending: Pending::default(),
             poisoned: false,
         };
         let scheduled = s.restore()?;
@@ -260,12 +332,48 @@ impl Store {
         self.consistent_index = i;
     }
 
-    /// Writes the consistent index now (etcd's `Commit`).
+    /// Commits every pending write and the consistent index now (etcd's
+    /// `ForceCommit` / `Commit`).
     pub fn commit(&mut self) -> Result<()> {
         self.usable()?;
         let ci = self.consistent_index;
-        self.db.update(|tx| tx.create_bucket_if_not_exists(META)?.put(CONSISTENT_INDEX, &ci.to_be_bytes()))?;
+        self.pending.put(META, CONSISTENT_INDEX.to_vec(), ci.to_be_bytes().to_vec());
+        self.flush()
+    }
+
+    /// Writes the pending batch in one bbolt transaction.
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.writes.is_empty() {
+            return Ok(());
+        }
+        self.poisoned = true;
+        let mut tx = self.db.begin_rw()?;
+        let writes = std::mem::take(&mut self.pending.writes);
+        let buckets: BTreeSet<&'static [u8]> = writes.keys().map(|(b, _)| *b).collect();
+        for bucket in buckets {
+            let mut b = tx.create_bucket_if_not_exists(bucket)?;
+            if bucket == KEY {
+                b.set_fill_percent(KEY_FILL);
+            }
+            for ((_, key), value) in writes.range((bucket, Vec::new())..).take_while(|((bk, _), _)| *bk == bucket) {
+                match value {
+                    Some(v) => b.put(key, v)?,
+                    None => b.delete(key)?,
+                }
+            }
+        }
+        tx.commit()?;
+        self.pending.ops = 0;
+        self.pending.since = None;
+        self.poisoned = false;
         Ok(())
+    }
+
+    /// Commits if the batch is full or old enough.
+    fn maybe_flush(&mut self) -> Result<()> {
+        let full = self.pending.ops >= self.opts.batch_limit;
+        let old = self.pending.since.is_some_and(|t| t.elapsed() >= self.opts.batch_interval);
+        if full || old { self.flush() } else { Ok(()) }
     }
 
     /// Every lease, by ID.
@@ -303,10 +411,7 @@ impl Store {
         self.usable()?;
         let tx = self.db.begin()?;
         let kb = tx.bucket(KEY)?;
-        let mut get = |r: Revision| -> Result<KeyValue> {
-            let v = kb.as_ref().and_then(|b| b.get(&r.to_key(false)).transpose()).transpose()?;
-            decode_kv(v.ok_or_else(|| MvccError::Corrupt(format!("revision {}.{} missing", r.main, r.sub)))?, r)
-        };
+        let mut get = |r: Revision| get_rev(&self.pending, kb.as_ref(), r);
         let rev = self.read_rev(req.revision, self.current_rev)?;
         range_at(&self.index, &mut get, req, rev)
     }
@@ -318,8 +423,9 @@ impl Store {
         let ci = self.consistent_index;
         let mut w = self.writer()?;
         let r = w.put(req)?;
-        let changed = w.end(ci)?;
+        let changed = w.end(ci);
         let rev = self.advance(changed);
+        self.maybe_flush()?;
         Ok(PutResult { rev, ..r })
     }
 
@@ -329,8 +435,9 @@ impl Store {
         let ci = self.consistent_index;
         let mut w = self.writer()?;
         let r = w.delete_range(req)?;
-        let changed = w.end(ci)?;
+        let changed = w.end(ci);
         let rev = self.advance(changed);
+        self.maybe_flush()?;
         Ok(DeleteResult { rev, ..r })
     }
 
@@ -344,8 +451,9 @@ impl Store {
         let ci = self.consistent_index;
         let mut w = self.writer()?;
         let mut r = w.txn(req, &path, &mut 0)?;
-        let changed = w.end(ci)?;
+        let changed = w.end(ci);
         let rev = self.advance(changed);
+        self.maybe_flush()?;
         set_txn_rev(&mut r, rev);
         Ok(r)
     }
@@ -353,13 +461,13 @@ impl Store {
     fn writer(&mut self) -> Result<Writer<'_>> {
         self.poisoned = true;
         Ok(Writer {
-            tx: self.db.begin_rw()?,
+            tx: self.db.begin()?,
+            pending: &mut self.pending,
             index: &mut self.index,
             leases: &mut self.leases,
             begin: self.current_rev,
             compacted: self.compact_main_rev,
             changes: 0,
-            touched: false,
         })
     }
 
@@ -400,10 +508,7 @@ impl Store {
             Err(_) => return false,
         };
         let kb = tx.bucket(KEY).ok().flatten();
-        let mut get = |r: Revision| -> Result<KeyValue> {
-            let v = kb.as_ref().and_then(|b| b.get(&r.to_key(false)).transpose()).transpose()?;
-            decode_kv(v.ok_or_else(|| MvccError::Corrupt(format!("revision {}.{} missing", r.main, r.sub)))?, r)
-        };
+        let mut get = |r: Revision| get_rev(&self.pending, kb.as_ref(), r);
         let req = RangeRequest { key: c.key.clone(), range_end: c.range_end.clone(), ..Default::default() };
         let Ok(rr) = range_at(&self.index, &mut get, &req, self.current_rev) else { return false };
         if rr.kvs.is_empty() {
@@ -456,7 +561,8 @@ impl Store {
         }
         let ttl = ttl.max(self.opts.min_lease_ttl);
         let l = Lease { id, ttl, remaining_ttl: 0 };
-        self.db.update(|tx| tx.create_bucket_if_not_exists(LEASE)?.put(&id.to_be_bytes(), &l.encode_to_vec()))?;
+        self.pending.put(LEASE, id.to_be_bytes().to_vec(), l.encode_to_vec());
+        self.maybe_flush()?;
         let info = LeaseInfo { id, ttl, keys: BTreeSet::new() };
         self.leases.by_id.insert(id, info.clone());
         Ok(info)
@@ -483,11 +589,14 @@ impl Store {
         for k in &keys {
             w.delete_keys(KeyRange::One(k))?;
         }
-        w.tx.create_bucket_if_not_exists(LEASE)?.delete(&id.to_be_bytes())?;
-        w.touched = true;
-        let changed = w.end(ci)?;
+        w.pending.delete(LEASE, id.to_be_bytes().to_vec());
+        let changed = w.end(ci);
         let rev = self.advance(changed);
+        self.maybe_flush()?;
         self.leases.by_id.remove(&id);
+        if !changed {
+            self.maybe_flush()?;
+        }
         Ok(rev)
     }
 
@@ -502,6 +611,7 @@ impl Store {
         if rev > self.current_rev {
             return Err(MvccError::FutureRev { rev, current: self.current_rev });
         }
+        self.flush()?;
         self.poisoned = true;
         self.db.update(|tx| {
             tx.create_bucket_if_not_exists(META)?.put(SCHEDULED_COMPACT, &Revision::new(rev, 0).to_key(false))
@@ -581,19 +691,33 @@ impl Store {
         let rev = if rev == 0 { current } else { rev };
         let keep = self.index.keep(rev);
         let mut h = crc32c::crc32c(KEY);
+        let mut visit = |k: &[u8], v: &[u8]| -> bool {
+            let Some((r, _)) = Revision::from_key(k) else { return true };
+            if r.main > rev {
+                return false;
+            }
+            if !(r.main <= compact && !keep.is_empty() && !keep.contains(&r)) {
+                h = crc32c::crc32c_append(h, k);
+                h = crc32c::crc32c_append(h, v);
+            }
+            true
+        };
         let tx = self.db.begin()?;
+        let mut more = true;
         if let Some(kb) = tx.bucket(KEY)? {
             for e in kb.iter() {
                 let (k, v) = e?;
-                let Some((r, _)) = Revision::from_key(k) else { continue };
-                if r.main > rev {
+                if !visit(k, v.unwrap_or_default()) {
+                    more = false;
                     break;
                 }
-                if r.main <= compact && !keep.is_empty() && !keep.contains(&r) {
-                    continue;
+            }
+        }
+        if more {
+            for ((_, k), v) in self.pending.writes.range((KEY, Vec::new())..).take_while(|((b, _), _)| *b == KEY) {
+                if !visit(k, v.as_deref().unwrap_or_default()) {
+                    break;
                 }
-                h = crc32c::crc32c_append(h, k);
-                h = crc32c::crc32c_append(h, v.unwrap_or_default());
             }
         }
         Ok((h, current, compact))
@@ -601,7 +725,9 @@ impl Store {
 
     /// etcd's backend `Hash`: CRC-32C over every bucket's name, keys and
     /// values, without `meta/consistent_index`.
-    pub fn hash(&self) -> Result<u32> {
+    pub fn hash(&mut self) -> Result<u32> {
+        self.usable()?;
+        self.flush()?;
         let tx = self.db.begin()?;
         let mut h = 0u32;
         for (name, b) in tx.buckets()? {
@@ -628,32 +754,37 @@ impl Store {
             return Err(MvccError::Compacted { rev: from, compacted: self.compact_main_rev });
         }
         let tx = self.db.begin()?;
-        let Some(kb) = tx.bucket(KEY)? else { return Ok(Vec::new()) };
+        let kb = tx.bucket(KEY)?;
+        let start = Revision::new(from.max(0), 0).to_key(false);
         let mut out = Vec::new();
-        let mut c = kb.cursor();
-        let mut e = c.seek(&Revision::new(from.max(0), 0).to_key(false))?;
-        while let Some((k, v)) = e {
+        let mut visit = |k: &[u8], v: &[u8]| -> Result<()> {
             let (rev, tomb) =
                 Revision::from_key(k).ok_or_else(|| MvccError::Corrupt(format!("key of {} bytes", k.len())))?;
-            let mut kv = decode_kv(v.unwrap_or_default(), rev)?;
-            if range.contains(&kv.key) {
-                if tomb {
-                    kv.mod_revision = rev.main;
-                }
-                let prev = if prev_kv {
-                    match self.index.key(&kv.key).and_then(|ki| ki.get(rev.main - 1)) {
-                        Some(at) => {
-                            let pv = kb.get(&at.modified.to_key(false))?;
-                            pv.map(|b| decode_kv(b, at.modified)).transpose()?
-                        }
-                        None => None,
-                    }
-                } else {
-                    None
-                };
-                out.push(Event { delete: tomb, kv, prev_kv: prev });
+            let mut kv = decode_kv(v, rev)?;
+            if !range.contains(&kv.key) {
+                return Ok(());
             }
-            e = c.next()?;
+            if tomb {
+                kv.mod_revision = rev.main;
+            }
+            let prev = match self.index.key(&kv.key).and_then(|ki| ki.get(rev.main - 1)) {
+                Some(at) if prev_kv => Some(get_rev(&self.pending, kb.as_ref(), at.modified)?),
+                _ => None,
+            };
+            out.push(Event { delete: tomb, kv, prev_kv: prev });
+            Ok(())
+        };
+        if let Some(kb) = &kb {
+            let mut c = kb.cursor();
+            let mut e = c.seek(&start)?;
+            while let Some((k, v)) = e {
+                visit(k, v.unwrap_or_default())?;
+                e = c.next()?;
+            }
+        }
+        // Pending revisions are all newer than the committed ones.
+        for ((_, k), v) in self.pending.writes.range((KEY, start.clone())..).take_while(|((b, _), _)| *b == KEY) {
+            visit(k, v.as_deref().unwrap_or_default())?;
         }
         Ok(out)
     }
@@ -770,31 +901,25 @@ fn range_at(
 /// One write transaction in progress (etcd's `storeTxnWrite`): changes take
 /// revision `begin + 1`, numbered by `sub`; reads see them.
 struct Writer<'s> {
-    tx: TxMut<'s>,
+    /// The committed state, under the pending writes.
+    tx: Tx<'s>,
+    pending: &'s mut Pending,
     index: &'s mut Index,
     leases: &'s mut Leases,
     begin: i64,
     compacted: i64,
     changes: i64,
-    /// Something other than key changes was written (a lease revoke without keys).
-    touched: bool,
 }
 
 impl Writer<'_> {
-    /// Ends the write: with changes, the consistent index goes in the same
-    /// transaction. Returns whether keys changed (the revision advances).
-    fn end(self, consistent_index: u64) -> Result<bool> {
+    /// Ends the write: with changes, the consistent index joins the batch.
+    /// Returns whether keys changed (the revision advances).
+    fn end(self, consistent_index: u64) -> bool {
         let changed = self.changes > 0;
-        let mut tx = self.tx;
         if changed {
-            tx.create_bucket_if_not_exists(META)?.put(CONSISTENT_INDEX, &consistent_index.to_be_bytes())?;
-            tx.commit()?;
-        } else if self.touched {
-            tx.commit()?;
-        } else {
-            tx.rollback();
+            self.pending.put(META, CONSISTENT_INDEX.to_vec(), consistent_index.to_be_bytes().to_vec());
         }
-        Ok(changed)
+        changed
     }
 
     fn read_rev(&self) -> i64 {
@@ -810,12 +935,9 @@ impl Writer<'_> {
         if rev < self.compacted {
             return Err(MvccError::Compacted { rev, compacted: self.compacted });
         }
-        let Writer { tx, index, .. } = self;
-        let mut get = |r: Revision| -> Result<KeyValue> {
-            let b = tx.bucket(KEY)?.ok_or_else(|| MvccError::Corrupt("no key bucket".into()))?;
-            let v = b.get(&r.to_key(false))?;
-            decode_kv(v.ok_or_else(|| MvccError::Corrupt(format!("revision {}.{} missing", r.main, r.sub)))?, r)
-        };
+        let Writer { tx, index, pending, .. } = self;
+        let kb = tx.bucket(KEY)?;
+        let mut get = |r: Revision| get_rev(pending, kb.as_ref(), r);
         range_at(index, &mut get, req, rev)
     }
 
@@ -842,9 +964,7 @@ impl Writer<'_> {
             value,
             lease,
         };
-        let mut b = self.tx.create_bucket_if_not_exists(KEY)?;
-        b.set_fill_percent(KEY_FILL);
-        b.put(&idx.to_key(false), &kv.encode_to_vec())?;
+        self.pending.put(KEY, idx.to_key(false), kv.encode_to_vec());
         if !self.index.put(&p.key, idx) {
             return Err(MvccError::Corrupt(format!("revision {}.{} not after the key's last", idx.main, idx.sub)));
         }
@@ -862,9 +982,7 @@ impl Writer<'_> {
         for key in &keys {
             let idx = Revision::new(self.begin + 1, self.changes);
             let kv = KeyValue { key: key.clone(), ..Default::default() };
-            let mut b = self.tx.create_bucket_if_not_exists(KEY)?;
-            b.set_fill_percent(KEY_FILL);
-            b.put(&idx.to_key(true), &kv.encode_to_vec())?;
+            self.pending.put(KEY, idx.to_key(true), kv.encode_to_vec());
             if !self.index.tombstone(key, idx) {
                 return Err(MvccError::Corrupt(format!("tombstone {}.{} for a dead key", idx.main, idx.sub)));
             }
