@@ -110,8 +110,12 @@ fn all_at(s: &Store, rev: i64) -> Result<Vec<KeyValue>, MvccError> {
 fn run(ops: Vec<Op>, batch_limit: usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let opts =
-        StoreOptions { db: Options { no_sync: true, ..Default::default() }, compaction_batch: 3, ..Default::default() };
+    let opts = StoreOptions {
+        db: Options { no_sync: true, ..Default::default() },
+        compaction_batch: 3,
+        batch_limit,
+        ..Default::default()
+    };
     let mut s = Store::open(&path, opts.clone()).unwrap();
     let mut m = Model { revs: vec![Space::new(), Space::new()], compacted: -1, leases: BTreeMap::new() };
     let mut next_lease = 100;
