@@ -16,6 +16,7 @@ use etcdkit_proto::etcdserverpb::AlarmMember;
 use etcdkit_proto::gojson::Obj;
 use etcdkit_proto::leasepb::Lease;
 use etcdkit_proto::mvccpb::KeyValue;
+pub use etcdkit_storage::mvcc::{KvRef, parse_kv};
 
 /// An MVCC revision: the store revision of a write and the index of the change in it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -334,99 +335,5 @@ mod tests {
             r#"{"bucket":"lease","key":"AAAAAAADADk=","value":"CLmADBCMeQ==","lease_id":196665,"lease":{"ID":196665,"TTL":15500}}"#
         );
         assert!(decode_entry_json("key", b"short", b"").contains("decode_error"));
-    }
-}
-
-/// A `mvccpb.KeyValue` read in place (no copies): what the walks over whole
-/// `key` buckets need.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KvRef<'a> {
-    pub key: &'a [u8],
-    pub create_revision: i64,
-    pub mod_revision: i64,
-    pub version: i64,
-    pub value: &'a [u8],
-    pub lease: i64,
-}
-
-fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*at)?;
-        *at += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-/// Parses a `mvccpb.KeyValue` (proto3) without copying; unknown fields are
-/// skipped by wire type. `None` if the bytes are not a valid message.
-pub fn parse_kv(b: &[u8]) -> Option<KvRef<'_>> {
-    let mut kv = KvRef::default();
-    let mut at = 0;
-    while at < b.len() {
-        let tag = varint(b, &mut at)?;
-        let (field, wire) = (tag >> 3, tag & 7);
-        if field == 0 {
-            return None;
-        }
-        match wire {
-            0 => {
-                let v = varint(b, &mut at)? as i64;
-                match field {
-                    2 => kv.create_revision = v,
-                    3 => kv.mod_revision = v,
-                    4 => kv.version = v,
-                    6 => kv.lease = v,
-                    _ => {}
-                }
-            }
-            2 => {
-                let len = usize::try_from(varint(b, &mut at)?).ok()?;
-                let end = at.checked_add(len).filter(|&e| e <= b.len())?;
-                match field {
-                    1 => kv.key = &b[at..end],
-                    5 => kv.value = &b[at..end],
-                    _ => {}
-                }
-                at = end;
-            }
-            1 => at = at.checked_add(8).filter(|&e| e <= b.len())?,
-            5 => at = at.checked_add(4).filter(|&e| e <= b.len())?,
-            _ => return None,
-        }
-    }
-    Some(kv)
-}
-
-#[cfg(test)]
-mod kv_tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn parse_kv_agrees_with_prost(key in proptest::collection::vec(any::<u8>(), 0..40),
-                                      value in proptest::collection::vec(any::<u8>(), 0..300),
-                                      c in any::<i64>(), m in any::<i64>(), v in any::<i64>(), l in any::<i64>()) {
-            let kv = KeyValue { key, create_revision: c, mod_revision: m, version: v, value, lease: l };
-            let b = kv.encode_to_vec();
-            let r = parse_kv(&b).unwrap();
-            prop_assert_eq!(r.key, &kv.key[..]);
-            prop_assert_eq!(r.value, &kv.value[..]);
-            prop_assert_eq!((r.create_revision, r.mod_revision, r.version, r.lease), (c, m, v, l));
-            // Truncations: an error or a prefix's fields, never a panic.
-            for cut in 0..b.len() {
-                let _ = parse_kv(&b[..cut]);
-            }
-        }
-
-        #[test]
-        fn parse_kv_never_panics(b in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = parse_kv(&b);
-        }
     }
 }

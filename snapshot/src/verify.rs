@@ -128,36 +128,7 @@ fn hash_trailer(f: &File, size: u64, done: &AtomicU64) -> std::io::Result<Traile
     Ok(if got == want { Trailer::Ok } else { Trailer::Mismatch { expected: hex(&want), got: hex(&got) } })
 }
 
-/// A multiply-rotate hash (FxHash's) for the per-key map: keys come from the
-/// file, but a slow map only slows verify down, it cannot make it wrong.
-#[derive(Default, Clone, Copy)]
-struct Fx(u64);
-
-impl std::hash::Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        for &b in chunks.remainder() {
-            self.add(u64::from(b));
-        }
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-}
-
-impl Fx {
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type FastHash = std::hash::BuildHasherDefault<Fx>;
+type FastHash = etcdkit_storage::mvcc::FxBuild;
 
 struct KeyState {
     create: i64,

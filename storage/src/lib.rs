@@ -28,6 +28,22 @@
 //! # Ok::<(), etcdkit_storage::Error>(())
 //! ```
 //!
+//! On top of the page store, [`mvcc`] is etcd's multi-version key-value store
+//! with etcd's exact bucket schema (revisions, range, put, delete-range, txn,
+//! leases, compaction, hashes):
+//!
+//! ```
+//! use etcdkit_proto::etcdserverpb::{PutRequest, RangeRequest};
+//! use etcdkit_storage::mvcc::{Store, StoreOptions};
+//! # let dir = tempfile::tempdir().unwrap();
+//! let mut store = Store::open(dir.path().join("db"), StoreOptions::default())?;
+//! let put = PutRequest { key: b"foo".to_vec(), value: b"bar".to_vec(), ..Default::default() };
+//! assert_eq!(store.put(&put)?.rev, 2); // the first write of a new store is revision 2
+//! let got = store.range(&RangeRequest { key: b"foo".to_vec(), ..Default::default() })?;
+//! assert_eq!(got.kvs[0].value, b"bar");
+//! # Ok::<(), etcdkit_storage::mvcc::MvccError>(())
+//! ```
+//!
 //! The byte layouts are documented in the modules that own them: [`page`],
 //! [`meta`], [`freelist`]. All `unsafe` code (the memory map) is in `mmap.rs`.
 #![deny(unsafe_code)]

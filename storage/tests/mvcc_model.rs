@@ -249,3 +249,23 @@ proptest! {
         run(ops, batch);
     }
 }
+
+#[test]
+fn consistent_index_goes_with_the_batch_and_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let opts = StoreOptions { db: Options { no_sync: true, ..Default::default() }, ..StoreOptions::batched() };
+    let mut s = Store::open(&path, opts.clone()).unwrap();
+    s.set_consistent_index(7);
+    s.put(&PutRequest { key: b"a".to_vec(), value: b"1".to_vec(), ..Default::default() }).unwrap();
+    // A no-op entry moves the index, not the file until a commit.
+    s.set_consistent_index(9);
+    s.delete_range(&DeleteRangeRequest { key: b"zz".to_vec(), ..Default::default() }).unwrap();
+    drop(s);
+    assert_eq!(Store::open(&path, opts.clone()).unwrap().consistent_index(), 7);
+    let mut s = Store::open(&path, opts.clone()).unwrap();
+    s.set_consistent_index(12);
+    s.commit().unwrap();
+    drop(s);
+    assert_eq!(Store::open(&path, opts).unwrap().consistent_index(), 12);
+}

@@ -1,11 +1,11 @@
 //! The in-memory index: user key → [`KeyIndex`], in key order (etcd's
 //! `treeIndex`). Rebuilt from the `key` bucket on open.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::Revision;
-use super::key_index::{KeyAt, KeyIndex};
+use super::key_index::{KeyAt, KeyIndex, RevSet};
 
 /// A key range: one key, `[start, end)`, or everything from `start` on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +66,10 @@ impl Index {
         self.tree.get(key)
     }
 
+    pub(crate) fn key_mut(&mut self, key: &[u8]) -> Option<&mut KeyIndex> {
+        self.tree.get_mut(key)
+    }
+
     pub fn get(&self, key: &[u8], at: i64) -> Option<KeyAt> {
         self.tree.get(key)?.get(at)
     }
@@ -107,8 +111,8 @@ impl Index {
     }
 
     /// Compacts every key to `at`; returns the revisions whose values stay.
-    pub fn compact(&mut self, at: i64) -> HashSet<Revision> {
-        let mut keep = HashSet::new();
+    pub fn compact(&mut self, at: i64) -> RevSet {
+        let mut keep = RevSet::default();
         self.tree.retain(|_, ki| {
             ki.compact(at, &mut keep);
             !ki.is_empty()
@@ -117,8 +121,8 @@ impl Index {
     }
 
     /// The revisions a compaction at `at` would keep (for hashKV).
-    pub fn keep(&self, at: i64) -> HashSet<Revision> {
-        let mut keep = HashSet::new();
+    pub fn keep(&self, at: i64) -> RevSet {
+        let mut keep = RevSet::default();
         for ki in self.tree.values() {
             ki.keep(at, &mut keep);
         }

@@ -21,10 +21,12 @@
 
 pub mod index;
 pub mod key_index;
+mod kv;
 mod revision;
 mod store;
 
 pub use index::{KeyRange, prefix_end};
+pub use kv::{Fx, FxBuild, KvRef, encode_kv, parse_kv};
 pub use revision::{REV_BYTES_LEN, Revision};
 pub use store::{
     DeleteResult, Event, LeaseInfo, PutResult, RangeResult, ResponseOp, Store, StoreOptions, TxnResult, compare_kv,

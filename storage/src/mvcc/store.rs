@@ -70,32 +70,47 @@ impl StoreOptions {
 
 /// Writes not yet committed to the file (etcd's batch transaction buffer):
 /// (bucket, key) → value, or `None` for a delete. Reads look here first.
-/// (bucket, key): which entry a pending write is for.
-type BucketKey = (&'static [u8], Vec<u8>);
+/// One bucket's pending writes: key → value, or `None` for a delete.
+type BucketWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 #[derive(Default)]
 struct Pending {
-    writes: BTreeMap<BucketKey, Option<Vec<u8>>>,
+    writes: BTreeMap<&'static [u8], BucketWrites>,
+    /// The consistent index of the last write with changes in the batch.
+    consistent_index: Option<u64>,
     ops: usize,
     since: Option<Instant>,
 }
 
 impl Pending {
     fn put(&mut self, bucket: &'static [u8], key: Vec<u8>, value: Vec<u8>) {
-        self.writes.insert((bucket, key), Some(value));
+        self.writes.entry(bucket).or_default().insert(key, Some(value));
         self.touch();
     }
     fn delete(&mut self, bucket: &'static [u8], key: Vec<u8>) {
-        self.writes.insert((bucket, key), None);
+        self.writes.entry(bucket).or_default().insert(key, None);
         self.touch();
     }
     fn touch(&mut self) {
         self.ops += 1;
-        self.since.get_or_insert_with(Instant::now);
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+        }
+    }
+    /// The pending writes of `bucket` from `from` on, in key order.
+    fn range<'a>(
+        &'a self,
+        bucket: &[u8],
+        from: &'a [u8],
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a {
+        self.writes
+            .get(bucket)
+            .into_iter()
+            .flat_map(move |m| m.range::<[u8], _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded)))
     }
     /// `Some(Some(v))` pending put, `Some(None)` pending delete, `None` not pending.
     fn get(&self, bucket: &'static [u8], key: &[u8]) -> Option<Option<&[u8]>> {
-        self.writes.get(&(bucket, key.to_vec())).map(|v| v.as_deref())
+        self.writes.get(bucket)?.get(key).map(|v| v.as_deref())
     }
 }
 
@@ -152,7 +167,7 @@ pub struct LeaseInfo {
 #[derive(Default)]
 struct Leases {
     by_id: BTreeMap<i64, LeaseInfo>,
-    by_key: HashMap<Vec<u8>, i64>,
+    by_key: HashMap<Vec<u8>, i64, super::FxBuild>,
 }
 
 impl Leases {
@@ -163,6 +178,9 @@ impl Leases {
         }
     }
     fn detach(&mut self, key: &[u8]) {
+        if self.by_key.is_empty() {
+            return;
+        }
         if let Some(id) = self.by_key.remove(key)
             && let Some(l) = self.by_id.get_mut(&id)
         {
@@ -271,26 +289,29 @@ impl Store {
                 self.leases.by_id.insert(l.id, LeaseInfo { id: l.id, ttl: l.ttl, keys: BTreeSet::new() });
             }
         }
-        let mut last_lease: HashMap<Vec<u8>, i64> = HashMap::new();
+        // Leases of keys whose newest record has one (most keys have none).
+        let mut last_lease: HashMap<Vec<u8>, i64, super::FxBuild> = HashMap::default();
         if let Some(kb) = tx.bucket(KEY)? {
             for e in kb.iter() {
                 let (k, v) = e?;
                 let (rev, tomb) = Revision::from_key(k)
                     .ok_or_else(|| MvccError::Corrupt(format!("key of {} bytes is not a revision", k.len())))?;
-                let kv = decode_kv(v.unwrap_or_default(), rev)?;
-                if self.index.key(&kv.key).is_some() {
-                    let ok = if tomb { self.index.tombstone(&kv.key, rev) } else { self.index.put(&kv.key, rev) };
+                let kv = super::parse_kv(v.unwrap_or_default()).ok_or_else(|| {
+                    MvccError::Corrupt(format!("revision {}.{}: value is not a KeyValue", rev.main, rev.sub))
+                })?;
+                if let Some(ki) = self.index.key_mut(kv.key) {
+                    let ok = if tomb { ki.tombstone(rev) } else { ki.put(rev) };
                     if !ok {
                         return Err(MvccError::Corrupt(format!("revision {}.{} out of order", rev.main, rev.sub)));
                     }
                 } else if !tomb {
-                    self.index.restore(&kv.key, Revision::new(kv.create_revision, 0), rev, kv.version);
+                    self.index.restore(kv.key, Revision::new(kv.create_revision, 0), rev, kv.version);
                 }
                 // (etcd 3.4 skips a tombstone of a key it has not seen.)
-                if tomb {
-                    last_lease.remove(&kv.key);
-                } else {
-                    last_lease.insert(kv.key, kv.lease);
+                if !tomb && kv.lease != 0 {
+                    last_lease.insert(kv.key.to_vec(), kv.lease);
+                } else if !last_lease.is_empty() {
+                    last_lease.remove(kv.key);
                 }
                 self.current_rev = rev.main;
             }
@@ -336,26 +357,31 @@ impl Store {
     /// `ForceCommit` / `Commit`).
     pub fn commit(&mut self) -> Result<()> {
         self.usable()?;
-        let ci = self.consistent_index;
-        self.pending.put(META, CONSISTENT_INDEX.to_vec(), ci.to_be_bytes().to_vec());
+        self.pending.consistent_index = Some(self.consistent_index);
         self.flush()
     }
 
     /// Writes the pending batch in one bbolt transaction.
     fn flush(&mut self) -> Result<()> {
+        if let Some(ci) = self.pending.consistent_index.take() {
+            self.pending
+                .writes
+                .entry(META)
+                .or_default()
+                .insert(CONSISTENT_INDEX.to_vec(), Some(ci.to_be_bytes().to_vec()));
+        }
         if self.pending.writes.is_empty() {
             return Ok(());
         }
         self.poisoned = true;
         let mut tx = self.db.begin_rw()?;
         let writes = std::mem::take(&mut self.pending.writes);
-        let buckets: BTreeSet<&'static [u8]> = writes.keys().map(|(b, _)| *b).collect();
-        for bucket in buckets {
+        for (bucket, entries) in &writes {
             let mut b = tx.create_bucket_if_not_exists(bucket)?;
-            if bucket == KEY {
+            if *bucket == KEY {
                 b.set_fill_percent(KEY_FILL);
             }
-            for ((_, key), value) in writes.range((bucket, Vec::new())..).take_while(|((bk, _), _)| *bk == bucket) {
+            for (key, value) in entries {
                 match value {
                     Some(v) => b.put(key, v)?,
                     None => b.delete(key)?,
@@ -461,7 +487,8 @@ impl Store {
     fn writer(&mut self) -> Result<Writer<'_>> {
         self.poisoned = true;
         Ok(Writer {
-            tx: self.db.begin()?,
+            db: &self.db,
+            tx: None,
             pending: &mut self.pending,
             index: &mut self.index,
             leases: &mut self.leases,
@@ -623,7 +650,7 @@ impl Store {
         Ok(())
     }
 
-    fn delete_compacted(&mut self, rev: i64, keep: &std::collections::HashSet<Revision>) -> Result<()> {
+    fn delete_compacted(&mut self, rev: i64, keep: &super::key_index::RevSet) -> Result<()> {
         let end = (rev + 1).to_be_bytes();
         let mut from: Vec<u8> = Vec::new();
         loop {
@@ -714,7 +741,7 @@ impl Store {
             }
         }
         if more {
-            for ((_, k), v) in self.pending.writes.range((KEY, Vec::new())..).take_while(|((b, _), _)| *b == KEY) {
+            for (k, v) in self.pending.range(KEY, &[]) {
                 if !visit(k, v.as_deref().unwrap_or_default()) {
                     break;
                 }
@@ -783,7 +810,7 @@ impl Store {
             }
         }
         // Pending revisions are all newer than the committed ones.
-        for ((_, k), v) in self.pending.writes.range((KEY, start.clone())..).take_while(|((b, _), _)| *b == KEY) {
+        for (k, v) in self.pending.range(KEY, &start) {
             visit(k, v.as_deref().unwrap_or_default())?;
         }
         Ok(out)
@@ -901,8 +928,9 @@ fn range_at(
 /// One write transaction in progress (etcd's `storeTxnWrite`): changes take
 /// revision `begin + 1`, numbered by `sub`; reads see them.
 struct Writer<'s> {
-    /// The committed state, under the pending writes.
-    tx: Tx<'s>,
+    db: &'s Db,
+    /// The committed state, under the pending writes (opened on the first read).
+    tx: Option<Tx<'s>>,
     pending: &'s mut Pending,
     index: &'s mut Index,
     leases: &'s mut Leases,
@@ -917,7 +945,8 @@ impl Writer<'_> {
     fn end(self, consistent_index: u64) -> bool {
         let changed = self.changes > 0;
         if changed {
-            self.pending.put(META, CONSISTENT_INDEX.to_vec(), consistent_index.to_be_bytes().to_vec());
+            // Written with the batch that holds these changes (see `flush`).
+            self.pending.consistent_index = Some(consistent_index);
         }
         changed
     }
@@ -935,8 +964,11 @@ impl Writer<'_> {
         if rev < self.compacted {
             return Err(MvccError::Compacted { rev, compacted: self.compacted });
         }
+        if self.tx.is_none() {
+            self.tx = Some(self.db.begin()?);
+        }
         let Writer { tx, index, pending, .. } = self;
-        let kb = tx.bucket(KEY)?;
+        let kb = tx.as_ref().expect("opened above").bucket(KEY)?;
         let mut get = |r: Revision| get_rev(pending, kb.as_ref(), r);
         range_at(index, &mut get, req, rev)
     }
@@ -981,8 +1013,7 @@ impl Writer<'_> {
         let keys: Vec<Vec<u8>> = self.index.range(r, at).into_iter().map(|(k, _)| k.to_vec()).collect();
         for key in &keys {
             let idx = Revision::new(self.begin + 1, self.changes);
-            let kv = KeyValue { key: key.clone(), ..Default::default() };
-            self.pending.put(KEY, idx.to_key(true), kv.encode_to_vec());
+            self.pending.put(KEY, idx.to_key(true), super::encode_kv(key, 0, 0, 0, &[], 0));
             if !self.index.tombstone(key, idx) {
                 return Err(MvccError::Corrupt(format!("tombstone {}.{} for a dead key", idx.main, idx.sub)));
             }
