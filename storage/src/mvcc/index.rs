@@ -66,8 +66,26 @@ impl Index {
         self.tree.get(key)
     }
 
-    pub(crate) fn key_mut(&mut self, key: &[u8]) -> Option<&mut KeyIndex> {
-        self.tree.get_mut(key)
+    /// An index from keys in ascending order (a bulk build).
+    pub fn from_sorted(keys: impl Iterator<Item = (Vec<u8>, KeyIndex)>) -> Index {
+        Index { tree: keys.collect() }
+    }
+
+    /// Records a put of `key` at `rev` in one lookup; returns the key's state
+    /// at `at` before it, and whether the put was in order.
+    pub fn upsert(&mut self, key: &[u8], rev: Revision, at: i64) -> (Option<KeyAt>, bool) {
+        match self.tree.get_mut(key) {
+            Some(ki) => {
+                let before = ki.get(at);
+                (before, ki.put(rev))
+            }
+            None => {
+                let mut ki = KeyIndex::default();
+                ki.put(rev);
+                self.tree.insert(key.to_vec(), ki);
+                (None, true)
+            }
+        }
     }
 
     pub fn get(&self, key: &[u8], at: i64) -> Option<KeyAt> {

@@ -17,6 +17,7 @@ use etcdkit_proto::leasepb::Lease;
 use etcdkit_proto::mvccpb::KeyValue;
 
 use super::index::{Index, KeyRange};
+use super::key_index::KeyIndex;
 use super::{MvccError, Revision};
 use crate::{Db, Options, Tx};
 
@@ -75,6 +76,9 @@ type BucketWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 #[derive(Default)]
 struct Pending {
+    /// New `key` bucket entries, in revision (= key) order: writes only append.
+    keys: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Every other bucket's writes.
     writes: BTreeMap<&'static [u8], BucketWrites>,
     /// The consistent index of the last write with changes in the batch.
     consistent_index: Option<u64>,
@@ -84,8 +88,16 @@ struct Pending {
 
 impl Pending {
     fn put(&mut self, bucket: &'static [u8], key: Vec<u8>, value: Vec<u8>) {
-        self.writes.entry(bucket).or_default().insert(key, Some(value));
+        if bucket == KEY {
+            debug_assert!(self.keys.last().is_none_or(|(k, _)| *k < key), "revisions are appended in order");
+            self.keys.push((key, value));
+        } else {
+            self.writes.entry(bucket).or_default().insert(key, Some(value));
+        }
         self.touch();
+    }
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.writes.is_empty()
     }
     fn delete(&mut self, bucket: &'static [u8], key: Vec<u8>) {
         self.writes.entry(bucket).or_default().insert(key, None);
@@ -97,19 +109,17 @@ impl Pending {
             self.since = Some(Instant::now());
         }
     }
-    /// The pending writes of `bucket` from `from` on, in key order.
-    fn range<'a>(
-        &'a self,
-        bucket: &[u8],
-        from: &'a [u8],
-    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a {
-        self.writes
-            .get(bucket)
-            .into_iter()
-            .flat_map(move |m| m.range::<[u8], _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded)))
+    /// Pending `key` bucket entries from `from` on.
+    fn key_range(&self, from: &[u8]) -> &[(Vec<u8>, Vec<u8>)] {
+        let i = self.keys.partition_point(|(k, _)| k.as_slice() < from);
+        &self.keys[i..]
     }
     /// `Some(Some(v))` pending put, `Some(None)` pending delete, `None` not pending.
     fn get(&self, bucket: &'static [u8], key: &[u8]) -> Option<Option<&[u8]>> {
+        if bucket == KEY {
+            let i = self.keys.binary_search_by(|(k, _)| k.as_slice().cmp(key)).ok()?;
+            return Some(Some(&self.keys[i].1));
+        }
         self.writes.get(bucket)?.get(key).map(|v| v.as_deref())
     }
 }
@@ -291,7 +301,11 @@ impl Store {
         }
         // Leases of keys whose newest record has one (most keys have none).
         let mut last_lease: HashMap<Vec<u8>, i64, super::FxBuild> = HashMap::default();
-        if let Some(kb) = tx.bucket(KEY)? {
+        // Keys are gathered in a hash map borrowing from the file, then sorted
+        // into the tree index in one bulk build.
+        let mut building: HashMap<&[u8], KeyIndex, super::FxBuild> = HashMap::default();
+        let kb = tx.bucket(KEY)?;
+        if let Some(kb) = &kb {
             for e in kb.iter() {
                 let (k, v) = e?;
                 let (rev, tomb) = Revision::from_key(k)
@@ -299,13 +313,18 @@ impl Store {
                 let kv = super::parse_kv(v.unwrap_or_default()).ok_or_else(|| {
                     MvccError::Corrupt(format!("revision {}.{}: value is not a KeyValue", rev.main, rev.sub))
                 })?;
-                if let Some(ki) = self.index.key_mut(kv.key) {
-                    let ok = if tomb { ki.tombstone(rev) } else { ki.put(rev) };
-                    if !ok {
-                        return Err(MvccError::Corrupt(format!("revision {}.{} out of order", rev.main, rev.sub)));
+                match building.get_mut(kv.key) {
+                    Some(ki) => {
+                        let ok = if tomb { ki.tombstone(rev) } else { ki.put(rev) };
+                        if !ok {
+                            return Err(MvccError::Corrupt(format!("revision {}.{} out of order", rev.main, rev.sub)));
+                        }
                     }
-                } else if !tomb {
-                    self.index.restore(kv.key, Revision::new(kv.create_revision, 0), rev, kv.version);
+                    None if !tomb => {
+                        building
+                            .insert(kv.key, KeyIndex::restored(Revision::new(kv.create_revision, 0), rev, kv.version));
+                    }
+                    None => {}
                 }
                 // (etcd 3.4 skips a tombstone of a key it has not seen.)
                 if !tomb && kv.lease != 0 {
@@ -316,6 +335,9 @@ impl Store {
                 self.current_rev = rev.main;
             }
         }
+        let mut keys: Vec<(&[u8], KeyIndex)> = building.into_iter().collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        self.index = Index::from_sorted(keys.into_iter().map(|(k, ki)| (k.to_vec(), ki)));
         if self.current_rev < self.compact_main_rev {
             self.current_rev = self.compact_main_rev;
         }
@@ -370,11 +392,19 @@ impl Store {
                 .or_default()
                 .insert(CONSISTENT_INDEX.to_vec(), Some(ci.to_be_bytes().to_vec()));
         }
-        if self.pending.writes.is_empty() {
+        if self.pending.is_empty() {
             return Ok(());
         }
         self.poisoned = true;
         let mut tx = self.db.begin_rw()?;
+        let keys = std::mem::take(&mut self.pending.keys);
+        if !keys.is_empty() {
+            let mut b = tx.create_bucket_if_not_exists(KEY)?;
+            b.set_fill_percent(KEY_FILL);
+            for (k, v) in &keys {
+                b.put(k, v)?;
+            }
+        }
         let writes = std::mem::take(&mut self.pending.writes);
         for (bucket, entries) in &writes {
             let mut b = tx.create_bucket_if_not_exists(bucket)?;
@@ -741,8 +771,8 @@ impl Store {
             }
         }
         if more {
-            for (k, v) in self.pending.range(KEY, &[]) {
-                if !visit(k, v.as_deref().unwrap_or_default()) {
+            for (k, v) in self.pending.key_range(&[]) {
+                if !visit(k, v) {
                     break;
                 }
             }
@@ -810,8 +840,8 @@ impl Store {
             }
         }
         // Pending revisions are all newer than the committed ones.
-        for (k, v) in self.pending.range(KEY, &start) {
-            visit(k, v.as_deref().unwrap_or_default())?;
+        for (k, v) in self.pending.key_range(&start) {
+            visit(k, v)?;
         }
         Ok(out)
     }
@@ -979,25 +1009,22 @@ impl Writer<'_> {
             let rr = self.range(&RangeRequest { key: p.key.clone(), ..Default::default() })?;
             prev = rr.kvs.into_iter().next();
         }
-        let value =
-            if p.ignore_value { prev.as_ref().map(|kv| kv.value.clone()).unwrap_or_default() } else { p.value.clone() };
+        let value: &[u8] = match (&prev, p.ignore_value) {
+            (Some(kv), true) => &kv.value,
+            (None, true) => &[],
+            (_, false) => &p.value,
+        };
         let lease = if p.ignore_lease { prev.as_ref().map_or(0, |kv| kv.lease) } else { p.lease };
         let rev = self.begin + 1;
-        let (created, version) = match self.index.get(&p.key, rev) {
+        let idx = Revision::new(rev, self.changes);
+        let (before, ok) = self.index.upsert(&p.key, idx, rev);
+        let (created, version) = match before {
             Some(a) => (a.created.main, a.version),
             None => (rev, 0),
         };
-        let idx = Revision::new(rev, self.changes);
-        let kv = KeyValue {
-            key: p.key.clone(),
-            create_revision: created,
-            mod_revision: rev,
-            version: version + 1,
-            value,
-            lease,
-        };
-        self.pending.put(KEY, idx.to_key(false), kv.encode_to_vec());
-        if !self.index.put(&p.key, idx) {
+        let kv = super::encode_kv(&p.key, created, rev, version + 1, value, lease);
+        self.pending.put(KEY, idx.to_key(false), kv);
+        if !ok {
             return Err(MvccError::Corrupt(format!("revision {}.{} not after the key's last", idx.main, idx.sub)));
         }
         self.changes += 1;
