@@ -24,6 +24,7 @@ pub mod key_index;
 mod kv;
 mod revision;
 mod store;
+mod watch;
 
 pub use index::{KeyRange, prefix_end};
 pub use kv::{Fx, FxBuild, KvRef, encode_kv, parse_kv};
@@ -31,6 +32,7 @@ pub use revision::{REV_BYTES_LEN, Revision};
 pub use store::{
     DeleteResult, Event, LeaseInfo, PutResult, RangeResult, ResponseOp, Store, StoreOptions, TxnResult, compare_kv,
 };
+pub use watch::{WatchRequest, WatchResponse};
 
 /// Errors of the MVCC store, in etcd's words where etcd has them.
 #[derive(Debug, thiserror::Error)]

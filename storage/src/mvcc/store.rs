@@ -210,6 +210,7 @@ pub struct Store {
     consistent_index: u64,
     leases: Leases,
     pending: Pending,
+    watchers: super::watch::Watchers,
     poisoned: bool,
 }
 
@@ -260,6 +261,7 @@ impl Store {
             consistent_index: 0,
             leases: Leases::default(),
             pending: Pending::default(),
+            watchers: Default::default(),
             poisoned: false,
         };
         let scheduled = s.restore()?;
@@ -347,6 +349,14 @@ impl Store {
             }
         }
         Ok(scheduled)
+    }
+
+    pub(crate) fn watchers(&self) -> &super::watch::Watchers {
+        &self.watchers
+    }
+
+    pub(crate) fn watchers_mut(&mut self) -> &mut super::watch::Watchers {
+        &mut self.watchers
     }
 
     /// The page store underneath.
@@ -479,9 +489,12 @@ impl Store {
         let ci = self.consistent_index;
         let mut w = self.writer()?;
         let r = w.put(req)?;
-        let changed = w.end(ci);
+        let (changed, events) = w.end(ci);
         let rev = self.advance(changed);
         self.maybe_flush()?;
+        if changed {
+            self.notify(events);
+        }
         Ok(PutResult { rev, ..r })
     }
 
@@ -491,9 +504,12 @@ impl Store {
         let ci = self.consistent_index;
         let mut w = self.writer()?;
         let r = w.delete_range(req)?;
-        let changed = w.end(ci);
+        let (changed, events) = w.end(ci);
         let rev = self.advance(changed);
         self.maybe_flush()?;
+        if changed {
+            self.notify(events);
+        }
         Ok(DeleteResult { rev, ..r })
     }
 
@@ -507,9 +523,12 @@ impl Store {
         let ci = self.consistent_index;
         let mut w = self.writer()?;
         let mut r = w.txn(req, &path, &mut 0)?;
-        let changed = w.end(ci);
+        let (changed, events) = w.end(ci);
         let rev = self.advance(changed);
         self.maybe_flush()?;
+        if changed {
+            self.notify(events);
+        }
         set_txn_rev(&mut r, rev);
         Ok(r)
     }
@@ -525,6 +544,7 @@ impl Store {
             begin: self.current_rev,
             compacted: self.compact_main_rev,
             changes: 0,
+            events: (!self.watchers.is_empty()).then(Vec::new),
         })
     }
 
@@ -647,13 +667,13 @@ impl Store {
             w.delete_keys(KeyRange::One(k))?;
         }
         w.pending.delete(LEASE, id.to_be_bytes().to_vec());
-        let changed = w.end(ci);
+        let (changed, events) = w.end(ci);
         let rev = self.advance(changed);
         self.maybe_flush()?;
-        self.leases.by_id.remove(&id);
-        if !changed {
-            self.maybe_flush()?;
+        if changed {
+            self.notify(events);
         }
+        self.leases.by_id.remove(&id);
         Ok(rev)
     }
 
@@ -677,6 +697,7 @@ impl Store {
         let keep = self.index.compact(rev);
         self.delete_compacted(rev, &keep)?;
         self.poisoned = false;
+        self.sync_watchers();
         Ok(())
     }
 
@@ -967,18 +988,20 @@ struct Writer<'s> {
     begin: i64,
     compacted: i64,
     changes: i64,
+    /// Events for the watchers (collected only when there are some).
+    events: Option<Vec<Event>>,
 }
 
 impl Writer<'_> {
     /// Ends the write: with changes, the consistent index joins the batch.
     /// Returns whether keys changed (the revision advances).
-    fn end(self, consistent_index: u64) -> bool {
+    fn end(self, consistent_index: u64) -> (bool, Vec<Event>) {
         let changed = self.changes > 0;
         if changed {
             // Written with the batch that holds these changes (see `flush`).
             self.pending.consistent_index = Some(consistent_index);
         }
-        changed
+        (changed, self.events.unwrap_or_default())
     }
 
     fn read_rev(&self) -> i64 {
@@ -1023,6 +1046,17 @@ impl Writer<'_> {
             None => (rev, 0),
         };
         let kv = super::encode_kv(&p.key, created, rev, version + 1, value, lease);
+        if let Some(evs) = &mut self.events {
+            let kv = KeyValue {
+                key: p.key.clone(),
+                create_revision: created,
+                mod_revision: rev,
+                version: version + 1,
+                value: value.to_vec(),
+                lease,
+            };
+            evs.push(Event { delete: false, kv, prev_kv: None });
+        }
         self.pending.put(KEY, idx.to_key(false), kv);
         if !ok {
             return Err(MvccError::Corrupt(format!("revision {}.{} not after the key's last", idx.main, idx.sub)));
@@ -1041,6 +1075,10 @@ impl Writer<'_> {
         for key in &keys {
             let idx = Revision::new(self.begin + 1, self.changes);
             self.pending.put(KEY, idx.to_key(true), super::encode_kv(key, 0, 0, 0, &[], 0));
+            if let Some(evs) = &mut self.events {
+                let kv = KeyValue { key: key.clone(), mod_revision: idx.main, ..Default::default() };
+                evs.push(Event { delete: true, kv, prev_kv: None });
+            }
             if !self.index.tombstone(key, idx) {
                 return Err(MvccError::Corrupt(format!("tombstone {}.{} for a dead key", idx.main, idx.sub)));
             }

@@ -1,0 +1,203 @@
+//! Watchers (etcd's `watchableStore`): a watcher sees every change to its key
+//! range from its start revision on, in revision order, exactly once.
+//!
+//! Each watcher has a bounded channel. After every write its events are
+//! offered with `try_send`: a watcher whose channel is full is not waited
+//! for — it becomes *unsynced*, remembers the first revision it missed, and
+//! catches up later from the `key` bucket (on the next write, or
+//! [`Store::sync_watchers`]). So a slow watcher never blocks a writer, and
+//! never loses an event. A watcher whose next revision was compacted away
+//! gets one response with `compact_revision` set and is cancelled, as in etcd.
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use etcdkit_proto::mvccpb::KeyValue;
+
+use super::MvccError;
+use super::index::KeyRange;
+use super::store::{Event, Store};
+
+/// What to watch.
+#[derive(Clone, Debug, Default)]
+pub struct WatchRequest {
+    pub key: Vec<u8>,
+    /// etcd's form: empty = one key, `[0]` = from `key` on, else `[key, range_end)`.
+    pub range_end: Vec<u8>,
+    /// First revision to report (0: the next write).
+    pub start_revision: i64,
+    pub prev_kv: bool,
+    pub no_put: bool,
+    pub no_delete: bool,
+    /// Responses the channel holds before the watcher falls behind (≥ 1).
+    pub capacity: usize,
+}
+
+/// One message to a watcher.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchResponse {
+    pub watch_id: i64,
+    /// The store revision when it was sent.
+    pub revision: i64,
+    pub events: Vec<Event>,
+    /// Set when the watcher's next revision was compacted: it is cancelled.
+    pub compact_revision: i64,
+    pub canceled: bool,
+}
+
+pub(crate) struct Watcher {
+    id: i64,
+    req: WatchRequest,
+    /// The next revision this watcher has not been sent.
+    next: i64,
+    /// Whether `next` is beyond the current revision (live delivery).
+    synced: bool,
+    tx: SyncSender<WatchResponse>,
+}
+
+#[derive(Default)]
+pub(crate) struct Watchers {
+    list: Vec<Watcher>,
+    next_id: i64,
+}
+
+impl Watchers {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+fn wanted(req: &WatchRequest, e: &Event) -> bool {
+    KeyRange::new(&req.key, &req.range_end).contains(&e.kv.key)
+        && !(e.delete && req.no_delete || !e.delete && req.no_put)
+}
+
+impl Store {
+    /// Starts a watcher; its responses arrive on the returned receiver.
+    /// A start revision below the compaction revision is `Compacted`.
+    pub fn watch(&mut self, req: WatchRequest) -> Result<(i64, Receiver<WatchResponse>), MvccError> {
+        if req.start_revision > 0 && req.start_revision < self.compact_rev() {
+            return Err(MvccError::Compacted { rev: req.start_revision, compacted: self.compact_rev() });
+        }
+        let (tx, rx) = sync_channel(req.capacity.max(1));
+        let current = self.rev();
+        let next = if req.start_revision > 0 { req.start_revision } else { current + 1 };
+        let w = self.watchers_mut();
+        let id = w.next_id;
+        w.next_id += 1;
+        w.list.push(Watcher { id, next, synced: next > current, req, tx });
+        self.sync_watchers();
+        Ok((id, rx))
+    }
+
+    /// Stops a watcher; `false` if there is none with this ID.
+    pub fn cancel_watch(&mut self, id: i64) -> bool {
+        let w = self.watchers_mut();
+        let before = w.list.len();
+        w.list.retain(|x| x.id != id);
+        w.list.len() != before
+    }
+
+    /// Watchers still running.
+    pub fn watcher_count(&self) -> usize {
+        self.watchers().list.len()
+    }
+
+    /// Sends every synced watcher an empty response carrying the current
+    /// revision (etcd's progress notification); a full channel skips it.
+    pub fn progress(&mut self) {
+        let revision = self.rev();
+        for w in &self.watchers().list {
+            if w.synced {
+                let _ = w.tx.try_send(WatchResponse { watch_id: w.id, revision, ..Default::default() });
+            }
+        }
+    }
+
+    /// Delivers the events of the write that made the current revision to the
+    /// synced watchers, then lets unsynced ones catch up.
+    pub(crate) fn notify(&mut self, events: Vec<Event>) {
+        if self.watchers().is_empty() {
+            return;
+        }
+        let rev = self.rev();
+        let mut list = std::mem::take(&mut self.watchers_mut().list);
+        list.retain_mut(|w| {
+            if !w.synced || w.next > rev {
+                return true;
+            }
+            let mut evs: Vec<Event> = events.iter().filter(|e| wanted(&w.req, e)).cloned().collect();
+            if evs.is_empty() {
+                w.next = rev + 1;
+                return true;
+            }
+            if w.req.prev_kv {
+                for e in &mut evs {
+                    e.prev_kv = self.kv_at(&e.kv.key, rev - 1);
+                }
+            }
+            match w.tx.try_send(WatchResponse { watch_id: w.id, revision: rev, events: evs, ..Default::default() }) {
+                Ok(()) => {
+                    w.next = rev + 1;
+                    true
+                }
+                Err(TrySendError::Full(_)) => {
+                    w.synced = false;
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            }
+        });
+        self.watchers_mut().list = list;
+        self.sync_watchers();
+    }
+
+    /// Lets every unsynced watcher catch up from the stored history, as far
+    /// as its channel takes it.
+    pub fn sync_watchers(&mut self) {
+        let current = self.rev();
+        let compacted = self.compact_rev();
+        let mut list = std::mem::take(&mut self.watchers_mut().list);
+        list.retain_mut(|w| {
+            if w.synced {
+                return true;
+            }
+            if w.next < compacted {
+                let r = WatchResponse {
+                    watch_id: w.id,
+                    revision: current,
+                    compact_revision: compacted,
+                    canceled: true,
+                    ..Default::default()
+                };
+                // Cancelled once told; kept (to retry) while its channel is full.
+                return matches!(w.tx.try_send(r), Err(TrySendError::Full(_)));
+            }
+            let range = KeyRange::new(&w.req.key, &w.req.range_end);
+            let evs = match self.events(range, w.next, w.req.prev_kv) {
+                Ok(evs) => evs.into_iter().filter(|e| wanted(&w.req, e)).collect::<Vec<_>>(),
+                Err(_) => return true,
+            };
+            if evs.is_empty() {
+                w.next = current + 1;
+                w.synced = true;
+                return true;
+            }
+            match w.tx.try_send(WatchResponse { watch_id: w.id, revision: current, events: evs, ..Default::default() })
+            {
+                Ok(()) => {
+                    w.next = current + 1;
+                    w.synced = true;
+                    true
+                }
+                Err(TrySendError::Full(_)) => true,
+                Err(TrySendError::Disconnected(_)) => false,
+            }
+        });
+        self.watchers_mut().list = list;
+    }
+
+    fn kv_at(&self, key: &[u8], rev: i64) -> Option<KeyValue> {
+        let req = etcdkit_proto::etcdserverpb::RangeRequest { key: key.to_vec(), revision: rev, ..Default::default() };
+        self.range(&req).ok().and_then(|r| r.kvs.into_iter().next())
+    }
+}
