@@ -345,7 +345,7 @@ pub fn cmd_lease(out: &mut Out, src: &Source, c: &LeaseCmd, w: WriteOut) -> Resu
         LeaseCmd::Timetolive { id, keys } => {
             let id = lease_id(id)?;
             let store = src.open(false)?;
-            // Offline there is no clock: the remaining TTL is the granted TTL.
+            // Offline, a lease's TTL starts when the store opens (as after a leader change).
             let Some(l) = store.lease(id) else {
                 match w {
                     WriteOut::Json => writeln!(
@@ -357,10 +357,11 @@ pub fn cmd_lease(out: &mut Out, src: &Source, c: &LeaseCmd, w: WriteOut) -> Resu
                 }
                 return Ok(());
             };
+            let remaining = store.lease_remaining(id).unwrap_or(0);
             match w {
                 WriteOut::Json => {
                     let mut o = Obj::new();
-                    o.raw("header", header(store.rev())).raw("ID", l.id).raw("TTL", l.ttl).raw("grantedTTL", l.ttl);
+                    o.raw("header", header(store.rev())).raw("ID", l.id).raw("TTL", remaining).raw("grantedTTL", l.ttl);
                     if *keys && !l.keys.is_empty() {
                         let ks: Vec<String> = l.keys.iter().map(|k| format!("\"{}\"", base64(k))).collect();
                         o.raw("keys", format!("[{}]", ks.join(",")));
@@ -368,7 +369,7 @@ pub fn cmd_lease(out: &mut Out, src: &Source, c: &LeaseCmd, w: WriteOut) -> Resu
                     writeln!(out, "{}", o.end())?;
                 }
                 _ => {
-                    let mut s = format!("lease {:016x} granted with TTL({}s), remaining({}s)", l.id, l.ttl, l.ttl);
+                    let mut s = format!("lease {:016x} granted with TTL({}s), remaining({remaining}s)", l.id, l.ttl);
                     if *keys {
                         let ks: Vec<String> = l.keys.iter().map(|k| text(k)).collect();
                         s += &format!(", attached keys([{}])", ks.join(" "));

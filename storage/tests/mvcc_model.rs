@@ -264,8 +264,44 @@ fn consistent_index_goes_with_the_batch_and_commit() {
     drop(s);
     assert_eq!(Store::open(&path, opts.clone()).unwrap().consistent_index(), 7);
     let mut s = Store::open(&path, opts.clone()).unwrap();
+    assert_eq!(s.term(), 0, "no term unless set (etcd 3.4)");
     s.set_consistent_index(12);
+    s.set_term(3);
     s.commit().unwrap();
     drop(s);
-    assert_eq!(Store::open(&path, opts).unwrap().consistent_index(), 12);
+    let s = Store::open(&path, opts).unwrap();
+    assert_eq!((s.consistent_index(), s.term()), (12, 3));
+}
+
+#[test]
+fn leases_expire_on_the_injected_clock() {
+    use etcdkit_storage::mvcc::ManualClock;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::default();
+    let opts = StoreOptions {
+        db: Options { no_sync: true, ..Default::default() },
+        clock: std::sync::Arc::new(clock.clone()),
+        ..Default::default()
+    };
+    let mut s = Store::open(dir.path().join("db"), opts).unwrap();
+    s.lease_grant(1, 10).unwrap();
+    s.lease_grant(2, 30).unwrap();
+    assert_eq!(s.lease_grant(3, 1).unwrap().ttl, 2, "the minimum TTL");
+    s.put(&PutRequest { key: b"k1".to_vec(), value: b"v".to_vec(), lease: 1, ..Default::default() }).unwrap();
+    clock.advance_ms(1_500);
+    assert_eq!(s.lease_remaining(1).unwrap(), 8);
+    assert!(s.expired_leases().is_empty());
+    clock.advance_ms(1_000);
+    assert_eq!(s.expired_leases(), vec![3]);
+    clock.advance_ms(8_000);
+    assert_eq!(s.lease_keepalive(2).unwrap(), 30);
+    let rev = s.rev();
+    assert_eq!(s.revoke_expired().unwrap(), vec![3, 1]);
+    assert_eq!(s.rev(), rev + 1, "lease 1's key deleted in one revision; lease 3 had none");
+    assert!(all_at(&s, 0).unwrap().is_empty());
+    clock.advance_ms(29_000);
+    assert!(s.expired_leases().is_empty(), "kept alive");
+    clock.advance_ms(2_000);
+    assert_eq!(s.expired_leases(), vec![2]);
+    assert!(matches!(s.lease_keepalive(9), Err(MvccError::LeaseNotFound(9))));
 }

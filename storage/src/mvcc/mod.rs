@@ -19,6 +19,7 @@
 //! Each write operation is one bbolt transaction, committed before the call
 //! returns (etcd batches several into one; the data on disk is the same).
 
+mod clock;
 pub mod index;
 pub mod key_index;
 mod kv;
@@ -26,6 +27,7 @@ mod revision;
 mod store;
 mod watch;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use index::{KeyRange, prefix_end};
 pub use kv::{Fx, FxBuild, KvRef, encode_kv, parse_kv};
 pub use revision::{REV_BYTES_LEN, Revision};

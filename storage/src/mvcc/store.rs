@@ -27,6 +27,8 @@ const KEY: &[u8] = b"key";
 const META: &[u8] = b"meta";
 const LEASE: &[u8] = b"lease";
 const CONSISTENT_INDEX: &[u8] = b"consistent_index";
+/// etcd 3.5+: the raft term of the entry at the consistent index.
+const TERM: &[u8] = b"term";
 const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
 /// etcd's `bucket.FillPercent` for the append-only `key` bucket.
@@ -46,6 +48,8 @@ pub struct StoreOptions {
     pub batch_limit: usize,
     /// Commit at the end of a write when the batch is older than this (etcd: 100 ms).
     pub batch_interval: Duration,
+    /// What lease expiry is measured against.
+    pub clock: std::sync::Arc<dyn super::Clock>,
 }
 
 impl Default for StoreOptions {
@@ -56,6 +60,7 @@ impl Default for StoreOptions {
             min_lease_ttl: 2,
             batch_limit: 1,
             batch_interval: Duration::from_millis(100),
+            clock: std::sync::Arc::new(super::SystemClock::default()),
         }
     }
 }
@@ -80,8 +85,8 @@ struct Pending {
     keys: Vec<(Vec<u8>, Vec<u8>)>,
     /// Every other bucket's writes.
     writes: BTreeMap<&'static [u8], BucketWrites>,
-    /// The consistent index of the last write with changes in the batch.
-    consistent_index: Option<u64>,
+    /// The consistent index (and term) of the last write with changes in the batch.
+    consistent_index: Option<(u64, u64)>,
     ops: usize,
     since: Option<Instant>,
 }
@@ -172,6 +177,10 @@ pub struct LeaseInfo {
     /// Granted TTL, seconds.
     pub ttl: i64,
     pub keys: BTreeSet<Vec<u8>>,
+    /// When it expires, on the store's clock (ms): grant or last keep-alive
+    /// plus the TTL; leases read from the file start their TTL at open, as
+    /// etcd's do when a leader takes over.
+    pub expires_ms: u64,
 }
 
 #[derive(Default)]
@@ -208,6 +217,8 @@ pub struct Store {
     /// The compaction revision (-1 before any).
     compact_main_rev: i64,
     consistent_index: u64,
+    /// etcd 3.5's `meta/term` (0: not written, as etcd 3.4).
+    term: u64,
     leases: Leases,
     pending: Pending,
     watchers: super::watch::Watchers,
@@ -259,6 +270,7 @@ impl Store {
             current_rev: 1,
             compact_main_rev: -1,
             consistent_index: 0,
+            term: 0,
             leases: Leases::default(),
             pending: Pending::default(),
             watchers: Default::default(),
@@ -288,6 +300,11 @@ impl Store {
             {
                 self.consistent_index = u64::from_be_bytes(b);
             }
+            if let Some(v) = meta.get(TERM)?
+                && let Ok(b) = <[u8; 8]>::try_from(v)
+            {
+                self.term = u64::from_be_bytes(b);
+            }
             if let Some(r) = meta.get(FINISHED_COMPACT)?.and_then(rev_value) {
                 self.compact_main_rev = r;
             }
@@ -298,7 +315,8 @@ impl Store {
                 let (_, v) = e?;
                 let l = Lease::decode(v.unwrap_or_default())
                     .map_err(|e| MvccError::Corrupt(format!("lease bucket: {e}")))?;
-                self.leases.by_id.insert(l.id, LeaseInfo { id: l.id, ttl: l.ttl, keys: BTreeSet::new() });
+                let expires_ms = self.opts.clock.now_ms() + (l.ttl.max(0) as u64) * 1000;
+                self.leases.by_id.insert(l.id, LeaseInfo { id: l.id, ttl: l.ttl, keys: BTreeSet::new(), expires_ms });
             }
         }
         // Leases of keys whose newest record has one (most keys have none).
@@ -385,22 +403,33 @@ impl Store {
         self.consistent_index = i;
     }
 
+    /// The raft term stored with the consistent index (etcd 3.5's `meta/term`; 0 if none).
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    /// Sets the term written with the consistent index; 0 (the default) writes
+    /// none, as etcd 3.4.
+    pub fn set_term(&mut self, term: u64) {
+        self.term = term;
+    }
+
     /// Commits every pending write and the consistent index now (etcd's
     /// `ForceCommit` / `Commit`).
     pub fn commit(&mut self) -> Result<()> {
         self.usable()?;
-        self.pending.consistent_index = Some(self.consistent_index);
+        self.pending.consistent_index = Some((self.consistent_index, self.term));
         self.flush()
     }
 
     /// Writes the pending batch in one bbolt transaction.
     fn flush(&mut self) -> Result<()> {
-        if let Some(ci) = self.pending.consistent_index.take() {
-            self.pending
-                .writes
-                .entry(META)
-                .or_default()
-                .insert(CONSISTENT_INDEX.to_vec(), Some(ci.to_be_bytes().to_vec()));
+        if let Some((ci, term)) = self.pending.consistent_index.take() {
+            let meta = self.pending.writes.entry(META).or_default();
+            meta.insert(CONSISTENT_INDEX.to_vec(), Some(ci.to_be_bytes().to_vec()));
+            if term > 0 {
+                meta.insert(TERM.to_vec(), Some(term.to_be_bytes().to_vec()));
+            }
         }
         if self.pending.is_empty() {
             return Ok(());
@@ -486,7 +515,7 @@ impl Store {
     pub fn put(&mut self, req: &PutRequest) -> Result<PutResult> {
         self.usable()?;
         self.check_put(req)?;
-        let ci = self.consistent_index;
+        let ci = (self.consistent_index, self.term);
         let mut w = self.writer()?;
         let r = w.put(req)?;
         let (changed, events) = w.end(ci);
@@ -501,7 +530,7 @@ impl Store {
     /// A delete-range (etcd's `DeleteRange` request).
     pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteResult> {
         self.usable()?;
-        let ci = self.consistent_index;
+        let ci = (self.consistent_index, self.term);
         let mut w = self.writer()?;
         let r = w.delete_range(req)?;
         let (changed, events) = w.end(ci);
@@ -520,7 +549,7 @@ impl Store {
         let mut path = Vec::new();
         self.compare_path(req, &mut path)?;
         self.check_txn(req, &path, &mut 0)?;
-        let ci = self.consistent_index;
+        let ci = (self.consistent_index, self.term);
         let mut w = self.writer()?;
         let mut r = w.txn(req, &path, &mut 0)?;
         let (changed, events) = w.end(ci);
@@ -640,9 +669,43 @@ impl Store {
         let l = Lease { id, ttl, remaining_ttl: 0 };
         self.pending.put(LEASE, id.to_be_bytes().to_vec(), l.encode_to_vec());
         self.maybe_flush()?;
-        let info = LeaseInfo { id, ttl, keys: BTreeSet::new() };
+        let expires_ms = self.opts.clock.now_ms() + (ttl.max(0) as u64) * 1000;
+        let info = LeaseInfo { id, ttl, keys: BTreeSet::new(), expires_ms };
         self.leases.by_id.insert(id, info.clone());
         Ok(info)
+    }
+
+    /// Renews a lease for its whole TTL; returns the TTL.
+    pub fn lease_keepalive(&mut self, id: i64) -> Result<i64> {
+        let now = self.opts.clock.now_ms();
+        let l = self.leases.by_id.get_mut(&id).ok_or(MvccError::LeaseNotFound(id))?;
+        l.expires_ms = now + (l.ttl.max(0) as u64) * 1000;
+        Ok(l.ttl)
+    }
+
+    /// Seconds left before the lease expires (etcd's `TimeToLive`, truncated).
+    pub fn lease_remaining(&self, id: i64) -> Result<i64> {
+        let l = self.leases.by_id.get(&id).ok_or(MvccError::LeaseNotFound(id))?;
+        Ok((l.expires_ms.saturating_sub(self.opts.clock.now_ms()) / 1000) as i64)
+    }
+
+    /// Leases whose time is up, by expiry. A raft node proposes their revokes;
+    /// a store used alone can call [`Store::revoke_expired`].
+    pub fn expired_leases(&self) -> Vec<i64> {
+        let now = self.opts.clock.now_ms();
+        let mut v: Vec<(u64, i64)> =
+            self.leases.by_id.values().filter(|l| l.expires_ms <= now).map(|l| (l.expires_ms, l.id)).collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Revokes every expired lease (each in its own revision if it has keys).
+    pub fn revoke_expired(&mut self) -> Result<Vec<i64>> {
+        let ids = self.expired_leases();
+        for id in &ids {
+            self.lease_revoke(*id)?;
+        }
+        Ok(ids)
     }
 
     fn new_lease_id(&self) -> i64 {
@@ -661,7 +724,7 @@ impl Store {
         self.usable()?;
         let Some(l) = self.leases.by_id.get(&id) else { return Err(MvccError::LeaseNotFound(id)) };
         let keys: Vec<Vec<u8>> = l.keys.iter().cloned().collect();
-        let ci = self.consistent_index;
+        let ci = (self.consistent_index, self.term);
         let mut w = self.writer()?;
         for k in &keys {
             w.delete_keys(KeyRange::One(k))?;
@@ -995,7 +1058,7 @@ struct Writer<'s> {
 impl Writer<'_> {
     /// Ends the write: with changes, the consistent index joins the batch.
     /// Returns whether keys changed (the revision advances).
-    fn end(self, consistent_index: u64) -> (bool, Vec<Event>) {
+    fn end(self, consistent_index: (u64, u64)) -> (bool, Vec<Event>) {
         let changed = self.changes > 0;
         if changed {
             // Written with the batch that holds these changes (see `flush`).
