@@ -71,24 +71,8 @@ fn header(rev: i64) -> String {
     Obj::new().raw("revision", rev).end()
 }
 
-/// A KeyValue as etcdctl's JSON printer writes it.
-pub fn kv_json(kv: &KeyValue) -> String {
-    let mut o = Obj::new();
-    o.bytes("key", &kv.key);
-    for (k, v) in [("create_revision", kv.create_revision), ("mod_revision", kv.mod_revision), ("version", kv.version)]
-    {
-        if v != 0 {
-            o.raw(k, v);
-        }
-    }
-    if !kv.value.is_empty() {
-        o.bytes("value", &kv.value);
-    }
-    if kv.lease != 0 {
-        o.raw("lease", kv.lease);
-    }
-    o.end()
-}
+/// A KeyValue as etcdctl's JSON printer writes it (zero fields omitted).
+pub use etcdkit_snapshot::schema::kv_json;
 
 fn kvs_json(kvs: &[KeyValue]) -> String {
     format!("[{}]", kvs.iter().map(kv_json).collect::<Vec<_>>().join(","))

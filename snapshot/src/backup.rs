@@ -155,6 +155,23 @@ pub fn verify_trailer(path: &Path) -> Result<bool, Error> {
     Ok(true)
 }
 
+/// SHA-256 of the first `len` bytes of `f` (positioned reads, so another
+/// thread may use the file meanwhile); `done` follows the bytes hashed.
+pub(crate) fn sha256_prefix(f: &File, len: u64, done: &std::sync::atomic::AtomicU64) -> io::Result<[u8; 32]> {
+    use std::os::unix::fs::FileExt;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 4 << 20];
+    let mut off = 0u64;
+    while off < len {
+        let n = (len - off).min(buf.len() as u64) as usize;
+        f.read_exact_at(&mut buf[..n], off)?;
+        h.update(&buf[..n]);
+        off += n as u64;
+        done.store(off, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(h.finalize().into())
+}
+
 struct HashingWriter<'p, 'q, W: Write> {
     inner: W,
     hash: Sha256,

@@ -41,8 +41,8 @@ use etcdkit_proto::raftpb::{
 };
 use etcdkit_proto::walpb;
 use etcdkit_storage::{Db, Options, check};
-use sha2::{Digest, Sha256};
 
+use crate::backup::sha256_prefix;
 use crate::cluster::{Cluster, bootstrap};
 use crate::error::io_err;
 use crate::writeback::with_writeback;
@@ -237,19 +237,7 @@ fn copy_and_verify(src: &Path, dst: &Path, skip: bool, progress: &mut Progress<'
     let (copied, digest) = std::thread::scope(|s| -> Result<(u64, Option<[u8; 32]>), Error> {
         let hasher = check.then(|| {
             let (from, hashed) = (&from, &hashed);
-            s.spawn(move || -> io::Result<[u8; 32]> {
-                let mut h = Sha256::new();
-                let mut buf = vec![0u8; 4 << 20];
-                let mut off = 0u64;
-                while off < len {
-                    let n = (len - off).min(buf.len() as u64) as usize;
-                    from.read_exact_at(&mut buf[..n], off)?;
-                    h.update(&buf[..n]);
-                    off += n as u64;
-                    hashed.store(off, Ordering::Relaxed);
-                }
-                Ok(h.finalize().into())
-            })
+            s.spawn(move || sha256_prefix(from, len, hashed))
         });
         let copied = with_writeback(&to, dst, |kick| {
             let mut off = 0u64;

@@ -27,7 +27,6 @@ use etcdkit_proto::etcdserverpb::AlarmMember;
 use etcdkit_proto::leasepb::Lease;
 use etcdkit_proto::membership::Member;
 use etcdkit_storage::{Db, Options, Tx, Value, check};
-use sha2::{Digest, Sha256};
 
 use crate::error::io_err;
 use crate::schema::{parse_kv, parse_rev_key};
@@ -111,19 +110,9 @@ pub fn verify(path: &Path, progress: &mut Progress<'_>) -> Result<Report, Error>
 
 fn hash_trailer(f: &File, size: u64, done: &AtomicU64) -> std::io::Result<Trailer> {
     let len = size - 32;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 4 << 20];
-    let mut off = 0;
-    while off < len {
-        let n = (len - off).min(buf.len() as u64) as usize;
-        f.read_exact_at(&mut buf[..n], off)?;
-        h.update(&buf[..n]);
-        off += n as u64;
-        done.store(off, Ordering::Relaxed);
-    }
+    let got = crate::backup::sha256_prefix(f, len, done)?;
     let mut want = [0u8; 32];
     f.read_exact_at(&mut want, len)?;
-    let got: [u8; 32] = h.finalize().into();
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     Ok(if got == want { Trailer::Ok } else { Trailer::Mismatch { expected: hex(&want), got: hex(&got) } })
 }
