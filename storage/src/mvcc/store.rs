@@ -319,52 +319,34 @@ impl Store {
                 self.leases.by_id.insert(l.id, LeaseInfo { id: l.id, ttl: l.ttl, keys: BTreeSet::new(), expires_ms });
             }
         }
-        // Leases of keys whose newest record has one (most keys have none).
-        let mut last_lease: HashMap<Vec<u8>, i64, super::FxBuild> = HashMap::default();
-        // Keys are gathered in a hash map borrowing from the file, then sorted
-        // into the tree index in one bulk build.
-        let mut building: HashMap<&[u8], KeyIndex, super::FxBuild> = HashMap::default();
+        // The key bucket is scanned by two threads, each indexing the keys
+        // whose hash falls in its half (a key's records stay in order within
+        // one thread); each sorts its part, and the parts merge into one bulk
+        // build of the tree index.
         let kb = tx.bucket(KEY)?;
-        if let Some(kb) = &kb {
-            for e in kb.iter() {
-                let (k, v) = e?;
-                let (rev, tomb) = Revision::from_key(k)
-                    .ok_or_else(|| MvccError::Corrupt(format!("key of {} bytes is not a revision", k.len())))?;
-                let kv = super::parse_kv(v.unwrap_or_default()).ok_or_else(|| {
-                    MvccError::Corrupt(format!("revision {}.{}: value is not a KeyValue", rev.main, rev.sub))
-                })?;
-                match building.get_mut(kv.key) {
-                    Some(ki) => {
-                        let ok = if tomb { ki.tombstone(rev) } else { ki.put(rev) };
-                        if !ok {
-                            return Err(MvccError::Corrupt(format!("revision {}.{} out of order", rev.main, rev.sub)));
-                        }
-                    }
-                    None if !tomb => {
-                        building
-                            .insert(kv.key, KeyIndex::restored(Revision::new(kv.create_revision, 0), rev, kv.version));
-                    }
-                    None => {}
-                }
-                // (etcd 3.4 skips a tombstone of a key it has not seen.)
-                if !tomb && kv.lease != 0 {
-                    last_lease.insert(kv.key.to_vec(), kv.lease);
-                } else if !last_lease.is_empty() {
-                    last_lease.remove(kv.key);
-                }
-                self.current_rev = rev.main;
-            }
+        let parts: u64 = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 { 2 } else { 1 };
+        let scans: Vec<Result<Scan>> = match &kb {
+            None => Vec::new(),
+            Some(kb) => std::thread::scope(|s| {
+                let hs: Vec<_> = (0..parts).map(|p| s.spawn(move || scan_keys(kb, p, parts))).collect();
+                hs.into_iter().map(|h| h.join().expect("index scan does not panic")).collect()
+            }),
+        };
+        let mut last_lease: Vec<(Vec<u8>, i64)> = Vec::new();
+        let mut sorted: Vec<KeyRun> = Vec::new();
+        for scan in scans {
+            let scan = scan?;
+            self.current_rev = self.current_rev.max(scan.last_rev);
+            last_lease.extend(scan.leases);
+            sorted.push(scan.keys);
         }
-        let mut keys: Vec<(&[u8], KeyIndex)> = building.into_iter().collect();
-        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        self.index = Index::from_sorted(keys.into_iter().map(|(k, ki)| (k.to_vec(), ki)));
+        let merged = merge_sorted(sorted);
+        self.index = Index::from_sorted(merged.into_iter());
         if self.current_rev < self.compact_main_rev {
             self.current_rev = self.compact_main_rev;
         }
         for (key, id) in last_lease {
-            if id != 0 {
-                self.leases.attach(&key, id);
-            }
+            self.leases.attach(&key, id);
         }
         Ok(scheduled)
     }
@@ -929,6 +911,89 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// One thread's part of the index rebuild.
+struct Scan {
+    /// Its keys, sorted, with their histories.
+    keys: KeyRun,
+    /// Keys whose newest record carries a lease.
+    leases: Vec<(Vec<u8>, i64)>,
+    /// Main revision of the bucket's last record.
+    last_rev: i64,
+}
+
+/// Indexes the keys of the `key` bucket whose hash is `part` modulo `parts`
+/// (etcd `restoreIntoIndex`, 3.4.23 rules).
+fn scan_keys(kb: &crate::Bucket<'_>, part: u64, parts: u64) -> Result<Scan> {
+    use std::hash::BuildHasher;
+    let hasher = super::FxBuild::default();
+    let mut building: HashMap<&[u8], KeyIndex, super::FxBuild> = HashMap::default();
+    let mut lease_of: HashMap<&[u8], i64, super::FxBuild> = HashMap::default();
+    let mut last_rev = 0;
+    for e in kb.iter() {
+        let (k, v) = e?;
+        let (rev, tomb) = Revision::from_key(k)
+            .ok_or_else(|| MvccError::Corrupt(format!("key of {} bytes is not a revision", k.len())))?;
+        last_rev = rev.main;
+        let kv = super::parse_kv(v.unwrap_or_default())
+            .ok_or_else(|| MvccError::Corrupt(format!("revision {}.{}: value is not a KeyValue", rev.main, rev.sub)))?;
+        if parts > 1 && hasher.hash_one(kv.key) % parts != part {
+            continue;
+        }
+        match building.get_mut(kv.key) {
+            Some(ki) => {
+                let ok = if tomb { ki.tombstone(rev) } else { ki.put(rev) };
+                if !ok {
+                    return Err(MvccError::Corrupt(format!("revision {}.{} out of order", rev.main, rev.sub)));
+                }
+            }
+            None if !tomb => {
+                building.insert(kv.key, KeyIndex::restored(Revision::new(kv.create_revision, 0), rev, kv.version));
+            }
+            // (etcd 3.4 skips a tombstone of a key it has not seen.)
+            None => {}
+        }
+        if !tomb && kv.lease != 0 {
+            lease_of.insert(kv.key, kv.lease);
+        } else if !lease_of.is_empty() {
+            lease_of.remove(kv.key);
+        }
+    }
+    let mut keys: Vec<(&[u8], KeyIndex)> = building.into_iter().collect();
+    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    Ok(Scan {
+        keys: keys.into_iter().map(|(k, ki)| (k.to_vec(), ki)).collect(),
+        leases: lease_of.into_iter().map(|(k, l)| (k.to_vec(), l)).collect(),
+        last_rev,
+    })
+}
+
+type KeyRun = Vec<(Vec<u8>, KeyIndex)>;
+
+/// Merges sorted runs of distinct keys into one sorted run.
+fn merge_sorted(runs: Vec<KeyRun>) -> KeyRun {
+    let mut it = runs.into_iter();
+    let mut acc = it.next().unwrap_or_default();
+    for r in it {
+        acc = merge2(acc, r);
+    }
+    acc
+}
+
+fn merge2(a: KeyRun, b: KeyRun) -> KeyRun {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.0 <= y.0,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        out.push(if take_a { a.next() } else { b.next() }.expect("peeked"));
+    }
+    out
 }
 
 fn set_txn_rev(r: &mut TxnResult, rev: i64) {
