@@ -246,7 +246,7 @@ pub fn parse_request(line: &str) -> Result<RequestOp, String> {
         b"get" => {
             let f = flags(&args, &["rev", "limit", "order", "sort-by"])?;
             f.check(&["prefix", "from-key", "rev", "limit", "keys-only", "count-only", "order", "sort-by"])?;
-            if f.pos.len() > 3 {
+            if !(2..=3).contains(&f.pos.len()) {
                 return Err(invalid());
             }
             let key = f.pos[1].clone();
@@ -279,7 +279,7 @@ pub fn parse_request(line: &str) -> Result<RequestOp, String> {
         b"del" => {
             let f = flags(&args, &[])?;
             f.check(&["prefix", "from-key", "prev-kv"])?;
-            if f.pos.len() > 3 {
+            if !(2..=3).contains(&f.pos.len()) {
                 return Err(invalid());
             }
             let key = f.pos[1].clone();
@@ -434,6 +434,10 @@ mod tests {
         let Some(Request::RequestRange(g)) = r.request else { panic!() };
         assert_eq!((g.range_end, g.limit), (b"l".to_vec(), 2));
         assert!(parse_request("put k").is_err());
+        // Found by cargo fuzz (txn_parse): flags but no key.
+        assert!(parse_request("get --limit 2").is_err());
+        assert!(parse_request("del --prefix x").is_ok());
+        assert!(parse_request("del --prefix").is_err());
         assert!(parse_request("frob k v").is_err());
         assert!(parse_request("del k --bogus").is_err());
         let t = parse_txn(&mut "mod(\"a\") = \"0\"\n\nput a 1\n\nget a\n".as_bytes()).unwrap();
