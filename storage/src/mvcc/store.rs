@@ -237,6 +237,19 @@ fn decode_kv(b: &[u8], rev: Revision) -> Result<KeyValue> {
     KeyValue::decode(b).map_err(|e| MvccError::Corrupt(format!("revision {}.{}: KeyValue: {e}", rev.main, rev.sub)))
 }
 
+/// The revision a read asked for `asked` (0: `current`) answers at, or
+/// etcd's errors for a future or compacted one.
+fn resolve_rev(asked: i64, current: i64, compacted: i64) -> Result<i64> {
+    if asked > current {
+        return Err(MvccError::FutureRev { rev: asked, current });
+    }
+    let rev = if asked <= 0 { current } else { asked };
+    if rev < compacted {
+        return Err(MvccError::Compacted { rev, compacted });
+    }
+    Ok(rev)
+}
+
 /// The value of revision `r`: pending, else committed.
 fn get_rev(pending: &Pending, kb: Option<&crate::Bucket<'_>>, r: Revision) -> Result<KeyValue> {
     let key = r.to_key(false);
@@ -471,17 +484,6 @@ impl Store {
         if self.poisoned { Err(MvccError::Poisoned) } else { Ok(()) }
     }
 
-    fn read_rev(&self, asked: i64, current: i64) -> Result<i64> {
-        if asked > current {
-            return Err(MvccError::FutureRev { rev: asked, current });
-        }
-        let rev = if asked <= 0 { current } else { asked };
-        if rev < self.compact_main_rev {
-            return Err(MvccError::Compacted { rev, compacted: self.compact_main_rev });
-        }
-        Ok(rev)
-    }
-
     /// A range (etcd's `Range` request, with sorting, filters, limit, count
     /// and keys-only as etcd's server applies them).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResult> {
@@ -489,7 +491,7 @@ impl Store {
         let tx = self.db.begin()?;
         let kb = tx.bucket(KEY)?;
         let mut get = |r: Revision| get_rev(&self.pending, kb.as_ref(), r);
-        let rev = self.read_rev(req.revision, self.current_rev)?;
+        let rev = resolve_rev(req.revision, self.current_rev, self.compact_main_rev)?;
         range_at(&self.index, &mut get, req, rev)
     }
 
@@ -591,14 +593,8 @@ impl Store {
 
     /// etcd's `applyCompare` at the current revision.
     fn compare(&self, c: &Compare) -> bool {
-        let tx = match self.db.begin() {
-            Ok(t) => t,
-            Err(_) => return false,
-        };
-        let kb = tx.bucket(KEY).ok().flatten();
-        let mut get = |r: Revision| get_rev(&self.pending, kb.as_ref(), r);
         let req = RangeRequest { key: c.key.clone(), range_end: c.range_end.clone(), ..Default::default() };
-        let Ok(rr) = range_at(&self.index, &mut get, &req, self.current_rev) else { return false };
+        let Ok(rr) = self.range(&req) else { return false };
         if rr.kvs.is_empty() {
             if c.target == CompareTarget::Value as i32 {
                 return false;
@@ -1137,14 +1133,7 @@ impl Writer<'_> {
     }
 
     fn range(&mut self, req: &RangeRequest) -> Result<RangeResult> {
-        let current = self.read_rev();
-        if req.revision > current {
-            return Err(MvccError::FutureRev { rev: req.revision, current });
-        }
-        let rev = if req.revision <= 0 { current } else { req.revision };
-        if rev < self.compacted {
-            return Err(MvccError::Compacted { rev, compacted: self.compacted });
-        }
+        let rev = resolve_rev(req.revision, self.read_rev(), self.compacted)?;
         if self.tx.is_none() {
             self.tx = Some(self.db.begin()?);
         }
