@@ -116,37 +116,43 @@ pub struct GetArgs {
     pub sort_by: String,
 }
 
-fn range_end(key: &str, end: Option<&str>, prefix: bool, from_key: bool) -> Result<Vec<u8>, CliError> {
+/// The range end of `KEY [END] [--prefix | --from-key]`, as etcdctl builds it.
+pub fn range_end(key: &[u8], end: Option<&[u8]>, prefix: bool, from_key: bool) -> Result<Vec<u8>, String> {
     match (end, prefix, from_key) {
         (Some(_), true, _) | (Some(_), _, true) => {
-            Err(CliError::msg("too many arguments, only accept one argument when `--prefix` or `--from-key` is set."))
+            Err("too many arguments, only accept one argument when `--prefix` or `--from-key` is set.".into())
         }
-        (_, true, true) => {
-            Err(CliError::msg("`--prefix` and `--from-key` cannot be set at the same time, choose one."))
-        }
-        (Some(e), false, false) => Ok(e.as_bytes().to_vec()),
-        (None, true, false) => Ok(prefix_end(key.as_bytes())),
+        (_, true, true) => Err("`--prefix` and `--from-key` cannot be set at the same time, choose one.".into()),
+        (Some(e), false, false) => Ok(e.to_vec()),
+        (None, true, false) => Ok(prefix_end(key)),
         (None, false, true) => Ok(vec![0]),
         (None, false, false) => Ok(Vec::new()),
     }
 }
 
-pub fn cmd_get(out: &mut Out, src: &Source, a: &GetArgs, w: WriteOut) -> Result<(), CliError> {
-    let end = range_end(&a.key, a.range_end.as_deref(), a.prefix, a.from_key)?;
-    let sort_order = match a.order.to_ascii_uppercase().as_str() {
+/// `--order` and `--sort-by` as etcdctl reads them (case-insensitive; empty = none / key).
+pub fn sort_options(order: &str, sort_by: &str) -> Result<(SortOrder, SortTarget), String> {
+    let order = match order.to_ascii_uppercase().as_str() {
         "" => SortOrder::None,
         "ASCEND" => SortOrder::Ascend,
         "DESCEND" => SortOrder::Descend,
-        o => return Err(CliError::msg(format!("bad sort order {o:?}"))),
+        o => return Err(format!("bad sort order {o:?}")),
     };
-    let sort_target = match a.sort_by.to_ascii_uppercase().as_str() {
+    let target = match sort_by.to_ascii_uppercase().as_str() {
         "" | "KEY" => SortTarget::Key,
         "CREATE" => SortTarget::Create,
         "MODIFY" => SortTarget::Mod,
         "VALUE" => SortTarget::Value,
         "VERSION" => SortTarget::Version,
-        t => return Err(CliError::msg(format!("bad sort target {t:?}"))),
+        t => return Err(format!("bad sort target {t:?}")),
     };
+    Ok((order, target))
+}
+
+pub fn cmd_get(out: &mut Out, src: &Source, a: &GetArgs, w: WriteOut) -> Result<(), CliError> {
+    let end = range_end(a.key.as_bytes(), a.range_end.as_deref().map(str::as_bytes), a.prefix, a.from_key)
+        .map_err(CliError::Msg)?;
+    let (sort_order, sort_target) = sort_options(&a.order, &a.sort_by).map_err(CliError::Msg)?;
     let store = src.open(false)?;
     let req = RangeRequest {
         key: a.key.as_bytes().to_vec(),
@@ -245,7 +251,7 @@ pub fn cmd_del(
     prev_kv: bool,
     w: WriteOut,
 ) -> Result<(), CliError> {
-    let range_end = range_end(key, end, prefix, from_key)?;
+    let range_end = range_end(key.as_bytes(), end.map(str::as_bytes), prefix, from_key).map_err(CliError::Msg)?;
     let mut store = src.open(true)?;
     let r = store.delete_range(&DeleteRangeRequest { key: key.as_bytes().to_vec(), range_end, prev_kv })?;
     match w {
@@ -428,7 +434,8 @@ pub struct WatchArgs {
 /// `watch KEY …`: the stored events from `--rev` on, as etcdctl prints them.
 /// Offline nothing writes while it runs, so it exits after them.
 pub fn cmd_watch(out: &mut Out, src: &Source, a: &WatchArgs, w: WriteOut) -> Result<(), CliError> {
-    let end = range_end(&a.key, a.range_end.as_deref(), a.prefix, false)?;
+    let end = range_end(a.key.as_bytes(), a.range_end.as_deref().map(str::as_bytes), a.prefix, false)
+        .map_err(CliError::Msg)?;
     let store = src.open(false)?;
     let from = if a.rev > 0 { a.rev } else { store.rev() + 1 };
     let events = match store.events(etcdkit_storage::mvcc::KeyRange::new(a.key.as_bytes(), &end), from, a.prev_kv) {

@@ -18,13 +18,12 @@ use std::io::BufRead;
 use etcdkit_proto::etcdserverpb::compare::TargetUnion;
 use etcdkit_proto::etcdserverpb::request_op::Request;
 use etcdkit_proto::etcdserverpb::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, SortOrder,
-    SortTarget, TxnRequest,
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use etcdkit_proto::gojson::Obj;
-use etcdkit_storage::mvcc::{ResponseOp, TxnResult, prefix_end};
+use etcdkit_storage::mvcc::{ResponseOp, TxnResult};
 
-use crate::kv::{Source, kv_json, lease_id};
+use crate::kv::{Source, kv_json, lease_id, range_end, sort_options};
 use crate::{CliError, Out, WriteOut};
 
 /// Parses a Go string literal (`"…"` with Go's escapes, or `` `…` ``) at the
@@ -209,13 +208,7 @@ impl Flags {
 }
 
 fn range_end_of(f: &Flags, key: &[u8]) -> Result<Vec<u8>, String> {
-    match (f.pos.get(2), f.has("prefix"), f.has("from-key")) {
-        (Some(_), true, _) | (Some(_), _, true) | (_, true, true) => Err("conflicting range arguments".into()),
-        (Some(e), false, false) => Ok(e.clone()),
-        (None, true, false) => Ok(prefix_end(key)),
-        (None, false, true) => Ok(vec![0]),
-        (None, false, false) => Ok(Vec::new()),
-    }
+    range_end(key, f.pos.get(2).map(Vec::as_slice), f.has("prefix"), f.has("from-key"))
 }
 
 /// Parses one request line: `put KEY VALUE [flags]`, `get KEY [END] [flags]`, `del KEY [END] [flags]`.
@@ -250,20 +243,7 @@ pub fn parse_request(line: &str) -> Result<RequestOp, String> {
                 return Err(invalid());
             }
             let key = f.pos[1].clone();
-            let order = match f.value("order").unwrap_or("").to_ascii_uppercase().as_str() {
-                "" => SortOrder::None,
-                "ASCEND" => SortOrder::Ascend,
-                "DESCEND" => SortOrder::Descend,
-                o => return Err(format!("bad sort order {o:?}")),
-            };
-            let target = match f.value("sort-by").unwrap_or("").to_ascii_uppercase().as_str() {
-                "" | "KEY" => SortTarget::Key,
-                "CREATE" => SortTarget::Create,
-                "MODIFY" => SortTarget::Mod,
-                "VALUE" => SortTarget::Value,
-                "VERSION" => SortTarget::Version,
-                t => return Err(format!("bad sort target {t:?}")),
-            };
+            let (order, target) = sort_options(f.value("order").unwrap_or(""), f.value("sort-by").unwrap_or(""))?;
             Request::RequestRange(RangeRequest {
                 range_end: range_end_of(&f, &key)?,
                 key,

@@ -12,7 +12,7 @@ use etcdkit_storage::{Db, Options, Value, check};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, io_err};
-use crate::writeback::with_writeback;
+use crate::writeback::{parent, sync_dir, with_writeback};
 
 /// What `etcdctl snapshot status` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,8 +116,7 @@ pub fn save_with_progress(db: &Db, path: &Path, progress: &mut crate::Progress<'
     match r {
         Ok(n) => {
             std::fs::rename(&part, path).map_err(io_err("rename", &part))?;
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync", dir))?;
+            sync_dir(parent(path))?;
             Ok(n)
         }
         Err(e) => {

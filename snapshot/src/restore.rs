@@ -45,7 +45,7 @@ use etcdkit_storage::{Db, Options, check};
 use crate::backup::sha256_prefix;
 use crate::cluster::{Cluster, bootstrap};
 use crate::error::io_err;
-use crate::writeback::with_writeback;
+use crate::writeback::{parent, sync_dir, with_writeback};
 use crate::{Error, Progress, has_checksum, snap, v2store};
 
 /// What `snapshot restore` is told.
@@ -151,17 +151,6 @@ pub fn restore(snapshot: &Path, cfg: &RestoreConfig, progress: &mut Progress<'_>
             Err(e)
         }
     }
-}
-
-fn parent(p: &Path) -> &Path {
-    match p.parent() {
-        Some(q) if !q.as_os_str().is_empty() => q,
-        _ => Path::new("."),
-    }
-}
-
-fn sync_dir(p: &Path) -> Result<(), Error> {
-    File::open(p).and_then(|f| f.sync_all()).map_err(io_err("fsync", p))
 }
 
 fn mkdir(p: &Path) -> Result<(), Error> {
