@@ -169,11 +169,21 @@ fn build(
     mkdir(&snap_dir)?;
     let db_path = snap_dir.join("db");
     let db_size = copy_and_verify(snapshot, &db_path, cfg.skip_hash_check, progress)?;
-    rewrite_membership(&db_path, cluster)?;
+    write_member_state(tmp, cluster, me)?;
+    Ok(db_size)
+}
+
+/// Makes `dir` (which holds a db at `member/snap/db`) a data dir that boots as
+/// a member `me` of a new `cluster`: checks the db, rewrites its membership and
+/// consistent index, writes the WAL and the raft `.snap` (steps 3 and 4 of the
+/// module docs). A new etcdkit node bootstraps an empty db this way.
+pub fn write_member_state(dir: &Path, cluster: &Cluster, me: u64) -> Result<(), Error> {
+    let snap_dir = dir.join("member/snap");
+    rewrite_membership(&snap_dir.join("db"), cluster)?;
 
     let n = cluster.members.len() as u64;
     let md = Metadata { node_id: me, cluster_id: cluster.id }.encode_to_vec();
-    let mut wal = etcdkit_wal::Wal::create_sparse(&tmp.join("member/wal"), &md)?;
+    let mut wal = etcdkit_wal::Wal::create_sparse(&dir.join("member/wal"), &md)?;
     let entries: Vec<Entry> = cluster
         .members
         .iter()
@@ -206,9 +216,9 @@ fn build(
     wal.save_snapshot(walpb::Snapshot { index: n, term: 1 })?;
     wal.close()?;
     sync_dir(&snap_dir)?;
-    sync_dir(&tmp.join("member"))?;
-    sync_dir(tmp)?;
-    Ok(db_size)
+    sync_dir(&dir.join("member"))?;
+    sync_dir(dir)?;
+    Ok(())
 }
 
 const CHUNK: u64 = 16 << 20;

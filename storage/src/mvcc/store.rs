@@ -409,6 +409,13 @@ impl Store {
         self.term = term;
     }
 
+    /// Drops the store as a crash would: writes still pending in the batch
+    /// are lost, not committed (for recovery tests; a store paired with a
+    /// WAL gets them back by replay).
+    pub fn crash(mut self) {
+        self.poisoned = true;
+    }
+
     /// Commits every pending write and the consistent index now (etcd's
     /// `ForceCommit` / `Commit`).
     pub fn commit(&mut self) -> Result<()> {

@@ -1,0 +1,195 @@
+//! Applying committed entries to the MVCC store and the membership, as
+//! etcd's `applierV3` and `RaftCluster` do.
+//!
+//! - `EntryNormal` carries an `InternalRaftRequest` (or, from etcd 3.4's own
+//!   members, a v2 `Request` that sets member attributes or the cluster
+//!   version; both update the db as 3.4 does).
+//! - `EntryConfChange` carries a raftpb `ConfChange` whose context is the
+//!   member's JSON; the `members` bucket maps hex(ID) → that JSON and
+//!   `members_removed` maps hex(ID) → `removed`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use etcdkit_proto::etcdserverpb::{InternalRaftRequest, Request};
+use etcdkit_proto::membership;
+use etcdkit_proto::raftpb::{ConfChange, ConfChangeType};
+use etcdkit_storage::Db;
+use etcdkit_storage::mvcc::{DeleteResult, LeaseInfo, MvccError, PutResult, RangeResult, Store, TxnResult};
+
+use crate::{Error, Result};
+
+/// What an applied request answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    Range(RangeResult),
+    Put(PutResult),
+    DeleteRange(DeleteResult),
+    Txn(TxnResult),
+    /// The store revision after the compaction was scheduled.
+    Compact {
+        rev: i64,
+    },
+    LeaseGrant(LeaseInfo),
+    /// The store revision after the revoke.
+    LeaseRevoke {
+        rev: i64,
+    },
+    /// The membership after a conf change.
+    Members(Vec<membership::Member>),
+    /// Requests that answer nothing (v2 attribute updates, empty entries).
+    Empty,
+}
+
+/// Applies one `EntryNormal` request to the store.
+pub fn apply_request(store: &mut Store, req: &InternalRaftRequest) -> Result<Response> {
+    let r = if let Some(p) = &req.put {
+        Response::Put(store.put(p)?)
+    } else if let Some(d) = &req.delete_range {
+        Response::DeleteRange(store.delete_range(d)?)
+    } else if let Some(t) = &req.txn {
+        Response::Txn(store.txn(t)?)
+    } else if let Some(r) = &req.range {
+        Response::Range(store.range(r)?)
+    } else if let Some(c) = &req.compaction {
+        store.compact(c.revision)?;
+        Response::Compact { rev: store.rev() }
+    } else if let Some(g) = &req.lease_grant {
+        Response::LeaseGrant(store.lease_grant(g.id, g.ttl)?)
+    } else if let Some(r) = &req.lease_revoke {
+        Response::LeaseRevoke { rev: store.lease_revoke(r.id)? }
+    } else if req.lease_checkpoint.is_some() || req.alarm.is_some() {
+        Response::Empty
+    } else if let Some(v2) = &req.v2 {
+        apply_v2(store.db(), v2)?;
+        Response::Empty
+    } else {
+        return Err(Error::Unsupported(req.kind().unwrap_or("empty request")));
+    };
+    Ok(r)
+}
+
+/// etcd 3.4 publishes member attributes (`PUT /0/members/<id>/attributes`)
+/// and the cluster version (`PUT /0/version`) as v2 requests; their effect
+/// on the db is a `members` value and `cluster/clusterVersion`.
+fn apply_v2(db: &Db, r: &Request) -> Result<()> {
+    if r.method != "PUT" {
+        return Ok(());
+    }
+    if let Some(id) = r.path.strip_prefix("/0/members/").and_then(|p| p.strip_suffix("/attributes")) {
+        let Ok(id) = u64::from_str_radix(id, 16) else { return Ok(()) };
+        #[derive(serde::Deserialize)]
+        struct Attributes {
+            #[serde(default)]
+            name: String,
+            #[serde(rename = "clientURLs", default)]
+            client_urls: Vec<String>,
+        }
+        let Ok(a) = serde_json::from_str::<Attributes>(&r.val) else { return Ok(()) };
+        let mut members = load_members(db)?.0;
+        if let Some(m) = members.get_mut(&id) {
+            m.name = a.name;
+            m.client_urls = a.client_urls;
+            let m = m.clone();
+            db.update(|tx| tx.create_bucket_if_not_exists(MEMBERS)?.put(format!("{id:x}").as_bytes(), &m.to_json()))?;
+        }
+    } else if r.path == "/0/version" {
+        db.update(|tx| tx.create_bucket_if_not_exists(b"cluster")?.put(b"clusterVersion", r.val.as_bytes()))?;
+    }
+    Ok(())
+}
+
+const MEMBERS: &[u8] = b"members";
+const REMOVED: &[u8] = b"members_removed";
+
+/// The `members` and `members_removed` buckets.
+pub fn load_members(db: &Db) -> Result<(BTreeMap<u64, membership::Member>, BTreeSet<u64>)> {
+    let tx = db.begin()?;
+    let mut members = BTreeMap::new();
+    let mut removed = BTreeSet::new();
+    if let Some(b) = tx.bucket(MEMBERS)? {
+        for kv in b.iter() {
+            let (k, v) = kv?;
+            let v = v.unwrap_or_default();
+            let id = hex_id(k).ok_or_else(|| bad_member(k, "key is not a hex member ID"))?;
+            let m = membership::Member::from_json(v).map_err(|e| bad_member(k, &e.to_string()))?;
+            members.insert(id, m);
+        }
+    }
+    if let Some(b) = tx.bucket(REMOVED)? {
+        for kv in b.iter() {
+            let (k, _) = kv?;
+            removed.insert(hex_id(k).ok_or_else(|| bad_member(k, "key is not a hex member ID"))?);
+        }
+    }
+    Ok((members, removed))
+}
+
+fn hex_id(k: &[u8]) -> Option<u64> {
+    u64::from_str_radix(std::str::from_utf8(k).ok()?, 16).ok()
+}
+
+fn bad_member(k: &[u8], what: &str) -> Error {
+    Error::Mvcc(MvccError::Corrupt(format!("members bucket entry {:?}: {what}", String::from_utf8_lossy(k))))
+}
+
+/// Checks a conf change against the membership (etcd's
+/// `ValidateConfigurationChange`); returns the member it adds or promotes.
+pub fn validate(
+    cc: &ConfChange,
+    members: &BTreeMap<u64, membership::Member>,
+    removed: &BTreeSet<u64>,
+) -> Result<Option<membership::Member>> {
+    if removed.contains(&cc.node_id) {
+        return Err(Error::Removed);
+    }
+    let ty = ConfChangeType::try_from(cc.r#type).map_err(|_| Error::Unsupported("conf change type"))?;
+    let ctx = || -> Result<membership::Member> {
+        let b = cc.context.as_deref().unwrap_or_default();
+        membership::Member::from_json(b)
+            .map_err(|e| Error::BadEntry { index: 0, what: format!("conf change context: {e}") })
+    };
+    match ty {
+        ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode => {
+            let m = ctx()?;
+            if let Some(old) = members.get(&cc.node_id) {
+                // Promoting a learner is an AddNode on it.
+                if ty == ConfChangeType::ConfChangeAddNode && old.is_learner && !m.is_learner {
+                    return Ok(Some(membership::Member { is_learner: false, ..old.clone() }));
+                }
+                return Err(Error::MemberExists(cc.node_id));
+            }
+            if members.values().flat_map(|o| &o.peer_urls).any(|u| m.peer_urls.contains(u)) {
+                return Err(Error::PeerUrlExists);
+            }
+            Ok(Some(m))
+        }
+        ConfChangeType::ConfChangeRemoveNode => {
+            if !members.contains_key(&cc.node_id) {
+                return Err(Error::MemberNotFound(cc.node_id));
+            }
+            Ok(None)
+        }
+        ConfChangeType::ConfChangeUpdateNode => {
+            if !members.contains_key(&cc.node_id) {
+                return Err(Error::MemberNotFound(cc.node_id));
+            }
+            Ok(Some(ctx()?))
+        }
+    }
+}
+
+/// Writes a validated conf change to the membership buckets.
+pub fn save_conf_change(db: &Db, cc: &ConfChange, member: Option<&membership::Member>) -> Result<()> {
+    let key = format!("{:x}", cc.node_id);
+    db.update(|tx| {
+        match member {
+            Some(m) => tx.create_bucket_if_not_exists(MEMBERS)?.put(key.as_bytes(), &m.to_json())?,
+            None => {
+                tx.create_bucket_if_not_exists(MEMBERS)?.delete(key.as_bytes())?;
+                tx.create_bucket_if_not_exists(REMOVED)?.put(key.as_bytes(), b"removed")?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! How a node is configured: etcd's member flags that matter in-process.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use etcdkit_storage::mvcc::StoreOptions;
+
+/// A member's configuration. [`Config::new`] gives etcd's defaults for a
+/// single-member cluster; the fields are etcd's flags of the same names.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `--name`.
+    pub name: String,
+    /// `--data-dir`: `member/wal`, `member/snap` inside.
+    pub data_dir: PathBuf,
+    /// `--initial-cluster` (`name=url,…`): used only to bootstrap a new data dir.
+    pub initial_cluster: String,
+    /// `--initial-cluster-token`.
+    pub initial_cluster_token: String,
+    /// `--initial-advertise-peer-urls` (default: this member's URLs in the initial cluster).
+    pub initial_advertise_peer_urls: String,
+    /// `--initial-cluster-state existing`: join a running cluster (the member
+    /// must have been added with `member add`); its state comes from the leader.
+    pub join_existing: bool,
+    /// With `join_existing`: this member's ID and the cluster's, as `member add` gave them.
+    pub join_ids: Option<(u64, u64)>,
+    /// `--snapshot-count`: applied entries between raft snapshots (etcd: 100,000).
+    pub snapshot_count: u64,
+    /// Entries kept in the log behind a snapshot for slow followers (etcd: 5,000).
+    pub catch_up_entries: u64,
+    /// `--heartbeat-interval` (etcd: 100 ms); one raft tick.
+    pub tick_interval: Duration,
+    /// `--election-timeout` in ticks (etcd: 1000 ms = 10 ticks).
+    pub election_ticks: usize,
+    /// Proposals waiting for apply beyond which new ones are refused
+    /// (etcd's `maxGapBetweenApplyAndCommitIndex`: 5,000).
+    pub max_pending: usize,
+    /// How long a request waits for commit + apply (etcd: 5 s + 2 elections).
+    pub request_timeout: Duration,
+    /// The MVCC store's options (its batching; etcd's is `StoreOptions::batched()`,
+    /// safe because the WAL holds every applied entry).
+    pub store: StoreOptions,
+}
+
+impl Config {
+    /// A single-member cluster `name=http://localhost:2380` in `data_dir`,
+    /// with etcd's defaults.
+    pub fn new(name: &str, data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            name: name.into(),
+            data_dir: data_dir.into(),
+            initial_cluster: format!("{name}=http://localhost:2380"),
+            initial_cluster_token: "etcd-cluster".into(),
+            initial_advertise_peer_urls: String::new(),
+            join_existing: false,
+            join_ids: None,
+            snapshot_count: 100_000,
+            catch_up_entries: 5_000,
+            tick_interval: Duration::from_millis(100),
+            election_ticks: 10,
+            max_pending: 5_000,
+            request_timeout: Duration::from_secs(7),
+            store: StoreOptions::batched(),
+        }
+    }
+
+    /// The member's peer URLs as advertised (defaulting to its entry in the
+    /// initial cluster).
+    pub(crate) fn advertise_urls(&self) -> String {
+        if !self.initial_advertise_peer_urls.is_empty() {
+            return self.initial_advertise_peer_urls.clone();
+        }
+        let prefix = format!("{}=", self.name);
+        let urls: Vec<&str> =
+            self.initial_cluster.split(',').filter_map(|p| p.trim().strip_prefix(prefix.as_str())).collect();
+        urls.join(",")
+    }
+}

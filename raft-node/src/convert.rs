@@ -1,0 +1,113 @@
+//! The boundary between raft-rs's messages (rust-protobuf, `raft::eraftpb`)
+//! and etcd's (`etcdkit_proto::raftpb`, what the WAL and `.snap` files hold).
+//!
+//! Entries, hard states and conf states have the same fields and numbers in
+//! both. Conf changes do not: etcd numbers `AddLearnerNode` 3 (2 is
+//! `UpdateNode`, which raft-rs lacks), raft-rs numbers it 2. Entry data is
+//! always etcd's encoding; [`conf_change`] maps the type by name.
+
+use etcdkit_proto::raftpb;
+use raft::eraftpb;
+
+pub fn entry_to_etcd(e: &eraftpb::Entry) -> raftpb::Entry {
+    raftpb::Entry {
+        r#type: e.get_entry_type() as i32,
+        term: e.term,
+        index: e.index,
+        data: (!e.data.is_empty()).then(|| e.data.to_vec()),
+    }
+}
+
+pub fn entry_from_etcd(e: &raftpb::Entry) -> eraftpb::Entry {
+    let mut out = eraftpb::Entry::default();
+    out.set_entry_type(match e.r#type {
+        1 => eraftpb::EntryType::EntryConfChange,
+        2 => eraftpb::EntryType::EntryConfChangeV2,
+        _ => eraftpb::EntryType::EntryNormal,
+    });
+    out.term = e.term;
+    out.index = e.index;
+    out.data = e.data.clone().unwrap_or_default().into();
+    out
+}
+
+pub fn hard_state_to_etcd(h: &eraftpb::HardState) -> raftpb::HardState {
+    raftpb::HardState { term: h.term, vote: h.vote, commit: h.commit }
+}
+
+pub fn hard_state_from_etcd(h: &raftpb::HardState) -> eraftpb::HardState {
+    eraftpb::HardState { term: h.term, vote: h.vote, commit: h.commit, ..Default::default() }
+}
+
+pub fn conf_state_to_etcd(c: &eraftpb::ConfState) -> raftpb::ConfState {
+    raftpb::ConfState {
+        voters: c.voters.clone(),
+        learners: c.learners.clone(),
+        voters_outgoing: c.voters_outgoing.clone(),
+        learners_next: c.learners_next.clone(),
+        auto_leave: c.auto_leave,
+    }
+}
+
+pub fn conf_state_from_etcd(c: &raftpb::ConfState) -> eraftpb::ConfState {
+    eraftpb::ConfState {
+        voters: c.voters.clone(),
+        learners: c.learners.clone(),
+        voters_outgoing: c.voters_outgoing.clone(),
+        learners_next: c.learners_next.clone(),
+        auto_leave: c.auto_leave,
+        ..Default::default()
+    }
+}
+
+pub fn snapshot_meta_from_etcd(m: &raftpb::SnapshotMetadata) -> eraftpb::SnapshotMetadata {
+    let mut out = eraftpb::SnapshotMetadata::default();
+    out.set_conf_state(conf_state_from_etcd(&m.conf_state));
+    out.index = m.index;
+    out.term = m.term;
+    out
+}
+
+/// The raft-rs conf change that applies etcd's `cc`; `None` for etcd's
+/// `UpdateNode`, which changes member attributes only, not the raft configuration.
+pub fn conf_change(cc: &raftpb::ConfChange) -> Option<eraftpb::ConfChange> {
+    use raftpb::ConfChangeType as E;
+    let t = match E::try_from(cc.r#type).ok()? {
+        E::ConfChangeAddNode => eraftpb::ConfChangeType::AddNode,
+        E::ConfChangeRemoveNode => eraftpb::ConfChangeType::RemoveNode,
+        E::ConfChangeAddLearnerNode => eraftpb::ConfChangeType::AddLearnerNode,
+        E::ConfChangeUpdateNode => return None,
+    };
+    let mut out = eraftpb::ConfChange::default();
+    out.set_change_type(t);
+    out.node_id = cc.node_id;
+    out.id = cc.id;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etcdkit_proto::Message;
+
+    #[test]
+    fn entries_round_trip_with_etcd_bytes() {
+        let e = raftpb::Entry { r#type: 1, term: 3, index: 9, data: Some(b"x".to_vec()) };
+        assert_eq!(entry_to_etcd(&entry_from_etcd(&e)), e);
+        let empty = raftpb::Entry { r#type: 0, term: 2, index: 4, data: None };
+        assert_eq!(entry_to_etcd(&entry_from_etcd(&empty)), empty);
+    }
+
+    #[test]
+    fn learner_type_is_mapped_by_name() {
+        let cc = raftpb::ConfChange { id: 1, r#type: 3, node_id: 7, context: None };
+        assert_eq!(conf_change(&cc).unwrap().get_change_type(), eraftpb::ConfChangeType::AddLearnerNode);
+        let upd = raftpb::ConfChange { r#type: 2, ..cc.clone() };
+        assert!(conf_change(&upd).is_none());
+        // raft-rs's leader parses etcd's bytes without error (it only checks joint state).
+        let bytes = cc.encode_to_vec();
+        let mut parsed = eraftpb::ConfChange::default();
+        protobuf::Message::merge_from_bytes(&mut parsed, &bytes).unwrap();
+        assert_eq!(parsed.node_id, 7);
+    }
+}

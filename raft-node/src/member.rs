@@ -1,0 +1,693 @@
+//! [`Member`]: one etcd member as a deterministic state machine — no threads,
+//! no clocks. The caller ticks it, steps it with peers' messages, proposes
+//! requests, and calls [`Member::process`], which persists (WAL, `.snap`),
+//! applies committed entries and returns what to send and what finished.
+//! [`crate::Node`] drives one on a thread; the cluster tests drive several by
+//! hand with a simulated network.
+//!
+//! The rules that keep it etcd's:
+//! - **Durability before effect**: a `Ready`'s hard state and entries reach
+//!   the WAL (fsynced when raft says so) before its messages that depend on
+//!   them are sent and before anything is applied.
+//! - **Exactly-once apply**: an entry at or below the db's consistent index
+//!   is already in the db and is skipped (its conf change still reaches
+//!   raft); above it, the consistent index is set before applying.
+//! - **Snapshots**: every `snapshot_count` applied entries the db is committed,
+//!   a `.snap` (v2 JSON of the membership, as etcd 3.4) and a WAL snapshot
+//!   record are written, and the in-memory log is compacted. A follower too
+//!   far behind receives the leader's db: written to `snap/<index>.snap.db`,
+//!   recorded (`.snap`, WAL), then renamed to `db` — a crash in between is
+//!   finished on the next open, as etcd does.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use etcdkit_proto::Message as _;
+use etcdkit_proto::etcdserverpb::{InternalRaftRequest, Metadata, RequestHeader};
+use etcdkit_proto::membership;
+use etcdkit_proto::raftpb;
+use etcdkit_proto::walpb;
+use etcdkit_snapshot::{cluster, restore, snap, v2store};
+use etcdkit_storage::mvcc::Store;
+use etcdkit_wal::Wal;
+use raft::eraftpb::{self, ConfState, MessageType};
+use raft::{RawNode, StateRole};
+
+use crate::apply::{self, Response};
+use crate::convert;
+use crate::logstore::{self, LogStore};
+use crate::{Config, Error, Result};
+
+/// What one [`Member::process`] produced.
+#[derive(Default)]
+pub struct Output {
+    /// Messages for peers (`to` says which).
+    pub messages: Vec<eraftpb::Message>,
+    /// Requests applied on this member: (request ID, answer). Every member
+    /// applies every entry; the one that proposed it has a waiter for the ID.
+    pub applied: Vec<(u64, Result<Response>)>,
+    /// Read-index contexts whose reads may now be served from the store.
+    pub reads: Vec<Vec<u8>>,
+}
+
+/// etcd's request ID generator (`pkg/idutil`): the member ID's low 16 bits,
+/// then a millisecond timestamp and a counter, so IDs from different
+/// members and restarts do not collide.
+struct IdGen {
+    prefix: u64,
+    suffix: u64,
+}
+
+impl IdGen {
+    fn new(member: u64, now_ms: u64) -> IdGen {
+        IdGen { prefix: member << 48, suffix: (now_ms << 8) & ((1 << 48) - 1) }
+    }
+    fn next(&mut self) -> u64 {
+        self.suffix = (self.suffix + 1) & ((1 << 48) - 1);
+        self.prefix | self.suffix
+    }
+}
+
+/// One member of an etcd cluster (see the module docs).
+pub struct Member {
+    cfg: Config,
+    id: u64,
+    cluster_id: u64,
+    raw: RawNode<LogStore>,
+    wal: Wal,
+    store: Store,
+    snap_dir: PathBuf,
+    members: BTreeMap<u64, membership::Member>,
+    removed_ids: BTreeSet<u64>,
+    conf_state: ConfState,
+    applied: u64,
+    applied_term: u64,
+    snapshot_index: u64,
+    removed: bool,
+    ids: IdGen,
+    /// Read-index requests answered by raft: (index to wait for, context).
+    waiting_reads: Vec<(u64, Vec<u8>)>,
+    /// Leases whose revoke this leader has proposed, with the tick of the proposal.
+    revoking: BTreeMap<i64, u64>,
+    ticks: u64,
+    was_leader: bool,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+impl Member {
+    /// Opens the member in `cfg.data_dir`: bootstraps a new data dir (or one
+    /// that joins an existing cluster), or restarts from an existing one.
+    pub fn open(cfg: Config) -> Result<Member> {
+        let member_dir = cfg.data_dir.join("member");
+        let wal_dir = member_dir.join("wal");
+        if !wal_dir.exists() {
+            if cfg.join_existing {
+                bootstrap_join(&cfg)?;
+            } else {
+                bootstrap_new(&cfg)?;
+            }
+        }
+        Self::restart(cfg)
+    }
+
+    fn restart(cfg: Config) -> Result<Member> {
+        let snap_dir = cfg.data_dir.join("member/snap");
+        let wal_dir = cfg.data_dir.join("member/wal");
+        let db_path = snap_dir.join("db");
+        // The newest `.snap` the WAL knows about (none for a joining member).
+        let valid = etcdkit_wal::valid_snapshot_entries(&wal_dir)?;
+        let newest = match snap::load_newest(&snap_dir, Some(&valid)) {
+            Ok((_, s)) => Some(s),
+            Err(etcdkit_snapshot::Error::NoSnapshot(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let snap_meta = newest.as_ref().map(|s| s.metadata.clone()).unwrap_or_default();
+        finish_snapshot_db(&snap_dir, snap_meta.index, &cfg)?;
+        let start = walpb::Snapshot { index: snap_meta.index, term: snap_meta.term };
+        let (wal, read) = match Wal::open(&wal_dir, start) {
+            Err(etcdkit_wal::Error::UnexpectedEof { .. }) => {
+                // A torn last record was never acknowledged: cut it off (etcd's repair).
+                etcdkit_wal::repair(&wal_dir)?;
+                Wal::open(&wal_dir, start)?
+            }
+            r => r?,
+        };
+        let md = Metadata::decode(read.metadata.as_slice())
+            .map_err(|e| Error::DataDir { path: wal_dir.clone(), what: format!("WAL metadata: {e}") })?;
+        let store = Store::open(&db_path, cfg.store.clone())?;
+        let (members, removed_ids) = apply::load_members(store.db())?;
+
+        let entries: Vec<eraftpb::Entry> = read.entries.iter().map(convert::entry_from_etcd).collect();
+        let meta = convert::snapshot_meta_from_etcd(&snap_meta);
+        let ls = logstore::load(&meta, &entries, &convert::hard_state_from_etcd(&read.state))?;
+        let rc = raft::Config {
+            id: md.node_id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: 1,
+            applied: snap_meta.index,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 4096 / 8,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        rc.validate()?;
+        let raw = RawNode::new(&rc, ls, &logger())?;
+        let removed = removed_ids.contains(&md.node_id);
+        Ok(Member {
+            id: md.node_id,
+            cluster_id: md.cluster_id,
+            raw,
+            wal,
+            store,
+            snap_dir,
+            members,
+            removed_ids,
+            conf_state: meta.get_conf_state().clone(),
+            applied: snap_meta.index,
+            applied_term: snap_meta.term,
+            snapshot_index: snap_meta.index,
+            removed,
+            ids: IdGen::new(md.node_id, now_ms()),
+            waiting_reads: Vec::new(),
+            revoking: BTreeMap::new(),
+            ticks: 0,
+            was_leader: false,
+            cfg,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The leader this member knows of (0: none).
+    pub fn leader(&self) -> u64 {
+        self.raw.raft.leader_id
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    /// Raft index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        self.applied
+    }
+
+    /// Raft's commit index.
+    pub fn commit_index(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    /// Whether a conf change removed this member: it takes no more requests.
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
+    /// The membership as the `members` bucket holds it.
+    pub fn members(&self) -> Vec<membership::Member> {
+        self.members.values().cloned().collect()
+    }
+
+    /// The store, for serializable reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// A new request ID (etcd's generator).
+    pub fn next_id(&mut self) -> u64 {
+        self.ids.next()
+    }
+
+    /// One raft tick; on the leader, also proposes the revokes of expired
+    /// leases (only the leader expires leases, as etcd).
+    pub fn tick(&mut self) {
+        self.ticks += 1;
+        self.raw.tick();
+        if !self.is_leader() || self.removed {
+            return;
+        }
+        let retry = self.cfg.election_ticks as u64 * 2;
+        for id in self.store.expired_leases() {
+            let due = self.revoking.get(&id).is_none_or(|t| self.ticks >= t + retry);
+            if due {
+                self.revoking.insert(id, self.ticks);
+                let req = InternalRaftRequest {
+                    lease_revoke: Some(etcdkit_proto::etcdserverpb::LeaseRevokeRequest { id }),
+                    ..Default::default()
+                };
+                // A failed proposal is retried after `retry` ticks.
+                let _ = self.propose(req);
+            }
+        }
+    }
+
+    /// Hands a peer's message to raft. Messages from unknown or removed
+    /// members are dropped, as etcd's transport does.
+    pub fn step(&mut self, m: eraftpb::Message) -> Result<()> {
+        if self.removed || self.removed_ids.contains(&m.from) {
+            return Ok(());
+        }
+        match self.raw.step(m) {
+            Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Proposes a request; gives it a header with a new ID unless it has
+    /// one. Returns the ID the answer will carry in [`Output::applied`].
+    pub fn propose(&mut self, mut req: InternalRaftRequest) -> Result<u64> {
+        self.check_accepting()?;
+        let id = match &req.header {
+            Some(h) if h.id != 0 => h.id,
+            _ => {
+                let id = self.ids.next();
+                req.header = Some(RequestHeader { id, ..Default::default() });
+                id
+            }
+        };
+        self.raw.propose(Vec::new(), req.encode_to_vec()).map_err(no_leader)?;
+        Ok(id)
+    }
+
+    /// Proposes a conf change (etcd's encoding, the member JSON as context);
+    /// its ID is the request ID of the answer.
+    pub fn propose_conf_change(&mut self, mut cc: raftpb::ConfChange) -> Result<u64> {
+        self.check_accepting()?;
+        if cc.id == 0 {
+            cc.id = self.ids.next();
+        }
+        // Fail early where etcd does; the check is repeated at apply.
+        apply::validate(&cc, &self.members, &self.removed_ids)?;
+        let mut e = eraftpb::Entry::default();
+        e.set_entry_type(eraftpb::EntryType::EntryConfChange);
+        e.data = cc.encode_to_vec().into();
+        let mut m = eraftpb::Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = self.id;
+        m.entries = vec![e].into();
+        self.raw.raft.step(m).map_err(no_leader)?;
+        Ok(cc.id)
+    }
+
+    /// Asks for a linearizable read point; `ctx` comes back in
+    /// [`Output::reads`] once the store has applied up to it.
+    pub fn read_index(&mut self, ctx: Vec<u8>) {
+        self.raw.read_index(ctx);
+    }
+
+    /// Starts an election now.
+    pub fn campaign(&mut self) -> Result<()> {
+        Ok(self.raw.campaign()?)
+    }
+
+    fn check_accepting(&self) -> Result<()> {
+        if self.removed {
+            return Err(Error::Removed);
+        }
+        let gap = self.commit_index().saturating_sub(self.applied) as usize;
+        if gap > self.cfg.max_pending {
+            return Err(Error::TooManyRequests { pending: gap });
+        }
+        Ok(())
+    }
+
+    /// Persists, applies and collects everything raft has ready.
+    pub fn process(&mut self) -> Result<Output> {
+        let mut out = Output::default();
+        while self.raw.has_ready() {
+            self.handle_ready(&mut out)?;
+        }
+        let leader = self.is_leader();
+        if leader && !self.was_leader {
+            // A new leader gives every lease a full TTL (etcd's `Promote`).
+            let ids: Vec<i64> = self.store.leases().map(|l| l.id).collect();
+            for id in ids {
+                let _ = self.store.lease_keepalive(id);
+            }
+            self.revoking.clear();
+        }
+        self.was_leader = leader;
+        self.maybe_snapshot()?;
+        Ok(out)
+    }
+
+    fn handle_ready(&mut self, out: &mut Output) -> Result<()> {
+        let mut rd = self.raw.ready();
+        // A leader's messages may leave before its own log is durable (raft §10.2.1).
+        self.send(rd.take_messages(), out)?;
+        if !rd.snapshot().is_empty() {
+            self.install_snapshot(rd.snapshot().clone())?;
+        }
+        let entries: Vec<raftpb::Entry> = rd.entries().iter().map(convert::entry_to_etcd).collect();
+        let hs = rd.hs().map(convert::hard_state_to_etcd);
+        if hs.is_some() || !entries.is_empty() {
+            let state = hs.unwrap_or_else(|| convert::hard_state_to_etcd(&self.raw.raft.hard_state()));
+            self.wal.save(&state, &entries)?;
+        }
+        if !rd.entries().is_empty() {
+            self.raw.mut_store().mem().wl().append(rd.entries())?;
+        }
+        if let Some(hs) = rd.hs() {
+            self.raw.mut_store().mem().wl().set_hardstate(hs.clone());
+        }
+        for rs in rd.take_read_states() {
+            self.waiting_reads.push((rs.index, rs.request_ctx));
+        }
+        self.apply_entries(rd.take_committed_entries(), out)?;
+        self.send(rd.take_persisted_messages(), out)?;
+        let mut light = self.raw.advance(rd);
+        if let Some(c) = light.commit_index() {
+            self.raw.mut_store().mem().wl().mut_hard_state().commit = c;
+        }
+        self.send(light.take_messages(), out)?;
+        self.apply_entries(light.take_committed_entries(), out)?;
+        self.raw.advance_apply();
+        self.release_reads(out);
+        Ok(())
+    }
+
+    /// Queues messages; a snapshot message gets the db attached (etcd's
+    /// merged snapshot message).
+    fn send(&mut self, msgs: Vec<eraftpb::Message>, out: &mut Output) -> Result<()> {
+        for mut m in msgs {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.store.commit()?;
+                let tx = self.store.db().begin()?;
+                let mut buf = Vec::with_capacity(tx.size() as usize);
+                tx.write_to(&mut buf)?;
+                m.mut_snapshot().data = buf.into();
+            }
+            out.messages.push(m);
+        }
+        Ok(())
+    }
+
+    fn release_reads(&mut self, out: &mut Output) {
+        let applied = self.applied;
+        self.waiting_reads.retain(|(index, ctx)| {
+            if *index <= applied {
+                out.reads.push(ctx.clone());
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn apply_entries(&mut self, entries: Vec<eraftpb::Entry>, out: &mut Output) -> Result<()> {
+        for e in entries {
+            if e.index <= self.applied {
+                continue;
+            }
+            let fresh = e.index > self.store.consistent_index();
+            match e.get_entry_type() {
+                eraftpb::EntryType::EntryNormal => {
+                    if fresh {
+                        self.store.set_consistent_index(e.index);
+                        if !e.data.is_empty() {
+                            let req = InternalRaftRequest::decode(&e.data[..])
+                                .map_err(|err| Error::BadEntry { index: e.index, what: err.to_string() })?;
+                            let id = req.request_id();
+                            let lease_revoke = req.lease_revoke.as_ref().map(|r| r.id);
+                            let r = apply::apply_request(&mut self.store, &req);
+                            if let Err(Error::Mvcc(etcdkit_storage::mvcc::MvccError::Storage(_))) = &r {
+                                // The db failed under us: stop rather than diverge.
+                                return r.map(|_| ());
+                            }
+                            if let Some(l) = lease_revoke {
+                                self.revoking.remove(&l);
+                            }
+                            out.applied.push((id, r));
+                        }
+                    }
+                }
+                eraftpb::EntryType::EntryConfChange => {
+                    let cc = raftpb::ConfChange::decode(&e.data[..])
+                        .map_err(|err| Error::BadEntry { index: e.index, what: err.to_string() })?;
+                    let r = self.apply_conf_change(&cc, fresh, e.index);
+                    if let Err(Error::Storage(_)) = &r {
+                        return r.map(|_| ());
+                    }
+                    out.applied.push((cc.id, r));
+                }
+                eraftpb::EntryType::EntryConfChangeV2 => {
+                    return Err(Error::BadEntry {
+                        index: e.index,
+                        what: "ConfChangeV2 is not used by etcd 3.4".into(),
+                    });
+                }
+            }
+            self.applied = e.index;
+            self.applied_term = e.term;
+            self.raw.store().set_applied(self.applied, self.applied_term, &self.conf_state);
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, cc: &raftpb::ConfChange, fresh: bool, index: u64) -> Result<Response> {
+        let member = match apply::validate(cc, &self.members, &self.removed_ids) {
+            Ok(m) => m,
+            // Replayed changes already in the db validate against their own result.
+            Err(_) if !fresh => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(rcc) = convert::conf_change(cc) {
+            self.conf_state = self.raw.apply_conf_change(&rcc)?;
+        }
+        let ty = raftpb::ConfChangeType::try_from(cc.r#type).ok();
+        if fresh {
+            // Membership first, then the consistent index: a crash between
+            // the two re-applies an idempotent change.
+            apply::save_conf_change(self.store.db(), cc, member.as_ref())?;
+            self.store.set_consistent_index(index);
+            self.store.commit()?;
+        }
+        match ty {
+            Some(raftpb::ConfChangeType::ConfChangeRemoveNode) => {
+                self.members.remove(&cc.node_id);
+                self.removed_ids.insert(cc.node_id);
+                if cc.node_id == self.id {
+                    self.removed = true;
+                }
+            }
+            _ => {
+                if let Some(m) = member {
+                    self.members.insert(cc.node_id, m);
+                } else if let Ok((m, r)) = apply::load_members(self.store.db()) {
+                    (self.members, self.removed_ids) = (m, r);
+                }
+            }
+        }
+        Ok(Response::Members(self.members()))
+    }
+
+    /// Every `snapshot_count` applied entries: a raft snapshot and log compaction.
+    fn maybe_snapshot(&mut self) -> Result<()> {
+        if self.applied <= self.snapshot_index + self.cfg.snapshot_count {
+            return Ok(());
+        }
+        self.store.commit()?;
+        let s = raftpb::Snapshot {
+            data: Some(v2store::bootstrap_store_json(&self.members())),
+            metadata: raftpb::SnapshotMetadata {
+                conf_state: convert::conf_state_to_etcd(&self.conf_state),
+                index: self.applied,
+                term: self.applied_term,
+            },
+        };
+        snap::save(&self.snap_dir, &s)?;
+        self.wal.save_snapshot(walpb::Snapshot { index: self.applied, term: self.applied_term })?;
+        self.snapshot_index = self.applied;
+        let keep_from = self.applied.saturating_sub(self.cfg.catch_up_entries);
+        let mem = self.raw.store().mem().clone();
+        if keep_from > mem.first_index_hint() {
+            mem.wl().compact(keep_from)?;
+        }
+        Ok(())
+    }
+
+    /// Installs a leader's snapshot: the db it carries replaces ours.
+    fn install_snapshot(&mut self, s: eraftpb::Snapshot) -> Result<()> {
+        let meta = s.get_metadata().clone();
+        let pending = snapshot_db_path(&self.snap_dir, meta.index);
+        write_synced(&pending, &s.data)?;
+        let cs = convert::conf_state_to_etcd(meta.get_conf_state());
+        // The membership the db carries, for the v2 JSON of the `.snap`.
+        let members = {
+            let db = etcdkit_storage::Db::open(&pending, etcdkit_storage::Options::default())?;
+            apply::load_members(&db)?.0
+        };
+        let rs = raftpb::Snapshot {
+            data: Some(v2store::bootstrap_store_json(&members.values().cloned().collect::<Vec<_>>())),
+            metadata: raftpb::SnapshotMetadata { conf_state: cs, index: meta.index, term: meta.term },
+        };
+        snap::save(&self.snap_dir, &rs)?;
+        self.wal.save_snapshot(walpb::Snapshot { index: meta.index, term: meta.term })?;
+        self.wal.sync()?;
+        finish_snapshot_db(&self.snap_dir, meta.index, &self.cfg)?;
+        self.store = Store::open(self.snap_dir.join("db"), self.cfg.store.clone())?;
+        (self.members, self.removed_ids) = apply::load_members(self.store.db())?;
+        self.raw.mut_store().mem().wl().apply_snapshot(s)?;
+        self.conf_state = meta.get_conf_state().clone();
+        self.applied = meta.index;
+        self.applied_term = meta.term;
+        self.snapshot_index = meta.index;
+        self.raw.store().set_applied(meta.index, meta.term, &self.conf_state);
+        self.removed = self.removed_ids.contains(&self.id);
+        Ok(())
+    }
+
+    /// Stops as a killed process would: the store's pending batch is lost
+    /// (what the WAL wrote stays, as the page cache survives a process crash).
+    pub fn crash(self) {
+        self.store.crash();
+    }
+
+    /// Commits the store and syncs the WAL (a clean shutdown).
+    pub fn close(mut self) -> Result<()> {
+        self.store.commit()?;
+        self.wal.sync()?;
+        Ok(())
+    }
+}
+
+fn no_leader(e: raft::Error) -> Error {
+    match e {
+        raft::Error::ProposalDropped => Error::NoLeader,
+        e => Error::Raft(e),
+    }
+}
+
+trait FirstIndexHint {
+    fn first_index_hint(&self) -> u64;
+}
+
+impl FirstIndexHint for raft::storage::MemStorage {
+    fn first_index_hint(&self) -> u64 {
+        raft::Storage::first_index(self).unwrap_or(0)
+    }
+}
+
+/// etcd's name for a received db: `snap/<index %016x>.snap.db`.
+fn snapshot_db_path(snap_dir: &Path, index: u64) -> PathBuf {
+    snap_dir.join(format!("{index:016x}.snap.db"))
+}
+
+/// If a received db for the snapshot at `index` is waiting and the db is
+/// older, moves it into place (finishing an interrupted install).
+fn finish_snapshot_db(snap_dir: &Path, index: u64, cfg: &Config) -> Result<()> {
+    let pending = snapshot_db_path(snap_dir, index);
+    if index == 0 || !pending.exists() {
+        return Ok(());
+    }
+    let db = snap_dir.join("db");
+    let current_ci = if db.exists() {
+        let s = Store::open(&db, cfg.store.clone())?;
+        s.consistent_index()
+    } else {
+        0
+    };
+    if current_ci < index {
+        std::fs::rename(&pending, &db).map_err(Error::io("rename", &pending))?;
+    } else {
+        std::fs::remove_file(&pending).map_err(Error::io("remove", &pending))?;
+    }
+    sync_dir(snap_dir)
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(Error::io("create", path))?;
+    f.write_all(data).map_err(Error::io("write", path))?;
+    f.sync_all().map_err(Error::io("fsync", path))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(Error::io("fsync", dir))
+}
+
+/// A new cluster's data dir: an empty db, bootstrapped as `snapshot restore`
+/// bootstraps one (membership, consistent index, WAL, `.snap`), so real etcd
+/// and this node start from identical state. Built in a temp dir and renamed.
+fn bootstrap_new(cfg: &Config) -> Result<()> {
+    let cluster =
+        cluster::bootstrap(&cfg.name, &cfg.initial_cluster, &cfg.initial_cluster_token, &cfg.advertise_urls())?;
+    let me = cluster.member(&cfg.name).expect("bootstrap checked the local member").id;
+    build_data_dir(cfg, |tmp| {
+        let db = tmp.join("member/snap/db");
+        drop(Store::open(&db, cfg.store.clone())?);
+        restore::write_member_state(tmp, &cluster, me)?;
+        Ok(())
+    })
+}
+
+/// A member joining a running cluster starts with an empty db and a WAL
+/// holding only its IDs; the leader's snapshot brings it the state.
+fn bootstrap_join(cfg: &Config) -> Result<()> {
+    let (me, cluster_id) = cfg
+        .join_ids
+        .ok_or_else(|| Error::Config("joining an existing cluster needs the member and cluster IDs".into()))?;
+    build_data_dir(cfg, |tmp| {
+        drop(Store::open(tmp.join("member/snap/db"), cfg.store.clone())?);
+        let md = Metadata { node_id: me, cluster_id }.encode_to_vec();
+        Wal::create(&tmp.join("member/wal"), &md)?.close()?;
+        Ok(())
+    })
+}
+
+fn build_data_dir(cfg: &Config, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = &cfg.data_dir;
+    let tmp = PathBuf::from(format!("{}.bootstrap-tmp", dir.display()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
+    }
+    let snap_dir = tmp.join("member/snap");
+    std::fs::create_dir_all(&snap_dir).map_err(Error::io("mkdir", &snap_dir))?;
+    if let Err(e) = fill(&tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if dir.exists() {
+        // An existing but empty data dir (or one without `member/`) is replaced.
+        let member = dir.join("member");
+        if member.exists() {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(Error::DataDir { path: member, what: "exists without a WAL; refusing to overwrite".into() });
+        }
+        std::fs::rename(tmp.join("member"), &member).map_err(Error::io("rename", &tmp))?;
+        std::fs::remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
+        sync_dir(dir)
+    } else {
+        std::fs::rename(&tmp, dir).map_err(Error::io("rename", &tmp))?;
+        sync_dir(dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+    }
+}
