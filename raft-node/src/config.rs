@@ -32,6 +32,10 @@ pub struct Config {
     pub tick_interval: Duration,
     /// `--election-timeout` in ticks (etcd: 1000 ms = 10 ticks).
     pub election_ticks: usize,
+    /// Randomize each election timeout in `[election_ticks, 2 × election_ticks)`
+    /// (raft's default). Off, every timeout is `election_ticks`: a harness
+    /// that ticks members from a seeded generator is then reproducible.
+    pub election_jitter: bool,
     /// Proposals waiting for apply beyond which new ones are refused
     /// (etcd's `maxGapBetweenApplyAndCommitIndex`: 5,000).
     pub max_pending: usize,
@@ -58,6 +62,7 @@ impl Config {
             catch_up_entries: 5_000,
             tick_interval: Duration::from_millis(100),
             election_ticks: 10,
+            election_jitter: true,
             max_pending: 5_000,
             request_timeout: Duration::from_secs(7),
             store: StoreOptions::batched(),

@@ -91,6 +91,44 @@ pub struct Member {
     revoking: BTreeMap<i64, u64>,
     ticks: u64,
     was_leader: bool,
+    /// Forwarded proposals seen (hashes of their entries), so a message the
+    /// network delivers twice is not appended twice.
+    seen_proposals: SeenSet,
+}
+
+/// A bounded set of recent proposal fingerprints.
+#[derive(Default)]
+struct SeenSet {
+    set: std::collections::HashSet<u64>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl SeenSet {
+    const CAP: usize = 1 << 16;
+    /// Records `h`; false if it was already there.
+    fn insert(&mut self, h: u64) -> bool {
+        if !self.set.insert(h) {
+            return false;
+        }
+        self.order.push_back(h);
+        if self.order.len() > Self::CAP
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
+
+/// A fingerprint of a proposal's entries (each carries a unique request ID).
+fn proposal_hash(m: &eraftpb::Message) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    m.from.hash(&mut h);
+    for e in m.entries.iter() {
+        e.data.hash(&mut h);
+    }
+    h.finish()
 }
 
 fn now_ms() -> u64 {
@@ -150,6 +188,8 @@ impl Member {
         let rc = raft::Config {
             id: md.node_id,
             election_tick: cfg.election_ticks,
+            min_election_tick: cfg.election_ticks,
+            max_election_tick: if cfg.election_jitter { 2 * cfg.election_ticks } else { cfg.election_ticks + 1 },
             heartbeat_tick: 1,
             applied: snap_meta.index,
             max_size_per_msg: 1 << 20,
@@ -180,6 +220,7 @@ impl Member {
             revoking: BTreeMap::new(),
             ticks: 0,
             was_leader: false,
+            seen_proposals: SeenSet::default(),
             cfg,
         })
     }
@@ -276,8 +317,14 @@ impl Member {
         if self.removed || self.removed_ids.contains(&m.from) {
             return Ok(());
         }
+        if m.get_msg_type() == MessageType::MsgPropose && !self.seen_proposals.insert(proposal_hash(&m)) {
+            return Ok(());
+        }
         match self.raw.step(m) {
-            Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => Ok(()),
+            // A forwarded proposal with no leader to take it is lost, as in etcd.
+            Ok(()) | Err(raft::Error::StepPeerNotFound | raft::Error::StepLocalMsg | raft::Error::ProposalDropped) => {
+                Ok(())
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -405,6 +452,13 @@ impl Member {
                 let mut buf = Vec::with_capacity(tx.size() as usize);
                 tx.write_to(&mut buf)?;
                 m.mut_snapshot().data = buf.into();
+                // Handed to the transport: raft probes the follower next, and
+                // sends a new snapshot if this one never arrives (etcd reports
+                // the status when the stream is done; a lost one heals the same way).
+                let to = m.to;
+                out.messages.push(m);
+                self.raw.report_snapshot(to, raft::SnapshotStatus::Finish);
+                continue;
             }
             out.messages.push(m);
         }
@@ -553,8 +607,11 @@ impl Member {
         snap::save(&self.snap_dir, &rs)?;
         self.wal.save_snapshot(walpb::Snapshot { index: meta.index, term: meta.term })?;
         self.wal.sync()?;
-        finish_snapshot_db(&self.snap_dir, meta.index, &self.cfg)?;
-        self.store = Store::open(self.snap_dir.join("db"), self.cfg.store.clone())?;
+        let db = self.snap_dir.join("db");
+        std::fs::rename(&pending, &db).map_err(Error::io("rename", &pending))?;
+        sync_dir(&self.snap_dir)?;
+        // The old store (and its lock) belong to the replaced file.
+        self.store = Store::open(&db, self.cfg.store.clone())?;
         (self.members, self.removed_ids) = apply::load_members(self.store.db())?;
         self.raw.mut_store().mem().wl().apply_snapshot(s)?;
         self.conf_state = meta.get_conf_state().clone();
