@@ -3,28 +3,37 @@
 //!
 //! Entries, hard states and conf states have the same fields and numbers in
 //! both. Conf changes do not: etcd numbers `AddLearnerNode` 3 (2 is
-//! `UpdateNode`, which raft-rs lacks), raft-rs numbers it 2. Entry data is
-//! always etcd's encoding; [`conf_change`] maps the type by name.
+//! `UpdateNode`, which raft-rs lacks), raft-rs numbers it 2, and raft-rs's
+//! leader parses a proposed `EntryConfChange` with its own enum, refusing 3.
+//! So entry data is always etcd's encoding, and inside raft-rs an etcd conf
+//! change travels as an `EntryNormal` whose `context` is [`CONF_CHANGE`]; it
+//! becomes `EntryConfChange` again at the WAL. The node applies it (and
+//! calls raft's `apply_conf_change`, mapping the type by name with
+//! [`conf_change`]) and keeps raft's one-change-at-a-time rule itself.
 
 use etcdkit_proto::raftpb;
 use raft::eraftpb;
 
+/// The raft-rs entry context marking an etcd conf change.
+pub const CONF_CHANGE: &[u8] = b"etcd.ConfChange";
+
+/// Whether a raft-rs entry carries an etcd conf change.
+pub fn is_conf_change(e: &eraftpb::Entry) -> bool {
+    &e.context[..] == CONF_CHANGE
+}
+
 pub fn entry_to_etcd(e: &eraftpb::Entry) -> raftpb::Entry {
-    raftpb::Entry {
-        r#type: e.get_entry_type() as i32,
-        term: e.term,
-        index: e.index,
-        data: (!e.data.is_empty()).then(|| e.data.to_vec()),
-    }
+    let ty = if is_conf_change(e) { raftpb::EntryType::EntryConfChange as i32 } else { e.get_entry_type() as i32 };
+    raftpb::Entry { r#type: ty, term: e.term, index: e.index, data: (!e.data.is_empty()).then(|| e.data.to_vec()) }
 }
 
 pub fn entry_from_etcd(e: &raftpb::Entry) -> eraftpb::Entry {
     let mut out = eraftpb::Entry::default();
-    out.set_entry_type(match e.r#type {
-        1 => eraftpb::EntryType::EntryConfChange,
-        2 => eraftpb::EntryType::EntryConfChangeV2,
-        _ => eraftpb::EntryType::EntryNormal,
-    });
+    match e.r#type {
+        1 => out.context = CONF_CHANGE.into(),
+        2 => out.set_entry_type(eraftpb::EntryType::EntryConfChangeV2),
+        _ => {}
+    }
     out.term = e.term;
     out.index = e.index;
     out.data = e.data.clone().unwrap_or_default().into();
@@ -104,10 +113,12 @@ mod tests {
         assert_eq!(conf_change(&cc).unwrap().get_change_type(), eraftpb::ConfChangeType::AddLearnerNode);
         let upd = raftpb::ConfChange { r#type: 2, ..cc.clone() };
         assert!(conf_change(&upd).is_none());
-        // raft-rs's leader parses etcd's bytes without error (it only checks joint state).
-        let bytes = cc.encode_to_vec();
+        // raft-rs refuses etcd's learner number: why conf changes travel as marked normal entries.
         let mut parsed = eraftpb::ConfChange::default();
-        protobuf::Message::merge_from_bytes(&mut parsed, &bytes).unwrap();
-        assert_eq!(parsed.node_id, 7);
+        assert!(protobuf::Message::merge_from_bytes(&mut parsed, &cc.encode_to_vec()).is_err());
+        let e = raftpb::Entry { r#type: 1, term: 2, index: 3, data: Some(cc.encode_to_vec()) };
+        let inner = entry_from_etcd(&e);
+        assert!(is_conf_change(&inner) && inner.get_entry_type() == eraftpb::EntryType::EntryNormal);
+        assert_eq!(entry_to_etcd(&inner), e);
     }
 }

@@ -54,6 +54,9 @@ pub enum Error {
     MemberExists(u64),
     #[error("etcdserver: Peer URLs already exists")]
     PeerUrlExists,
+    /// The leader has a membership change not applied yet (raft allows one at a time).
+    #[error("etcdserver: a membership change is already in progress")]
+    ConfChangePending,
     #[error("etcdserver: can only promote a learner member")]
     NotLearner(u64),
     #[error("etcdserver: unsupported request {0}")]

@@ -94,6 +94,9 @@ pub struct Member {
     /// Forwarded proposals seen (hashes of their entries), so a message the
     /// network delivers twice is not appended twice.
     seen_proposals: SeenSet,
+    /// Index of the last conf change appended while leader (raft's
+    /// `pendingConfIndex`): another may be proposed once it is applied.
+    pending_conf_index: u64,
 }
 
 /// A bounded set of recent proposal fingerprints.
@@ -221,6 +224,7 @@ impl Member {
             ticks: 0,
             was_leader: false,
             seen_proposals: SeenSet::default(),
+            pending_conf_index: 0,
             cfg,
         })
     }
@@ -291,6 +295,9 @@ impl Member {
     /// One raft tick; on the leader, also proposes the revokes of expired
     /// leases (only the leader expires leases, as etcd).
     pub fn tick(&mut self) {
+        if self.removed {
+            return;
+        }
         self.ticks += 1;
         self.raw.tick();
         if !self.is_leader() || self.removed {
@@ -317,8 +324,20 @@ impl Member {
         if self.removed || self.removed_ids.contains(&m.from) {
             return Ok(());
         }
-        if m.get_msg_type() == MessageType::MsgPropose && !self.seen_proposals.insert(proposal_hash(&m)) {
-            return Ok(());
+        if m.get_msg_type() == MessageType::MsgPropose {
+            if !self.seen_proposals.insert(proposal_hash(&m)) {
+                return Ok(());
+            }
+            // raft's rule, kept here: one conf change at a time; a second is dropped.
+            let has_cc = m.entries.iter().any(convert::is_conf_change);
+            if has_cc && self.is_leader() {
+                if self.conf_change_pending() {
+                    return Ok(());
+                }
+                let last = self.raw.raft.raft_log.last_index();
+                let at = m.entries.iter().position(convert::is_conf_change).unwrap_or(0) as u64;
+                self.pending_conf_index = last + 1 + at;
+            }
         }
         match self.raw.step(m) {
             // A forwarded proposal with no leader to take it is lost, as in etcd.
@@ -354,21 +373,27 @@ impl Member {
         }
         // Fail early where etcd does; the check is repeated at apply.
         apply::validate(&cc, &self.members, &self.removed_ids)?;
-        let mut e = eraftpb::Entry::default();
-        e.set_entry_type(eraftpb::EntryType::EntryConfChange);
-        e.data = cc.encode_to_vec().into();
-        let mut m = eraftpb::Message::default();
-        m.set_msg_type(MessageType::MsgPropose);
-        m.from = self.id;
-        m.entries = vec![e].into();
-        self.raw.raft.step(m).map_err(no_leader)?;
-        Ok(cc.id)
+        if self.is_leader() && self.conf_change_pending() {
+            return Err(Error::ConfChangePending);
+        }
+        // An etcd conf change travels through raft-rs as a marked normal entry (see convert.rs).
+        let id = cc.id;
+        self.raw.propose(convert::CONF_CHANGE.to_vec(), cc.encode_to_vec()).map_err(no_leader)?;
+        if self.is_leader() {
+            self.pending_conf_index = self.raw.raft.raft_log.last_index();
+        }
+        Ok(id)
     }
 
     /// Asks for a linearizable read point; `ctx` comes back in
     /// [`Output::reads`] once the store has applied up to it.
     pub fn read_index(&mut self, ctx: Vec<u8>) {
         self.raw.read_index(ctx);
+    }
+
+    /// Whether a conf change this leader knows of is not applied yet.
+    fn conf_change_pending(&self) -> bool {
+        self.pending_conf_index > self.applied
     }
 
     /// Starts an election now.
@@ -395,6 +420,8 @@ impl Member {
         }
         let leader = self.is_leader();
         if leader && !self.was_leader {
+            // Entries of earlier terms may hold a conf change not applied yet.
+            self.pending_conf_index = self.raw.raft.raft_log.last_index();
             // A new leader gives every lease a full TTL (etcd's `Promote`).
             let ids: Vec<i64> = self.store.leases().map(|l| l.id).collect();
             for id in ids {
@@ -484,6 +511,15 @@ impl Member {
             }
             let fresh = e.index > self.store.consistent_index();
             match e.get_entry_type() {
+                eraftpb::EntryType::EntryNormal if convert::is_conf_change(&e) => {
+                    let cc = raftpb::ConfChange::decode(&e.data[..])
+                        .map_err(|err| Error::BadEntry { index: e.index, what: err.to_string() })?;
+                    let r = self.apply_conf_change(&cc, fresh, e.index);
+                    if let Err(Error::Storage(_)) = &r {
+                        return r.map(|_| ());
+                    }
+                    out.applied.push((cc.id, r));
+                }
                 eraftpb::EntryType::EntryNormal => {
                     if fresh {
                         self.store.set_consistent_index(e.index);
@@ -504,19 +540,11 @@ impl Member {
                         }
                     }
                 }
-                eraftpb::EntryType::EntryConfChange => {
-                    let cc = raftpb::ConfChange::decode(&e.data[..])
-                        .map_err(|err| Error::BadEntry { index: e.index, what: err.to_string() })?;
-                    let r = self.apply_conf_change(&cc, fresh, e.index);
-                    if let Err(Error::Storage(_)) = &r {
-                        return r.map(|_| ());
-                    }
-                    out.applied.push((cc.id, r));
-                }
-                eraftpb::EntryType::EntryConfChangeV2 => {
+                eraftpb::EntryType::EntryConfChange | eraftpb::EntryType::EntryConfChangeV2 => {
                     return Err(Error::BadEntry {
                         index: e.index,
-                        what: "ConfChangeV2 is not used by etcd 3.4".into(),
+                        what: "raft-rs conf change entries are not etcd's (ConfChangeV2 is not used by etcd 3.4)"
+                            .into(),
                     });
                 }
             }

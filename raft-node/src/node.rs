@@ -423,6 +423,9 @@ struct Driver {
     new_reads: ReadBatch,
     next_read: u64,
     inflight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Proposals made while there was no leader: tried again every tick
+    /// until their deadline (an election usually ends first).
+    parked: Vec<Cmd>,
 }
 
 impl Driver {
@@ -435,6 +438,7 @@ impl Driver {
             new_reads: Vec::new(),
             next_read: 1,
             inflight,
+            parked: Vec::new(),
         }
     }
 
@@ -472,7 +476,7 @@ impl Driver {
                 batch += 1;
                 cmd = if batch < 4096 { rx.try_recv().ok() } else { None };
             }
-            if let Some(e) = fatal {
+            if let Some(e) = fatal.take() {
                 break Err(e);
             }
             if let Some(k) = kill {
@@ -491,6 +495,16 @@ impl Driver {
                     next_tick = Instant::now() + tick;
                 }
                 self.retry_reads();
+                if self.member.leader() != 0 {
+                    for c in std::mem::take(&mut self.parked) {
+                        if let Err(e) = self.handle(c) {
+                            fatal = Some(e);
+                        }
+                    }
+                    if let Some(e) = fatal.take() {
+                        break Err(e);
+                    }
+                }
             }
             if let Err(e) = self.process() {
                 break Err(e);
@@ -508,19 +522,25 @@ impl Driver {
         use std::sync::atomic::Ordering::Relaxed;
         match c {
             Cmd::Raft(m) => self.member.step(m)?,
-            Cmd::Propose(req, reply, deadline) => match self.member.propose(*req) {
+            Cmd::Propose(req, reply, deadline) => match self.member.propose((*req).clone()) {
                 Ok(id) => {
                     self.waiters.insert(id, (reply, deadline));
+                }
+                Err(Error::NoLeader) if Instant::now() < deadline => {
+                    self.parked.push(Cmd::Propose(req, reply, deadline));
                 }
                 Err(e) => {
                     self.inflight.fetch_sub(1, Relaxed);
                     let _ = reply.send(Err(e));
                 }
             },
-            Cmd::ConfChange(cc, reply, deadline) => match self.member.propose_conf_change(cc) {
+            Cmd::ConfChange(cc, reply, deadline) => match self.member.propose_conf_change(cc.clone()) {
                 Ok(id) => {
                     self.inflight.fetch_add(1, Relaxed);
                     self.waiters.insert(id, (reply, deadline));
+                }
+                Err(Error::NoLeader | Error::ConfChangePending) if Instant::now() < deadline => {
+                    self.parked.push(Cmd::ConfChange(cc, reply, deadline));
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -657,6 +677,19 @@ impl Driver {
             });
         }
         self.reads.retain(|_, (b, _)| !b.is_empty());
+        let inflight = &self.inflight;
+        self.parked.retain(|c| match c {
+            Cmd::Propose(_, reply, deadline) if now > *deadline => {
+                inflight.fetch_sub(1, Relaxed);
+                let _ = reply.send(Err(Error::NoLeader));
+                false
+            }
+            Cmd::ConfChange(_, reply, deadline) if now > *deadline => {
+                let _ = reply.send(Err(Error::NoLeader));
+                false
+            }
+            _ => true,
+        });
     }
 
     fn fail_all(&mut self) {
@@ -666,6 +699,18 @@ impl Driver {
         for (_, (reply, _)) in self.waiters.drain() {
             self.inflight.fetch_sub(1, Relaxed);
             let _ = reply.send(Err(err()));
+        }
+        for c in self.parked.drain(..) {
+            match c {
+                Cmd::Propose(_, reply, _) => {
+                    self.inflight.fetch_sub(1, Relaxed);
+                    let _ = reply.send(Err(err()));
+                }
+                Cmd::ConfChange(_, reply, _) => {
+                    let _ = reply.send(Err(err()));
+                }
+                _ => {}
+            }
         }
         for (_, (batch, _)) in self.reads.drain() {
             for (_, reply, _) in batch {

@@ -1,0 +1,120 @@
+//! Membership through raft conf changes on a running cluster of threaded
+//! nodes: a new member joins and catches up through a snapshot; the leader
+//! is removed and the rest keeps serving; a learner is added and promoted.
+
+use std::time::{Duration, Instant};
+
+use etcdkit_proto::etcdserverpb::RangeRequest;
+use etcdkit_raft_node::{Config, LocalNetwork, Node};
+
+const TOKEN: &str = "membership-test";
+
+fn config(dir: &std::path::Path, name: &str, cluster: &str) -> Config {
+    let mut c = Config::new(name, dir.join(format!("{name}.etcd")));
+    c.initial_cluster = cluster.into();
+    c.initial_cluster_token = TOKEN.into();
+    c.tick_interval = Duration::from_millis(10);
+    c.snapshot_count = 20;
+    c.catch_up_entries = 5;
+    c
+}
+
+fn all() -> RangeRequest {
+    RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }
+}
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn start_three(tmp: &std::path::Path, net: &LocalNetwork) -> Vec<Node> {
+    let cluster = "a=http://127.0.0.1:1,b=http://127.0.0.1:2,c=http://127.0.0.1:3";
+    let nodes: Vec<Node> =
+        ["a", "b", "c"].iter().map(|n| Node::open_on(config(tmp, n, cluster), net).unwrap()).collect();
+    for n in &nodes {
+        n.wait_leader(Duration::from_secs(10)).unwrap();
+    }
+    nodes
+}
+
+#[test]
+fn join_catches_up_by_snapshot_and_the_leader_can_be_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = LocalNetwork::new(7);
+    let nodes = start_three(tmp.path(), &net);
+    for i in 0..100 {
+        nodes[i % 3].put(format!("k{i:03}").as_bytes(), b"v").unwrap();
+    }
+    // Add d; it starts with nothing and receives the leader's db.
+    let m = nodes[1].member_add(&["http://127.0.0.1:4".into()], false, TOKEN).unwrap();
+    let mut cfg = config(tmp.path(), "d", "");
+    cfg.join_existing = true;
+    cfg.join_ids = Some((m.id, nodes[0].cluster_id()));
+    let d = Node::open_on(cfg.clone(), &net).unwrap();
+    let want = nodes[0].status().unwrap().revision;
+    eventually("d to catch up", || d.status().is_ok_and(|s| s.revision >= want));
+    assert_eq!(d.range_serializable(all()).unwrap().kvs.len(), 100);
+    let snaps = std::fs::read_dir(cfg.data_dir.join("member/snap"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".snap"))
+        .count();
+    assert!(snaps >= 1, "d caught up through a raft snapshot");
+    assert_eq!(d.member_list().unwrap().len(), 4);
+    // d takes writes (forwarded to the leader) and serves linearizable reads.
+    d.put(b"from-d", b"1").unwrap();
+    assert_eq!(nodes[2].get(b"from-d").unwrap(), Some(b"1".to_vec()));
+
+    // Remove the leader through another member.
+    let leader = nodes[0].status().unwrap().leader;
+    let all_nodes: Vec<&Node> = nodes.iter().chain(std::iter::once(&d)).collect();
+    let other = all_nodes.iter().find(|n| n.id() != leader).unwrap();
+    other.member_remove(leader).unwrap();
+    let old = all_nodes.iter().find(|n| n.id() == leader).unwrap();
+    eventually("the old leader to learn it was removed", || old.status().is_ok_and(|s| s.removed));
+    assert!(old.put(b"x", b"y").is_err());
+    let survivors: Vec<&&Node> = all_nodes.iter().filter(|n| n.id() != leader).collect();
+    eventually("a new leader", || {
+        survivors.iter().all(|n| n.status().is_ok_and(|s| s.leader != 0 && s.leader != leader))
+    });
+    survivors[0].put(b"after-removal", b"ok").unwrap();
+    for n in &survivors {
+        assert_eq!(n.get(b"after-removal").unwrap(), Some(b"ok".to_vec()));
+        let ids: Vec<u64> = n.member_list().unwrap().iter().map(|m| m.id).collect();
+        assert_eq!(ids.len(), 3);
+        assert!(!ids.contains(&leader));
+    }
+    // Adding a member that already exists, or removing an unknown one, fails.
+    assert!(survivors[0].member_remove(leader).is_err());
+    drop(d);
+    drop(nodes);
+}
+
+#[test]
+fn a_learner_is_added_and_promoted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = LocalNetwork::new(11);
+    let nodes = start_three(tmp.path(), &net);
+    for i in 0..30 {
+        nodes[0].put(format!("k{i}").as_bytes(), b"v").unwrap();
+    }
+    let m = nodes[0].member_add(&["http://127.0.0.1:5".into()], true, TOKEN).unwrap();
+    assert!(m.is_learner);
+    let mut cfg = config(tmp.path(), "e", "");
+    cfg.join_existing = true;
+    cfg.join_ids = Some((m.id, nodes[0].cluster_id()));
+    let e = Node::open_on(cfg, &net).unwrap();
+    let want = nodes[0].status().unwrap().revision;
+    eventually("the learner to catch up", || e.status().is_ok_and(|s| s.revision >= want));
+    assert!(e.status().unwrap().is_learner);
+    let members = nodes[1].member_promote(m.id).unwrap();
+    assert!(members.iter().any(|x| x.id == m.id && !x.is_learner));
+    eventually("the promotion to reach e", || e.status().is_ok_and(|s| !s.is_learner));
+    // Promoting a voter fails.
+    assert!(nodes[1].member_promote(m.id).is_err());
+    e.put(b"by-promoted", b"1").unwrap();
+    assert_eq!(nodes[2].get(b"by-promoted").unwrap(), Some(b"1".to_vec()));
+}
