@@ -1,17 +1,25 @@
-//! Offline etcdctl key-value commands on a data dir's db (`--data-dir`,
+//! Offline etcdctl key-value commands on a data dir (`--data-dir`,
 //! read-write) or a snapshot file (`--snapshot`, read-only): `get`, `put`,
-//! `del`, `compact`, `lease …`. Outputs follow etcdctl 3.4: `simple`
+//! `del`, `compact`, `lease …`. A data dir is opened as its raft member
+//! ([`etcdkit_raft_node::Local`]): the WAL is replayed first, and writes are
+//! proposed, logged in the WAL and applied as a running member would. Outputs follow etcdctl 3.4: `simple`
 //! (key and value lines, `OK`, counts), `json` (the response message as
 //! etcdctl prints it: `header.revision`, base64 `kvs`, `count`, `more`,
 //! zero fields omitted).
 
 use std::path::PathBuf;
 
-use etcdkit_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, SortOrder, SortTarget};
+use etcdkit_proto::etcdserverpb::{
+    CompactionRequest, DeleteRangeRequest, InternalRaftRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
+    RangeRequest, SortOrder, SortTarget, TxnRequest,
+};
 use etcdkit_proto::gojson::{Obj, base64};
 use etcdkit_proto::mvccpb::KeyValue;
+use etcdkit_raft_node::{Local, Response};
 use etcdkit_storage::Options;
-use etcdkit_storage::mvcc::{MvccError, Store, StoreOptions, prefix_end};
+use etcdkit_storage::mvcc::{
+    DeleteResult, LeaseInfo, MvccError, PutResult, Store, StoreOptions, TxnResult, prefix_end,
+};
 
 use crate::{CliError, Out, WriteOut};
 
@@ -41,30 +49,116 @@ impl Source {
         }
     }
 
-    /// Opens the store (read-only for a snapshot).
-    pub fn open(&self, write: bool) -> Result<Store, CliError> {
+    /// Opens the store: a snapshot read-only, a data dir as its member.
+    pub fn open(&self, write: bool) -> Result<Opened, CliError> {
         match self {
             Source::Snapshot(p) => {
                 if write {
                     return Err(CliError::msg("--snapshot is read-only: use --data-dir to write"));
                 }
                 std::fs::metadata(p).map_err(|e| CliError::msg(format!("{}: {e}", p.display())))?;
-                Ok(Store::open(
+                Ok(Opened::Snapshot(Store::open(
                     p,
                     StoreOptions { db: Options { read_only: true, ..Default::default() }, ..Default::default() },
-                )?)
+                )?))
             }
             Source::DataDir(d) => {
-                let db = d.join("member/snap/db");
-                if !db.is_file() {
-                    return Err(CliError::msg(format!("{}: not an etcd data dir (no member/snap/db)", d.display())));
+                if !d.join("member/snap/db").is_file() || !d.join("member/wal").is_dir() {
+                    return Err(CliError::msg(format!(
+                        "{}: not an etcd data dir (no member/snap/db and member/wal)",
+                        d.display()
+                    )));
                 }
-                let mut o = StoreOptions::default();
-                o.db.read_only = !write;
-                Ok(Store::open(&db, o)?)
+                Ok(Opened::Member(Local::open(d).map_err(node_err)?))
             }
         }
     }
+}
+
+fn node_err(e: etcdkit_raft_node::Error) -> CliError {
+    match e {
+        etcdkit_raft_node::Error::Mvcc(m) => m.into(),
+        e => CliError::Msg(e.to_string()),
+    }
+}
+
+/// An opened source: reads through `Deref` to the store; writes go through
+/// raft on a data dir and are refused on a snapshot.
+pub enum Opened {
+    Member(Local),
+    Snapshot(Store),
+}
+
+impl std::ops::Deref for Opened {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        match self {
+            Opened::Member(l) => l.store(),
+            Opened::Snapshot(s) => s,
+        }
+    }
+}
+
+impl Opened {
+    fn apply(&mut self, req: InternalRaftRequest) -> Result<Response, CliError> {
+        match self {
+            Opened::Member(l) => l.apply(req).map_err(node_err),
+            Opened::Snapshot(_) => Err(CliError::msg("--snapshot is read-only: use --data-dir to write")),
+        }
+    }
+
+    pub fn put(&mut self, req: &PutRequest) -> Result<PutResult, CliError> {
+        match self.apply(InternalRaftRequest { put: Some(req.clone()), ..Default::default() })? {
+            Response::Put(r) => Ok(r),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteResult, CliError> {
+        match self.apply(InternalRaftRequest { delete_range: Some(req.clone()), ..Default::default() })? {
+            Response::DeleteRange(r) => Ok(r),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub fn txn(&mut self, req: &TxnRequest) -> Result<TxnResult, CliError> {
+        match self.apply(InternalRaftRequest { txn: Some(req.clone()), ..Default::default() })? {
+            Response::Txn(r) => Ok(r),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub fn compact(&mut self, revision: i64) -> Result<(), CliError> {
+        let req = CompactionRequest { revision, physical: false };
+        self.apply(InternalRaftRequest { compaction: Some(req), ..Default::default() }).map(|_| ())
+    }
+
+    pub fn lease_grant(&mut self, id: i64, ttl: i64) -> Result<LeaseInfo, CliError> {
+        let req = LeaseGrantRequest { ttl, id };
+        match self.apply(InternalRaftRequest { lease_grant: Some(req), ..Default::default() })? {
+            Response::LeaseGrant(l) => Ok(l),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub fn lease_revoke(&mut self, id: i64) -> Result<i64, CliError> {
+        match self.apply(InternalRaftRequest { lease_revoke: Some(LeaseRevokeRequest { id }), ..Default::default() })? {
+            Response::LeaseRevoke { rev } => Ok(rev),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Commits and closes (a data dir's member shuts down cleanly).
+    pub fn close(self) -> Result<(), CliError> {
+        match self {
+            Opened::Member(l) => l.close().map_err(node_err),
+            Opened::Snapshot(_) => Ok(()),
+        }
+    }
+}
+
+fn unexpected(r: Response) -> CliError {
+    CliError::Msg(format!("unexpected answer {r:?}"))
 }
 
 fn header(rev: i64) -> String {

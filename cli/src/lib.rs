@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod bolt;
 pub mod kv;
+pub mod member;
 pub mod snapshot;
 pub mod text;
 pub mod txn;

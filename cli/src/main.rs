@@ -81,6 +81,9 @@ enum Cmd {
     /// Lease commands (etcdctl `lease`).
     #[command(subcommand)]
     Lease(kv::LeaseCmd),
+    /// Membership of the data dir's cluster (etcdctl `member`), changed through raft.
+    #[command(subcommand)]
+    Member(etcdkit_cli::member::MemberCmd),
 }
 
 #[derive(Subcommand)]
@@ -257,6 +260,7 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Cmd::Hashkv { rev } => kv::cmd_hashkv(out, &src, rev, cli.write_out),
         Cmd::Watch(a) => kv::cmd_watch(out, &src, &a, cli.write_out),
         Cmd::Txn => etcdkit_cli::txn::cmd_txn(out, &src, &mut io::stdin().lock(), cli.write_out),
+        Cmd::Member(c) => etcdkit_cli::member::cmd_member(out, &src, &c, "etcd-cluster", cli.write_out),
     }
 }
 

@@ -428,3 +428,62 @@ fn offline_kv_commands_on_a_data_dir() {
     assert_one_line_error(&etcdkit(&["lease", "revoke", "zz", "--data-dir", ds]), "bad lease id");
     assert_eq!(etcdkit(&["get"]).status.code(), Some(2));
 }
+
+#[test]
+fn member_commands_and_writes_go_through_raft() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("m.etcd");
+    let ds = d.to_str().unwrap();
+    let f = fixture("small");
+    let o = etcdkit(&[
+        "snapshot",
+        "restore",
+        f.to_str().unwrap(),
+        "--name",
+        "n1",
+        "--initial-cluster",
+        "n1=http://localhost:2380",
+        "--data-dir",
+        ds,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let ok = |args: &[&str]| {
+        let o = etcdkit(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&["member", "list", "-w", "json", "--data-dir", ds])).unwrap();
+    let ms = list["members"].as_array().unwrap();
+    assert_eq!(ms.len(), 1);
+    assert_eq!(ms[0]["name"], "n1");
+    let me = ms[0]["ID"].as_u64().unwrap();
+    assert_eq!(list["header"]["member_id"].as_u64(), Some(me));
+    // A write is an entry in the WAL, as etcd's.
+    assert_eq!(ok(&["put", "through-raft", "yes", "--data-dir", ds]), "OK\n");
+    let wal = ok(&["wal", "dump", &format!("{ds}/member/wal")]);
+    let b64 = "dGhyb3VnaC1yYWZ0"; // "through-raft"
+    assert!(wal.lines().any(|l| l.contains("Put") && l.contains(b64)), "{wal}");
+    // A learner does not count toward the quorum; a promoted one does.
+    let add = ok(&["member", "add", "n2", "--peer-urls", "http://10.0.0.2:2380", "--learner", "--data-dir", ds]);
+    assert!(add.starts_with("Member ") && add.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{add}");
+    let id = add.split_whitespace().nth(1).unwrap().to_string();
+    let rows = ok(&["member", "list", "--data-dir", ds]);
+    assert!(rows.lines().any(|l| l.starts_with(&format!("{id}, unstarted, , http://10.0.0.2:2380, , true"))), "{rows}");
+    assert_eq!(ok(&["put", "with-learner", "1", "--data-dir", ds]), "OK\n");
+    assert!(ok(&["member", "remove", &id, "--data-dir", ds]).contains("removed from cluster"));
+    assert_eq!(ok(&["member", "list", "--data-dir", ds]).lines().count(), 1);
+    let add = ok(&["member", "add", "n3", "--peer-urls", "http://10.0.0.3:2380", "--learner", "--data-dir", ds]);
+    let id3 = add.split_whitespace().nth(1).unwrap().to_string();
+    assert!(ok(&["member", "promote", &id3, "--data-dir", ds]).contains("promoted in cluster"));
+    // Two voters, one of them never started: no quorum, so no offline write.
+    assert_one_line_error(&etcdkit(&["put", "no", "quorum", "--data-dir", ds]), "write without quorum");
+    assert_eq!(ok(&["get", "through-raft", "--print-value-only", "--data-dir", ds]), "yes\n");
+    assert_one_line_error(&etcdkit(&["member", "remove", "zz", "--data-dir", ds]), "bad member id");
+    assert_one_line_error(
+        &etcdkit(&["member", "list", "--data-dir", tmp.path().join("no").to_str().unwrap()]),
+        "no dir",
+    );
+    // The db stays a valid bbolt file.
+    assert_eq!(ok(&["bolt", "check", &format!("{ds}/member/snap/db")]), "OK\n");
+}

@@ -54,6 +54,9 @@ pub enum Error {
     MemberExists(u64),
     #[error("etcdserver: Peer URLs already exists")]
     PeerUrlExists,
+    /// Writing offline needs the data dir to be a single voting member's.
+    #[error("the data dir belongs to a cluster of {voters} voting members: writes need its quorum (run the cluster)")]
+    NotSingleMember { voters: usize },
     /// The leader has a membership change not applied yet (raft allows one at a time).
     #[error("etcdserver: a membership change is already in progress")]
     ConfChangePending,

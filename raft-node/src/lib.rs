@@ -12,6 +12,8 @@
 //!   and apply, reads linearizable (ReadIndex) unless asked serializable.
 //! - [`Member`] is the same member as a deterministic state machine (tick,
 //!   step, propose, process) for tests that drive a cluster by hand.
+//! - [`Local`] opens a data dir for one short command (the CLI's writes go
+//!   through it, so they reach the WAL like any member's).
 //! - [`Transport`] carries raft messages; [`LocalNetwork`] connects members
 //!   in one process and injects faults.
 //!
@@ -30,6 +32,7 @@ mod apply;
 mod config;
 mod convert;
 mod error;
+mod local;
 mod logstore;
 mod member;
 mod node;
@@ -38,6 +41,7 @@ pub mod transport;
 pub use apply::Response;
 pub use config::Config;
 pub use error::{Error, Result};
+pub use local::Local;
 pub use member::{Member, Output};
 pub use node::{LeaseTtl, Node, Pending, Status};
 pub use transport::{Faults, LocalNetwork, Transport};

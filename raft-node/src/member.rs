@@ -352,6 +352,12 @@ impl Member {
     /// one. Returns the ID the answer will carry in [`Output::applied`].
     pub fn propose(&mut self, mut req: InternalRaftRequest) -> Result<u64> {
         self.check_accepting()?;
+        // The proposer picks a new lease's ID, so every member grants the same one.
+        if let Some(g) = req.lease_grant.as_mut()
+            && g.id == 0
+        {
+            g.id = (self.ids.next() & (i64::MAX as u64)) as i64;
+        }
         let id = match &req.header {
             Some(h) if h.id != 0 => h.id,
             _ => {
