@@ -69,7 +69,7 @@ impl Source {
                         d.display()
                     )));
                 }
-                Ok(Opened::Member(Local::open(d).map_err(node_err)?))
+                Ok(Opened::Member(Box::new(Local::open(d).map_err(node_err)?)))
             }
         }
     }
@@ -85,7 +85,7 @@ fn node_err(e: etcdkit_raft_node::Error) -> CliError {
 /// An opened source: reads through `Deref` to the store; writes go through
 /// raft on a data dir and are refused on a snapshot.
 pub enum Opened {
-    Member(Local),
+    Member(Box<Local>),
     Snapshot(Store),
 }
 
