@@ -57,10 +57,10 @@ impl Source {
                     return Err(CliError::msg("--snapshot is read-only: use --data-dir to write"));
                 }
                 std::fs::metadata(p).map_err(|e| CliError::msg(format!("{}: {e}", p.display())))?;
-                Ok(Opened::Snapshot(Store::open(
+                Ok(Opened::Snapshot(Box::new(Store::open(
                     p,
                     StoreOptions { db: Options { read_only: true, ..Default::default() }, ..Default::default() },
-                )?))
+                )?)))
             }
             Source::DataDir(d) => {
                 if !d.join("member/snap/db").is_file() || !d.join("member/wal").is_dir() {
@@ -86,7 +86,7 @@ fn node_err(e: etcdkit_raft_node::Error) -> CliError {
 /// raft on a data dir and are refused on a snapshot.
 pub enum Opened {
     Member(Box<Local>),
-    Snapshot(Store),
+    Snapshot(Box<Store>),
 }
 
 impl std::ops::Deref for Opened {
