@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bolt;
+pub mod cluster;
 pub mod kv;
 pub mod member;
 pub mod snapshot;

@@ -84,6 +84,9 @@ enum Cmd {
     /// Membership of the data dir's cluster (etcdctl `member`), changed through raft.
     #[command(subcommand)]
     Member(etcdkit_cli::member::MemberCmd),
+    /// Clusters of raft-node members: in-process (`run`) or one member over TCP (`serve`).
+    #[command(subcommand)]
+    Cluster(etcdkit_cli::cluster::ClusterCmd),
 }
 
 #[derive(Subcommand)]
@@ -260,6 +263,7 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Cmd::Hashkv { rev } => kv::cmd_hashkv(out, &src, rev, cli.write_out),
         Cmd::Watch(a) => kv::cmd_watch(out, &src, &a, cli.write_out),
         Cmd::Txn => etcdkit_cli::txn::cmd_txn(out, &src, &mut io::stdin().lock(), cli.write_out),
+        Cmd::Cluster(c) => etcdkit_cli::cluster::cmd_cluster(out, &c, cli.data_dir.clone()),
         Cmd::Member(c) => etcdkit_cli::member::cmd_member(out, &src, &c, "etcd-cluster", cli.write_out),
     }
 }

@@ -36,6 +36,10 @@ pub struct Config {
     /// (raft's default). Off, every timeout is `election_ticks`: a harness
     /// that ticks members from a seeded generator is then reproducible.
     pub election_jitter: bool,
+    /// A member that is its cluster's only voter campaigns as soon as it
+    /// opens instead of waiting out an election timeout (etcd does the same
+    /// by fast-forwarding its ticks). Off for a process that only reads.
+    pub campaign_on_open: bool,
     /// Proposals waiting for apply beyond which new ones are refused
     /// (etcd's `maxGapBetweenApplyAndCommitIndex`: 5,000).
     pub max_pending: usize,
@@ -63,6 +67,7 @@ impl Config {
             tick_interval: Duration::from_millis(100),
             election_ticks: 10,
             election_jitter: true,
+            campaign_on_open: true,
             max_pending: 5_000,
             request_timeout: Duration::from_secs(7),
             store: StoreOptions::batched(),

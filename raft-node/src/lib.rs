@@ -15,7 +15,8 @@
 //! - [`Local`] opens a data dir for one short command (the CLI's writes go
 //!   through it, so they reach the WAL like any member's).
 //! - [`Transport`] carries raft messages; [`LocalNetwork`] connects members
-//!   in one process and injects faults.
+//!   in one process and injects faults; [`tcp::TcpTransport`] connects
+//!   members in different processes.
 //!
 //! ```no_run
 //! use etcdkit_raft_node::{Config, Node};
@@ -36,6 +37,7 @@ mod local;
 mod logstore;
 mod member;
 mod node;
+pub mod tcp;
 pub mod transport;
 
 pub use apply::Response;

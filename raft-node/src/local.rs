@@ -35,6 +35,8 @@ impl Local {
         let mut cfg = Config::new("default", data_dir);
         // Commit every write before answering: the process exits right after.
         cfg.store = etcdkit_storage::mvcc::StoreOptions::default();
+        // Reads leave the WAL alone; a write campaigns first (see `lead`).
+        cfg.campaign_on_open = false;
         let mut member = Member::open(cfg)?;
         member.process()?;
         Ok(Local { member })

@@ -202,7 +202,16 @@ impl Member {
             ..Default::default()
         };
         rc.validate()?;
-        let raw = RawNode::new(&rc, ls, &logger())?;
+        let mut raw = RawNode::new(&rc, ls, &logger())?;
+        // The only voter need not wait out an election timeout (etcd fast-forwards its ticks).
+        let voters = &meta.get_conf_state().voters;
+        if cfg.campaign_on_open
+            && voters.len() == 1
+            && voters[0] == md.node_id
+            && read.entries.iter().all(|e| e.r#type != 1)
+        {
+            raw.campaign()?;
+        }
         let removed = removed_ids.contains(&md.node_id);
         Ok(Member {
             id: md.node_id,
@@ -467,6 +476,12 @@ impl Member {
         let mut light = self.raw.advance(rd);
         if let Some(c) = light.commit_index() {
             self.raw.mut_store().mem().wl().mut_hard_state().commit = c;
+            // Record the new commit index before anything it covers is
+            // acknowledged, so a reader of the data dir after a crash applies
+            // those entries without an election (written, not fsynced: the
+            // entries themselves already are).
+            let hs = convert::hard_state_to_etcd(&self.raw.raft.hard_state());
+            self.wal.save(&hs, &[])?;
         }
         self.send(light.take_messages(), out)?;
         self.apply_entries(light.take_committed_entries(), out)?;

@@ -120,28 +120,46 @@ pub struct Node {
 impl Node {
     /// Opens (or bootstraps) a single-member node in `cfg.data_dir`.
     pub fn open(cfg: Config) -> Result<Node> {
-        Self::start(Member::open(cfg)?, Arc::new(NoPeers), |_, _| {})
+        Self::open_with(cfg, |_, _| Ok(Arc::new(NoPeers)))
     }
 
-    /// Opens a member of a cluster whose members share `net`.
+    /// Opens a member of a cluster whose members share `net` (in-process).
     pub fn open_on(cfg: Config, net: &LocalNetwork) -> Result<Node> {
-        let net2 = net.clone();
-        Self::start(Member::open(cfg)?, Arc::new(net.clone()), move |id, inbox| net2.register(id, inbox))
+        Self::open_with(cfg, |id, inbox| {
+            net.register(id, inbox);
+            Ok(Arc::new(net.clone()))
+        })
     }
 
-    /// Opens a member that talks to its peers through `transport`; `register`
-    /// receives the member ID and the inbox the transport must deliver to.
-    pub fn open_with(cfg: Config, transport: Arc<dyn Transport>, register: impl FnOnce(u64, Inbox)) -> Result<Node> {
-        Self::start(Member::open(cfg)?, transport, register)
+    /// Opens a member that talks to its peers over TCP, listening on the
+    /// host:port of its own peer URL.
+    pub fn open_tcp(cfg: Config) -> Result<Node> {
+        let member = Member::open(cfg)?;
+        let me = member.members().into_iter().find(|m| m.id == member.id());
+        let url = me.and_then(|m| m.peer_urls.first().cloned()).unwrap_or_else(|| member.config().advertise_urls());
+        let listen = crate::tcp::peer_addr(url.split(',').next().unwrap_or_default())
+            .ok_or_else(|| Error::Config(format!("no peer URL to listen on ({url:?})")))?;
+        let peers: Vec<(u64, String)> =
+            member.members().into_iter().filter_map(|m| Some((m.id, m.peer_urls.first()?.clone()))).collect();
+        Self::start(member, |_, inbox| {
+            Ok(crate::tcp::TcpTransport::start(&listen, &peers, inbox)? as Arc<dyn Transport>)
+        })
     }
 
-    fn start(member: Member, transport: Arc<dyn Transport>, register: impl FnOnce(u64, Inbox)) -> Result<Node> {
+    /// Opens a member whose transport `make` builds from the member ID and
+    /// the inbox where the transport must deliver peers' messages.
+    pub fn open_with(cfg: Config, make: impl FnOnce(u64, Inbox) -> Result<Arc<dyn Transport>>) -> Result<Node> {
+        Self::start(Member::open(cfg)?, make)
+    }
+
+    fn start(member: Member, make: impl FnOnce(u64, Inbox) -> Result<Arc<dyn Transport>>) -> Result<Node> {
         let cfg = member.config().clone();
         let (tx, rx) = sync_channel::<Cmd>(cfg.max_pending.max(1024) * 2);
         let (id, cluster_id) = (member.id(), member.cluster_id());
         let raft_tx = tx.clone();
         // Raft messages are dropped, never blocked on, when the node is swamped.
-        register(id, Arc::new(move |m| drop(raft_tx.try_send(Cmd::Raft(m)))));
+        let transport = make(id, Arc::new(move |m| drop(raft_tx.try_send(Cmd::Raft(m)))))?;
+        transport.update_members(&member.members());
         let inflight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let inflight2 = inflight.clone();
         let thread = std::thread::Builder::new()
@@ -620,6 +638,9 @@ impl Driver {
         let out = self.member.process()?;
         self.transport.send(out.messages);
         for (id, r) in out.applied {
+            if let Ok(Response::Members(ms)) = &r {
+                self.transport.update_members(ms);
+            }
             if let Some((reply, _)) = self.waiters.remove(&id) {
                 self.inflight.fetch_sub(1, Relaxed);
                 let _ = reply.send(r);

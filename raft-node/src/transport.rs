@@ -11,6 +11,9 @@ use raft::eraftpb::Message;
 /// Sends raft messages to peers. Delivery may fail silently: raft retries.
 pub trait Transport: Send + Sync {
     fn send(&self, msgs: Vec<Message>);
+
+    /// The membership changed (or is first known): peers to reach.
+    fn update_members(&self, _members: &[etcdkit_proto::membership::Member]) {}
 }
 
 /// A transport for a single-member cluster: there is no one to send to.

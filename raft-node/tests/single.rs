@@ -72,6 +72,14 @@ fn crash_without_close_loses_no_acknowledged_write() {
     // No clean shutdown: the store's batch is lost, the WAL has the entries.
     node.kill();
     drop(node);
+    // A reader that does not campaign (the CLI) sees every acknowledged write.
+    {
+        let l = etcdkit_raft_node::Local::open(&cfg.data_dir).unwrap();
+        for i in 0..20 {
+            let r = l.store().range(&RangeRequest { key: format!("c{i}").into_bytes(), ..Default::default() });
+            assert_eq!(r.unwrap().kvs.len(), 1, "c{i} after the crash");
+        }
+    }
     let node = Node::open(cfg).unwrap_err_or_open();
     node.wait_leader(Duration::from_secs(5)).unwrap();
     for i in 0..20 {

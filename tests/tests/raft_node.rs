@@ -102,6 +102,7 @@ fn a_node_opens_real_etcd_data_dirs() {
         // Replay without ticking: no election, no lease expiry; the store as etcd left it + the WAL.
         let mut cfg = Config::new("default", &dir);
         cfg.tick_interval = Duration::from_millis(10);
+        cfg.campaign_on_open = false;
         let mut m = Member::open(cfg.clone()).unwrap_or_else(|e| panic!("{set}: {e}"));
         m.process().unwrap();
         let r = m.store().range(&all()).unwrap();
@@ -113,6 +114,7 @@ fn a_node_opens_real_etcd_data_dirs() {
         drop(m);
         // A single-member cluster elects itself and serves linearizable reads.
         if voters == 1 {
+            cfg.campaign_on_open = true;
             let node = Node::open(cfg).unwrap();
             node.wait_leader(Duration::from_secs(10)).unwrap();
             let r = node.range(all()).unwrap();
