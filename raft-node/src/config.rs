@@ -19,6 +19,9 @@ pub struct Config {
     pub initial_cluster_token: String,
     /// `--initial-advertise-peer-urls` (default: this member's URLs in the initial cluster).
     pub initial_advertise_peer_urls: String,
+    /// `--advertise-client-urls`: published with the name (etcd's member
+    /// attributes) once the member has joined.
+    pub advertise_client_urls: Vec<String>,
     /// `--initial-cluster-state existing`: join a running cluster (the member
     /// must have been added with `member add`); its state comes from the leader.
     pub join_existing: bool,
@@ -60,6 +63,7 @@ impl Config {
             initial_cluster: format!("{name}=http://localhost:2380"),
             initial_cluster_token: "etcd-cluster".into(),
             initial_advertise_peer_urls: String::new(),
+            advertise_client_urls: Vec::new(),
             join_existing: false,
             join_ids: None,
             snapshot_count: 100_000,

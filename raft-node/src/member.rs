@@ -309,6 +309,11 @@ impl Member {
         }
         self.ticks += 1;
         self.raw.tick();
+        // Watchers that fell behind (a full channel) catch up from history
+        // (etcd's unsynced-watcher loop).
+        if self.store.watcher_count() > 0 {
+            self.store.sync_watchers();
+        }
         if !self.is_leader() || self.removed {
             return;
         }
@@ -409,6 +414,40 @@ impl Member {
     /// Whether a conf change this leader knows of is not applied yet.
     fn conf_change_pending(&self) -> bool {
         self.pending_conf_index > self.applied
+    }
+
+    /// Proposes this member's attributes (name, client URLs) if the
+    /// membership does not have them yet, as etcd 3.4 publishes them after
+    /// start: a v2 `PUT /0/members/<id>/attributes`. Returns whether it did.
+    pub fn publish_attributes(&mut self) -> Result<bool> {
+        let Some(me) = self.members.get(&self.id) else { return Ok(false) };
+        if me.name == self.cfg.name && me.client_urls == self.cfg.advertise_client_urls {
+            return Ok(false);
+        }
+        #[derive(serde::Serialize)]
+        struct Attributes<'a> {
+            #[serde(skip_serializing_if = "str::is_empty")]
+            name: &'a str,
+            #[serde(rename = "clientURLs", skip_serializing_if = "<[String]>::is_empty")]
+            client_urls: &'a [String],
+        }
+        let val =
+            serde_json::to_string(&Attributes { name: &self.cfg.name, client_urls: &self.cfg.advertise_client_urls })
+                .expect("attributes serialize");
+        let id = self.ids.next();
+        let v2 = etcdkit_proto::etcdserverpb::Request {
+            id,
+            method: "PUT".into(),
+            path: format!("/0/members/{:x}/attributes", self.id),
+            val,
+            ..Default::default()
+        };
+        self.propose(InternalRaftRequest {
+            v2: Some(v2),
+            header: Some(RequestHeader { id, ..Default::default() }),
+            ..Default::default()
+        })?;
+        Ok(true)
     }
 
     /// Starts an election now.
@@ -550,6 +589,10 @@ impl Member {
                             let id = req.request_id();
                             let lease_revoke = req.lease_revoke.as_ref().map(|r| r.id);
                             let r = apply::apply_request(&mut self.store, &req);
+                            if req.v2.is_some() {
+                                // Member attributes may have changed.
+                                (self.members, self.removed_ids) = apply::load_members(self.store.db())?;
+                            }
                             if let Err(Error::Mvcc(etcdkit_storage::mvcc::MvccError::Storage(_))) = &r {
                                 // The db failed under us: stop rather than diverge.
                                 return r.map(|_| ());

@@ -465,6 +465,7 @@ impl Driver {
         let mut next_tick = Instant::now() + tick;
         let mut stop: Option<Sender<()>> = None;
         let mut kill: Option<Sender<()>> = None;
+        let mut ticks: u64 = 0;
         let r = loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             let first = match rx.recv_timeout(wait) {
@@ -513,6 +514,12 @@ impl Driver {
                     next_tick = Instant::now() + tick;
                 }
                 self.retry_reads();
+                ticks += 1;
+                // Publish name and client URLs once there is a leader (etcd's `publish`).
+                let every = self.member.config().election_ticks as u64;
+                if self.member.leader() != 0 && !self.member.is_removed() && ticks.is_multiple_of(every.max(1)) {
+                    let _ = self.member.publish_attributes();
+                }
                 if self.member.leader() != 0 {
                     for c in std::mem::take(&mut self.parked) {
                         if let Err(e) = self.handle(c) {

@@ -79,9 +79,8 @@ fn the_leader_expires_leases_through_raft() {
 fn watchers_on_any_member_see_the_clusters_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let nodes = cluster(tmp.path(), &ManualClock::default());
-    let (_, rx) = nodes[2]
-        .watch(WatchRequest { key: b"w/".to_vec(), range_end: b"w0".to_vec(), ..Default::default() })
-        .unwrap();
+    let (_, rx) =
+        nodes[2].watch(WatchRequest { key: b"w/".to_vec(), range_end: b"w0".to_vec(), ..Default::default() }).unwrap();
     for i in 0..10 {
         nodes[i % 3].put(format!("w/{i}").as_bytes(), b"x").unwrap();
     }

@@ -64,6 +64,10 @@ fn join_catches_up_by_snapshot_and_the_leader_can_be_removed() {
         .count();
     assert!(snaps >= 1, "d caught up through a raft snapshot");
     assert_eq!(d.member_list().unwrap().len(), 4);
+    // Once started, d publishes its name, as etcd members do.
+    eventually("d's name in the membership", || {
+        nodes[0].member_list().unwrap().iter().any(|x| x.id == m.id && x.name == "d")
+    });
     // d takes writes (forwarded to the leader) and serves linearizable reads.
     d.put(b"from-d", b"1").unwrap();
     assert_eq!(nodes[2].get(b"from-d").unwrap(), Some(b"1".to_vec()));
