@@ -16,6 +16,7 @@ fn config(dir: &std::path::Path, name: &str, cluster: &str) -> Config {
     c.tick_interval = Duration::from_millis(10);
     c.snapshot_count = 20;
     c.catch_up_entries = 5;
+    c.request_timeout = Duration::from_secs(3);
     c
 }
 
@@ -121,4 +122,40 @@ fn a_learner_is_added_and_promoted() {
     assert!(nodes[1].member_promote(m.id).is_err());
     e.put(b"by-promoted", b"1").unwrap();
     assert_eq!(nodes[2].get(b"by-promoted").unwrap(), Some(b"1".to_vec()));
+}
+
+#[test]
+fn threaded_nodes_converge_over_a_faulty_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = LocalNetwork::new(23);
+    let nodes = start_three(tmp.path(), &net);
+    // Puts whose proposal the network drops time out; the test goes on.
+    net.set_faults(etcdkit_raft_node::Faults { drop: 0.05, duplicate: 0.05, delay: 0.05 });
+    let mut acked = Vec::new();
+    for i in 0..150 {
+        if i == 50 {
+            // Cut one member off; the other two keep a quorum.
+            net.isolate(nodes[2].id());
+        }
+        if i == 100 {
+            net.heal();
+        }
+        let n = &nodes[i % 2];
+        let key = format!("f{i:03}");
+        if n.put(key.as_bytes(), b"v").is_ok() {
+            acked.push(key);
+        }
+    }
+    net.set_faults(etcdkit_raft_node::Faults::default());
+    assert!(acked.len() >= 100, "only {} of 150 puts acknowledged", acked.len());
+    let want = nodes[0].status().unwrap().applied_index;
+    for n in &nodes {
+        eventually("every member applied everything", || n.status().is_ok_and(|s| s.applied_index >= want));
+        let r = n.range_serializable(all()).unwrap();
+        for k in &acked {
+            assert!(r.kvs.iter().any(|kv| kv.key == k.as_bytes()), "{k} missing on {:x}", n.id());
+        }
+        // Nothing applied twice: every key was put once.
+        assert!(r.kvs.iter().all(|kv| kv.version == 1));
+    }
 }
