@@ -502,6 +502,10 @@ pub fn cmd_hashkv(out: &mut Out, src: &Source, rev: i64, w: WriteOut) -> Result<
             let hk = Obj::new().raw("header", header(current)).raw("hash", hash).raw("compact_revision", compact).end();
             writeln!(out, "[{}]", Obj::new().str("Endpoint", &name).raw("HashKV", hk).end())?;
         }
+        WriteOut::Table => {
+            let t = crate::snapshot::table(&["ENDPOINT", "HASH"], &[vec![name, hash.to_string()]]);
+            write!(out, "{t}")?
+        }
         _ => writeln!(out, "{name}, {hash}")?,
     }
     Ok(())
