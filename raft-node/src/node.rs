@@ -98,6 +98,7 @@ enum Cmd {
     KeepAlive(i64, Reply<i64>),
     TimeToLive(i64, Reply<LeaseTtl>),
     Members(Reply<Vec<membership::Member>>),
+    HashKv(i64, Reply<(u32, i64, i64)>),
     Status(Reply<Status>),
     Campaign,
     Stop(Sender<()>),
@@ -310,6 +311,13 @@ impl Node {
 
     pub fn cancel_watch(&self, id: i64) {
         let _ = self.tx.send(Cmd::CancelWatch(id));
+    }
+
+    /// etcd's HashKV of this member's store up to `rev` (0: current):
+    /// (hash, current revision, compact revision). Members that applied the
+    /// same entries answer the same hash (etcd's corruption check).
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        self.call(|r, _| Cmd::HashKv(rev, r)).wait()
     }
 
     /// The membership (the `members` bucket, as `etcdctl member list`).
@@ -606,6 +614,9 @@ impl Driver {
                     None => Ok(LeaseTtl { id, granted_ttl: 0, ttl: -1, keys: Vec::new() }),
                 };
                 let _ = reply.send(r);
+            }
+            Cmd::HashKv(rev, reply) => {
+                let _ = reply.send(self.member.store().hash_kv(rev).map_err(Error::from));
             }
             Cmd::Members(reply) => {
                 let _ = reply.send(Ok(self.member.members()));

@@ -158,4 +158,8 @@ fn threaded_nodes_converge_over_a_faulty_network() {
         // Nothing applied twice: every key was put once.
         assert!(r.kvs.iter().all(|kv| kv.version == 1));
     }
+    // Same history, same HashKV on every member (etcd's corruption check).
+    let rev = nodes[0].status().unwrap().revision;
+    let hashes: Vec<u32> = nodes.iter().map(|n| n.hash_kv(rev).unwrap().0).collect();
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
 }
