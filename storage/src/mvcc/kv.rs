@@ -82,27 +82,40 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 /// number order, zero ones omitted; without building the message first.
 pub fn encode_kv(key: &[u8], create: i64, modified: i64, version: i64, value: &[u8], lease: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len() + value.len() + 40);
+    encode_kv_into(&mut out, key, create, modified, version, value, lease);
+    out
+}
+
+/// [`encode_kv`] appending to `out`.
+pub fn encode_kv_into(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    create: i64,
+    modified: i64,
+    version: i64,
+    value: &[u8],
+    lease: i64,
+) {
     if !key.is_empty() {
         out.push(0x0a);
-        put_varint(&mut out, key.len() as u64);
+        put_varint(out, key.len() as u64);
         out.extend_from_slice(key);
     }
     for (tag, v) in [(0x10u8, create), (0x18, modified), (0x20, version)] {
         if v != 0 {
             out.push(tag);
-            put_varint(&mut out, v as u64);
+            put_varint(out, v as u64);
         }
     }
     if !value.is_empty() {
         out.push(0x2a);
-        put_varint(&mut out, value.len() as u64);
+        put_varint(out, value.len() as u64);
         out.extend_from_slice(value);
     }
     if lease != 0 {
         out.push(0x30);
-        put_varint(&mut out, lease as u64);
+        put_varint(out, lease as u64);
     }
-    out
 }
 
 #[cfg(test)]

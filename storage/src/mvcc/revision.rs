@@ -28,13 +28,18 @@ impl Revision {
     /// The `key`-bucket key of this revision (with `'t'` for a tombstone).
     pub fn to_key(self, tombstone: bool) -> Vec<u8> {
         let mut b = Vec::with_capacity(REV_BYTES_LEN + 1);
+        self.write_key(&mut b, tombstone);
+        b
+    }
+
+    /// [`Revision::to_key`] appending to `b`.
+    pub fn write_key(self, b: &mut Vec<u8>, tombstone: bool) {
         b.extend_from_slice(&self.main.to_be_bytes());
         b.push(b'_');
         b.extend_from_slice(&self.sub.to_be_bytes());
         if tombstone {
             b.push(b't');
         }
-        b
     }
 
     /// Parses a `key`-bucket key: the revision and whether it is a tombstone.

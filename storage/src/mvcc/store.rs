@@ -79,10 +79,67 @@ impl StoreOptions {
 /// One bucket's pending writes: key → value, or `None` for a delete.
 type BucketWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// The batch's new `key` bucket entries, in revision (= key) order, in one
+/// buffer (writes only append; the buffer is reused across batches, so a put
+/// allocates nothing here).
+#[derive(Default)]
+struct KeyLog {
+    buf: Vec<u8>,
+    /// (offset in `buf`, key length, value length) per entry.
+    ents: Vec<(usize, u32, u32)>,
+}
+
+impl KeyLog {
+    fn len(&self) -> usize {
+        self.ents.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.ents.is_empty()
+    }
+    fn entry(&self, i: usize) -> (&[u8], &[u8]) {
+        let (off, kl, vl) = self.ents[i];
+        let k = off + kl as usize;
+        (&self.buf[off..k], &self.buf[k..k + vl as usize])
+    }
+    fn key(&self, i: usize) -> &[u8] {
+        let (off, kl, _) = self.ents[i];
+        &self.buf[off..off + kl as usize]
+    }
+    /// Appends an entry: `key` writes the key, then `value` the value.
+    fn push(&mut self, key: impl FnOnce(&mut Vec<u8>), value: impl FnOnce(&mut Vec<u8>)) {
+        let off = self.buf.len();
+        key(&mut self.buf);
+        let k = self.buf.len();
+        value(&mut self.buf);
+        let entry = (off, (k - off) as u32, (self.buf.len() - k) as u32);
+        debug_assert!(
+            self.is_empty() || self.key(self.len() - 1) < &self.buf[off..k],
+            "revisions are appended in order"
+        );
+        self.ents.push(entry);
+    }
+    /// Index of the first entry with key ≥ `from`.
+    fn lower_bound(&self, from: &[u8]) -> usize {
+        self.ents.partition_point(|&(off, kl, _)| &self.buf[off..off + kl as usize] < from)
+    }
+    fn iter_from(&self, i: usize) -> impl Iterator<Item = (&[u8], &[u8])> {
+        (i..self.len()).map(move |j| self.entry(j))
+    }
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.ents.clear();
+        // Keep the buffers for the next batch, unless one grew unusually large.
+        if self.buf.capacity() > 256 << 20 {
+            self.buf = Vec::new();
+            self.ents = Vec::new();
+        }
+    }
+}
+
 #[derive(Default)]
 struct Pending {
     /// New `key` bucket entries, in revision (= key) order: writes only append.
-    keys: Vec<(Vec<u8>, Vec<u8>)>,
+    keys: KeyLog,
     /// Every other bucket's writes.
     writes: BTreeMap<&'static [u8], BucketWrites>,
     /// The consistent index (and term) of the last write with changes in the batch.
@@ -94,11 +151,15 @@ struct Pending {
 impl Pending {
     fn put(&mut self, bucket: &'static [u8], key: Vec<u8>, value: Vec<u8>) {
         if bucket == KEY {
-            debug_assert!(self.keys.last().is_none_or(|(k, _)| *k < key), "revisions are appended in order");
-            self.keys.push((key, value));
+            self.keys.push(|b| b.extend_from_slice(&key), |b| b.extend_from_slice(&value));
         } else {
             self.writes.entry(bucket).or_default().insert(key, Some(value));
         }
+        self.touch();
+    }
+    /// A `key` bucket entry written in place: revision key, encoded KeyValue.
+    fn put_rev(&mut self, rev: Revision, tombstone: bool, value: impl FnOnce(&mut Vec<u8>)) {
+        self.keys.push(|b| rev.write_key(b, tombstone), value);
         self.touch();
     }
     fn is_empty(&self) -> bool {
@@ -115,15 +176,17 @@ impl Pending {
         }
     }
     /// Pending `key` bucket entries from `from` on.
-    fn key_range(&self, from: &[u8]) -> &[(Vec<u8>, Vec<u8>)] {
-        let i = self.keys.partition_point(|(k, _)| k.as_slice() < from);
-        &self.keys[i..]
+    fn key_range(&self, from: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.keys.iter_from(self.keys.lower_bound(from))
     }
     /// `Some(Some(v))` pending put, `Some(None)` pending delete, `None` not pending.
     fn get(&self, bucket: &'static [u8], key: &[u8]) -> Option<Option<&[u8]>> {
         if bucket == KEY {
-            let i = self.keys.binary_search_by(|(k, _)| k.as_slice().cmp(key)).ok()?;
-            return Some(Some(&self.keys[i].1));
+            let i = self.keys.lower_bound(key);
+            if i == self.keys.len() || self.keys.key(i) != key {
+                return None;
+            }
+            return Some(Some(self.keys.entry(i).1));
         }
         self.writes.get(bucket)?.get(key).map(|v| v.as_deref())
     }
@@ -438,11 +501,11 @@ impl Store {
         }
         self.poisoned = true;
         let mut tx = self.db.begin_rw()?;
-        let keys = std::mem::take(&mut self.pending.keys);
+        let mut keys = std::mem::take(&mut self.pending.keys);
         if !keys.is_empty() {
             let mut b = tx.create_bucket_if_not_exists(KEY)?;
             b.set_fill_percent(KEY_FILL);
-            for (k, v) in &keys {
+            for (k, v) in keys.iter_from(0) {
                 b.put(k, v)?;
             }
         }
@@ -460,6 +523,8 @@ impl Store {
             }
         }
         tx.commit()?;
+        keys.clear();
+        self.pending.keys = keys;
         self.pending.ops = 0;
         self.pending.since = None;
         self.poisoned = false;
@@ -1169,7 +1234,8 @@ impl Writer<'_> {
             Some(a) => (a.created.main, a.version),
             None => (rev, 0),
         };
-        let kv = super::encode_kv(&p.key, created, rev, version + 1, value, lease);
+        self.pending
+            .put_rev(idx, false, |b| super::kv::encode_kv_into(b, &p.key, created, rev, version + 1, value, lease));
         if let Some(evs) = &mut self.events {
             let kv = KeyValue {
                 key: p.key.clone(),
@@ -1181,7 +1247,6 @@ impl Writer<'_> {
             };
             evs.push(Event { delete: false, kv, prev_kv: None });
         }
-        self.pending.put(KEY, idx.to_key(false), kv);
         if !ok {
             return Err(MvccError::Corrupt(format!("revision {}.{} not after the key's last", idx.main, idx.sub)));
         }
@@ -1198,7 +1263,7 @@ impl Writer<'_> {
         let keys: Vec<Vec<u8>> = self.index.range(r, at).into_iter().map(|(k, _)| k.to_vec()).collect();
         for key in &keys {
             let idx = Revision::new(self.begin + 1, self.changes);
-            self.pending.put(KEY, idx.to_key(true), super::encode_kv(key, 0, 0, 0, &[], 0));
+            self.pending.put_rev(idx, true, |b| super::kv::encode_kv_into(b, key, 0, 0, 0, &[], 0));
             if let Some(evs) = &mut self.events {
                 let kv = KeyValue { key: key.clone(), mod_revision: idx.main, ..Default::default() };
                 evs.push(Event { delete: true, kv, prev_kv: None });
