@@ -45,6 +45,9 @@ pub enum ClusterCmd {
         initial_cluster_token: String,
         #[arg(long, default_value_t = 0)]
         put_keys: u64,
+        /// Prefix of the keys written (default: the member's name).
+        #[arg(long)]
+        key_prefix: Option<String>,
         #[arg(long, default_value_t = 0)]
         expect_keys: i64,
         /// Seconds to keep serving after the workload (so peers can finish theirs).
@@ -69,17 +72,22 @@ pub fn cmd_cluster(out: &mut Out, c: &ClusterCmd, data_dir: Option<PathBuf>) -> 
         ClusterCmd::Run { members, puts, clients, kill_leader, dir } => {
             run(out, *members, *puts, *clients, *kill_leader, dir.clone())
         }
-        ClusterCmd::Serve { name, initial_cluster, initial_cluster_token, put_keys, expect_keys, linger } => {
+        ClusterCmd::Serve {
+            name,
+            initial_cluster,
+            initial_cluster_token,
+            put_keys,
+            key_prefix,
+            expect_keys,
+            linger,
+        } => {
             let mut cfg = Config::new(name, data_dir.unwrap_or_else(|| PathBuf::from(format!("{name}.etcd"))));
             cfg.initial_cluster = initial_cluster.clone();
             cfg.initial_cluster_token = initial_cluster_token.clone();
             let node = Node::open_tcp(cfg).map_err(err)?;
             node.wait_leader(Duration::from_secs(30)).map_err(err)?;
             for i in 0..*put_keys {
-                let key = format!("{name}/{i:08}");
-                if node.get(key.as_bytes()).map_err(err)?.is_some() {
-                    continue; // written before a restart
-                }
+                let key = format!("{}/{i:08}", key_prefix.as_deref().unwrap_or(name));
                 node.put(key.as_bytes(), b"v").map_err(err)?;
                 writeln!(out, "acked {key}")?;
                 out.flush()?;
