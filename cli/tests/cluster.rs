@@ -60,24 +60,38 @@ fn three_processes_form_a_cluster_over_tcp() {
 }
 
 /// Starts the member writing keys under `prefix`, kills it (SIGKILL) `after`
-/// its start; returns the keys it acknowledged.
+/// its first acknowledged put; returns the keys it acknowledged.
 fn acked_until_killed(dir: &Path, cluster: &str, prefix: &str, after: Duration) -> Vec<String> {
     let mut child = etcdkit()
         .args(["cluster", "serve", "--name", "solo", "--initial-cluster", cluster, "--put-keys", "1000000"])
         .args(["--key-prefix", prefix, "--data-dir"])
         .arg(dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| l.strip_prefix("acked ").map(String::from))
-            .collect::<Vec<_>>()
+        let mut acked = Vec::new();
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(k) = l.strip_prefix("acked ") {
+                if acked.is_empty() {
+                    let _ = first_tx.send(());
+                }
+                acked.push(k.to_string());
+            }
+        }
+        acked
     });
+    // The kill lands in the write load: `after` its first acknowledgement.
+    if first_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+        panic!("the member acknowledged no put: {err}");
+    }
     std::thread::sleep(after);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -119,7 +133,7 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
     let mut seed = 7u64;
     let mut all_acked = Vec::new();
     for round in 0..rounds {
-        let after = Duration::from_millis(40 + next(&mut seed) % 160);
+        let after = Duration::from_millis(next(&mut seed) % 100);
         all_acked.extend(acked_until_killed(&dir, &cluster, &format!("r{round}"), after));
         let l = etcdkit_raft_node::Local::open(&dir).unwrap_or_else(|e| panic!("round {round}: reopen: {e}"));
         let all = l

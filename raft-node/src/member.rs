@@ -97,6 +97,8 @@ pub struct Member {
     /// Index of the last conf change appended while leader (raft's
     /// `pendingConfIndex`): another may be proposed once it is applied.
     pending_conf_index: u64,
+    /// Messages produced while opening, sent with the next `process`.
+    outbox: Vec<eraftpb::Message>,
 }
 
 /// A bounded set of recent proposal fingerprints.
@@ -213,7 +215,7 @@ impl Member {
             raw.campaign()?;
         }
         let removed = removed_ids.contains(&md.node_id);
-        Ok(Member {
+        let mut m = Member {
             id: md.node_id,
             cluster_id: md.cluster_id,
             raw,
@@ -234,8 +236,15 @@ impl Member {
             was_leader: false,
             seen_proposals: SeenSet::default(),
             pending_conf_index: 0,
+            outbox: Vec::new(),
             cfg,
-        })
+        };
+        // Apply what the WAL holds beyond the db before serving (etcd replays
+        // at start too); messages raft produces meanwhile leave with the next
+        // `process`.
+        let out = m.process()?;
+        m.outbox = out.messages;
+        Ok(m)
     }
 
     pub fn id(&self) -> u64 {
@@ -468,7 +477,7 @@ impl Member {
 
     /// Persists, applies and collects everything raft has ready.
     pub fn process(&mut self) -> Result<Output> {
-        let mut out = Output::default();
+        let mut out = Output { messages: std::mem::take(&mut self.outbox), ..Default::default() };
         while self.raw.has_ready() {
             self.handle_ready(&mut out)?;
         }
