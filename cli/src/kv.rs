@@ -62,20 +62,21 @@ impl Source {
                     StoreOptions { db: Options { read_only: true, ..Default::default() }, ..Default::default() },
                 )?)))
             }
-            Source::DataDir(d) => {
-                if !d.join("member/snap/db").is_file() || !d.join("member/wal").is_dir() {
-                    return Err(CliError::msg(format!(
-                        "{}: not an etcd data dir (no member/snap/db and member/wal)",
-                        d.display()
-                    )));
-                }
-                Ok(Opened::Member(Box::new(Local::open(d).map_err(node_err)?)))
-            }
+            Source::DataDir(d) => Ok(Opened::Member(Box::new(open_member(d)?))),
         }
     }
 }
 
-fn node_err(e: etcdkit_raft_node::Error) -> CliError {
+/// Opens an etcd data dir as its raft member (WAL replayed).
+pub fn open_member(d: &std::path::Path) -> Result<Local, CliError> {
+    if !d.join("member/snap/db").is_file() || !d.join("member/wal").is_dir() {
+        return Err(CliError::msg(format!("{}: not an etcd data dir (no member/snap/db and member/wal)", d.display())));
+    }
+    Local::open(d).map_err(node_err)
+}
+
+/// A node error in etcdctl's words where the store has them.
+pub fn node_err(e: etcdkit_raft_node::Error) -> CliError {
     match e {
         etcdkit_raft_node::Error::Mvcc(m) => m.into(),
         e => CliError::Msg(e.to_string()),

@@ -6,10 +6,10 @@
 
 use etcdkit_proto::gojson::{Obj, string};
 use etcdkit_proto::membership::Member;
-use etcdkit_proto::raftpb::{ConfChange, ConfChangeType};
-use etcdkit_raft_node::{Local, Response};
+use etcdkit_proto::raftpb::ConfChange;
+use etcdkit_raft_node::{Local, Response, add_member, promote_member, remove_member};
 
-use crate::kv::Source;
+use crate::kv::{Source, node_err, open_member};
 use crate::snapshot::table;
 use crate::{CliError, Out, WriteOut};
 
@@ -36,12 +36,7 @@ pub enum MemberCmd {
 
 fn open(src: &Source) -> Result<Local, CliError> {
     match src {
-        Source::DataDir(d) => {
-            if !d.join("member/wal").is_dir() {
-                return Err(CliError::msg(format!("{}: not an etcd data dir (no member/wal)", d.display())));
-            }
-            Local::open(d).map_err(|e| CliError::Msg(e.to_string()))
-        }
+        Source::DataDir(d) => open_member(d),
         Source::Snapshot(_) => Err(CliError::msg("member commands need --data-dir")),
     }
 }
@@ -78,9 +73,8 @@ fn members_json(ms: &[Member]) -> String {
     format!("[{}]", ms.iter().map(member_json).collect::<Vec<_>>().join(","))
 }
 
-fn conf_change(l: &mut Local, ty: ConfChangeType, id: u64, m: Option<&Member>) -> Result<Vec<Member>, CliError> {
-    let cc = ConfChange { id: 0, r#type: ty as i32, node_id: id, context: m.map(|m| m.to_json()) };
-    match l.conf_change(cc).map_err(|e| CliError::Msg(e.to_string()))? {
+fn conf_change(l: &mut Local, cc: ConfChange) -> Result<Vec<Member>, CliError> {
+    match l.conf_change(cc).map_err(node_err)? {
         Response::Members(ms) => Ok(ms),
         r => Err(CliError::Msg(format!("unexpected answer {r:?}"))),
     }
@@ -110,12 +104,9 @@ pub fn cmd_member(out: &mut Out, src: &Source, c: &MemberCmd, token: &str, w: Wr
         }
         MemberCmd::Add { name, peer_urls, learner } => {
             let urls = etcdkit_snapshot::cluster::parse_urls(peer_urls).map_err(|e| CliError::Msg(e.to_string()))?;
-            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            let id = etcdkit_snapshot::cluster::member_id(&urls, &format!("{token}{secs}"));
-            let m = Member { id, peer_urls: urls.clone(), is_learner: *learner, ..Default::default() };
-            let ty =
-                if *learner { ConfChangeType::ConfChangeAddLearnerNode } else { ConfChangeType::ConfChangeAddNode };
-            let ms = conf_change(&mut l, ty, id, Some(&m))?;
+            let (m, cc) = add_member(&urls, *learner, token);
+            let id = m.id;
+            let ms = conf_change(&mut l, cc)?;
             match w {
                 WriteOut::Json => writeln!(
                     out,
@@ -144,7 +135,7 @@ pub fn cmd_member(out: &mut Out, src: &Source, c: &MemberCmd, token: &str, w: Wr
         }
         MemberCmd::Remove { id } => {
             let id = member_id(id)?;
-            let ms = conf_change(&mut l, ConfChangeType::ConfChangeRemoveNode, id, None)?;
+            let ms = conf_change(&mut l, remove_member(id))?;
             match w {
                 WriteOut::Json => {
                     writeln!(out, "{}", Obj::new().raw("header", header(&l)).raw("members", members_json(&ms)).end())?
@@ -154,14 +145,12 @@ pub fn cmd_member(out: &mut Out, src: &Source, c: &MemberCmd, token: &str, w: Wr
         }
         MemberCmd::Promote { id } => {
             let id = member_id(id)?;
-            let Some(m) = l.member().members().into_iter().find(|m| m.id == id) else {
-                return Err(CliError::msg("etcdserver: member not found"));
-            };
-            if !m.is_learner {
-                return Err(CliError::msg("etcdserver: can only promote a learner member"));
-            }
-            let m = Member { is_learner: false, ..m };
-            let ms = conf_change(&mut l, ConfChangeType::ConfChangeAddNode, id, Some(&m))?;
+            let cc = promote_member(&l.member().members(), id).map_err(|e| match e {
+                // etcdctl's words (no ID in them).
+                etcdkit_raft_node::Error::MemberNotFound(_) => CliError::msg("etcdserver: member not found"),
+                e => node_err(e),
+            })?;
+            let ms = conf_change(&mut l, cc)?;
             match w {
                 WriteOut::Json => {
                     writeln!(out, "{}", Obj::new().raw("header", header(&l)).raw("members", members_json(&ms)).end())?
@@ -170,7 +159,7 @@ pub fn cmd_member(out: &mut Out, src: &Source, c: &MemberCmd, token: &str, w: Wr
             }
         }
     }
-    l.close().map_err(|e| CliError::Msg(e.to_string()))
+    l.close().map_err(node_err)
 }
 
 /// etcdctl's member row: a member that never published its name is "unstarted".

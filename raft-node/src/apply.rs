@@ -178,6 +178,34 @@ pub fn validate(
     }
 }
 
+/// etcd's `member add`: the new member — its ID from etcd's `NewMember`
+/// (SHA-1 of the sorted peer URLs, the cluster token and the time) — and the
+/// conf change that adds it (as a learner if `learner`).
+pub fn add_member(peer_urls: &[String], learner: bool, token: &str) -> (membership::Member, ConfChange) {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let id = etcdkit_snapshot::cluster::member_id(peer_urls, &format!("{token}{secs}"));
+    let m = membership::Member { id, peer_urls: peer_urls.to_vec(), is_learner: learner, ..Default::default() };
+    let ty = if learner { ConfChangeType::ConfChangeAddLearnerNode } else { ConfChangeType::ConfChangeAddNode };
+    let cc = ConfChange { id: 0, r#type: ty as i32, node_id: id, context: Some(m.to_json()) };
+    (m, cc)
+}
+
+/// etcd's `member remove`.
+pub fn remove_member(id: u64) -> ConfChange {
+    ConfChange { id: 0, r#type: ConfChangeType::ConfChangeRemoveNode as i32, node_id: id, context: None }
+}
+
+/// etcd's `member promote` of learner `id`: an `AddNode` carrying the member
+/// as a voter. Fails if `id` is not a learner of `members`.
+pub fn promote_member(members: &[membership::Member], id: u64) -> Result<ConfChange> {
+    let m = members.iter().find(|m| m.id == id).ok_or(Error::MemberNotFound(id))?;
+    if !m.is_learner {
+        return Err(Error::NotLearner(id));
+    }
+    let m = membership::Member { is_learner: false, ..m.clone() };
+    Ok(ConfChange { id: 0, r#type: ConfChangeType::ConfChangeAddNode as i32, node_id: id, context: Some(m.to_json()) })
+}
+
 /// Writes a validated conf change to the membership buckets.
 pub fn save_conf_change(db: &Db, cc: &ConfChange, member: Option<&membership::Member>) -> Result<()> {
     let key = format!("{:x}", cc.node_id);

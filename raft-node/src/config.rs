@@ -84,9 +84,8 @@ impl Config {
         if !self.initial_advertise_peer_urls.is_empty() {
             return self.initial_advertise_peer_urls.clone();
         }
-        let prefix = format!("{}=", self.name);
-        let urls: Vec<&str> =
-            self.initial_cluster.split(',').filter_map(|p| p.trim().strip_prefix(prefix.as_str())).collect();
-        urls.join(",")
+        // A malformed initial cluster gives none; bootstrap then reports it.
+        let map = etcdkit_snapshot::cluster::parse_initial_cluster(&self.initial_cluster).unwrap_or_default();
+        map.get(&self.name).map(|urls| urls.join(",")).unwrap_or_default()
     }
 }

@@ -40,7 +40,7 @@ mod node;
 pub mod tcp;
 pub mod transport;
 
-pub use apply::Response;
+pub use apply::{Response, add_member, promote_member, remove_member};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use local::Local;

@@ -23,8 +23,8 @@ pub struct Local {
 }
 
 impl Local {
-    /// Opens an existing etcd data dir and applies the WAL's committed
-    /// entries the db does not have yet.
+    /// Opens an existing etcd data dir; the member applies the WAL's
+    /// committed entries the db does not have yet while opening.
     pub fn open(data_dir: &Path) -> Result<Local> {
         if !data_dir.join("member/wal").is_dir() {
             return Err(Error::DataDir {
@@ -37,9 +37,8 @@ impl Local {
         cfg.store = etcdkit_storage::mvcc::StoreOptions::default();
         // Reads leave the WAL alone; a write campaigns first (see `lead`).
         cfg.campaign_on_open = false;
-        let mut member = Member::open(cfg)?;
-        member.process()?;
-        Ok(Local { member })
+        // Opening applies the WAL's committed entries.
+        Ok(Local { member: Member::open(cfg)? })
     }
 
     pub fn member(&self) -> &Member {

@@ -210,7 +210,7 @@ impl Member {
         if cfg.campaign_on_open
             && voters.len() == 1
             && voters[0] == md.node_id
-            && read.entries.iter().all(|e| e.r#type != 1)
+            && read.entries.iter().all(|e| e.r#type != raftpb::EntryType::EntryConfChange as i32)
         {
             raw.campaign()?;
         }
@@ -323,7 +323,7 @@ impl Member {
         if self.store.watcher_count() > 0 {
             self.store.sync_watchers();
         }
-        if !self.is_leader() || self.removed {
+        if !self.is_leader() {
             return;
         }
         let retry = self.cfg.election_ticks as u64 * 2;
@@ -683,8 +683,8 @@ impl Member {
         self.wal.save_snapshot(walpb::Snapshot { index: self.applied, term: self.applied_term })?;
         self.snapshot_index = self.applied;
         let keep_from = self.applied.saturating_sub(self.cfg.catch_up_entries);
-        let mem = self.raw.store().mem().clone();
-        if keep_from > mem.first_index_hint() {
+        let mem = self.raw.store().mem();
+        if keep_from > raft::Storage::first_index(mem)? {
             mem.wl().compact(keep_from)?;
         }
         Ok(())
@@ -745,16 +745,6 @@ fn no_leader(e: raft::Error) -> Error {
     }
 }
 
-trait FirstIndexHint {
-    fn first_index_hint(&self) -> u64;
-}
-
-impl FirstIndexHint for raft::storage::MemStorage {
-    fn first_index_hint(&self) -> u64 {
-        raft::Storage::first_index(self).unwrap_or(0)
-    }
-}
-
 /// etcd's name for a received db: `snap/<index %016x>.snap.db`.
 fn snapshot_db_path(snap_dir: &Path, index: u64) -> PathBuf {
     snap_dir.join(format!("{index:016x}.snap.db"))
@@ -790,7 +780,7 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(Error::io("fsync", dir))
+    Ok(etcdkit_snapshot::sync_dir(dir)?)
 }
 
 /// A new cluster's data dir: an empty db, bootstrapped as `snapshot restore`
@@ -846,6 +836,6 @@ fn build_data_dir(cfg: &Config, fill: impl FnOnce(&Path) -> Result<()>) -> Resul
         sync_dir(dir)
     } else {
         std::fs::rename(&tmp, dir).map_err(Error::io("rename", &tmp))?;
-        sync_dir(dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+        sync_dir(etcdkit_snapshot::parent(dir))
     }
 }

@@ -328,45 +328,19 @@ impl Node {
     /// Adds a member (a learner if `learner`); returns it with its new ID.
     /// The member is then started with `join_existing` and that ID.
     pub fn member_add(&self, peer_urls: &[String], learner: bool, token: &str) -> Result<membership::Member> {
-        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        // etcd's `NewMember`: SHA-1 of the sorted URLs, the cluster token and the time.
-        let id = etcdkit_snapshot::cluster::member_id(peer_urls, &format!("{token}{secs}"));
-        let m = membership::Member { id, peer_urls: peer_urls.to_vec(), is_learner: learner, ..Default::default() };
-        let ty = if learner {
-            raftpb::ConfChangeType::ConfChangeAddLearnerNode
-        } else {
-            raftpb::ConfChangeType::ConfChangeAddNode
-        };
-        let cc = raftpb::ConfChange { id: 0, r#type: ty as i32, node_id: id, context: Some(m.to_json()) };
+        let (m, cc) = crate::add_member(peer_urls, learner, token);
         self.conf_change(cc)?;
         Ok(m)
     }
 
     /// Removes a member (it stops serving once it applies its removal).
     pub fn member_remove(&self, id: u64) -> Result<Vec<membership::Member>> {
-        let cc = raftpb::ConfChange {
-            id: 0,
-            r#type: raftpb::ConfChangeType::ConfChangeRemoveNode as i32,
-            node_id: id,
-            context: None,
-        };
-        self.conf_change(cc)
+        self.conf_change(crate::remove_member(id))
     }
 
     /// Promotes a learner to a voting member.
     pub fn member_promote(&self, id: u64) -> Result<Vec<membership::Member>> {
-        let members = self.member_list()?;
-        let m = members.into_iter().find(|m| m.id == id).ok_or(Error::MemberNotFound(id))?;
-        if !m.is_learner {
-            return Err(Error::NotLearner(id));
-        }
-        let m = membership::Member { is_learner: false, ..m };
-        let cc = raftpb::ConfChange {
-            id: 0,
-            r#type: raftpb::ConfChangeType::ConfChangeAddNode as i32,
-            node_id: id,
-            context: Some(m.to_json()),
-        };
+        let cc = crate::promote_member(&self.member_list()?, id)?;
         self.conf_change(cc)
     }
 

@@ -3,20 +3,15 @@
 //! deletes the lease's keys at the same revision; keep-alives renew on the
 //! leader; watchers on any member see the cluster's writes.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::eventually;
 use etcdkit_proto::etcdserverpb::{PutRequest, RangeRequest};
 use etcdkit_raft_node::{Config, Error, LocalNetwork, Node};
 use etcdkit_storage::mvcc::{ManualClock, WatchRequest};
-
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 fn cluster(tmp: &std::path::Path, clock: &ManualClock) -> Vec<Node> {
     let net = LocalNetwork::new(3);

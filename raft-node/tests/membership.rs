@@ -2,8 +2,11 @@
 //! nodes: a new member joins and catches up through a snapshot; the leader
 //! is removed and the rest keeps serving; a learner is added and promoted.
 
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::eventually;
 use etcdkit_proto::etcdserverpb::RangeRequest;
 use etcdkit_raft_node::{Config, LocalNetwork, Node};
 
@@ -20,16 +23,16 @@ fn config(dir: &std::path::Path, name: &str, cluster: &str) -> Config {
     c
 }
 
-fn all() -> RangeRequest {
-    RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }
+/// The config of a member added with `member add` (`m`) joining the cluster.
+fn join_config(dir: &std::path::Path, name: &str, m: &etcdkit_proto::membership::Member, cluster_id: u64) -> Config {
+    let mut cfg = config(dir, name, "");
+    cfg.join_existing = true;
+    cfg.join_ids = Some((m.id, cluster_id));
+    cfg
 }
 
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn all() -> RangeRequest {
+    RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }
 }
 
 fn start_three(tmp: &std::path::Path, net: &LocalNetwork) -> Vec<Node> {
@@ -52,9 +55,7 @@ fn join_catches_up_by_snapshot_and_the_leader_can_be_removed() {
     }
     // Add d; it starts with nothing and receives the leader's db.
     let m = nodes[1].member_add(&["http://127.0.0.1:4".into()], false, TOKEN).unwrap();
-    let mut cfg = config(tmp.path(), "d", "");
-    cfg.join_existing = true;
-    cfg.join_ids = Some((m.id, nodes[0].cluster_id()));
+    let cfg = join_config(tmp.path(), "d", &m, nodes[0].cluster_id());
     let d = Node::open_on(cfg.clone(), &net).unwrap();
     let want = nodes[0].status().unwrap().revision;
     eventually("d to catch up", || d.status().is_ok_and(|s| s.revision >= want));
@@ -92,7 +93,7 @@ fn join_catches_up_by_snapshot_and_the_leader_can_be_removed() {
         assert_eq!(ids.len(), 3);
         assert!(!ids.contains(&leader));
     }
-    // Adding a member that already exists, or removing an unknown one, fails.
+    // Removing the member again fails.
     assert!(survivors[0].member_remove(leader).is_err());
     drop(d);
     drop(nodes);
@@ -108,9 +109,7 @@ fn a_learner_is_added_and_promoted() {
     }
     let m = nodes[0].member_add(&["http://127.0.0.1:5".into()], true, TOKEN).unwrap();
     assert!(m.is_learner);
-    let mut cfg = config(tmp.path(), "e", "");
-    cfg.join_existing = true;
-    cfg.join_ids = Some((m.id, nodes[0].cluster_id()));
+    let cfg = join_config(tmp.path(), "e", &m, nodes[0].cluster_id());
     let e = Node::open_on(cfg, &net).unwrap();
     let want = nodes[0].status().unwrap().revision;
     eventually("the learner to catch up", || e.status().is_ok_and(|s| s.revision >= want));

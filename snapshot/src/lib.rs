@@ -39,6 +39,7 @@ mod writeback;
 
 pub use backup::{Status, has_checksum, human_bytes, save, save_with_progress, status, verify_trailer};
 pub use error::Error;
+pub use writeback::{parent, sync_dir};
 
 /// A progress callback: `(bytes done, bytes in all)`.
 pub type Progress<'a> = dyn FnMut(u64, u64) + 'a;

@@ -41,7 +41,7 @@ pub(crate) fn with_writeback<T>(
 }
 
 /// The directory holding `p` (`.` for a bare file name).
-pub(crate) fn parent(p: &Path) -> &Path {
+pub fn parent(p: &Path) -> &Path {
     match p.parent() {
         Some(q) if !q.as_os_str().is_empty() => q,
         _ => Path::new("."),
@@ -49,6 +49,6 @@ pub(crate) fn parent(p: &Path) -> &Path {
 }
 
 /// Makes a directory's entries (a rename, a new file) durable.
-pub(crate) fn sync_dir(p: &Path) -> Result<(), Error> {
+pub fn sync_dir(p: &Path) -> Result<(), Error> {
     File::open(p).and_then(|f| f.sync_all()).map_err(io_err("fsync", p))
 }

@@ -149,12 +149,10 @@ struct Pending {
 }
 
 impl Pending {
+    /// A write to a bucket other than `key` (those go through [`Pending::put_rev`]).
     fn put(&mut self, bucket: &'static [u8], key: Vec<u8>, value: Vec<u8>) {
-        if bucket == KEY {
-            self.keys.push(|b| b.extend_from_slice(&key), |b| b.extend_from_slice(&value));
-        } else {
-            self.writes.entry(bucket).or_default().insert(key, Some(value));
-        }
+        debug_assert!(bucket != KEY, "key-bucket entries are written with put_rev");
+        self.writes.entry(bucket).or_default().insert(key, Some(value));
         self.touch();
     }
     /// A `key` bucket entry written in place: revision key, encoded KeyValue.
