@@ -1,8 +1,6 @@
 //! Opening a database file, and the state shared by its transactions.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -10,11 +8,12 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::freelist::{self, Freelist, FreelistType};
 use crate::meta::{self, MAGIC, Meta, PGID_NO_FREELIST, VERSION};
-use crate::mmap::{Map, mmap_size};
+use crate::mmap::mmap_size;
 use crate::page::{LEAF_FLAG, PageHeader};
 use crate::tx::{Tx, TxMut};
 use crate::wstate::{DEFAULT_FILL_PERCENT, WState};
 use crate::{Pgid, Txid};
+use etcdkit_fs::{File, Fs, Lock, Map, Open};
 
 /// How to open a database.
 #[derive(Clone, Debug)]
@@ -36,6 +35,9 @@ pub struct Options {
     pub lock_timeout: Option<Duration>,
     /// Permissions of a new file.
     pub mode: u32,
+    /// The file system every file operation goes through (the real one unless
+    /// a test injects faults).
+    pub fs: Arc<dyn Fs>,
 }
 
 impl Default for Options {
@@ -50,6 +52,7 @@ impl Default for Options {
             fill_percent: DEFAULT_FILL_PERCENT,
             lock_timeout: Some(Duration::from_secs(1)),
             mode: 0o600,
+            fs: etcdkit_fs::real(),
         }
     }
 }
@@ -62,12 +65,14 @@ pub(crate) struct Shared {
 
 pub(crate) struct Writer {
     pub freelist: Freelist,
+    /// Set when a commit failed mid-write (see [`Error::Poisoned`]).
+    pub poisoned: Option<String>,
 }
 
 /// An open bbolt-format database file.
 pub struct Db {
     path: PathBuf,
-    file: File,
+    file: Box<dyn File>,
     pub(crate) opts: Options,
     page_size: usize,
     shared: Mutex<Shared>,
@@ -78,7 +83,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn read_meta_at(file: &File, off: u64, len: u64) -> Option<Meta> {
+fn read_meta_at(file: &dyn File, off: u64, len: u64) -> Option<Meta> {
     if off + 80 > len {
         return None;
     }
@@ -92,44 +97,38 @@ impl Db {
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let path = path.as_ref().to_path_buf();
         let p = path.display().to_string();
-        let file = if opts.read_only {
-            File::open(&path).map_err(|e| Error::io(format!("open {p}"), e))?
-        } else {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(opts.mode)
-                .open(&path)
-                .map_err(|e| Error::io(format!("open {p}"), e))?
-        };
-        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-            return Err(Error::io(format!("open {p}"), std::io::Error::other("is a directory")));
-        }
-        Self::lock_file(&file, &path, &opts)?;
-        let mut len = file.metadata().map_err(|e| Error::io(format!("stat {p}"), e))?.len();
+        let how = if opts.read_only { Open::Read } else { Open::Create { mode: opts.mode } };
+        let file = opts.fs.open(&path, how).map_err(|e| Error::io(format!("open {p}"), e))?;
+        Self::lock_file(&*file, &path, &opts)?;
+        let mut len = file.len().map_err(|e| Error::io(format!("stat {p}"), e))?;
         if len == 0 {
             if opts.read_only {
                 return Err(Error::io(format!("open {p}"), std::io::Error::other("file is empty")));
             }
-            Self::init(&file, &opts)?;
-            len = file.metadata().map_err(|e| Error::io(format!("stat {p}"), e))?.len();
+            Self::init(&*file, &opts)?;
+            len = file.len().map_err(|e| Error::io(format!("stat {p}"), e))?;
         }
-        let meta = Self::read_metas(&file, len)?;
+        if !opts.read_only && !opts.no_sync {
+            // Build only on durable state: after an earlier commit's fsync
+            // failed, the page cache may hold a meta that never reached the
+            // disk; freeing the pages of the one before it and then crashing
+            // would leave neither meta valid. One fdatasync settles it.
+            file.sync_data().map_err(|e| Error::io(format!("fdatasync {p}"), e))?;
+        }
+        let meta = Self::read_metas(&*file, len)?;
         let page_size = meta.page_size as usize;
         let need = meta.pgid.saturating_mul(page_size as u64);
         if need > len || meta.pgid < 2 {
             return Err(Error::Truncated { len, need, pages: meta.pgid, txid: meta.txid });
         }
         let map_len = mmap_size((len as usize).max(opts.initial_mmap_size), page_size);
-        let map = Map::new(&file, map_len).map_err(|e| Error::io(format!("mmap {p}"), e))?;
+        let map = file.map(map_len).map_err(|e| Error::io(format!("mmap {p}"), e))?;
         let db = Db {
             path,
             file,
             page_size,
             shared: Mutex::new(Shared { meta, map: Arc::new(map), readers: BTreeMap::new() }),
-            writer: Mutex::new(Writer { freelist: Freelist::new(opts.freelist_type) }),
+            writer: Mutex::new(Writer { freelist: Freelist::new(opts.freelist_type), poisoned: None }),
             opts,
         };
         if !db.opts.read_only {
@@ -143,27 +142,25 @@ impl Db {
         Ok(db)
     }
 
-    fn lock_file(file: &File, path: &Path, opts: &Options) -> Result<()> {
+    fn lock_file(file: &dyn File, path: &Path, opts: &Options) -> Result<()> {
         let start = Instant::now();
+        let kind = if opts.read_only { Lock::Shared } else { Lock::Exclusive };
         loop {
-            let r = if opts.read_only { file.try_lock_shared() } else { file.try_lock() };
-            match r {
-                Ok(()) => return Ok(()),
-                Err(std::fs::TryLockError::WouldBlock) => {
+            match file.try_lock(kind) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {
                     if opts.lock_timeout.is_some_and(|t| start.elapsed() >= t) {
                         return Err(Error::Locked { path: path.to_path_buf() });
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(Error::io(format!("lock {}", path.display()), e));
-                }
+                Err(e) => return Err(Error::io(format!("lock {}", path.display()), e)),
             }
         }
     }
 
     /// Writes a fresh 4-page file (bbolt `DB.init`).
-    fn init(file: &File, opts: &Options) -> Result<()> {
+    fn init(file: &dyn File, opts: &Options) -> Result<()> {
         let ps = opts.page_size;
         if !(512..=65536).contains(&ps) || !ps.is_power_of_two() {
             return Err(Error::PageSize(ps as u32));
@@ -188,11 +185,12 @@ impl Db {
         PageHeader { id: 3, flags: LEAF_FLAG, count: 0, overflow: 0 }.encode(&mut buf[3 * ps..]);
         file.write_all_at(&buf, 0).map_err(|e| Error::io("init: write", e))?;
         file.sync_data().map_err(|e| Error::io("init: fdatasync", e))?;
+        opts.fs.failpoint("bolt.init.synced").map_err(|e| Error::io("init", e))?;
         Ok(())
     }
 
     /// Reads both meta pages and selects the current one.
-    fn read_metas(file: &File, len: u64) -> Result<Meta> {
+    fn read_metas(file: &dyn File, len: u64) -> Result<Meta> {
         let m0 = read_meta_at(file, 0, len);
         // Page size from meta 0 when it is valid; otherwise probe meta 1 at the
         // usual page sizes (as bbolt 1.4 does).
@@ -267,6 +265,9 @@ impl Db {
             return Err(Error::ReadOnly);
         }
         let mut w = lock(&self.writer);
+        if let Some(why) = &w.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
         let (mut meta, map, readers) = {
             let s = lock(&self.shared);
             (s.meta, s.map.clone(), s.readers.keys().copied().collect::<Vec<_>>())
@@ -319,21 +320,28 @@ impl Db {
             r.map_err(|e| Error::io(format!("write pages at {start}"), e))?;
             i = j;
         }
+        let fp = |name| self.opts.fs.failpoint(name).map_err(|e| Error::io(name, e));
+        fp("bolt.commit.before_sync_pages")?;
         if !self.opts.no_sync {
             self.file.sync_data().map_err(|e| Error::io("fdatasync", e))?;
         }
+        fp("bolt.commit.before_write_meta")?;
         let mut page = vec![0u8; self.page_size];
         let id = meta.txid % 2;
         meta.write_page(id, &mut page);
         self.file.write_all_at(&page, id * ps).map_err(|e| Error::io("write meta", e))?;
+        fp("bolt.commit.before_sync_meta")?;
         if !self.opts.no_sync {
             self.file.sync_data().map_err(|e| Error::io("fdatasync", e))?;
         }
+        fp("bolt.commit.after_sync_meta")?;
         let need = (meta.pgid * ps) as usize;
         let mut s = lock(&self.shared);
-        if need > s.map.len() {
+        // A copy (simulated file) is taken again after every commit; a shared
+        // mapping only when the file outgrew it.
+        if need > s.map.len() || !s.map.is_live() {
             let len = mmap_size(need.max(self.opts.initial_mmap_size), self.page_size);
-            let map = Map::new(&self.file, len).map_err(|e| Error::io("mmap", e))?;
+            let map = self.file.map(len).map_err(|e| Error::io("mmap", e))?;
             s.map = Arc::new(map);
         }
         s.meta = meta;

@@ -38,6 +38,11 @@ pub enum Error {
     /// Another process holds the file lock.
     #[error("{path}: database is locked by another process")]
     Locked { path: PathBuf },
+    /// An earlier commit failed while writing the file: what is on disk may be
+    /// the new state or the old one, so no more writes until the file is
+    /// reopened (which reads whichever is valid).
+    #[error("a commit failed writing the file ({0}); reopen the database to continue")]
+    Poisoned(String),
     /// A write was attempted on a database opened read-only.
     #[error("database is opened read-only")]
     ReadOnly,

@@ -45,8 +45,10 @@
 //! ```
 //!
 //! The byte layouts are documented in the modules that own them: [`page`],
-//! [`meta`], [`freelist`]. All `unsafe` code (the memory map) is in `mmap.rs`.
-#![deny(unsafe_code)]
+//! [`meta`], [`freelist`]. This crate has no `unsafe` code: the memory map and every file operation
+//! go through [`etcdkit_fs`] (so tests can inject faults and crashes, see
+//! `Options::fs`).
+#![forbid(unsafe_code)]
 
 pub mod check;
 pub mod compact;

@@ -13,11 +13,11 @@ use crate::cursor::{BView, Cursor, Iter, RawCursor, Tree, lookup};
 use crate::db::{Db, Writer};
 use crate::error::{Error, Result};
 use crate::meta::{Meta, PGID_NO_FREELIST};
-use crate::mmap::Map;
 use crate::node::BucketId;
 use crate::page::{BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, BucketHeader};
 use crate::wstate::{ROOT, WState};
 use crate::{Pgid, Txid};
+use etcdkit_fs::Map;
 
 /// A read-only transaction.
 pub struct Tx<'db> {
@@ -291,7 +291,14 @@ impl<'db> TxMut<'db> {
             st.meta.freelist = id;
         }
         let dirty = std::mem::take(&mut st.dirty);
-        self.db.write_pages(dirty, st.meta)
+        let r = self.db.write_pages(dirty, st.meta);
+        if let Err(e) = &r {
+            // The file may now hold this commit's meta (written but not synced)
+            // over pages the rolled-back freelist would hand out again: stop
+            // writing until a reopen reads what is really there.
+            self.w.poisoned = Some(e.to_string());
+        }
+        r
     }
 }
 

@@ -11,11 +11,11 @@ use crate::cursor::{BView, Loc, MAX_DEPTH, RawCursor, Tree, lookup};
 use crate::error::{Error, Result, show};
 use crate::freelist::Freelist;
 use crate::meta::Meta;
-use crate::mmap::Map;
 use crate::node::{BucketId, Data, Inode, Mem, Node, NodeId};
 use crate::page::{
     BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, BucketHeader, LEAF_FLAG, PAGE_HEADER_SIZE, PageHeader, write_elems,
 };
+use etcdkit_fs::Map;
 
 pub(crate) const ROOT: BucketId = 0;
 pub const MAX_KEY_SIZE: usize = 32768;
