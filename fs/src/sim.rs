@@ -11,8 +11,11 @@
 //! prefix of the later writes with the last one torn, or (a process crash
 //! without power loss) everything written.
 //!
-//! Directory operations (create, rename, remove) are durable at once; the
-//! model is about file contents, which is where bbolt and etcd lose data.
+//! Disks write 512-byte sectors atomically, so a torn or short write ends at a
+//! sector boundary of the file (the failure etcd's torn-write detection and
+//! bbolt's meta checksums are built for). Directory operations (create,
+//! rename, remove) are durable at once; the model is about file contents,
+//! which is where bbolt and etcd lose data.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -28,8 +31,9 @@ pub enum Fault {
     CrashAt(u64),
     /// Operation N fails once with an I/O error; later ones work.
     FailAt(u64),
-    /// Operation N, when it is a write, writes only the first half of its
-    /// bytes, then the process dies (as `CrashAt` for other operations).
+    /// Operation N, when it is a write, writes only the sectors before the
+    /// middle of its bytes, then the process dies (as `CrashAt` for other
+    /// operations).
     ShortWriteAt(u64),
     /// The process dies at the Nth (from 0) pass through the named failpoint.
     CrashAtFailpoint(String, u64),
@@ -104,6 +108,28 @@ enum Go {
     ShortWrite,
 }
 
+/// Size of the unit a disk writes atomically.
+pub const SECTOR: u64 = 512;
+
+/// Where a write of `len` bytes at `off` may be cut: 0, each sector boundary
+/// inside it, and `len`.
+fn cuts(off: u64, len: usize) -> Vec<usize> {
+    let mut out = vec![0];
+    let mut b = (off / SECTOR + 1) * SECTOR;
+    while b < off + len as u64 {
+        out.push((b - off) as usize);
+        b += SECTOR;
+    }
+    out.push(len);
+    out
+}
+
+/// A write torn at a sector boundary chosen by `r`.
+fn torn(off: u64, b: &[u8], r: u64) -> Op {
+    let c = cuts(off, b.len());
+    Op::Write(off, b[..c[(r % c.len() as u64) as usize]].to_vec())
+}
+
 /// A xorshift generator for file `i` of a reboot.
 fn rng(seed: u64, i: usize) -> impl FnMut() -> u64 {
     let mut x = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5851_f42d;
@@ -120,8 +146,20 @@ fn crash_err() -> io::Error {
 }
 
 impl State {
-    /// Counts one operation and applies a fault planned for it.
-    fn begin(&mut self) -> io::Result<Go> {
+    /// Counts one operation (not a write) and applies a fault planned for it;
+    /// a short write planned for it is a crash.
+    fn begin(&mut self) -> io::Result<()> {
+        match self.begin_write()? {
+            Go::Normal => Ok(()),
+            Go::ShortWrite => {
+                self.crashed = true;
+                Err(crash_err())
+            }
+        }
+    }
+
+    /// Counts one write and applies a fault planned for it.
+    fn begin_write(&mut self) -> io::Result<Go> {
         if self.crashed {
             return Err(crash_err());
         }
@@ -202,13 +240,10 @@ impl SimFs {
                 Reboot::Reordered(seed) => {
                     let mut next = rng(seed, i);
                     let mut d = ino.durable.clone();
-                    let torn = next() % (ino.pending.len() as u64 + 1);
+                    let cut = next() % (ino.pending.len() as u64 + 1);
                     for (j, op) in ino.pending.iter().enumerate() {
                         match op {
-                            Op::Write(off, b) if j as u64 == torn => {
-                                let cut = (next() % (b.len() as u64 + 1)) as usize;
-                                apply(&mut d, &Op::Write(*off, b[..cut].to_vec()));
-                            }
+                            Op::Write(off, b) if j as u64 == cut => apply(&mut d, &torn(*off, b, next())),
                             _ if next().is_multiple_of(2) => apply(&mut d, op),
                             _ => {}
                         }
@@ -223,8 +258,7 @@ impl SimFs {
                         apply(&mut d, op);
                     }
                     if let Some(Op::Write(off, b)) = ino.pending.get(keep) {
-                        let cut = (next() % (b.len() as u64 + 1)) as usize;
-                        apply(&mut d, &Op::Write(*off, b[..cut].to_vec()));
+                        apply(&mut d, &torn(*off, b, next()));
                     }
                     d
                 }
@@ -424,10 +458,13 @@ impl File for SimFile {
     fn write_all_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
         self.check_writable()?;
         let mut st = self.fs.lock();
-        let go = st.begin()?;
+        let go = st.begin_write()?;
         let buf = match go {
             Go::Normal => buf,
-            Go::ShortWrite => &buf[..buf.len() / 2],
+            Go::ShortWrite => {
+                let c = cuts(off, buf.len());
+                &buf[..*c.iter().rev().find(|&&c| c <= buf.len() / 2).unwrap_or(&0)]
+            }
         };
         let op = Op::Write(off, buf.to_vec());
         let ino = &mut st.inodes[self.ino];
@@ -503,20 +540,32 @@ mod tests {
         let fs = SimFs::new();
         fs.create_dir_all(p("/d"), 0o700).unwrap();
         let f = fs.open(p("/d/f"), Open::Create { mode: 0o600 }).unwrap();
-        f.write_all_at(b"aaaa", 0).unwrap();
+        let (a, b, c) = (vec![b'a'; 100], vec![b'b'; 1500], vec![b'c'; 600]);
+        let whole = [&a[..], &b[..], &c[..]].concat();
+        f.write_all_at(&a, 0).unwrap();
         f.sync_data().unwrap();
-        f.write_all_at(b"bbbb", 4).unwrap();
-        f.write_all_at(b"cccc", 8).unwrap();
-        assert_eq!(fs.reboot(Reboot::SyncedOnly).read(p("/d/f")).unwrap(), b"aaaa");
-        assert_eq!(fs.reboot(Reboot::Everything).read(p("/d/f")).unwrap(), b"aaaabbbbcccc");
+        f.write_all_at(&b, 100).unwrap();
+        f.write_all_at(&c, 1600).unwrap();
+        assert_eq!(fs.reboot(Reboot::SyncedOnly).read(p("/d/f")).unwrap(), a);
+        assert_eq!(fs.reboot(Reboot::Everything).read(p("/d/f")).unwrap(), whole);
         let mut seen = BTreeSet::new();
         for seed in 0..200 {
             let got = fs.reboot(Reboot::Torn(seed)).read(p("/d/f")).unwrap();
-            assert!(b"aaaabbbbcccc".starts_with(&got), "{got:?}");
-            assert!(got.len() >= 4);
+            assert!(whole.starts_with(&got), "a prefix");
+            assert!(
+                [100, 1600, 2200].contains(&got.len()) || got.len().is_multiple_of(512),
+                "cut at a sector: {}",
+                got.len()
+            );
             seen.insert(got.len());
         }
-        assert!(seen.len() > 4, "torn reboots cover several prefixes: {seen:?}");
+        assert!(seen.len() >= 4, "torn reboots cover several prefixes: {seen:?}");
+        let mut reordered = BTreeSet::new();
+        for seed in 0..200 {
+            let got = fs.reboot(Reboot::Reordered(seed)).read(p("/d/f")).unwrap();
+            reordered.insert(got.iter().filter(|&&x| x == b'c').count() > 0 && got[100] == 0);
+        }
+        assert!(reordered.contains(&true), "a later write can land without an earlier one");
     }
 
     #[test]
@@ -540,8 +589,9 @@ mod tests {
         let f = fs.open(p("/f"), Open::Create { mode: 0o600 }).unwrap();
         assert_eq!(f.write_all_at(b"abcd", 0).unwrap_err().raw_os_error(), Some(libc::EIO));
         f.write_all_at(b"abcd", 0).unwrap();
-        assert!(f.write_all_at(b"efgh", 4).is_err());
-        assert_eq!(fs.reboot(Reboot::Everything).read(p("/f")).unwrap(), b"abcdef");
+        assert!(f.write_all_at(&[b'x'; 1200], 4).is_err());
+        let got = fs.reboot(Reboot::Everything).read(p("/f")).unwrap();
+        assert_eq!(got.len(), 512, "cut at the last sector boundary before the middle");
     }
 
     #[test]

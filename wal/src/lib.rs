@@ -14,13 +14,15 @@
 //! - [`repair`] truncates a torn tail as etcd does (keeping a `.broken` copy).
 //!
 //! Framing and CRC rules live in [`record`]; names in [`names`].
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod error;
-mod lock;
 pub mod names;
 pub mod record;
 mod wal;
 
 pub use error::{Error, Result};
-pub use wal::{ReadAll, SEGMENT_SIZE, Segment, Wal, read_all, read_segments, repair, valid_snapshot_entries};
+pub use wal::{
+    ReadAll, SEGMENT_SIZE, Segment, Wal, read_all, read_all_in, read_segments, repair, repair_in,
+    valid_snapshot_entries, valid_snapshot_entries_in,
+};

@@ -21,10 +21,15 @@ pub fn parse_wal_name(name: &str) -> Option<(u64, u64)> {
 
 /// The valid segment names in `dir`, sorted.
 pub fn read_wal_names(dir: &Path) -> Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+    read_wal_names_in(&etcdkit_fs::RealFs, dir)
+}
+
+/// [`read_wal_names`] through `fs`.
+pub fn read_wal_names_in(fs: &dyn etcdkit_fs::Fs, dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = fs
+        .read_dir(dir)
         .map_err(|e| Error::io("read dir", dir, e))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
+        .into_iter()
         .filter(|n| parse_wal_name(n).is_some())
         .collect();
     names.sort();

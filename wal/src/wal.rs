@@ -1,15 +1,16 @@
 //! Reading and writing a WAL directory (etcd `wal/wal.go`, `repair.go`).
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use etcdkit_fs::{File, Fs, Lock, Open};
 
 use etcdkit_proto::raftpb::{Entry, HardState};
 use etcdkit_proto::walpb::{Record, Snapshot};
 use prost::Message;
 
 use crate::error::{Error, Result};
-use crate::names::{is_valid_seq, parse_wal_name, read_wal_names, search_index, wal_name};
+use crate::names::{is_valid_seq, parse_wal_name, read_wal_names_in, search_index, wal_name};
 use crate::record::{
     CRC_TYPE, Decoder, ENTRY_TYPE, End, Frame, METADATA_TYPE, SNAPSHOT_TYPE, STATE_TYPE, crc_update, encode_frame,
 };
@@ -30,12 +31,12 @@ pub struct Segment {
 /// Reads and decodes `names` (in order) from `dir`, verifying the CRC chain
 /// and crc records. Returns the segments and how the data ended (a torn tail
 /// can only end the last segment).
-fn decode_files(dir: &Path, names: &[String]) -> Result<(Vec<Segment>, End, u32)> {
+fn decode_files(fs: &dyn Fs, dir: &Path, names: &[String]) -> Result<(Vec<Segment>, End, u32)> {
     let mut out = Vec::new();
     let mut crc = 0u32;
     for (i, name) in names.iter().enumerate() {
         let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        let bytes = fs.read(&path).map_err(|e| Error::io("read", &path, e))?;
         let mut dec = Decoder::new(&path, &bytes, crc, i + 1 == names.len());
         let mut frames = Vec::new();
         let end = loop {
@@ -72,8 +73,9 @@ fn decode_files(dir: &Path, names: &[String]) -> Result<(Vec<Segment>, End, u32)
 
 /// Every segment of the WAL in `dir`, decoded (for inspection tools).
 pub fn read_segments(dir: &Path) -> Result<(Vec<Segment>, bool)> {
-    let names = read_wal_names(dir)?;
-    let (segs, end, _) = decode_files(dir, &names)?;
+    let fs = &etcdkit_fs::RealFs;
+    let names = read_wal_names_in(fs, dir)?;
+    let (segs, end, _) = decode_files(fs, dir, &names)?;
     Ok((segs, end == End::Torn))
 }
 
@@ -108,8 +110,8 @@ pub struct ReadAll {
 }
 
 /// The segment names to read for a start position (etcd `selectWALFiles`).
-fn select(dir: &Path, start: &Snapshot) -> Result<Vec<String>> {
-    let names = read_wal_names(dir)?;
+fn select(fs: &dyn Fs, dir: &Path, start: &Snapshot) -> Result<Vec<String>> {
+    let names = read_wal_names_in(fs, dir)?;
     let i = search_index(&names, start.index).ok_or_else(|| Error::FileNotFound(dir.to_path_buf()))?;
     let names = names[i..].to_vec();
     if !is_valid_seq(&names) {
@@ -118,8 +120,8 @@ fn select(dir: &Path, start: &Snapshot) -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn apply(dir: &Path, names: &[String], start: &Snapshot) -> Result<ReadAll> {
-    let (segs, end, crc) = decode_files(dir, names)?;
+fn apply(fs: &dyn Fs, dir: &Path, names: &[String], start: &Snapshot) -> Result<ReadAll> {
+    let (segs, end, crc) = decode_files(fs, dir, names)?;
     let mut r = ReadAll::default();
     let mut metadata: Option<Vec<u8>> = None;
     for seg in &segs {
@@ -192,15 +194,25 @@ fn apply(dir: &Path, names: &[String], start: &Snapshot) -> Result<ReadAll> {
 /// Reads the WAL in `dir` from snapshot position `start` (etcd `OpenForRead`
 /// + `ReadAll`): a torn tail is accepted and reported in [`ReadAll::torn`].
 pub fn read_all(dir: &Path, start: Snapshot) -> Result<ReadAll> {
-    let names = select(dir, &start)?;
-    apply(dir, &names, &start)
+    read_all_in(&etcdkit_fs::RealFs, dir, start)
+}
+
+/// [`read_all`] through `fs`.
+pub fn read_all_in(fs: &dyn Fs, dir: &Path, start: Snapshot) -> Result<ReadAll> {
+    let names = select(fs, dir, &start)?;
+    apply(fs, dir, &names, &start)
 }
 
 /// The snapshot records whose index is at most the last hard state's commit
 /// (etcd `ValidSnapshotEntries`).
 pub fn valid_snapshot_entries(dir: &Path) -> Result<Vec<Snapshot>> {
-    let names = read_wal_names(dir)?;
-    let (segs, _, _) = decode_files(dir, &names)?;
+    valid_snapshot_entries_in(&etcdkit_fs::RealFs, dir)
+}
+
+/// [`valid_snapshot_entries`] through `fs`.
+pub fn valid_snapshot_entries_in(fs: &dyn Fs, dir: &Path) -> Result<Vec<Snapshot>> {
+    let names = read_wal_names_in(fs, dir)?;
+    let (segs, _, _) = decode_files(fs, dir, &names)?;
     let mut snaps = Vec::new();
     let mut state = HardState::default();
     for seg in &segs {
@@ -220,10 +232,15 @@ pub fn valid_snapshot_entries(dir: &Path) -> Result<Vec<Snapshot>> {
 /// a copy of the damaged file as `<name>.broken` (etcd `Repair`). Returns
 /// whether anything was repaired. Corruption other than a torn tail is an error.
 pub fn repair(dir: &Path) -> Result<bool> {
-    let names = read_wal_names(dir)?;
+    repair_in(&etcdkit_fs::RealFs, dir)
+}
+
+/// [`repair`] through `fs`.
+pub fn repair_in(fs: &dyn Fs, dir: &Path) -> Result<bool> {
+    let names = read_wal_names_in(fs, dir)?;
     let name = names.last().unwrap();
     let path = dir.join(name);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+    let bytes = fs.read(&path).map_err(|e| Error::io("read", &path, e))?;
     let mut dec = Decoder::new(&path, &bytes, 0, true);
     loop {
         match dec.next_frame() {
@@ -243,8 +260,11 @@ pub fn repair(dir: &Path) -> Result<bool> {
             Ok(None) => return Ok(false),
             Err(Error::UnexpectedEof { offset, .. }) => {
                 let broken = dir.join(format!("{name}.broken"));
-                std::fs::write(&broken, &bytes).map_err(|e| Error::io("write", &broken, e))?;
-                let f = OpenOptions::new().write(true).open(&path).map_err(|e| Error::io("open", &path, e))?;
+                let b =
+                    fs.open(&broken, Open::Truncate { mode: 0o600 }).map_err(|e| Error::io("create", &broken, e))?;
+                b.write_all_at(&bytes, 0).map_err(|e| Error::io("write", &broken, e))?;
+                b.sync_all().map_err(|e| Error::io("fsync", &broken, e))?;
+                let f = fs.open(&path, Open::ReadWrite).map_err(|e| Error::io("open", &path, e))?;
                 f.set_len(offset).map_err(|e| Error::io("truncate", &path, e))?;
                 f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
                 return Ok(true);
@@ -254,12 +274,12 @@ pub fn repair(dir: &Path) -> Result<bool> {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync dir", dir, e))
+fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
+    fs.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))
 }
 
-fn lock_segment(f: &File, path: &Path) -> Result<()> {
-    match crate::lock::try_lock(f) {
+fn lock_segment(f: &dyn File, path: &Path) -> Result<()> {
+    match f.try_lock(Lock::Etcd) {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::Locked(path.to_path_buf())),
         Err(e) => Err(Error::io("lock", path, e)),
@@ -268,7 +288,7 @@ fn lock_segment(f: &File, path: &Path) -> Result<()> {
 
 /// Writes zeros over `[from, to)` of `f`, skipping 1 MiB chunks that already
 /// read as zero when `check` is set.
-fn zero_fill(f: &File, path: &Path, from: u64, to: u64, check: bool) -> Result<()> {
+fn zero_fill(f: &dyn File, path: &Path, from: u64, to: u64, check: bool) -> Result<()> {
     const CHUNK: u64 = 1 << 20;
     let zeros = vec![0u8; CHUNK as usize];
     let mut cur = vec![0u8; CHUNK as usize];
@@ -294,44 +314,43 @@ fn zero_fill(f: &File, path: &Path, from: u64, to: u64, check: bool) -> Result<(
 /// later fdatasync must also journal their conversion. Written zeros make
 /// appends plain overwrites (on ext4 here a 112 KB append + fdatasync took
 /// 147 µs instead of 265 µs). A zero length field still ends the data.
-fn create_segment(path: &Path, size: u64, sparse: bool) -> Result<File> {
-    let f = OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io("create", path, e))?;
-    lock_segment(&f, path)?;
+fn create_segment(fs: &dyn Fs, path: &Path, size: u64, sparse: bool) -> Result<Box<dyn File>> {
+    let f = fs.open(path, Open::CreateNew { mode: 0o600 }).map_err(|e| Error::io("create", path, e))?;
+    lock_segment(&*f, path)?;
     if sparse {
         f.set_len(size).map_err(|e| Error::io("truncate", path, e))?;
     } else {
-        zero_fill(&f, path, 0, size, false)?;
+        zero_fill(&*f, path, 0, size, false)?;
     }
     f.sync_all().map_err(|e| Error::io("fsync", path, e))?;
     Ok(f)
 }
 
 /// The next segment, prepared in the background (etcd's file pipeline).
-type Pipeline = std::thread::JoinHandle<Result<(PathBuf, File)>>;
+type Pipeline = std::thread::JoinHandle<Result<(PathBuf, Box<dyn File>)>>;
 
-fn start_pipeline(dir: &Path, n: u64, size: u64) -> Pipeline {
+fn start_pipeline(fs: &Arc<dyn Fs>, dir: &Path, n: u64, size: u64) -> Option<Pipeline> {
+    if fs.serial() {
+        return None;
+    }
     let path = dir.join(format!("{}.tmp", n % 2));
-    std::thread::spawn(move || {
-        let _ = std::fs::remove_file(&path);
-        create_segment(&path, size, false).map(|f| (path, f))
-    })
+    let fs = fs.clone();
+    Some(std::thread::spawn(move || {
+        let _ = fs.remove_file(&path);
+        create_segment(&*fs, &path, size, false).map(|f| (path, f))
+    }))
 }
 
 /// A WAL open for appending.
 pub struct Wal {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     metadata: Vec<u8>,
     state: HardState,
     /// Last entry index written.
     enti: u64,
     /// Segments held (locked), oldest first; the last is the tail.
-    locks: Vec<(PathBuf, File)>,
+    locks: Vec<(PathBuf, Box<dyn File>)>,
     offset: u64,
     crc: u32,
     buf: Vec<u8>,
@@ -346,7 +365,7 @@ impl Drop for Wal {
         if let Some(p) = self.pipeline.take()
             && let Ok(Ok((path, _))) = p.join()
         {
-            let _ = std::fs::remove_file(path);
+            let _ = self.fs.remove_file(&path);
         }
     }
 }
@@ -358,34 +377,38 @@ impl Wal {
         Self::create_with_segment_size(dir, metadata, SEGMENT_SIZE)
     }
 
+    /// [`Wal::create`] through `fs`, cutting segments at `segment_size`.
+    pub fn create_in(fs: Arc<dyn Fs>, dir: &Path, metadata: &[u8], segment_size: u64) -> Result<Wal> {
+        Self::create_inner(fs, dir, metadata, segment_size, false)
+    }
+
     /// [`Wal::create`] with a sparse first segment (`ftruncate` to its size
     /// instead of writing zeros): for a WAL written once and handed over, as
     /// `snapshot restore` does. It reads the same; etcd re-preallocates the
     /// tail segment when it opens the WAL, and so does [`Wal::open`].
     pub fn create_sparse(dir: &Path, metadata: &[u8]) -> Result<Wal> {
-        Self::create_inner(dir, metadata, SEGMENT_SIZE, true)
+        Self::create_inner(etcdkit_fs::real(), dir, metadata, SEGMENT_SIZE, true)
     }
 
     /// [`Wal::create`] with another segment size (tests).
     pub fn create_with_segment_size(dir: &Path, metadata: &[u8], segment_size: u64) -> Result<Wal> {
-        Self::create_inner(dir, metadata, segment_size, false)
+        Self::create_inner(etcdkit_fs::real(), dir, metadata, segment_size, false)
     }
 
-    fn create_inner(dir: &Path, metadata: &[u8], segment_size: u64, sparse: bool) -> Result<Wal> {
-        if dir.exists() && read_wal_names(dir).is_ok() {
+    fn create_inner(fs: Arc<dyn Fs>, dir: &Path, metadata: &[u8], segment_size: u64, sparse: bool) -> Result<Wal> {
+        if fs.exists(dir) && read_wal_names_in(&*fs, dir).is_ok() {
             return Err(Error::Exists(dir.to_path_buf()));
         }
         let tmp = PathBuf::from(format!("{}.tmp", dir.display()));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+        if fs.exists(&tmp) {
+            fs.remove_dir_all(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
         }
         // etcd's PrivateDirMode: the WAL directory is 0700.
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(&tmp)
-            .map_err(|e| Error::io("mkdir", &tmp, e))?;
+        fs.create_dir_all(&tmp, 0o700).map_err(|e| Error::io("mkdir", &tmp, e))?;
         let seg = tmp.join(wal_name(0, 0));
-        let f = create_segment(&seg, segment_size, sparse)?;
+        let f = create_segment(&*fs, &seg, segment_size, sparse)?;
         let mut w = Wal {
+            fs: fs.clone(),
             dir: dir.to_path_buf(),
             metadata: metadata.to_vec(),
             state: HardState::default(),
@@ -401,13 +424,11 @@ impl Wal {
         w.encode(CRC_TYPE, None);
         w.encode(METADATA_TYPE, Some(metadata.to_vec()));
         w.save_snapshot(Snapshot { index: 0, term: 0 })?;
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))?;
+        if fs.exists(dir) {
+            fs.remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))?;
         }
-        std::fs::rename(&tmp, dir).map_err(|e| Error::io("rename", &tmp, e))?;
-        if let Some(parent) = dir.parent() {
-            sync_dir(if parent.as_os_str().is_empty() { Path::new(".") } else { parent })?;
-        }
+        fs.rename(&tmp, dir).map_err(|e| Error::io("rename", &tmp, e))?;
+        etcdkit_fs::sync_parent(&*fs, dir).map_err(|e| Error::io("fsync dir", dir, e))?;
         w.locks[0].0 = dir.join(wal_name(0, 0));
         Ok(w)
     }
@@ -416,15 +437,20 @@ impl Wal {
     /// everything after it (a torn tail is an error here: run [`repair`]), zeroes
     /// anything past the last valid record, and continues the CRC chain.
     pub fn open(dir: &Path, start: Snapshot) -> Result<(Wal, ReadAll)> {
-        let names = select(dir, &start)?;
+        Self::open_in(etcdkit_fs::real(), dir, start)
+    }
+
+    /// [`Wal::open`] through `fs`.
+    pub fn open_in(fs: Arc<dyn Fs>, dir: &Path, start: Snapshot) -> Result<(Wal, ReadAll)> {
+        let names = select(&*fs, dir, &start)?;
         let mut locks = Vec::new();
         for n in &names {
             let p = dir.join(n);
-            let f = OpenOptions::new().read(true).write(true).open(&p).map_err(|e| Error::io("open", &p, e))?;
-            lock_segment(&f, &p)?;
+            let f = fs.open(&p, Open::ReadWrite).map_err(|e| Error::io("open", &p, e))?;
+            lock_segment(&*f, &p)?;
             locks.push((p, f));
         }
-        let r = apply(dir, &names, &start)?;
+        let r = apply(&*fs, dir, &names, &start)?;
         let (tail, offset, crc) = r.tail.clone().expect("at least one segment");
         if r.torn {
             return Err(Error::UnexpectedEof { file: tail, offset });
@@ -432,10 +458,11 @@ impl Wal {
         // Zero whatever follows the last valid record (etcd `ZeroToEnd`), and
         // keep the segment preallocated to its size.
         let f = &locks.last().unwrap().1;
-        let size = f.metadata().map_err(|e| Error::io("stat", &tail, e))?.len();
-        zero_fill(f, &tail, offset, size, true)?;
+        let size = f.len().map_err(|e| Error::io("stat", &tail, e))?;
+        zero_fill(&**f, &tail, offset, size, true)?;
         f.sync_data().map_err(|e| Error::io("fdatasync", &tail, e))?;
         let w = Wal {
+            fs,
             dir: dir.to_path_buf(),
             metadata: r.metadata.clone(),
             state: r.state,
@@ -459,7 +486,7 @@ impl Wal {
         encode_frame(&Record { r#type: kind, crc, data }, &mut self.buf);
     }
 
-    fn tail(&self) -> &(PathBuf, File) {
+    fn tail(&self) -> &(PathBuf, Box<dyn File>) {
         self.locks.last().unwrap()
     }
 
@@ -550,8 +577,8 @@ impl Wal {
             Some(x) => x,
             None => {
                 let tmp = self.dir.join(format!("{}.tmp", self.cuts % 2));
-                let _ = std::fs::remove_file(&tmp);
-                let f = create_segment(&tmp, self.segment_size, false)?;
+                let _ = self.fs.remove_file(&tmp);
+                let f = create_segment(&*self.fs, &tmp, self.segment_size, false)?;
                 (tmp, f)
             }
         };
@@ -564,10 +591,10 @@ impl Wal {
         let st = self.state;
         self.save_state(&st);
         self.sync()?;
-        std::fs::rename(&tmp, &final_path).map_err(|e| Error::io("rename", &tmp, e))?;
-        sync_dir(&self.dir)?;
+        self.fs.rename(&tmp, &final_path).map_err(|e| Error::io("rename", &tmp, e))?;
+        sync_dir(&*self.fs, &self.dir)?;
         self.locks.last_mut().unwrap().0 = final_path;
-        self.pipeline = Some(start_pipeline(&self.dir, self.cuts, self.segment_size));
+        self.pipeline = start_pipeline(&self.fs, &self.dir, self.cuts, self.segment_size);
         Ok(())
     }
 
