@@ -1,7 +1,12 @@
 //! An arbitrary file opened as a bbolt database: open, check, walk every bucket.
+//! The file lives in a simulated file system (no disk I/O per run).
 //! Seed with the fixtures: `cp ../tests/fixtures/etcd-3.4/*/snapshot.db corpus/bolt_open_walk/`.
 #![no_main]
 
+use std::path::Path;
+use std::sync::Arc;
+
+use etcdkit_fs::SimFs;
 use etcdkit_storage::{check, Bucket, Db, Options, Value};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,10 +21,11 @@ fn walk(b: Bucket<'_>, depth: usize) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("f.db");
-    std::fs::write(&p, data).unwrap();
-    let Ok(db) = Db::open(&p, Options { read_only: true, ..Default::default() }) else { return };
+    let fs = SimFs::new();
+    let p = Path::new("/f.db");
+    fs.insert(p, data.to_vec());
+    let opts = Options { read_only: true, fs: Arc::new(fs), ..Default::default() };
+    let Ok(db) = Db::open(p, opts) else { return };
     let Ok(tx) = db.begin() else { return };
     let _ = check::check(&tx);
     let _ = check::pages(&tx);
