@@ -110,7 +110,7 @@ fn apply(s: &mut Store, i: u64, op: &Op) {
 struct Fingerprint {
     rev: i64,
     compact: i64,
-    kvs: Vec<(Vec<u8>, i64, i64, i64, Vec<u8>, i64)>,
+    kvs: Vec<etcdkit_proto::mvccpb::KeyValue>,
     leases: Vec<(i64, Vec<Vec<u8>>)>,
     hash: u32,
 }
@@ -121,7 +121,7 @@ fn fingerprint(s: &Store) -> Fingerprint {
         all.kvs.into_iter().map(|kv| (kv.key, kv.create_revision, kv.mod_revision, kv.version, kv.value, kv.lease));
     let mut leases: Vec<(i64, Vec<Vec<u8>>)> = s.leases().map(|l| (l.id, l.keys.iter().cloned().collect())).collect();
     leases.sort();
-    Fingerprint { rev: s.rev(), compact: s.compact_rev(), kvs: kvs.collect(), leases, hash: s.hash_kv(0).unwrap().0 }
+    Fingerprint { rev: s.rev(), compact: s.compact_rev(), kvs: all.kvs, leases, hash: s.hash_kv(0).unwrap().0 }
 }
 
 fn fresh() -> SimFs {
