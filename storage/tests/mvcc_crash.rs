@@ -117,8 +117,6 @@ struct Fingerprint {
 
 fn fingerprint(s: &Store) -> Fingerprint {
     let all = s.range(&RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }).unwrap();
-    let kvs =
-        all.kvs.into_iter().map(|kv| (kv.key, kv.create_revision, kv.mod_revision, kv.version, kv.value, kv.lease));
     let mut leases: Vec<(i64, Vec<Vec<u8>>)> = s.leases().map(|l| (l.id, l.keys.iter().cloned().collect())).collect();
     leases.sort();
     Fingerprint { rev: s.rev(), compact: s.compact_rev(), kvs: all.kvs, leases, hash: s.hash_kv(0).unwrap().0 }
