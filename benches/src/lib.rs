@@ -1,6 +1,7 @@
 //! Workloads shared by the criterion benchmarks, identical to the Go anchor's
 //! (`tools/boltbench`): keys are a big-endian u64 (sequential or random),
 //! values 32 zero bytes, written in transactions of 1000 keys.
+#![forbid(unsafe_code)]
 
 use etcdkit_storage::{Db, Options};
 

@@ -1,6 +1,6 @@
 //! The `etcdkit` command's implementation, as a library so that tests can call
 //! the same code (text forms, dumps) the binary runs.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod bolt;

@@ -1,5 +1,5 @@
 //! `etcdkit`: bbolt-, etcdctl- and etcdutl-style commands on local files.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use std::io::{self, Write};
 use std::path::PathBuf;

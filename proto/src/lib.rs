@@ -15,7 +15,7 @@
 //! Enum values are etcd's. Note that etcd's `ConfChangeType` (0 AddNode,
 //! 1 RemoveNode, 2 UpdateNode, 3 AddLearnerNode) differs from the tikv `raft`
 //! crate's: convert explicitly at that boundary, never by number.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod authpb;
 pub mod etcdserverpb;

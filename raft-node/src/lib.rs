@@ -27,7 +27,7 @@
 //! node.close()?;
 //! # Ok::<(), etcdkit_raft_node::Error>(())
 //! ```
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod apply;
 mod config;

@@ -24,7 +24,7 @@
 //! println!("member {:x} of cluster {:x}", done.member_id, done.cluster_id);
 //! # Ok::<(), etcdkit_snapshot::Error>(())
 //! ```
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod backup;
 pub mod cluster;

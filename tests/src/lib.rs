@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: fixture files, and the reference
 //! tools (real bbolt via `boltref`, real etcd) with the project's skip policy:
 //! outside CI a missing tool skips its test loudly; with `CI=true` it fails.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,5 +1,6 @@
 //! `gen-etcd-db OUT SIZE_MB [SEED]`: a new etcd 3.4 db of at least SIZE_MB
 //! megabytes (10^6 bytes) at OUT, for the snapshot benchmarks.
+#![forbid(unsafe_code)]
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -5,6 +5,7 @@
 //! JSON line: ops, seconds, ops/s, p50/p99 latency in microseconds.
 //!
 //! `node-put DIR TOTAL CLIENTS [KEY_SPACE]`
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
