@@ -49,8 +49,11 @@ pub struct Config {
     /// How long a request waits for commit + apply (etcd: 5 s + 2 elections).
     pub request_timeout: Duration,
     /// The MVCC store's options (its batching; etcd's is `StoreOptions::batched()`,
-    /// safe because the WAL holds every applied entry).
+    /// safe because the WAL holds every applied entry). Its `db.fs` is the file
+    /// system every file of the member (WAL, `.snap`, db) goes through.
     pub store: StoreOptions,
+    /// Size at which WAL segments are cut (etcd: 64,000,000; smaller in tests).
+    pub wal_segment_size: u64,
 }
 
 impl Config {
@@ -75,7 +78,13 @@ impl Config {
             max_pending: 5_000,
             request_timeout: Duration::from_secs(7),
             store: StoreOptions::batched(),
+            wal_segment_size: etcdkit_wal::SEGMENT_SIZE,
         }
+    }
+
+    /// The file system the member's files live on.
+    pub fn fs(&self) -> &std::sync::Arc<dyn etcdkit_fs::Fs> {
+        &self.store.db.fs
     }
 
     /// The member's peer URLs as advertised (defaulting to its entry in the

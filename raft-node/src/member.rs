@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use etcdkit_fs::{Fs, Open};
 use etcdkit_proto::Message as _;
 use etcdkit_proto::etcdserverpb::{InternalRaftRequest, Metadata, RequestHeader};
 use etcdkit_proto::membership;
@@ -150,7 +151,7 @@ impl Member {
     pub fn open(cfg: Config) -> Result<Member> {
         let member_dir = cfg.data_dir.join("member");
         let wal_dir = member_dir.join("wal");
-        if !wal_dir.exists() {
+        if !cfg.fs().exists(&wal_dir) {
             if cfg.join_existing {
                 bootstrap_join(&cfg)?;
             } else {
@@ -165,8 +166,9 @@ impl Member {
         let wal_dir = cfg.data_dir.join("member/wal");
         let db_path = snap_dir.join("db");
         // The newest `.snap` the WAL knows about (none for a joining member).
-        let valid = etcdkit_wal::valid_snapshot_entries(&wal_dir)?;
-        let newest = match snap::load_newest(&snap_dir, Some(&valid)) {
+        let fs = cfg.fs().clone();
+        let valid = etcdkit_wal::valid_snapshot_entries_in(&*fs, &wal_dir)?;
+        let newest = match snap::load_newest_in(&*fs, &snap_dir, Some(&valid)) {
             Ok((_, s)) => Some(s),
             Err(etcdkit_snapshot::Error::NoSnapshot(_)) => None,
             Err(e) => return Err(e.into()),
@@ -174,14 +176,15 @@ impl Member {
         let snap_meta = newest.as_ref().map(|s| s.metadata.clone()).unwrap_or_default();
         finish_snapshot_db(&snap_dir, snap_meta.index, &cfg)?;
         let start = walpb::Snapshot { index: snap_meta.index, term: snap_meta.term };
-        let (wal, read) = match Wal::open(&wal_dir, start) {
+        let (mut wal, read) = match Wal::open_in(fs.clone(), &wal_dir, start) {
             Err(etcdkit_wal::Error::UnexpectedEof { .. }) => {
                 // A torn last record was never acknowledged: cut it off (etcd's repair).
-                etcdkit_wal::repair(&wal_dir)?;
-                Wal::open(&wal_dir, start)?
+                etcdkit_wal::repair_in(&*fs, &wal_dir)?;
+                Wal::open_in(fs.clone(), &wal_dir, start)?
             }
             r => r?,
         };
+        wal.set_segment_size(cfg.wal_segment_size);
         let md = Metadata::decode(read.metadata.as_slice())
             .map_err(|e| Error::DataDir { path: wal_dir.clone(), what: format!("WAL metadata: {e}") })?;
         let store = Store::open(&db_path, cfg.store.clone())?;
@@ -679,7 +682,7 @@ impl Member {
                 term: self.applied_term,
             },
         };
-        snap::save(&self.snap_dir, &s)?;
+        snap::save_in(&**self.cfg.fs(), &self.snap_dir, &s)?;
         self.wal.save_snapshot(walpb::Snapshot { index: self.applied, term: self.applied_term })?;
         self.snapshot_index = self.applied;
         let keep_from = self.applied.saturating_sub(self.cfg.catch_up_entries);
@@ -694,23 +697,24 @@ impl Member {
     fn install_snapshot(&mut self, s: eraftpb::Snapshot) -> Result<()> {
         let meta = s.get_metadata().clone();
         let pending = snapshot_db_path(&self.snap_dir, meta.index);
-        write_synced(&pending, &s.data)?;
+        let fs = self.cfg.fs().clone();
+        write_synced(&*fs, &pending, &s.data)?;
         let cs = convert::conf_state_to_etcd(meta.get_conf_state());
         // The membership the db carries, for the v2 JSON of the `.snap`.
         let members = {
-            let db = etcdkit_storage::Db::open(&pending, etcdkit_storage::Options::default())?;
+            let db = etcdkit_storage::Db::open(&pending, self.cfg.store.db.clone())?;
             apply::load_members(&db)?.0
         };
         let rs = raftpb::Snapshot {
             data: Some(v2store::bootstrap_store_json(&members.values().cloned().collect::<Vec<_>>())),
             metadata: raftpb::SnapshotMetadata { conf_state: cs, index: meta.index, term: meta.term },
         };
-        snap::save(&self.snap_dir, &rs)?;
+        snap::save_in(&*fs, &self.snap_dir, &rs)?;
         self.wal.save_snapshot(walpb::Snapshot { index: meta.index, term: meta.term })?;
         self.wal.sync()?;
         let db = self.snap_dir.join("db");
-        std::fs::rename(&pending, &db).map_err(Error::io("rename", &pending))?;
-        sync_dir(&self.snap_dir)?;
+        fs.rename(&pending, &db).map_err(Error::io("rename", &pending))?;
+        sync_dir(&*fs, &self.snap_dir)?;
         // The old store (and its lock) belong to the replaced file.
         self.store = Store::open(&db, self.cfg.store.clone())?;
         (self.members, self.removed_ids) = apply::load_members(self.store.db())?;
@@ -753,34 +757,34 @@ fn snapshot_db_path(snap_dir: &Path, index: u64) -> PathBuf {
 /// If a received db for the snapshot at `index` is waiting and the db is
 /// older, moves it into place (finishing an interrupted install).
 fn finish_snapshot_db(snap_dir: &Path, index: u64, cfg: &Config) -> Result<()> {
+    let fs = cfg.fs();
     let pending = snapshot_db_path(snap_dir, index);
-    if index == 0 || !pending.exists() {
+    if index == 0 || !fs.exists(&pending) {
         return Ok(());
     }
     let db = snap_dir.join("db");
-    let current_ci = if db.exists() {
+    let current_ci = if fs.exists(&db) {
         let s = Store::open(&db, cfg.store.clone())?;
         s.consistent_index()
     } else {
         0
     };
     if current_ci < index {
-        std::fs::rename(&pending, &db).map_err(Error::io("rename", &pending))?;
+        fs.rename(&pending, &db).map_err(Error::io("rename", &pending))?;
     } else {
-        std::fs::remove_file(&pending).map_err(Error::io("remove", &pending))?;
+        fs.remove_file(&pending).map_err(Error::io("remove", &pending))?;
     }
-    sync_dir(snap_dir)
+    sync_dir(&**fs, snap_dir)
 }
 
-fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(Error::io("create", path))?;
-    f.write_all(data).map_err(Error::io("write", path))?;
+fn write_synced(fs: &dyn Fs, path: &Path, data: &[u8]) -> Result<()> {
+    let f = fs.open(path, Open::Truncate { mode: 0o600 }).map_err(Error::io("create", path))?;
+    f.write_all_at(data, 0).map_err(Error::io("write", path))?;
     f.sync_all().map_err(Error::io("fsync", path))
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    Ok(etcdkit_snapshot::sync_dir(dir)?)
+fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
+    fs.sync_dir(dir).map_err(Error::io("fsync", dir))
 }
 
 /// A new cluster's data dir: an empty db, bootstrapped as `snapshot restore`
@@ -793,7 +797,7 @@ fn bootstrap_new(cfg: &Config) -> Result<()> {
     build_data_dir(cfg, |tmp| {
         let db = tmp.join("member/snap/db");
         drop(Store::open(&db, cfg.store.clone())?);
-        restore::write_member_state(tmp, &cluster, me)?;
+        restore::write_member_state_in(cfg.fs(), tmp, &cluster, me, cfg.wal_segment_size)?;
         Ok(())
     })
 }
@@ -807,35 +811,36 @@ fn bootstrap_join(cfg: &Config) -> Result<()> {
     build_data_dir(cfg, |tmp| {
         drop(Store::open(tmp.join("member/snap/db"), cfg.store.clone())?);
         let md = Metadata { node_id: me, cluster_id }.encode_to_vec();
-        Wal::create(&tmp.join("member/wal"), &md)?.close()?;
+        Wal::create_in(cfg.fs().clone(), &tmp.join("member/wal"), &md, cfg.wal_segment_size)?.close()?;
         Ok(())
     })
 }
 
 fn build_data_dir(cfg: &Config, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let fs = &**cfg.fs();
     let dir = &cfg.data_dir;
     let tmp = PathBuf::from(format!("{}.bootstrap-tmp", dir.display()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
+    if fs.exists(&tmp) {
+        fs.remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
     }
     let snap_dir = tmp.join("member/snap");
-    std::fs::create_dir_all(&snap_dir).map_err(Error::io("mkdir", &snap_dir))?;
+    fs.create_dir_all(&snap_dir, 0o700).map_err(Error::io("mkdir", &snap_dir))?;
     if let Err(e) = fill(&tmp) {
-        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = fs.remove_dir_all(&tmp);
         return Err(e);
     }
-    if dir.exists() {
+    if fs.exists(dir) {
         // An existing but empty data dir (or one without `member/`) is replaced.
         let member = dir.join("member");
-        if member.exists() {
-            let _ = std::fs::remove_dir_all(&tmp);
+        if fs.exists(&member) {
+            let _ = fs.remove_dir_all(&tmp);
             return Err(Error::DataDir { path: member, what: "exists without a WAL; refusing to overwrite".into() });
         }
-        std::fs::rename(tmp.join("member"), &member).map_err(Error::io("rename", &tmp))?;
-        std::fs::remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
-        sync_dir(dir)
+        fs.rename(&tmp.join("member"), &member).map_err(Error::io("rename", &tmp))?;
+        fs.remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
+        sync_dir(fs, dir)
     } else {
-        std::fs::rename(&tmp, dir).map_err(Error::io("rename", &tmp))?;
-        sync_dir(etcdkit_snapshot::parent(dir))
+        fs.rename(&tmp, dir).map_err(Error::io("rename", &tmp))?;
+        sync_dir(fs, etcdkit_snapshot::parent(dir))
     }
 }

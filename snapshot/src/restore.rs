@@ -31,7 +31,10 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use etcdkit_fs::Fs;
 
 use etcdkit_proto::Message;
 use etcdkit_proto::etcdserverpb::Metadata;
@@ -178,12 +181,24 @@ fn build(
 /// consistent index, writes the WAL and the raft `.snap` (steps 3 and 4 of the
 /// module docs). A new etcdkit node bootstraps an empty db this way.
 pub fn write_member_state(dir: &Path, cluster: &Cluster, me: u64) -> Result<(), Error> {
+    write_member_state_in(&etcdkit_fs::real(), dir, cluster, me, etcdkit_wal::SEGMENT_SIZE)
+}
+
+/// [`write_member_state`] through `fs`, with a WAL segment (sparse) of
+/// `segment_size` bytes (etcd: [`etcdkit_wal::SEGMENT_SIZE`]).
+pub fn write_member_state_in(
+    fs: &Arc<dyn Fs>,
+    dir: &Path,
+    cluster: &Cluster,
+    me: u64,
+    segment_size: u64,
+) -> Result<(), Error> {
     let snap_dir = dir.join("member/snap");
-    rewrite_membership(&snap_dir.join("db"), cluster)?;
+    rewrite_membership(fs, &snap_dir.join("db"), cluster)?;
 
     let n = cluster.members.len() as u64;
     let md = Metadata { node_id: me, cluster_id: cluster.id }.encode_to_vec();
-    let mut wal = etcdkit_wal::Wal::create_sparse(&dir.join("member/wal"), &md)?;
+    let mut wal = etcdkit_wal::Wal::create_sparse_in(fs.clone(), &dir.join("member/wal"), &md, segment_size)?;
     let entries: Vec<Entry> = cluster
         .members
         .iter()
@@ -212,12 +227,12 @@ pub fn write_member_state(dir: &Path, cluster: &Cluster, me: u64) -> Result<(), 
             term: 1,
         },
     };
-    snap::save(&snap_dir, &raft_snap)?;
+    snap::save_in(&**fs, &snap_dir, &raft_snap)?;
     wal.save_snapshot(walpb::Snapshot { index: n, term: 1 })?;
     wal.close()?;
-    sync_dir(&snap_dir)?;
-    sync_dir(&dir.join("member"))?;
-    sync_dir(dir)?;
+    for d in [snap_dir.as_path(), &dir.join("member"), dir] {
+        fs.sync_dir(d).map_err(io_err("fsync", d))?;
+    }
     Ok(())
 }
 
@@ -279,8 +294,8 @@ fn copy_and_verify(src: &Path, dst: &Path, skip: bool, progress: &mut Progress<'
 }
 
 /// Checks the db and rewrites its membership and consistent index.
-fn rewrite_membership(db_path: &Path, cluster: &Cluster) -> Result<(), Error> {
-    let db = Db::open(db_path, Options::default())?;
+fn rewrite_membership(fs: &Arc<dyn Fs>, db_path: &Path, cluster: &Cluster) -> Result<(), Error> {
+    let db = Db::open(db_path, Options { fs: fs.clone(), ..Options::default() })?;
     {
         let tx = db.begin()?;
         let problems = check::check(&tx);

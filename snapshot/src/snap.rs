@@ -11,13 +11,14 @@
 //! empty, has no data, a zero or wrong CRC, or does not decode is renamed
 //! `<name>.broken`, as etcd does, and the next one is tried.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use etcdkit_proto::Message;
 use etcdkit_proto::raftpb;
 use etcdkit_proto::snappb;
 use etcdkit_proto::walpb;
+
+use etcdkit_fs::{Fs, Open, RealFs};
 
 use crate::Error;
 use crate::error::io_err;
@@ -66,33 +67,43 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<raftpb::Snapshot, Error> {
 /// An empty snapshot (index 0) is not written, as in etcd; returns its path
 /// otherwise.
 pub fn save(dir: &Path, s: &raftpb::Snapshot) -> Result<Option<PathBuf>, Error> {
+    save_in(&RealFs, dir, s)
+}
+
+/// [`save`] through `fs`.
+pub fn save_in(fs: &dyn Fs, dir: &Path, s: &raftpb::Snapshot) -> Result<Option<PathBuf>, Error> {
     if s.metadata.index == 0 {
         return Ok(None);
     }
     let path = dir.join(snap_name(s.metadata.term, s.metadata.index));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(io_err("create", &path))?;
-    f.write_all(&encode(s)).map_err(io_err("write", &path))?;
+    let f = fs.open(&path, Open::Truncate { mode: 0o666 }).map_err(io_err("create", &path))?;
+    f.write_all_at(&encode(s), 0).map_err(io_err("write", &path))?;
     f.sync_all().map_err(io_err("fsync", &path))?;
     Ok(Some(path))
 }
 
 /// Reads one `.snap` file.
 pub fn read(path: &Path) -> Result<raftpb::Snapshot, Error> {
-    let bytes = std::fs::read(path).map_err(io_err("read", path))?;
+    read_in(&RealFs, path)
+}
+
+/// [`read`] through `fs`.
+pub fn read_in(fs: &dyn Fs, path: &Path) -> Result<raftpb::Snapshot, Error> {
+    let bytes = fs.read(path).map_err(io_err("read", path))?;
     decode(path, &bytes)
 }
 
 /// `.snap` file names in `dir`, newest (highest term, then index) first.
 pub fn snap_names(dir: &Path) -> Result<Vec<String>, Error> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+    snap_names_in(&RealFs, dir)
+}
+
+/// [`snap_names`] through `fs`.
+pub fn snap_names_in(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>, Error> {
+    let mut names: Vec<String> = fs
+        .read_dir(dir)
         .map_err(io_err("read dir", dir))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
+        .into_iter()
         .filter(|n| parse_snap_name(n).is_some())
         .collect();
     names.sort_unstable_by(|a, b| b.cmp(a));
@@ -103,7 +114,16 @@ pub fn snap_names(dir: &Path) -> Result<Vec<String>, Error> {
 /// `only`, the newest one whose (index, term) is in it (`LoadNewestAvailable`,
 /// given the WAL's snapshot records). Broken files are renamed `.broken`.
 pub fn load_newest(dir: &Path, only: Option<&[walpb::Snapshot]>) -> Result<(PathBuf, raftpb::Snapshot), Error> {
-    for name in snap_names(dir)? {
+    load_newest_in(&RealFs, dir, only)
+}
+
+/// [`load_newest`] through `fs`.
+pub fn load_newest_in(
+    fs: &dyn Fs,
+    dir: &Path,
+    only: Option<&[walpb::Snapshot]>,
+) -> Result<(PathBuf, raftpb::Snapshot), Error> {
+    for name in snap_names_in(fs, dir)? {
         let (term, index) = parse_snap_name(&name).expect("filtered by snap_names");
         if let Some(allowed) = only
             && !allowed.iter().any(|w| w.index == index && w.term == term)
@@ -111,12 +131,12 @@ pub fn load_newest(dir: &Path, only: Option<&[walpb::Snapshot]>) -> Result<(Path
             continue;
         }
         let path = dir.join(&name);
-        match read(&path) {
+        match read_in(fs, &path) {
             Ok(s) => return Ok((path, s)),
             Err(Error::Io { .. }) => continue,
             Err(_) => {
                 let broken = dir.join(format!("{name}.broken"));
-                std::fs::rename(&path, &broken).map_err(io_err("rename", &path))?;
+                fs.rename(&path, &broken).map_err(io_err("rename", &path))?;
             }
         }
     }

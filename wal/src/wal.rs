@@ -390,6 +390,11 @@ impl Wal {
         Self::create_inner(etcdkit_fs::real(), dir, metadata, SEGMENT_SIZE, true)
     }
 
+    /// [`Wal::create_sparse`] through `fs`, cutting at `segment_size`.
+    pub fn create_sparse_in(fs: Arc<dyn Fs>, dir: &Path, metadata: &[u8], segment_size: u64) -> Result<Wal> {
+        Self::create_inner(fs, dir, metadata, segment_size, true)
+    }
+
     /// [`Wal::create`] with another segment size (tests).
     pub fn create_with_segment_size(dir: &Path, metadata: &[u8], segment_size: u64) -> Result<Wal> {
         Self::create_inner(etcdkit_fs::real(), dir, metadata, segment_size, false)
