@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use etcdkit_storage::{Db, Options, Value, check};
+use etcdkit_storage::{Db, Value, check};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, io_err};
@@ -34,8 +34,12 @@ pub fn has_checksum(size: u64) -> bool {
 
 /// Computes the status of the snapshot (or raw db) at `path`.
 pub fn status(path: &Path) -> Result<Status, Error> {
-    std::fs::metadata(path).map_err(io_err("stat", path))?;
-    let db = Db::open(path, Options { read_only: true, ..Default::default() })?;
+    status_in(&etcdkit_fs::real(), path)
+}
+
+/// [`status`] of a file on `fs`.
+pub fn status_in(fs: &std::sync::Arc<dyn etcdkit_fs::Fs>, path: &Path) -> Result<Status, Error> {
+    let db = crate::inspect::open_ro(fs, path)?;
     let tx = db.begin()?;
     // The structure check and the hash walk read the same pages: run them side by side.
     let (problems, walked) = std::thread::scope(|s| {
@@ -154,16 +158,19 @@ pub fn verify_trailer(path: &Path) -> Result<bool, Error> {
     Ok(true)
 }
 
-/// SHA-256 of the first `len` bytes of `f` (positioned reads, so another
-/// thread may use the file meanwhile); `done` follows the bytes hashed.
-pub(crate) fn sha256_prefix(f: &File, len: u64, done: &std::sync::atomic::AtomicU64) -> io::Result<[u8; 32]> {
-    use std::os::unix::fs::FileExt;
+/// SHA-256 of the first `len` bytes read by `read_at` (positioned reads, so
+/// another thread may use the file meanwhile); `done` follows the bytes hashed.
+pub(crate) fn sha256_prefix(
+    read_at: impl Fn(&mut [u8], u64) -> io::Result<()>,
+    len: u64,
+    done: &std::sync::atomic::AtomicU64,
+) -> io::Result<[u8; 32]> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 4 << 20];
     let mut off = 0u64;
     while off < len {
         let n = (len - off).min(buf.len() as u64) as usize;
-        f.read_exact_at(&mut buf[..n], off)?;
+        read_at(&mut buf[..n], off)?;
         h.update(&buf[..n]);
         off += n as u64;
         done.store(off, std::sync::atomic::Ordering::Relaxed);

@@ -10,19 +10,33 @@ use etcdkit_proto::mvccpb::KeyValue;
 use etcdkit_storage::{Db, Options, Tx, Value};
 use sha2::{Digest, Sha256};
 
+use std::sync::Arc;
+
+use etcdkit_fs::Fs;
+
 use crate::Error;
 use crate::error::io_err;
 use crate::schema::{decode_entry_json, parse_rev_key};
 
-fn open_ro(path: &Path) -> Result<Db, Error> {
-    std::fs::metadata(path).map_err(io_err("stat", path))?;
-    Ok(Db::open(path, Options { read_only: true, ..Default::default() })?)
+/// Opens the db (or snapshot) at `path` on `fs` read-only; a missing file is
+/// an I/O error (not a new database).
+pub(crate) fn open_ro(fs: &Arc<dyn Fs>, path: &Path) -> Result<Db, Error> {
+    if !fs.exists(path) {
+        let e = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        return Err(io_err("stat", path)(e));
+    }
+    Ok(Db::open(path, Options { read_only: true, fs: fs.clone(), ..Default::default() })?)
 }
 
 /// Writes one JSON line per entry of every top-level bucket of the db (or
 /// snapshot) at `path`, in bucket and key order (the fixtures' `decoded.jsonl`).
 pub fn inspect(path: &Path, out: &mut dyn Write) -> Result<(), Error> {
-    let db = open_ro(path)?;
+    inspect_in(&etcdkit_fs::real(), path, out)
+}
+
+/// [`inspect`] of a file on `fs`.
+pub fn inspect_in(fs: &Arc<dyn Fs>, path: &Path, out: &mut dyn Write) -> Result<(), Error> {
+    let db = open_ro(fs, path)?;
     let tx = db.begin()?;
     let stdout = |e: std::io::Error| Error::Io { op: "write", path: "<output>".into(), source: e };
     for (name, b) in tx.buckets()? {
@@ -63,7 +77,12 @@ pub struct KeySpace {
 impl KeySpace {
     /// Reads the `key` bucket of the db (or snapshot) at `path`.
     pub fn load(path: &Path) -> Result<KeySpace, Error> {
-        let db = open_ro(path)?;
+        Self::load_in(&etcdkit_fs::real(), path)
+    }
+
+    /// [`KeySpace::load`] of a file on `fs`.
+    pub fn load_in(fs: &Arc<dyn Fs>, path: &Path) -> Result<KeySpace, Error> {
+        let db = open_ro(fs, path)?;
         let tx = db.begin()?;
         Self::from_tx(&tx)
     }

@@ -37,7 +37,7 @@ pub mod v2store;
 pub mod verify;
 mod writeback;
 
-pub use backup::{Status, has_checksum, human_bytes, save, save_with_progress, status, verify_trailer};
+pub use backup::{Status, has_checksum, human_bytes, save, save_with_progress, status, status_in, verify_trailer};
 pub use error::Error;
 pub use writeback::{parent, sync_dir};
 

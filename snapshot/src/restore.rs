@@ -251,7 +251,7 @@ fn copy_and_verify(src: &Path, dst: &Path, skip: bool, progress: &mut Progress<'
     let (copied, digest) = std::thread::scope(|s| -> Result<(u64, Option<[u8; 32]>), Error> {
         let hasher = check.then(|| {
             let (from, hashed) = (&from, &hashed);
-            s.spawn(move || sha256_prefix(from, len, hashed))
+            s.spawn(move || sha256_prefix(|b, o| from.read_exact_at(b, o), len, hashed))
         });
         let copied = with_writeback(&to, dst, |kick| {
             let mut off = 0u64;

@@ -16,8 +16,9 @@
 //!   hex ID; users, roles and alarms decode.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use etcdkit_fs::{File as FsFile, Fs, Open};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -82,14 +83,19 @@ impl Report {
 /// Verifies the snapshot (or raw db) at `path`. Files that cannot be opened
 /// as bbolt at all are an `Err`; everything else found is in the report.
 pub fn verify(path: &Path, progress: &mut Progress<'_>) -> Result<Report, Error> {
-    let f = File::open(path).map_err(io_err("open", path))?;
-    let size = f.metadata().map_err(io_err("stat", path))?.len();
+    verify_in(&etcdkit_fs::real(), path, progress)
+}
+
+/// [`verify`] of a file on `fs`.
+pub fn verify_in(fs: &Arc<dyn Fs>, path: &Path, progress: &mut Progress<'_>) -> Result<Report, Error> {
+    let f = fs.open(path, Open::Read).map_err(io_err("open", path))?;
+    let size = f.len().map_err(io_err("stat", path))?;
     let hashed = AtomicU64::new(0);
-    let db = Db::open(path, Options { read_only: true, ..Default::default() })?;
+    let db = Db::open(path, Options { read_only: true, fs: fs.clone(), ..Default::default() })?;
     let tx = db.begin()?;
     std::thread::scope(|s| {
         let trailer = has_checksum(size).then(|| {
-            let (f, hashed) = (&f, &hashed);
+            let (f, hashed) = (&*f, &hashed);
             s.spawn(move || hash_trailer(f, size, hashed))
         });
         let checker = s.spawn(|| check::check(&tx));
@@ -108,9 +114,9 @@ pub fn verify(path: &Path, progress: &mut Progress<'_>) -> Result<Report, Error>
     })
 }
 
-fn hash_trailer(f: &File, size: u64, done: &AtomicU64) -> std::io::Result<Trailer> {
+fn hash_trailer(f: &dyn FsFile, size: u64, done: &AtomicU64) -> std::io::Result<Trailer> {
     let len = size - 32;
-    let got = crate::backup::sha256_prefix(f, len, done)?;
+    let got = crate::backup::sha256_prefix(|b, o| f.read_exact_at(b, o), len, done)?;
     let mut want = [0u8; 32];
     f.read_exact_at(&mut want, len)?;
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
