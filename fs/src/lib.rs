@@ -137,6 +137,12 @@ pub trait File: Send + Sync + fmt::Debug {
     /// end of the file; only the part below it may be read). See [`Map`].
     fn map(&self, len: usize) -> io::Result<Map>;
 
+    /// The operating-system file behind this one, if any (so bulk copies can
+    /// use `copy_file_range`); `None` for simulated files.
+    fn as_std(&self) -> Option<&std::fs::File> {
+        None
+    }
+
     /// Reads exactly `buf.len()` bytes at `off`.
     fn read_exact_at(&self, mut buf: &mut [u8], mut off: u64) -> io::Result<()> {
         while !buf.is_empty() {
@@ -150,6 +156,54 @@ pub trait File: Send + Sync + fmt::Debug {
         }
         Ok(())
     }
+}
+
+/// An `io::Write` appending to a [`File`] from an offset.
+pub struct Writer<'f> {
+    pub file: &'f dyn File,
+    pub offset: u64,
+}
+
+impl std::io::Write for Writer<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write_all_at(buf, self.offset)?;
+        self.offset += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Copies `len` bytes from offset 0 of `from` to `to` (at its offset 0);
+/// `step` is called after each chunk of at most `chunk` bytes with the bytes
+/// copied so far. Real files use the kernel's copy.
+pub fn copy(from: &dyn File, to: &dyn File, len: u64, chunk: u64, step: &mut dyn FnMut(u64)) -> io::Result<u64> {
+    let mut off = 0u64;
+    let mut buf = Vec::new();
+    while off < len {
+        let want = (len - off).min(chunk);
+        let n = match (from.as_std(), to.as_std()) {
+            (Some(mut f), Some(mut t)) => {
+                use std::io::Seek;
+                f.seek(std::io::SeekFrom::Start(off))?;
+                t.seek(std::io::SeekFrom::Start(off))?;
+                std::io::copy(&mut std::io::Read::take(&mut f, want), &mut t)?
+            }
+            _ => {
+                buf.resize(want as usize, 0);
+                let got = from.read_at(&mut buf, off)?;
+                to.write_all_at(&buf[..got], off)?;
+                got as u64
+            }
+        };
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("file shrank at offset {off}")));
+        }
+        off += n;
+        step(off);
+    }
+    Ok(off)
 }
 
 /// The real file system, shared.

@@ -110,6 +110,10 @@ impl File for RealFile {
     fn map(&self, len: usize) -> io::Result<Map> {
         Map::of_file(&self.0, len)
     }
+
+    fn as_std(&self) -> Option<&std::fs::File> {
+        Some(&self.0)
+    }
 }
 
 /// etcd's WAL lock (`pkg/fileutil/lock_linux.go`): an OFD write lock

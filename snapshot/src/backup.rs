@@ -4,7 +4,6 @@
 //! Layout of a snapshot file: `[bbolt image: pgid × page size bytes][sha256 of
 //! the image: 32 bytes]`. A file has the trailer iff its size ≡ 32 (mod 512).
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -12,7 +11,9 @@ use etcdkit_storage::{Db, Value, check};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, io_err};
-use crate::writeback::{parent, sync_dir, with_writeback};
+use etcdkit_fs::{Open, Writer as FsWriter};
+
+use crate::writeback::{parent, with_writeback};
 
 /// What `etcdctl snapshot status` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,20 +89,15 @@ pub fn save(db: &Db, path: &Path) -> Result<u64, Error> {
 
 /// [`save`], reporting `(bytes written, bytes in all)` as it goes.
 pub fn save_with_progress(db: &Db, path: &Path, progress: &mut crate::Progress<'_>) -> Result<u64, Error> {
+    let fs = &db.options().fs;
     let part = PathBuf::from(format!("{}.part", path.display()));
     let r = (|| -> Result<u64, Error> {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode_0600()
-            .open(&part)
-            .map_err(io_err("create", &part))?;
+        let f = fs.open(&part, Open::Truncate { mode: 0o600 }).map_err(io_err("create", &part))?;
         let tx = db.begin()?;
         let total = tx.size();
-        let n = with_writeback(&f, &part, |kick| {
+        let n = with_writeback(&*f, &part, |kick| {
             let mut w = HashingWriter {
-                inner: BufWriter::with_capacity(1 << 20, &f),
+                inner: BufWriter::with_capacity(1 << 20, FsWriter { file: &*f, offset: 0 }),
                 hash: Sha256::new(),
                 done: 0,
                 total,
@@ -119,12 +115,13 @@ pub fn save_with_progress(db: &Db, path: &Path, progress: &mut crate::Progress<'
     })();
     match r {
         Ok(n) => {
-            std::fs::rename(&part, path).map_err(io_err("rename", &part))?;
-            sync_dir(parent(path))?;
+            fs.rename(&part, path).map_err(io_err("rename", &part))?;
+            let dir = parent(path);
+            fs.sync_dir(dir).map_err(io_err("fsync", dir))?;
             Ok(n)
         }
         Err(e) => {
-            let _ = std::fs::remove_file(&part);
+            let _ = fs.remove_file(&part);
             Err(e)
         }
     }
@@ -133,25 +130,16 @@ pub fn save_with_progress(db: &Db, path: &Path, progress: &mut crate::Progress<'
 /// Checks the sha256 trailer of the snapshot at `path`: `Ok(false)` when the
 /// file has none (a raw db), `Ok(true)` when it matches.
 pub fn verify_trailer(path: &Path) -> Result<bool, Error> {
-    let f = File::open(path).map_err(io_err("open", path))?;
-    let size = f.metadata().map_err(io_err("stat", path))?.len();
+    let f = etcdkit_fs::Fs::open(&etcdkit_fs::RealFs, path, Open::Read).map_err(io_err("open", path))?;
+    let size = f.len().map_err(io_err("stat", path))?;
     if !has_checksum(size) {
         return Ok(false);
     }
-    let mut r = io::BufReader::with_capacity(1 << 20, f);
-    let mut h = Sha256::new();
-    let mut left = size - 32;
-    let mut buf = vec![0u8; 1 << 20];
-    while left > 0 {
-        let n = (left as usize).min(buf.len());
-        io::Read::read_exact(&mut r, &mut buf[..n]).map_err(io_err("read", path))?;
-        h.update(&buf[..n]);
-        left -= n as u64;
-    }
+    let got =
+        sha256_prefix(|b, o| f.read_exact_at(b, o), size - 32, &Default::default()).map_err(io_err("read", path))?;
     let mut want = [0u8; 32];
-    io::Read::read_exact(&mut r, &mut want).map_err(io_err("read", path))?;
-    let got = h.finalize();
-    if got[..] != want {
+    f.read_exact_at(&mut want, size - 32).map_err(io_err("read", path))?;
+    if got != want {
         let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         return Err(Error::HashMismatch { expected: hex(&want), got: hex(&got) });
     }
@@ -202,16 +190,6 @@ impl<W: Write> Write for HashingWriter<'_, '_, W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for std::fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
     }
 }
 

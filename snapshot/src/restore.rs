@@ -27,14 +27,12 @@
 //! is untouched. Like 3.4 (unlike 3.5) no `meta/term` is written, and the
 //! WAL's snapshot record has no conf state: the result is a 3.4 data dir.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use etcdkit_fs::Fs;
+use etcdkit_fs::{Fs, Open};
 
 use etcdkit_proto::Message;
 use etcdkit_proto::etcdserverpb::Metadata;
@@ -48,7 +46,7 @@ use etcdkit_storage::{Db, Options, check};
 use crate::backup::sha256_prefix;
 use crate::cluster::{Cluster, bootstrap};
 use crate::error::io_err;
-use crate::writeback::{parent, sync_dir, with_writeback};
+use crate::writeback::{parent, with_writeback};
 use crate::{Error, Progress, has_checksum, snap, v2store};
 
 /// What `snapshot restore` is told.
@@ -66,6 +64,11 @@ pub struct RestoreConfig {
     pub data_dir: PathBuf,
     /// `--skip-hash-check`: do not compare the sha256 trailer (still stripped).
     pub skip_hash_check: bool,
+    /// The file system the snapshot is read from and the data dir written to.
+    pub fs: Arc<dyn Fs>,
+    /// Size of the new WAL's (sparse) segment; etcd's is
+    /// [`etcdkit_wal::SEGMENT_SIZE`] (smaller in tests).
+    pub wal_segment_size: u64,
 }
 
 impl RestoreConfig {
@@ -83,6 +86,8 @@ impl RestoreConfig {
             initial_advertise_peer_urls: advertise_peer_urls.into(),
             data_dir: data_dir.into(),
             skip_hash_check: false,
+            fs: etcdkit_fs::real(),
+            wal_segment_size: etcdkit_wal::SEGMENT_SIZE,
         }
     }
 }
@@ -110,37 +115,43 @@ pub fn restore(snapshot: &Path, cfg: &RestoreConfig, progress: &mut Progress<'_>
     let cluster =
         bootstrap(&cfg.name, &cfg.initial_cluster, &cfg.initial_cluster_token, &cfg.initial_advertise_peer_urls)?;
     let me = cluster.member(&cfg.name).expect("bootstrap checked the local member").id;
-    let meta = std::fs::metadata(snapshot).map_err(io_err("stat", snapshot))?;
-    if !meta.is_file() {
+    let fs = &*cfg.fs;
+    if fs.is_dir(snapshot) {
         return Err(Error::Io {
             op: "open",
             path: snapshot.to_path_buf(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
         });
     }
-    if !has_checksum(meta.len()) && !cfg.skip_hash_check {
+    let size = fs.open(snapshot, Open::Read).and_then(|f| f.len()).map_err(io_err("stat", snapshot))?;
+    if !has_checksum(size) && !cfg.skip_hash_check {
         return Err(Error::MissingHash);
     }
     // An empty file would be initialized as a new database by the open below.
-    if meta.len() < 1024 {
-        return Err(Error::TooSmall { path: snapshot.to_path_buf(), size: meta.len() });
+    if size < 1024 {
+        return Err(Error::TooSmall { path: snapshot.to_path_buf(), size });
     }
     let dir = &cfg.data_dir;
-    if dir.exists() {
-        let empty = std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+    if fs.exists(dir) {
+        let empty = fs.read_dir(dir).map(|d| d.is_empty()).unwrap_or(false);
         if !empty {
             return Err(Error::DataDirNotEmpty(dir.clone()));
         }
     }
     let tmp = PathBuf::from(format!("{}.restore-tmp", dir.display()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io_err("remove", &tmp))?;
+    if fs.exists(&tmp) {
+        fs.remove_dir_all(&tmp).map_err(io_err("remove", &tmp))?;
     }
     let r = build(snapshot, cfg, &cluster, me, &tmp, progress);
     match r {
         Ok(db_size) => {
-            std::fs::rename(&tmp, dir).map_err(io_err("rename", &tmp))?;
-            sync_dir(parent(dir))?;
+            if fs.exists(dir) {
+                // An empty data dir is replaced (rename does not replace a directory).
+                fs.remove_dir_all(dir).map_err(io_err("remove", dir))?;
+            }
+            fs.rename(&tmp, dir).map_err(io_err("rename", &tmp))?;
+            let p = parent(dir);
+            fs.sync_dir(p).map_err(io_err("fsync", p))?;
             Ok(Restored {
                 data_dir: dir.clone(),
                 member_id: me,
@@ -150,14 +161,10 @@ pub fn restore(snapshot: &Path, cfg: &RestoreConfig, progress: &mut Progress<'_>
             })
         }
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = fs.remove_dir_all(&tmp);
             Err(e)
         }
     }
-}
-
-fn mkdir(p: &Path) -> Result<(), Error> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(p).map_err(io_err("mkdir", p))
 }
 
 fn build(
@@ -169,10 +176,10 @@ fn build(
     progress: &mut Progress<'_>,
 ) -> Result<u64, Error> {
     let snap_dir = tmp.join("member/snap");
-    mkdir(&snap_dir)?;
+    cfg.fs.create_dir_all(&snap_dir, 0o700).map_err(io_err("mkdir", &snap_dir))?;
     let db_path = snap_dir.join("db");
-    let db_size = copy_and_verify(snapshot, &db_path, cfg.skip_hash_check, progress)?;
-    write_member_state(tmp, cluster, me)?;
+    let db_size = copy_and_verify(&*cfg.fs, snapshot, &db_path, cfg.skip_hash_check, progress)?;
+    write_member_state_in(&cfg.fs, tmp, cluster, me, cfg.wal_segment_size)?;
     Ok(db_size)
 }
 
@@ -240,38 +247,26 @@ const CHUNK: u64 = 16 << 20;
 
 /// Copies the db part of `src` to `dst` (created 0600) while a second thread
 /// hashes it; checks the trailer unless `skip`. Returns the db's size.
-fn copy_and_verify(src: &Path, dst: &Path, skip: bool, progress: &mut Progress<'_>) -> Result<u64, Error> {
-    let from = File::open(src).map_err(io_err("open", src))?;
-    let size = from.metadata().map_err(io_err("stat", src))?.len();
+fn copy_and_verify(fs: &dyn Fs, src: &Path, dst: &Path, skip: bool, progress: &mut Progress<'_>) -> Result<u64, Error> {
+    let from = fs.open(src, Open::Read).map_err(io_err("open", src))?;
+    let size = from.len().map_err(io_err("stat", src))?;
     let with_hash = has_checksum(size);
     let len = if with_hash { size - 32 } else { size };
-    let to = OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(io_err("create", dst))?;
+    let to = fs.open(dst, Open::CreateNew { mode: 0o600 }).map_err(io_err("create", dst))?;
     let hashed = AtomicU64::new(0);
     let check = with_hash && !skip;
     let (copied, digest) = std::thread::scope(|s| -> Result<(u64, Option<[u8; 32]>), Error> {
         let hasher = check.then(|| {
-            let (from, hashed) = (&from, &hashed);
+            let (from, hashed) = (&*from, &hashed);
             s.spawn(move || sha256_prefix(|b, o| from.read_exact_at(b, o), len, hashed))
         });
-        let copied = with_writeback(&to, dst, |kick| {
-            let mut off = 0u64;
-            let mut w: &File = &to;
-            while off < len {
-                let want = (len - off).min(CHUNK);
-                let n = io::copy(&mut io::Read::take(&from, want), &mut w).map_err(io_err("copy", dst))?;
-                if n == 0 {
-                    return Err(Error::Io {
-                        op: "read",
-                        path: src.to_path_buf(),
-                        source: io::Error::new(io::ErrorKind::UnexpectedEof, format!("file shrank at offset {off}")),
-                    });
-                }
-                off += n;
+        let copied = with_writeback(&*to, dst, |kick| {
+            let n = etcdkit_fs::copy(&*from, &*to, len, CHUNK, &mut |off| {
                 kick();
                 let done = if check { off.min(hashed.load(Ordering::Relaxed)) } else { off };
                 progress(done, len);
-            }
-            Ok(off)
+            });
+            n.map_err(io_err("copy", dst))
         });
         // Join the hasher before returning any error.
         let digest = match hasher {

@@ -3,7 +3,6 @@
 //! works while the write goes on instead of after it. The last sync, after
 //! the body returns, is what makes the file durable.
 
-use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::mpsc;
@@ -14,7 +13,7 @@ use crate::error::io_err;
 /// Runs `body` with a `kick` callback (call it after each large chunk
 /// written to `file`), then syncs `file`'s data. `path` names it in errors.
 pub(crate) fn with_writeback<T>(
-    file: &File,
+    file: &dyn etcdkit_fs::File,
     path: &Path,
     body: impl FnOnce(&dyn Fn()) -> Result<T, Error>,
 ) -> Result<T, Error> {
@@ -50,5 +49,5 @@ pub fn parent(p: &Path) -> &Path {
 
 /// Makes a directory's entries (a rename, a new file) durable.
 pub fn sync_dir(p: &Path) -> Result<(), Error> {
-    File::open(p).and_then(|f| f.sync_all()).map_err(io_err("fsync", p))
+    etcdkit_fs::Fs::sync_dir(&etcdkit_fs::RealFs, p).map_err(io_err("fsync", p))
 }
