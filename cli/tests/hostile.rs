@@ -249,6 +249,7 @@ fn hostile_files_through_every_reading_command() {
                 strs(&["bolt", "page", &f, &r.below(12).to_string()]),
                 strs(&["bolt", "buckets", &f]),
                 strs(&["bolt", "keys", &f, "key"]),
+                strs(&["bolt", "get", &f, "meta", "consistent_index"]),
                 strs(&["snapshot", "status", &f, "-w", "json"]),
                 strs(&["snapshot", "verify", &f]),
                 strs(&["snapshot", "inspect", &f]),
@@ -258,6 +259,10 @@ fn hostile_files_through_every_reading_command() {
             if i % 4 == 0 {
                 let base_f = fixtures().join(set).join("snapshot.db");
                 cmds.push(strs(&["snapshot", "diff", base_f.to_str().unwrap(), &f]));
+            }
+            if i % 4 == 1 {
+                let dst = tmp.path().join(format!("{set}-{i}.compacted"));
+                cmds.push(strs(&["bolt", "compact", "-o", dst.to_str().unwrap(), &f]));
             }
             for c in cmds {
                 jobs.push(Job { what: format!("{} on {what}", c[..2].join(" ")), args: c, no_leftover: None });
