@@ -24,4 +24,4 @@ for d in "$fx"/*/; do
   done
   rm -rf "$tmp"
 done
-ls corpus/*/ | head
+echo "seeded: $(ls corpus | wc -l) corpora"

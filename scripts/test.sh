@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the reference tools when missing, builds the
 # project's real-bbolt checker (tools/boltref), then runs formatting and lint
-# checks, every test, and a compile check of the benchmarks.
+# checks, every test, a compile check of the benchmarks, and a short run of
+# every fuzz target (fuzz/smoke.sh).
 #
 # Outside CI, if the reference tools cannot be installed (not root, no network),
 # the tests that need them are skipped with a loud message. With CI=true any
@@ -50,4 +51,6 @@ status=${PIPESTATUS[0]}
 set -e
 sum() { grep -E '^test result:' target/test-output.txt | grep -oE "[0-9]+ $1" | awk '{s+=$1} END {print s+0}'; }
 echo "tests: $(sum passed) passed, $(sum failed) failed"
-exit "$status"
+[ "$status" = 0 ] || exit "$status"
+# Every fuzz target for a short fixed time (the longer mode: fuzz/README.md).
+fuzz/smoke.sh
