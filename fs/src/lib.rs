@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 pub use map::Map;
 pub use real::RealFs;
-pub use sim::{Fault, Reboot, SimFs};
+pub use sim::{Fault, Reboot, SimFs, Xorshift, crash_seeds};
 
 /// How to open a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -130,15 +130,48 @@ fn torn(off: u64, b: &[u8], r: u64) -> Op {
     Op::Write(off, b[..c[(r % c.len() as u64) as usize]].to_vec())
 }
 
-/// A xorshift generator for file `i` of a reboot.
-fn rng(seed: u64, i: usize) -> impl FnMut() -> u64 {
-    let mut x = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5851_f42d;
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
+/// A small deterministic generator (xorshift64) for seeded reboots and the
+/// seeded workloads of crash tests. A zero state stays zero: seed with an odd
+/// number.
+#[derive(Clone, Debug)]
+pub struct Xorshift(pub u64);
+
+impl Xorshift {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
     }
+
+    /// A number below `n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// The generator for file `i` of a reboot.
+fn rng(seed: u64, i: usize) -> Xorshift {
+    Xorshift(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5851_f42d)
+}
+
+impl Reboot {
+    /// Every kind of reboot, labelled, with `seed` for the random ones: what a
+    /// crash test checks after each crash point.
+    pub fn each(seed: u64) -> [(Reboot, &'static str); 4] {
+        [
+            (Reboot::SyncedOnly, "synced"),
+            (Reboot::Torn(seed), "torn"),
+            (Reboot::Reordered(seed), "reordered"),
+            (Reboot::Everything, "all"),
+        ]
+    }
+}
+
+/// How many seeded workloads a crash test runs: `CRASH_SEEDS` from the
+/// environment, else `default`.
+pub fn crash_seeds(default: u64) -> u64 {
+    std::env::var("CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
 fn crash_err() -> io::Error {
@@ -238,27 +271,27 @@ impl SimFs {
                 Reboot::Everything => ino.data.clone(),
                 Reboot::SyncedOnly => ino.durable.clone(),
                 Reboot::Reordered(seed) => {
-                    let mut next = rng(seed, i);
+                    let mut r = rng(seed, i);
                     let mut d = ino.durable.clone();
-                    let cut = next() % (ino.pending.len() as u64 + 1);
+                    let cut = r.next_u64() % (ino.pending.len() as u64 + 1);
                     for (j, op) in ino.pending.iter().enumerate() {
                         match op {
-                            Op::Write(off, b) if j as u64 == cut => apply(&mut d, &torn(*off, b, next())),
-                            _ if next().is_multiple_of(2) => apply(&mut d, op),
+                            Op::Write(off, b) if j as u64 == cut => apply(&mut d, &torn(*off, b, r.next_u64())),
+                            _ if r.next_u64().is_multiple_of(2) => apply(&mut d, op),
                             _ => {}
                         }
                     }
                     d
                 }
                 Reboot::Torn(seed) => {
-                    let mut next = rng(seed, i);
+                    let mut r = rng(seed, i);
                     let mut d = ino.durable.clone();
-                    let keep = (next() % (ino.pending.len() as u64 + 1)) as usize;
+                    let keep = (r.next_u64() % (ino.pending.len() as u64 + 1)) as usize;
                     for op in &ino.pending[..keep] {
                         apply(&mut d, op);
                     }
                     if let Some(Op::Write(off, b)) = ino.pending.get(keep) {
-                        apply(&mut d, &torn(*off, b, next()));
+                        apply(&mut d, &torn(*off, b, r.next_u64()));
                     }
                     d
                 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcdkit_fs::{Fault, Reboot, SimFs};
+use etcdkit_fs::{Fault, Reboot, SimFs, Xorshift, crash_seeds};
 use etcdkit_proto::etcdserverpb::{InternalRaftRequest, PutRequest, RangeRequest};
 use etcdkit_raft_node::{Config, Member, Response};
 use etcdkit_storage::mvcc::StoreOptions;
@@ -78,12 +78,9 @@ fn run(fs: &SimFs, total: usize, seed: u64) -> Outcome {
         return o;
     }
     let mut i = 0;
-    let mut r = seed | 1;
+    let mut r = Xorshift(seed | 1);
     while i < total {
-        r ^= r << 13;
-        r ^= r >> 7;
-        r ^= r << 17;
-        for _ in 0..1 + r % 3 {
+        for _ in 0..1 + r.below(3) {
             if i == total {
                 break;
             }
@@ -137,7 +134,7 @@ fn fresh() -> SimFs {
 
 #[test]
 fn crash_at_every_operation_keeps_acknowledged_puts_applied_once() {
-    let seeds = std::env::var("CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3u64);
+    let seeds = crash_seeds(3);
     let mut points = 0;
     for seed in 0..seeds {
         let total = 30;
@@ -150,12 +147,7 @@ fn crash_at_every_operation_keeps_acknowledged_puts_applied_once() {
             let fs = fresh();
             fs.inject(Fault::CrashAt(base + n));
             let o = run(&fs, total, seed);
-            for (mode, label) in [
-                (Reboot::SyncedOnly, "synced"),
-                (Reboot::Torn(seed ^ n), "torn"),
-                (Reboot::Reordered(seed ^ n), "reordered"),
-                (Reboot::Everything, "all"),
-            ] {
+            for (mode, label) in Reboot::each(seed ^ n) {
                 verify(&fs.reboot(mode), &o, &format!("seed {seed} crash at op {n}/{ops} ({label})"));
                 points += 1;
             }

@@ -31,15 +31,6 @@ fn config(fs: &SimFs) -> RestoreConfig {
     c
 }
 
-fn reboots(seed: u64) -> [(Reboot, &'static str); 4] {
-    [
-        (Reboot::SyncedOnly, "synced"),
-        (Reboot::Torn(seed), "torn"),
-        (Reboot::Reordered(seed), "reordered"),
-        (Reboot::Everything, "all"),
-    ]
-}
-
 /// A restored data dir is complete: db, WAL and `.snap` all read.
 fn check_member(fs: &SimFs, what: &str) {
     let shared: Arc<dyn Fs> = Arc::new(fs.clone());
@@ -80,7 +71,7 @@ fn restore_is_all_or_nothing_at_every_crash_point() {
         fs.inject(Fault::CrashAt(base + n));
         let done = restore(Path::new(SNAPSHOT), &config(&fs), &mut |_, _| {}).is_ok();
         assert!(!done || !fs.crashed(), "op {n}: a crashed restore reported success");
-        for (mode, label) in reboots(n) {
+        for (mode, label) in Reboot::each(n) {
             let after = fs.reboot(mode);
             let what = format!("crash at op {n}/{total} ({label})");
             if after.exists(Path::new(DATA_DIR)) {
@@ -123,7 +114,7 @@ fn save_is_all_or_nothing_at_every_crash_point() {
         let done = save(&db, Path::new("/data/backup.db")).is_ok();
         assert!(!done, "op {n}: no crash");
         drop(db);
-        for (mode, label) in reboots(n) {
+        for (mode, label) in Reboot::each(n) {
             let after = fs.reboot(mode);
             let what = format!("save, crash at op {n}/{total} ({label})");
             if after.exists(Path::new("/data/backup.db")) {

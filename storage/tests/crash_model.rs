@@ -12,26 +12,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use etcdkit_fs::{Fault, Reboot, SimFs};
+use etcdkit_fs::{Fault, Reboot, SimFs, Xorshift, crash_seeds};
 use etcdkit_storage::{Bucket, Db, Error, Options, Value, check};
 
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
 
 const PATH: &str = "/data/db";
-
-/// A tiny xorshift generator (deterministic per seed).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -44,7 +30,7 @@ const BUCKETS: [&[&str]; 3] = [&["a"], &["b"], &["b", "n"]];
 
 /// The workload: `commits` transactions of a few operations each.
 fn workload(seed: u64, commits: usize) -> Vec<Vec<Op>> {
-    let mut r = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+    let mut r = Xorshift(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
     (0..commits)
         .map(|_| {
             (0..1 + r.below(12))
@@ -242,10 +228,6 @@ fn verify(fs: &SimFs, allowed: &[State], opened: bool, what: &str) {
     assert_eq!(dump(&db).unwrap().get(&model_key(&["a"], b"after")).map(|v| &v[..]), Some(&b"crash"[..]));
 }
 
-fn seeds() -> u64 {
-    std::env::var("CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(6)
-}
-
 fn fresh() -> SimFs {
     let fs = SimFs::new();
     use etcdkit_fs::Fs;
@@ -253,20 +235,10 @@ fn fresh() -> SimFs {
     fs
 }
 
-/// The reboots checked after a crash.
-fn reboots(seed: u64) -> [(Reboot, &'static str); 4] {
-    [
-        (Reboot::SyncedOnly, "synced"),
-        (Reboot::Torn(seed), "torn"),
-        (Reboot::Reordered(seed), "reordered"),
-        (Reboot::Everything, "all"),
-    ]
-}
-
 #[test]
 fn crash_at_every_operation_leaves_a_committed_state() {
     let mut points = 0u64;
-    for seed in 0..seeds() {
+    for seed in 0..crash_seeds(6) {
         let txs = workload(seed, 30);
         let clean = fresh();
         let base = clean.ops();
@@ -279,7 +251,7 @@ fn crash_at_every_operation_leaves_a_committed_state() {
             let o = run(&fs, &txs);
             assert!(fs.crashed(), "seed {seed} op {n}: no crash");
             let allowed = o.allowed(&txs);
-            for (mode, label) in reboots(seed * 7919 + n) {
+            for (mode, label) in Reboot::each(seed * 7919 + n) {
                 verify(&fs.reboot(mode), &allowed, o.opened, &format!("seed {seed} crash at op {n}/{total} ({label})"));
                 points += 1;
             }
@@ -292,7 +264,7 @@ fn crash_at_every_operation_leaves_a_committed_state() {
 #[test]
 fn short_writes_at_every_write_leave_a_committed_state() {
     let mut points = 0u64;
-    for seed in 0..seeds() {
+    for seed in 0..crash_seeds(6) {
         let txs = workload(seed + 1000, 20);
         let clean = fresh();
         run(&clean, &txs);
@@ -301,7 +273,7 @@ fn short_writes_at_every_write_leave_a_committed_state() {
             fs.inject(Fault::ShortWriteAt(n));
             let o = run(&fs, &txs);
             let allowed = o.allowed(&txs);
-            for (mode, label) in reboots(seed + n) {
+            for (mode, label) in Reboot::each(seed + n) {
                 verify(&fs.reboot(mode), &allowed, o.opened, &format!("seed {seed} short write at op {n} ({label})"));
                 points += 1;
             }
@@ -316,7 +288,7 @@ fn short_writes_at_every_write_leave_a_committed_state() {
 #[test]
 fn a_failed_operation_then_a_crash_loses_nothing_acknowledged() {
     let mut points = 0u64;
-    for seed in 0..seeds() {
+    for seed in 0..crash_seeds(6) {
         let txs = workload(seed + 2000, 20);
         let clean = fresh();
         run(&clean, &txs);
@@ -330,7 +302,7 @@ fn a_failed_operation_then_a_crash_loses_nothing_acknowledged() {
                 }
                 let o = run(&fs, &txs);
                 let allowed = o.allowed(&txs);
-                for (mode, label) in reboots(seed ^ n ^ later) {
+                for (mode, label) in Reboot::each(seed ^ n ^ later) {
                     let what = format!("seed {seed} failed op {n}, crash {later} later ({label})");
                     verify(&fs.reboot(mode), &allowed, o.opened, &what);
                     points += 1;
@@ -361,7 +333,7 @@ fn named_failpoints_are_reached_and_survive_a_crash() {
             let o = run(&fs, &txs);
             assert!(fs.crashed());
             let allowed = o.allowed(&txs);
-            for (mode, label) in reboots(i) {
+            for (mode, label) in Reboot::each(i) {
                 verify(&fs.reboot(mode), &allowed, o.opened, &format!("{name} #{i} ({label})"));
             }
         }

@@ -17,26 +17,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcdkit_fs::{Fault, Fs, Reboot, SimFs};
+use etcdkit_fs::{Fault, Fs, Reboot, SimFs, Xorshift, crash_seeds};
 use etcdkit_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 use etcdkit_storage::check;
 use etcdkit_storage::mvcc::{ManualClock, Store, StoreOptions};
 use etcdkit_storage::{Db, Options};
 
 const PATH: &str = "/data/member/snap/db";
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -51,7 +38,7 @@ enum Op {
 }
 
 fn workload(seed: u64, n: usize) -> Vec<Op> {
-    let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut r = Xorshift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     (0..n)
         .map(|_| {
             let key = format!("/k/{}", r.below(12)).into_bytes();
@@ -212,15 +199,11 @@ fn verify(fs: &SimFs, ops: &[Op], fps: &[Fingerprint], o: &Outcome, what: &str) 
     assert!(check::check(&db.begin().unwrap()).is_empty(), "{what}: check after replay");
 }
 
-fn seeds() -> u64 {
-    std::env::var("CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(6)
-}
-
 #[test]
 fn crash_at_every_operation_recovers_and_replays_exactly_once() {
     let mut points = 0u64;
     let mut compactions = 0;
-    for seed in 0..seeds() {
+    for seed in 0..crash_seeds(6) {
         let mut ops = workload(seed, 50);
         let fps = clean_run(&mut ops);
         compactions += ops.iter().filter(|o| matches!(o, Op::Compact(_))).count();
@@ -234,12 +217,7 @@ fn crash_at_every_operation_recovers_and_replays_exactly_once() {
             fs.inject(Fault::CrashAt(base + n));
             let o = run(&fs, &ops);
             assert!(fs.crashed(), "seed {seed} op {n}: no crash");
-            for (mode, label) in [
-                (Reboot::SyncedOnly, "synced"),
-                (Reboot::Torn(seed ^ n), "torn"),
-                (Reboot::Reordered(seed ^ n), "reordered"),
-                (Reboot::Everything, "all"),
-            ] {
+            for (mode, label) in Reboot::each(seed ^ n) {
                 verify(&fs.reboot(mode), &ops, &fps, &o, &format!("seed {seed} crash at op {n}/{total} ({label})"));
                 points += 1;
             }
@@ -252,7 +230,7 @@ fn crash_at_every_operation_recovers_and_replays_exactly_once() {
 #[test]
 fn short_writes_recover_and_replay_exactly_once() {
     let mut points = 0u64;
-    for seed in 0..seeds() {
+    for seed in 0..crash_seeds(6) {
         let mut ops = workload(seed + 100, 40);
         let fps = clean_run(&mut ops);
         let clean = fresh();

@@ -11,26 +11,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use etcdkit_fs::{Fault, Fs, Reboot, SimFs};
+use etcdkit_fs::{Fault, Fs, Reboot, SimFs, Xorshift, crash_seeds};
 use etcdkit_proto::raftpb::{Entry, HardState};
 use etcdkit_proto::walpb::Snapshot;
 use etcdkit_wal::{Error, Wal};
 
 const DIR: &str = "/data/member/wal";
 const SEGMENT: u64 = 2048;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -43,7 +30,7 @@ enum Step {
 }
 
 fn workload(seed: u64, steps: usize) -> Vec<Step> {
-    let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut r = Xorshift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut index = 0u64;
     let mut commit = 0u64;
     let term = 1 + seed % 3;
@@ -170,15 +157,11 @@ fn fresh() -> SimFs {
     fs
 }
 
-fn seeds() -> u64 {
-    std::env::var("CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(6)
-}
-
 #[test]
 fn crash_at_every_operation_keeps_every_acknowledged_entry() {
     let mut points = 0u64;
     let mut cuts = 0;
-    for seed in 0..seeds() {
+    for seed in 0..crash_seeds(6) {
         let steps = workload(seed, 60);
         let clean = fresh();
         let base = clean.ops();
@@ -191,12 +174,7 @@ fn crash_at_every_operation_keeps_every_acknowledged_entry() {
             fs.inject(Fault::CrashAt(base + n));
             let o = run(&fs, &steps);
             assert!(fs.crashed(), "seed {seed} op {n}: no crash");
-            for (mode, label) in [
-                (Reboot::SyncedOnly, "synced"),
-                (Reboot::Torn(seed ^ n), "torn"),
-                (Reboot::Reordered(seed ^ n), "reordered"),
-                (Reboot::Everything, "all"),
-            ] {
+            for (mode, label) in Reboot::each(seed ^ n) {
                 verify(&fs.reboot(mode), &o, &format!("seed {seed} crash at op {n}/{total} ({label})"));
                 points += 1;
             }
@@ -209,7 +187,7 @@ fn crash_at_every_operation_keeps_every_acknowledged_entry() {
 #[test]
 fn short_writes_and_failed_operations_keep_every_acknowledged_entry() {
     let mut points = 0u64;
-    for seed in 0..seeds() {
+    for seed in 0..crash_seeds(6) {
         let steps = workload(seed + 500, 40);
         let clean = fresh();
         run(&clean, &steps);
