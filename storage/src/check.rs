@@ -249,7 +249,16 @@ pub fn check(tx: &Tx<'_>) -> Vec<Problem> {
     if meta.freelist != PGID_NO_FREELIST
         && let Ok(h) = tx.tree().header(meta.freelist)
     {
-        for i in meta.freelist..=meta.freelist.saturating_add(h.overflow as u64) {
+        // A corrupt overflow count can reach 2^32 pages: only the ones below
+        // the high-water mark are marked (the rest would not fit the file).
+        let last = meta.freelist.saturating_add(h.overflow as u64);
+        if last >= meta.pgid {
+            w.problem(
+                meta.freelist,
+                format!("freelist overflow {} runs past the high-water mark {}", h.overflow, meta.pgid),
+            );
+        }
+        for i in meta.freelist..=last.min(meta.pgid.saturating_sub(1)) {
             if w.reach.set(i) {
                 w.problem(i, "multiple references");
             }
