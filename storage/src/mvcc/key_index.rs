@@ -5,6 +5,10 @@
 //! appends its tombstone revision and starts a new, empty generation. So the
 //! last generation is empty exactly when the key is deleted (or unborn), and
 //! every generation but the last ends with a tombstone.
+//!
+//! This is the plain form, written as etcd's code is; the index keeps each
+//! key's history packed (`history.rs`), and the tests hold the packed form
+//! to this one.
 
 use std::collections::HashSet;
 

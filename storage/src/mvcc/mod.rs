@@ -20,6 +20,7 @@
 //! returns (etcd batches several into one; the data on disk is the same).
 
 mod clock;
+mod history;
 pub mod index;
 pub mod key_index;
 mod kv;

@@ -16,8 +16,8 @@ use etcdkit_proto::etcdserverpb::{
 use etcdkit_proto::leasepb::Lease;
 use etcdkit_proto::mvccpb::KeyValue;
 
+use super::history::Building;
 use super::index::{Index, KeyRange};
-use super::key_index::KeyIndex;
 use super::{MvccError, Revision};
 use crate::{Db, Options, Tx};
 
@@ -406,8 +406,8 @@ impl Store {
                 hs.into_iter().map(|h| h.join().expect("index scan does not panic")).collect()
             }),
         };
-        let mut last_lease: Vec<(Vec<u8>, i64)> = Vec::new();
-        let mut sorted: Vec<KeyRun> = Vec::new();
+        let mut last_lease: Vec<(&[u8], i64)> = Vec::new();
+        let mut sorted: Vec<KeyRun<'_>> = Vec::new();
         for scan in scans {
             let scan = scan?;
             self.current_rev = self.current_rev.max(scan.last_rev);
@@ -415,12 +415,12 @@ impl Store {
             sorted.push(scan.keys);
         }
         let merged = merge_sorted(sorted);
-        self.index = Index::from_sorted(merged.into_iter());
+        self.index = Index::from_sorted(merged.iter().map(|(k, b)| (*k, &b.bytes[..])));
         if self.current_rev < self.compact_main_rev {
             self.current_rev = self.compact_main_rev;
         }
         for (key, id) in last_lease {
-            self.leases.attach(&key, id);
+            self.leases.attach(key, id);
         }
         Ok(scheduled)
     }
@@ -956,7 +956,7 @@ impl Store {
             if tomb {
                 kv.mod_revision = rev.main;
             }
-            let prev = match self.index.key(&kv.key).and_then(|ki| ki.get(rev.main - 1)) {
+            let prev = match self.index.get(&kv.key, rev.main - 1) {
                 Some(at) if prev_kv => Some(get_rev(&self.pending, kb.as_ref(), at.modified)?),
                 _ => None,
             };
@@ -980,21 +980,21 @@ impl Store {
 }
 
 /// One thread's part of the index rebuild.
-struct Scan {
+struct Scan<'a> {
     /// Its keys, sorted, with their histories.
-    keys: KeyRun,
+    keys: KeyRun<'a>,
     /// Keys whose newest record carries a lease.
-    leases: Vec<(Vec<u8>, i64)>,
+    leases: Vec<(&'a [u8], i64)>,
     /// Main revision of the bucket's last record.
     last_rev: i64,
 }
 
 /// Indexes the keys of the `key` bucket whose hash is `part` modulo `parts`
 /// (etcd `restoreIntoIndex`, 3.4.23 rules).
-fn scan_keys(kb: &crate::Bucket<'_>, part: u64, parts: u64) -> Result<Scan> {
+fn scan_keys<'a>(kb: &crate::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'a>> {
     use std::hash::BuildHasher;
     let hasher = super::FxBuild::default();
-    let mut building: HashMap<&[u8], KeyIndex, super::FxBuild> = HashMap::default();
+    let mut building: HashMap<&[u8], Building, super::FxBuild> = HashMap::default();
     let mut lease_of: HashMap<&[u8], i64, super::FxBuild> = HashMap::default();
     let mut last_rev = 0;
     for e in kb.iter() {
@@ -1007,18 +1007,17 @@ fn scan_keys(kb: &crate::Bucket<'_>, part: u64, parts: u64) -> Result<Scan> {
         if parts > 1 && hasher.hash_one(kv.key) % parts != part {
             continue;
         }
-        match building.get_mut(kv.key) {
-            Some(ki) => {
-                let ok = if tomb { ki.tombstone(rev) } else { ki.put(rev) };
-                if !ok {
-                    return Err(MvccError::Corrupt(format!("revision {}.{} out of order", rev.main, rev.sub)));
-                }
-            }
+        let in_order = match building.get_mut(kv.key) {
+            Some(b) => b.push(rev, tomb),
             None if !tomb => {
-                building.insert(kv.key, KeyIndex::restored(Revision::new(kv.create_revision, 0), rev, kv.version));
+                building.insert(kv.key, Building::new(Revision::new(kv.create_revision, 0), rev, kv.version));
+                true
             }
             // (etcd 3.4 skips a tombstone of a key it has not seen.)
-            None => {}
+            None => true,
+        };
+        if !in_order {
+            return Err(MvccError::Corrupt(format!("revision {}.{} out of order", rev.main, rev.sub)));
         }
         if !tomb && kv.lease != 0 {
             lease_of.insert(kv.key, kv.lease);
@@ -1026,19 +1025,16 @@ fn scan_keys(kb: &crate::Bucket<'_>, part: u64, parts: u64) -> Result<Scan> {
             lease_of.remove(kv.key);
         }
     }
-    let mut keys: Vec<(&[u8], KeyIndex)> = building.into_iter().collect();
+    let mut keys: KeyRun<'a> = building.into_iter().collect();
     keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    Ok(Scan {
-        keys: keys.into_iter().map(|(k, ki)| (k.to_vec(), ki)).collect(),
-        leases: lease_of.into_iter().map(|(k, l)| (k.to_vec(), l)).collect(),
-        last_rev,
-    })
+    Ok(Scan { keys, leases: lease_of.into_iter().collect(), last_rev })
 }
 
-type KeyRun = Vec<(Vec<u8>, KeyIndex)>;
+/// Keys (borrowed from the file) with their histories, in key order.
+type KeyRun<'a> = Vec<(&'a [u8], Building)>;
 
 /// Merges sorted runs of distinct keys into one sorted run.
-fn merge_sorted(runs: Vec<KeyRun>) -> KeyRun {
+fn merge_sorted(runs: Vec<KeyRun<'_>>) -> KeyRun<'_> {
     let mut it = runs.into_iter();
     let mut acc = it.next().unwrap_or_default();
     for r in it {
@@ -1047,7 +1043,7 @@ fn merge_sorted(runs: Vec<KeyRun>) -> KeyRun {
     acc
 }
 
-fn merge2(a: KeyRun, b: KeyRun) -> KeyRun {
+fn merge2<'a>(a: KeyRun<'a>, b: KeyRun<'a>) -> KeyRun<'a> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
