@@ -206,12 +206,18 @@ fn step_after(last: Option<(Revision, bool)>, rev: Revision, tomb: bool) -> Opti
     Some(s)
 }
 
-/// A history built record by record (the index rebuild from the `key`
-/// bucket), its newest revision at hand.
+/// A history that grows at its end with its newest revision at hand: the
+/// index rebuild's working form, and how the index keeps a key's history
+/// once it is long (a key updated again and again), so a put or a read of
+/// the newest state does not decode it all.
+#[derive(Clone, Debug, Default)]
 pub struct Building {
     pub bytes: Vec<u8>,
     last: Revision,
     dead: bool,
+    /// The life and version of `last`.
+    created: Revision,
+    version: i64,
 }
 
 impl Building {
@@ -220,20 +226,38 @@ impl Building {
         let s = first(created, modified, version);
         let mut bytes = Vec::with_capacity(16);
         bytes.extend_from_slice(s.as_slice());
-        Building { bytes, last: modified, dead: false }
+        Building { bytes, last: modified, dead: false, created, version }
+    }
+
+    /// The working form of packed history `h` (`None` if it is empty).
+    pub fn from_bytes(bytes: Vec<u8>) -> Option<Building> {
+        let l = last(&bytes)?;
+        Some(Building { bytes, last: l.rev, dead: l.tomb, created: l.created, version: l.version })
     }
 
     /// Adds a put or a deletion; `false` (and nothing changes) if the index refuses it.
     pub fn push(&mut self, rev: Revision, tomb: bool) -> bool {
-        match step_after(Some((self.last, self.dead)), rev, tomb) {
-            Some(s) => {
-                self.bytes.extend_from_slice(s.as_slice());
-                self.last = rev;
-                self.dead = tomb;
-                true
-            }
-            None => false,
+        let Some(s) = step_after(Some((self.last, self.dead)), rev, tomb) else {
+            return false;
+        };
+        self.bytes.extend_from_slice(s.as_slice());
+        if self.dead {
+            self.created = rev;
+            self.version = 1;
+        } else {
+            self.version = self.version.wrapping_add(1);
         }
+        self.last = rev;
+        self.dead = tomb;
+        true
+    }
+
+    /// [`get`], without decoding anything when `at` is at or after the newest revision.
+    pub fn get(&self, at: i64) -> Option<KeyAt> {
+        if at < self.last.main {
+            return get(&self.bytes, at);
+        }
+        (!self.dead).then_some(KeyAt { modified: self.last, created: self.created, version: self.version })
     }
 }
 
@@ -433,6 +457,42 @@ mod tests {
                 for a in 0..80 {
                     prop_assert_eq!(get(&h, a), ki.get(a));
                 }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn building_agrees_with_the_packed_history(ops in ops()) {
+            let (ki, h) = both(&ops);
+            let Some(&(m, s, _)) = ops.iter().find(|o| !o.2) else { return Ok(()) };
+            // The same history grown through `Building` from its first put.
+            let mut b = Building::new(Revision::new(m, s), Revision::new(m, s), 1);
+            let mut h2 = Vec::new();
+            h2.extend_from_slice(first(Revision::new(m, s), Revision::new(m, s), 1).as_slice());
+            let mut started = false;
+            for &(main, sub, tomb) in &ops {
+                let rev = Revision::new(main, sub);
+                if !started {
+                    started = (main, sub, tomb) == (m, s, false);
+                    continue;
+                }
+                let st = step(&h2, rev, tomb);
+                prop_assert_eq!(b.push(rev, tomb), st.is_some());
+                if let Some(st) = st {
+                    h2.extend_from_slice(st.as_slice());
+                }
+                prop_assert_eq!(&b.bytes, &h2);
+            }
+            let again = Building::from_bytes(b.bytes.clone()).expect("non-empty");
+            for at in 0..80 {
+                prop_assert_eq!(b.get(at), get(&h2, at), "at {}", at);
+                prop_assert_eq!(again.get(at), get(&h2, at), "at {}", at);
+            }
+            // (When the first op was that put, both forms are the same history.)
+            if ops.first().is_some_and(|o| !o.2) {
+                prop_assert_eq!(&h2, &h);
+                prop_assert_eq!(decode(&h2), ki);
             }
         }
     }

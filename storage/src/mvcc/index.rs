@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::Revision;
-use super::history;
+use super::history::{self, Building};
 use super::key_index::{KeyAt, RevSet};
 
 /// A key range: one key, `[start, end)`, or everything from `start` on.
@@ -53,15 +53,26 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// Bytes of entries after which a leaf splits in two.
 const LEAF_BYTES: usize = 4096;
 
+/// The longest history kept inside a leaf; a longer one (a key written again
+/// and again) moves to [`Index::long`], where a put appends in place and the
+/// newest state is at hand.
+const INLINE_MAX: usize = 48;
+
 /// The index: every key's packed [`history`] in key order, in leaves of a
-/// few KiB. A leaf holds its entries back to back in one buffer (a varint
-/// key length, the key, the history) with each entry's offset beside; the
-/// leaves sit in a B-tree by their first key (the first leaf under the empty
-/// key, so every key has a leaf). One key with one revision costs about its
-/// own length plus 12 bytes, where etcd's `treeIndex` spends some 150.
+/// few KiB. A leaf holds its entries back to back in one buffer with each
+/// entry's offset beside; the leaves sit in a B-tree by their first key (the
+/// first leaf under the empty key, so every key has a leaf). One key with
+/// one revision costs about its own length plus 12 bytes, where etcd's
+/// `treeIndex` spends some 150.
+///
+/// An entry is `varint(key_len << 1 | long)`, the key, then either the
+/// history (`long` = 0) or `varint(slot)` of its history in `long`.
 #[derive(Default)]
 pub struct Index {
     leaves: BTreeMap<Box<[u8]>, Leaf>,
+    /// Histories longer than [`INLINE_MAX`]; freed slots are listed in `free`.
+    long: Vec<Building>,
+    free: Vec<u32>,
     len: usize,
 }
 
@@ -74,6 +85,60 @@ struct Leaf {
     starts: Vec<u32>,
 }
 
+/// A key's history where it lives.
+#[derive(Clone, Copy)]
+enum Hist<'a> {
+    Inline(&'a [u8]),
+    Long(&'a Building),
+}
+
+impl Hist<'_> {
+    fn get(self, at: i64) -> Option<KeyAt> {
+        match self {
+            Hist::Inline(h) => history::get(h, at),
+            Hist::Long(b) => b.get(at),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Hist::Inline(h) => h,
+            Hist::Long(b) => &b.bytes,
+        }
+    }
+}
+
+fn read_varint(b: &[u8], pos: &mut usize) -> usize {
+    let mut v = 0usize;
+    for shift in (0..64).step_by(7) {
+        let byte = b[*pos];
+        *pos += 1;
+        v |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    v
+}
+
+fn write_varint(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// One entry's bytes: an inline history, or a slot in `Index::long`.
+fn push_entry(out: &mut Vec<u8>, key: &[u8], hist: Result<&[u8], u32>) {
+    write_varint(out, key.len() << 1 | usize::from(hist.is_err()));
+    out.extend_from_slice(key);
+    match hist {
+        Ok(h) => out.extend_from_slice(h),
+        Err(slot) => write_varint(out, slot as usize),
+    }
+}
+
 impl Leaf {
     fn span(&self, i: usize) -> (usize, usize) {
         let s = self.starts[i] as usize;
@@ -81,21 +146,18 @@ impl Leaf {
         (s, e)
     }
 
-    /// Entry `i`: its key and its history.
-    fn entry(&self, i: usize) -> (&[u8], &[u8]) {
+    /// Entry `i`: its key, and its history (`Ok`) or its slot in `Index::long` (`Err`).
+    fn entry(&self, i: usize) -> (&[u8], Result<&[u8], u32>) {
         let (s, e) = self.span(i);
         let b = &self.buf[s..e];
         let mut pos = 0;
-        let mut klen = 0usize;
-        for shift in (0..64).step_by(7) {
-            let byte = b[pos];
-            pos += 1;
-            klen |= usize::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                break;
-            }
+        let head = read_varint(b, &mut pos);
+        let (key, rest) = b[pos..].split_at(head >> 1);
+        if head & 1 == 0 {
+            return (key, Ok(rest));
         }
-        (&b[pos..pos + klen], &b[pos + klen..])
+        let mut p = 0;
+        (key, Err(read_varint(rest, &mut p) as u32))
     }
 
     fn key(&self, i: usize) -> &[u8] {
@@ -116,36 +178,34 @@ impl Leaf {
         Err(lo)
     }
 
-    /// Inserts `bytes` at buffer offset `at`, before entry `i`'s start when
-    /// `i` < len; the offsets of entries from `i` on move up.
-    fn splice(&mut self, at: usize, i: usize, bytes: &[u8]) {
-        let n = bytes.len();
-        if self.buf.capacity() - self.buf.len() < n {
+    /// Replaces `buf[s..e]` with `bytes`; the offsets of entries after `i` move.
+    fn replace(&mut self, s: usize, e: usize, i: usize, bytes: &[u8]) {
+        let (old, new) = (e - s, bytes.len());
+        if new > old && self.buf.capacity() - self.buf.len() < new - old {
             // Grow by an eighth rather than double: the index is most of a
             // store's memory.
-            self.buf.reserve_exact(n.max(self.buf.len() / 8));
+            self.buf.reserve_exact((new - old).max(self.buf.len() / 8));
         }
-        let old = self.buf.len();
-        self.buf.resize(old + n, 0);
-        self.buf.copy_within(at..old, at + n);
-        self.buf[at..at + n].copy_from_slice(bytes);
-        for s in &mut self.starts[i..] {
-            *s += n as u32;
+        let len = self.buf.len();
+        if new > old {
+            self.buf.resize(len + new - old, 0);
+            self.buf.copy_within(e..len, s + new);
+        } else {
+            self.buf.copy_within(e..len, s + new);
+            self.buf.truncate(len - (old - new));
+        }
+        self.buf[s..s + new].copy_from_slice(bytes);
+        for st in &mut self.starts[i + 1..] {
+            *st = (*st as usize + new - old) as u32;
         }
     }
 
     fn insert(&mut self, i: usize, key: &[u8], hist: &[u8]) {
         let at = if i < self.starts.len() { self.starts[i] as usize } else { self.buf.len() };
         let mut e = Vec::with_capacity(10 + key.len() + hist.len());
-        push_entry(&mut e, key, hist);
+        push_entry(&mut e, key, Ok(hist));
         self.starts.insert(i, at as u32);
-        self.splice(at, i + 1, &e);
-    }
-
-    /// Appends `bytes` to entry `i`'s history.
-    fn extend(&mut self, i: usize, bytes: &[u8]) {
-        let (_, end) = self.span(i);
-        self.splice(end, i + 1, bytes);
+        self.replace(at, at, i, &e);
     }
 
     /// Splits off the upper half when the leaf is over [`LEAF_BYTES`].
@@ -171,34 +231,29 @@ impl Leaf {
     }
 }
 
-fn push_entry(out: &mut Vec<u8>, key: &[u8], hist: &[u8]) {
-    let mut n = key.len();
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-    out.extend_from_slice(key);
-    out.extend_from_slice(hist);
-}
-
-/// Fills leaves in key order (a bulk build, or a compaction's rewrite).
+/// Fills leaves in key order (a bulk build).
 #[derive(Default)]
 struct Builder {
     leaves: BTreeMap<Box<[u8]>, Leaf>,
+    long: Vec<Building>,
     cur: Leaf,
     cur_key: Box<[u8]>,
     len: usize,
 }
 
 impl Builder {
-    fn push(&mut self, key: &[u8], hist: &[u8]) {
+    fn push(&mut self, key: &[u8], b: Building) {
         if self.cur.buf.len() >= LEAF_BYTES {
             self.flush();
             self.cur_key = key.into();
         }
         self.cur.starts.push(self.cur.buf.len() as u32);
-        push_entry(&mut self.cur.buf, key, hist);
+        if b.bytes.len() <= INLINE_MAX {
+            push_entry(&mut self.cur.buf, key, Ok(&b.bytes));
+        } else {
+            push_entry(&mut self.cur.buf, key, Err(self.long.len() as u32));
+            self.long.push(b);
+        }
         self.len += 1;
     }
 
@@ -214,7 +269,7 @@ impl Builder {
 
     fn finish(mut self) -> Index {
         self.flush();
-        Index { leaves: self.leaves, len: self.len }
+        Index { leaves: self.leaves, long: self.long, free: Vec::new(), len: self.len }
     }
 }
 
@@ -228,77 +283,122 @@ impl Index {
         self.len == 0
     }
 
-    /// Bytes the index holds on the heap (buffers and offsets; not the
-    /// B-tree nodes of the leaves, a few bytes per key).
+    /// Bytes the index holds on the heap (buffers, offsets, long histories;
+    /// not the B-tree nodes over the leaves, a few bytes per key).
     pub fn heap_bytes(&self) -> usize {
-        self.leaves.iter().map(|(k, l)| k.len() + l.heap_bytes() + std::mem::size_of::<Leaf>() + 16).sum()
+        let leaves: usize =
+            self.leaves.iter().map(|(k, l)| k.len() + l.heap_bytes() + std::mem::size_of::<Leaf>() + 16).sum();
+        let long: usize = self.long.iter().map(|b| b.bytes.capacity()).sum();
+        leaves + long + self.long.capacity() * std::mem::size_of::<Building>() + 4 * self.free.capacity()
     }
 
-    /// An index from keys in ascending order with their packed histories (a
-    /// bulk build).
-    pub(crate) fn from_sorted<'a>(keys: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Index {
+    /// An index from keys in ascending order with their histories (a bulk build).
+    pub(crate) fn from_sorted<'a>(keys: impl Iterator<Item = (&'a [u8], Building)>) -> Index {
         let mut b = Builder::default();
         for (k, h) in keys {
-            if !h.is_empty() {
+            if !h.bytes.is_empty() {
                 b.push(k, h);
             }
         }
         b.finish()
     }
 
-    /// The stored key equal to `key`, with its packed history.
-    fn entry(&self, key: &[u8]) -> Option<(&[u8], &[u8])> {
-        let (_, leaf) = self.leaves.range::<[u8], _>((Bound::Unbounded, Bound::Included(key))).next_back()?;
-        leaf.find(key).ok().map(|i| leaf.entry(i))
+    fn hist<'s>(&'s self, h: Result<&'s [u8], u32>) -> Hist<'s> {
+        match h {
+            Ok(h) => Hist::Inline(h),
+            Err(slot) => Hist::Long(&self.long[slot as usize]),
+        }
     }
 
-    /// The packed history of `key`.
-    fn history(&self, key: &[u8]) -> Option<&[u8]> {
-        self.entry(key).map(|(_, h)| h)
+    /// The stored key equal to `key`, with its history.
+    fn entry(&self, key: &[u8]) -> Option<(&[u8], Hist<'_>)> {
+        let (_, leaf) = self.leaves.range::<[u8], _>((Bound::Unbounded, Bound::Included(key))).next_back()?;
+        let i = leaf.find(key).ok()?;
+        let (k, h) = leaf.entry(i);
+        Some((k, self.hist(h)))
     }
 
     /// The leaf `key` belongs in (created for the first key).
-    fn leaf_mut(&mut self, key: &[u8]) -> (&[u8], &mut Leaf) {
+    fn leaf_mut(&mut self, key: &[u8]) -> &mut Leaf {
         if self.leaves.is_empty() {
             self.leaves.insert(Box::default(), Leaf::default());
         }
-        let (k, l) = self
-            .leaves
+        self.leaves
             .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
             .next_back()
-            .expect("the first leaf is under the empty key");
-        (k, l)
+            .expect("the first leaf is under the empty key")
+            .1
     }
 
     /// Applies a put (`tomb` false) or a deletion of `key` at `rev`; returns
     /// the key's state at `at` before it, and whether etcd's index accepts it.
     fn apply(&mut self, key: &[u8], rev: Revision, tomb: bool, at: i64) -> (Option<KeyAt>, bool) {
-        let (_, leaf) = self.leaf_mut(key);
-        let (before, ok) = match leaf.find(key) {
-            Ok(i) => {
-                let hist = leaf.entry(i).1;
-                let before = history::get(hist, at);
-                match history::step(hist, rev, tomb) {
-                    Some(s) => {
-                        leaf.extend(i, s.as_slice());
-                        (before, true)
-                    }
-                    None => (before, false),
-                }
-            }
+        let Index { leaves, long, free, len } = self;
+        if leaves.is_empty() {
+            leaves.insert(Box::default(), Leaf::default());
+        }
+        let leaf = leaves
+            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()
+            .expect("the first leaf is under the empty key")
+            .1;
+        let i = match leaf.find(key) {
+            Ok(i) => i,
             Err(_) if tomb => return (None, false),
             Err(i) => {
                 leaf.insert(i, key, history::first(rev, rev, 1).as_slice());
-                self.len += 1;
-                (None, true)
+                *len += 1;
+                self.split_leaf(key);
+                return (None, true);
             }
         };
-        let (_, leaf) = self.leaf_mut(key);
-        if let Some(upper) = leaf.split() {
+        let before;
+        match leaf.entry(i).1 {
+            Err(slot) => {
+                let b = &mut long[slot as usize];
+                before = b.get(at);
+                return (before, b.push(rev, tomb));
+            }
+            Ok(h) => {
+                before = history::get(h, at);
+                let Some(st) = history::step(h, rev, tomb) else {
+                    return (before, false);
+                };
+                let (s, e) = leaf.span(i);
+                if h.len() + st.as_slice().len() <= INLINE_MAX {
+                    leaf.replace(e, e, i, st.as_slice());
+                } else {
+                    // Too long for the leaf: the history moves to `long`.
+                    let mut bytes = Vec::with_capacity(2 * (h.len() + st.as_slice().len()));
+                    bytes.extend_from_slice(h);
+                    bytes.extend_from_slice(st.as_slice());
+                    let b = Building::from_bytes(bytes).expect("non-empty");
+                    let slot = match free.pop() {
+                        Some(slot) => {
+                            long[slot as usize] = b;
+                            slot
+                        }
+                        None => {
+                            long.push(b);
+                            (long.len() - 1) as u32
+                        }
+                    };
+                    let mut entry = Vec::with_capacity(10 + key.len());
+                    push_entry(&mut entry, key, Err(slot));
+                    leaf.replace(s, e, i, &entry);
+                }
+            }
+        }
+        self.split_leaf(key);
+        (before, true)
+    }
+
+    /// Splits the leaf of `key` if it has grown past [`LEAF_BYTES`].
+    fn split_leaf(&mut self, key: &[u8]) {
+        if let Some(upper) = self.leaf_mut(key).split() {
             let k: Box<[u8]> = upper.key(0).into();
             self.leaves.insert(k, upper);
         }
-        (before, ok)
     }
 
     /// Records a put of `key` at `rev` in one lookup; returns the key's state
@@ -308,7 +408,7 @@ impl Index {
     }
 
     pub fn get(&self, key: &[u8], at: i64) -> Option<KeyAt> {
-        history::get(self.history(key)?, at)
+        self.entry(key)?.1.get(at)
     }
 
     pub fn put(&mut self, key: &[u8], rev: Revision) -> bool {
@@ -319,8 +419,8 @@ impl Index {
         self.apply(key, rev, true, rev.main).1
     }
 
-    /// Every key in `r` with its packed history, in key order.
-    pub fn iter_range<'s>(&'s self, r: KeyRange<'_>) -> impl Iterator<Item = (&'s [u8], &'s [u8])> {
+    /// Every key in `r` with its history, in key order.
+    fn iter_range<'s>(&'s self, r: KeyRange<'_>) -> impl Iterator<Item = (&'s [u8], Hist<'s>)> {
         let (start, end): (&[u8], Bound<&[u8]>) = match r {
             KeyRange::One(k) => (k, Bound::Included(k)),
             KeyRange::Span(s, e) => (s, Bound::Excluded(e)),
@@ -344,14 +444,15 @@ impl Index {
             .chain(rest.map(|(_, l)| (l, 0)))
             .flat_map(|(l, from)| (from..l.starts.len()).map(move |i| l.entry(i)))
             .take_while(move |(k, _)| before_end(k))
+            .map(|(k, h)| (k, self.hist(h)))
     }
 
     /// Keys alive at `at` in `r`, with their state then, in key order.
     pub fn range(&self, r: KeyRange<'_>, at: i64) -> Vec<(&[u8], KeyAt)> {
         if let KeyRange::One(k) = r {
-            return self.entry(k).and_then(|(k, h)| history::get(h, at).map(|a| (k, a))).into_iter().collect();
+            return self.entry(k).and_then(|(k, h)| h.get(at).map(|a| (k, a))).into_iter().collect();
         }
-        self.iter_range(r).filter_map(|(k, h)| history::get(h, at).map(|a| (k, a))).collect()
+        self.iter_range(r).filter_map(|(k, h)| h.get(at).map(|a| (k, a))).collect()
     }
 
     /// Compacts every key to `at`; returns the revisions whose values stay.
@@ -361,26 +462,49 @@ impl Index {
         let mut scratch = history::Scratch::default();
         let mut out = Vec::new();
         let mut emptied = Vec::new();
-        for (k, leaf) in self.leaves.iter_mut() {
+        let Index { leaves, long, free, len } = self;
+        for (k, leaf) in leaves.iter_mut() {
             // The rewritten leaf, once an entry has changed.
             let mut new: Option<Leaf> = None;
             for i in 0..leaf.starts.len() {
                 let (key, h) = leaf.entry(i);
                 out.clear();
-                let changed = history::compact(h, at, &mut keep, &mut scratch, &mut out);
-                if changed && new.is_none() {
+                let bytes = match h {
+                    Ok(h) => h,
+                    Err(slot) => &long[slot as usize].bytes,
+                };
+                let changed = history::compact(bytes, at, &mut keep, &mut scratch, &mut out);
+                // What the entry becomes: itself, gone, inline, or a long history.
+                let h = match (changed, h) {
+                    (false, h) => Some(h),
+                    (true, Err(slot)) if out.is_empty() || out.len() <= INLINE_MAX => {
+                        long[slot as usize] = Building::default();
+                        free.push(slot);
+                        (!out.is_empty()).then_some(Ok(&out[..]))
+                    }
+                    (true, Err(slot)) => {
+                        let b = Building::from_bytes(std::mem::take(&mut out)).expect("non-empty");
+                        long[slot as usize] = b;
+                        if new.is_none() {
+                            continue; // the entry itself is unchanged
+                        }
+                        Some(Err(slot))
+                    }
+                    (true, Ok(_)) => (!out.is_empty()).then_some(Ok(&out[..])),
+                };
+                if h != Some(leaf.entry(i).1) && new.is_none() {
                     let (s, _) = leaf.span(i);
                     let mut buf = Vec::with_capacity(leaf.buf.len());
                     buf.extend_from_slice(&leaf.buf[..s]);
                     new = Some(Leaf { buf, starts: leaf.starts[..i].to_vec() });
                 }
                 let Some(n) = &mut new else { continue };
-                let h = if changed { &out[..] } else { h };
-                if h.is_empty() {
-                    self.len -= 1;
-                } else {
-                    n.starts.push(n.buf.len() as u32);
-                    push_entry(&mut n.buf, key, h);
+                match h {
+                    None => *len -= 1,
+                    Some(h) => {
+                        n.starts.push(n.buf.len() as u32);
+                        push_entry(&mut n.buf, key, h);
+                    }
                 }
             }
             if let Some(mut n) = new {
@@ -409,7 +533,7 @@ impl Index {
         let mut scratch = history::Scratch::default();
         for leaf in self.leaves.values() {
             for i in 0..leaf.starts.len() {
-                history::keep(leaf.entry(i).1, at, &mut keep, &mut scratch);
+                history::keep(self.hist(leaf.entry(i).1).bytes(), at, &mut keep, &mut scratch);
             }
         }
         keep
@@ -444,6 +568,26 @@ mod tests {
         assert_eq!(keys(KeyRange::Span(b"c", b"a"), 9), Vec::<Vec<u8>>::new());
     }
 
+    #[test]
+    fn a_key_written_again_and_again() {
+        let mut ix = Index::default();
+        ix.put(b"a", Revision::new(1, 0));
+        for rev in 2..=1000 {
+            let (before, ok) = ix.upsert(b"hot", Revision::new(rev, 0), rev - 1);
+            assert!(ok);
+            assert_eq!(before.map(|b| b.version), (rev > 2).then_some(rev - 2));
+        }
+        assert!(!ix.long.is_empty(), "the long history left the leaf");
+        assert_eq!(ix.get(b"hot", 500).map(|a| (a.modified.main, a.version)), Some((500, 499)));
+        assert_eq!(ix.get(b"hot", 1000).map(|a| a.created.main), Some(2));
+        // Compacting all but the newest revisions brings it back inline.
+        let kept = ix.compact(998);
+        assert!(kept.contains(&Revision::new(998, 0)) && kept.contains(&Revision::new(1, 0)));
+        assert_eq!(ix.free, vec![0]);
+        assert_eq!(ix.get(b"hot", 999).map(|a| (a.version, a.created.main)), Some((998, 2)));
+        assert_eq!(ix.range(KeyRange::From(b""), 1000).len(), 2);
+    }
+
     /// Key `i` of a test: long enough that a few dozen fill a leaf.
     fn tkey(i: u16) -> Vec<u8> {
         let mut k = format!("/registry/pods/ns-{}/pod-{i:05}", i % 7).into_bytes();
@@ -458,7 +602,10 @@ mod tests {
         #[test]
         fn packed_index_matches_a_map_of_key_indexes(
             ops in proptest::collection::vec((0u8..10, 0u16..400, 0u16..400), 1..600),
+            keys in 2u16..400,
         ) {
+            // Few keys make long histories (kept outside the leaves), many make many leaves.
+            let ops: Vec<(u8, u16, u16)> = ops.into_iter().map(|(o, a, b)| (o, a % keys, b)).collect();
             let mut ix = Index::default();
             let mut model: BTreeMap<Vec<u8>, KeyIndex> = BTreeMap::new();
             let mut rev = 1i64;
@@ -516,15 +663,11 @@ mod tests {
                     proptest::prop_assert_eq!(got, want);
                 }
             }
-            let packed: Vec<(&[u8], Vec<u8>)> = model
-                .iter()
-                .map(|(k, ki)| {
-                    let mut h = Vec::new();
-                    history::encode(ki, &mut h);
-                    (&k[..], h)
-                })
-                .collect();
-            let rebuilt = Index::from_sorted(packed.iter().map(|(k, h)| (*k, &h[..])));
+            let rebuilt = Index::from_sorted(model.iter().map(|(k, ki)| {
+                let mut h = Vec::new();
+                history::encode(ki, &mut h);
+                (&k[..], Building::from_bytes(h).unwrap_or_default())
+            }));
             proptest::prop_assert_eq!(rebuilt.len(), model.len());
             for (k, ki) in &model {
                 proptest::prop_assert_eq!(rebuilt.get(k, rev), ki.get(rev));

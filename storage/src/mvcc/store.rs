@@ -415,7 +415,7 @@ impl Store {
             sorted.push(scan.keys);
         }
         let merged = merge_sorted(sorted);
-        self.index = Index::from_sorted(merged.iter().map(|(k, b)| (*k, &b.bytes[..])));
+        self.index = Index::from_sorted(merged.into_iter());
         if self.current_rev < self.compact_main_rev {
             self.current_rev = self.compact_main_rev;
         }
