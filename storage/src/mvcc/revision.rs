@@ -42,6 +42,15 @@ impl Revision {
         }
     }
 
+    /// The `key`-bucket key of this revision (not a tombstone), on the stack.
+    pub fn key_bytes(self) -> [u8; REV_BYTES_LEN] {
+        let mut b = [0u8; REV_BYTES_LEN];
+        b[..8].copy_from_slice(&self.main.to_be_bytes());
+        b[8] = b'_';
+        b[9..].copy_from_slice(&self.sub.to_be_bytes());
+        b
+    }
+
     /// Parses a `key`-bucket key: the revision and whether it is a tombstone.
     pub fn from_key(b: &[u8]) -> Option<(Revision, bool)> {
         if !(b.len() == REV_BYTES_LEN || b.len() == REV_BYTES_LEN + 1) || b[8] != b'_' {
@@ -68,6 +77,7 @@ mod tests {
         let c = Revision::new(6, 0).to_key(false);
         assert!(a < t && t < b && b < c);
         assert_eq!(Revision::from_key(&t), Some((Revision::new(5, 1), true)));
+        assert_eq!(Revision::new(5, 1).key_bytes()[..], a[..]);
         assert_eq!(Revision::from_key(&a[..16]), None);
     }
 }

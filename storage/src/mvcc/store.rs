@@ -313,12 +313,57 @@ fn resolve_rev(asked: i64, current: i64, compacted: i64) -> Result<i64> {
 
 /// The value of revision `r`: pending, else committed.
 fn get_rev(pending: &Pending, kb: Option<&crate::Bucket<'_>>, r: Revision) -> Result<KeyValue> {
-    let key = r.to_key(false);
+    let key = r.key_bytes();
     let v = match pending.get(KEY, &key) {
         Some(v) => v,
         None => kb.map(|b| b.get(&key)).transpose()?.flatten(),
     };
-    decode_kv(v.ok_or_else(|| MvccError::Corrupt(format!("revision {}.{} missing", r.main, r.sub)))?, r)
+    decode_kv(v.ok_or_else(|| missing(r))?, r)
+}
+
+fn missing(r: Revision) -> MvccError {
+    MvccError::Corrupt(format!("revision {}.{} missing", r.main, r.sub))
+}
+
+/// The values of `revs`, in that order (etcd reads each with its own
+/// `UnsafeRange`). The bucket is read in revision order with one cursor,
+/// stepping to the next record where it is the one wanted (a range's keys
+/// written together sit side by side) and seeking otherwise.
+fn get_revs(pending: &Pending, kb: Option<&crate::Bucket<'_>>, revs: &[Revision]) -> Result<Vec<KeyValue>> {
+    if revs.len() < 2 {
+        return revs.iter().map(|&r| get_rev(pending, kb, r)).collect();
+    }
+    let mut order: Vec<u32> = (0..revs.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| revs[i as usize]);
+    let mut out = vec![KeyValue::default(); revs.len()];
+    let mut cursor = kb.map(|b| b.cursor());
+    let mut placed = false;
+    for i in order {
+        let r = revs[i as usize];
+        let key = r.key_bytes();
+        let v = match pending.get(KEY, &key) {
+            Some(v) => v,
+            None => match &mut cursor {
+                None => None,
+                Some(c) => {
+                    let mut hit = None;
+                    if placed
+                        && let Some((k, v)) = c.next()?
+                        && k == key
+                    {
+                        hit = Some(v);
+                    }
+                    if hit.is_none() {
+                        hit = c.seek(&key)?.filter(|(k, _)| *k == key).map(|(_, v)| v);
+                    }
+                    placed = true;
+                    hit.flatten()
+                }
+            },
+        };
+        out[i as usize] = decode_kv(v.ok_or_else(|| missing(r))?, r)?;
+    }
+    Ok(out)
 }
 
 fn rev_value(b: &[u8]) -> Option<i64> {
@@ -560,7 +605,7 @@ impl Store {
         self.usable()?;
         let tx = self.db.begin()?;
         let kb = tx.bucket(KEY)?;
-        let mut get = |r: Revision| get_rev(&self.pending, kb.as_ref(), r);
+        let mut get = |r: &[Revision]| get_revs(&self.pending, kb.as_ref(), r);
         let rev = resolve_rev(req.revision, self.current_rev, self.compact_main_rev)?;
         range_at(&self.index, &mut get, req, rev)
     }
@@ -1111,7 +1156,7 @@ pub fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
 /// (etcd's `rangeKeys` plus the server's filters, sort and limit).
 fn range_at(
     index: &Index,
-    get: &mut dyn FnMut(Revision) -> Result<KeyValue>,
+    get: &mut dyn FnMut(&[Revision]) -> Result<Vec<KeyValue>>,
     req: &RangeRequest,
     rev: i64,
 ) -> Result<RangeResult> {
@@ -1126,10 +1171,8 @@ fn range_at(
         || req.min_create_revision != 0
         || req.max_create_revision != 0;
     let fetch = if filtered || req.limit <= 0 { keys.len() } else { (req.limit as usize + 1).min(keys.len()) };
-    let mut kvs = Vec::with_capacity(fetch);
-    for (_, at) in keys.iter().take(fetch) {
-        kvs.push(get(at.modified)?);
-    }
+    let revs: Vec<Revision> = keys.iter().take(fetch).map(|(_, at)| at.modified).collect();
+    let mut kvs = get(&revs)?;
     kvs.retain(|kv| {
         (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
             && (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
@@ -1205,7 +1248,7 @@ impl Writer<'_> {
         }
         let Writer { tx, index, pending, .. } = self;
         let kb = tx.as_ref().expect("opened above").bucket(KEY)?;
-        let mut get = |r: Revision| get_rev(pending, kb.as_ref(), r);
+        let mut get = |r: &[Revision]| get_revs(pending, kb.as_ref(), r);
         range_at(index, &mut get, req, rev)
     }
 
