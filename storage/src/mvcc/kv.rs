@@ -32,6 +32,17 @@ fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
 
 /// Parses a `mvccpb.KeyValue` (proto3) without copying; unknown fields are
 /// skipped by wire type. `None` if the bytes are not a valid message.
+/// The key of an encoded `KeyValue` when it is the first field (as etcd
+/// writes it), without parsing the rest; otherwise [`parse_kv`]'s key.
+pub(crate) fn kv_key(b: &[u8]) -> Option<&[u8]> {
+    if b.first() == Some(&0x0a) {
+        let mut at = 1;
+        let len = usize::try_from(varint(b, &mut at)?).ok()?;
+        return b.get(at..at.checked_add(len)?);
+    }
+    parse_kv(b).map(|kv| kv.key)
+}
+
 pub fn parse_kv(b: &[u8]) -> Option<KvRef<'_>> {
     let mut kv = KvRef::default();
     let mut at = 0;

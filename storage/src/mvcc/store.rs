@@ -460,7 +460,7 @@ impl Store {
             sorted.push(scan.keys);
         }
         let merged = merge_sorted(sorted);
-        self.index = Index::from_sorted(merged.into_iter());
+        self.index = Index::from_sorted(merged);
         if self.current_rev < self.compact_main_rev {
             self.current_rev = self.compact_main_rev;
         }
@@ -1047,10 +1047,22 @@ fn scan_keys<'a>(kb: &crate::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'
         let (rev, tomb) = Revision::from_key(k)
             .ok_or_else(|| MvccError::Corrupt(format!("key of {} bytes is not a revision", k.len())))?;
         last_rev = rev.main;
-        let kv = super::parse_kv(v.unwrap_or_default())
-            .ok_or_else(|| MvccError::Corrupt(format!("revision {}.{}: value is not a KeyValue", rev.main, rev.sub)))?;
-        if parts > 1 && hasher.hash_one(kv.key) % parts != part {
-            continue;
+        let v = v.unwrap_or_default();
+        let not_kv = || MvccError::Corrupt(format!("revision {}.{}: value is not a KeyValue", rev.main, rev.sub));
+        // Another thread's key: only its key field is read.
+        let owner_key = if parts > 1 {
+            let k = super::kv::kv_key(v).ok_or_else(not_kv)?;
+            if hasher.hash_one(k) % parts != part {
+                continue;
+            }
+            Some(k)
+        } else {
+            None
+        };
+        let kv = super::parse_kv(v).ok_or_else(not_kv)?;
+        if owner_key.is_some_and(|k| k != kv.key) {
+            // (Protobuf's last key field wins; etcd never writes two.)
+            return Err(MvccError::Corrupt(format!("revision {}.{}: KeyValue repeats its key", rev.main, rev.sub)));
         }
         let in_order = match building.get_mut(kv.key) {
             Some(b) => b.push(rev, tomb),
@@ -1071,36 +1083,51 @@ fn scan_keys<'a>(kb: &crate::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'
         }
     }
     let mut keys: KeyRun<'a> = building.into_iter().collect();
-    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    // Most keys differ in their first 8 bytes: compare those as one number first.
+    let head = |k: &[u8]| {
+        let mut b = [0u8; 8];
+        let n = k.len().min(8);
+        b[..n].copy_from_slice(&k[..n]);
+        u64::from_be_bytes(b)
+    };
+    keys.sort_unstable_by(|a, b| head(a.0).cmp(&head(b.0)).then_with(|| a.0.cmp(b.0)));
     Ok(Scan { keys, leases: lease_of.into_iter().collect(), last_rev })
 }
 
 /// Keys (borrowed from the file) with their histories, in key order.
 type KeyRun<'a> = Vec<(&'a [u8], Building)>;
 
-/// Merges sorted runs of distinct keys into one sorted run.
-fn merge_sorted(runs: Vec<KeyRun<'_>>) -> KeyRun<'_> {
+/// Merges sorted runs of distinct keys into one sorted sequence.
+fn merge_sorted<'a>(runs: Vec<KeyRun<'a>>) -> Box<dyn Iterator<Item = (&'a [u8], Building)> + 'a> {
     let mut it = runs.into_iter();
-    let mut acc = it.next().unwrap_or_default();
+    let mut acc: Box<dyn Iterator<Item = (&'a [u8], Building)>> = Box::new(it.next().unwrap_or_default().into_iter());
     for r in it {
-        acc = merge2(acc, r);
+        acc = Box::new(Merge { a: acc.peekable(), b: r.into_iter().peekable() });
     }
     acc
 }
 
-fn merge2<'a>(a: KeyRun<'a>, b: KeyRun<'a>) -> KeyRun<'a> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
-    loop {
-        let take_a = match (a.peek(), b.peek()) {
+/// Two sorted sequences of distinct keys as one.
+struct Merge<A: Iterator, B: Iterator> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<'a, A, B> Iterator for Merge<A, B>
+where
+    A: Iterator<Item = (&'a [u8], Building)>,
+    B: Iterator<Item = (&'a [u8], Building)>,
+{
+    type Item = (&'a [u8], Building);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let take_a = match (self.a.peek(), self.b.peek()) {
             (Some(x), Some(y)) => x.0 <= y.0,
             (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => break,
+            (None, _) => false,
         };
-        out.push(if take_a { a.next() } else { b.next() }.expect("peeked"));
+        if take_a { self.a.next() } else { self.b.next() }
     }
-    out
 }
 
 fn set_txn_rev(r: &mut TxnResult, rev: i64) {
