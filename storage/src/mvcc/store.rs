@@ -1082,15 +1082,21 @@ fn scan_keys<'a>(kb: &crate::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'
             lease_of.remove(kv.key);
         }
     }
-    let mut keys: KeyRun<'a> = building.into_iter().collect();
-    // Most keys differ in their first 8 bytes: compare those as one number first.
-    let head = |k: &[u8]| {
-        let mut b = [0u8; 8];
-        let n = k.len().min(8);
-        b[..n].copy_from_slice(&k[..n]);
-        u64::from_be_bytes(b)
+    // Sorted through a small index (the histories stay where they are); most
+    // keys differ in their first 8 bytes, compared as one number first.
+    let head = |k: &[u8]| match k.first_chunk::<8>() {
+        Some(h) => u64::from_be_bytes(*h),
+        None => k.iter().enumerate().fold(0u64, |h, (i, &b)| h | u64::from(b) << (56 - 8 * i)),
     };
-    keys.sort_unstable_by(|a, b| head(a.0).cmp(&head(b.0)).then_with(|| a.0.cmp(b.0)));
+    let mut histories: Vec<Option<Building>> = Vec::with_capacity(building.len());
+    let mut order: Vec<(u64, &[u8], u32)> = Vec::with_capacity(building.len());
+    for (k, b) in building {
+        order.push((head(k), k, histories.len() as u32));
+        histories.push(Some(b));
+    }
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    let keys: KeyRun<'a> =
+        order.into_iter().map(|(_, k, i)| (k, histories[i as usize].take().expect("each once"))).collect();
     Ok(Scan { keys, leases: lease_of.into_iter().collect(), last_rev })
 }
 
