@@ -1039,8 +1039,12 @@ struct Scan<'a> {
 fn scan_keys<'a>(kb: &crate::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'a>> {
     use std::hash::BuildHasher;
     let hasher = super::FxBuild::default();
-    let mut building: HashMap<&[u8], Building, super::FxBuild> = HashMap::default();
-    let mut lease_of: HashMap<&[u8], i64, super::FxBuild> = HashMap::default();
+    // Each key's slot in `keys`: the key, its history, the lease of its newest record.
+    let mut slot_of: HashMap<&[u8], u32, super::FxBuild> = HashMap::default();
+    let mut keys: Vec<(&[u8], Building, i64)> = Vec::new();
+    // The previous record's key, whether this thread indexes it, and its slot:
+    // records of one key often follow each other, and then need no lookup.
+    let mut last: Option<(&[u8], bool, Option<u32>)> = None;
     let mut last_rev = 0;
     for e in kb.iter() {
         let (k, v) = e?;
@@ -1050,54 +1054,53 @@ fn scan_keys<'a>(kb: &crate::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'
         let v = v.unwrap_or_default();
         let not_kv = || MvccError::Corrupt(format!("revision {}.{}: value is not a KeyValue", rev.main, rev.sub));
         // Another thread's key: only its key field is read.
-        let owner_key = if parts > 1 {
-            let k = super::kv::kv_key(v).ok_or_else(not_kv)?;
-            if hasher.hash_one(k) % parts != part {
-                continue;
+        let key = super::kv::kv_key(v).ok_or_else(not_kv)?;
+        let (mine, slot) = match last {
+            Some((lk, mine, slot)) if lk == key => (mine, slot),
+            _ => {
+                let mine = parts == 1 || hasher.hash_one(key) % parts == part;
+                (mine, if mine { slot_of.get(key).copied() } else { None })
             }
-            Some(k)
-        } else {
-            None
         };
+        last = Some((key, mine, slot));
+        if !mine {
+            continue;
+        }
         let kv = super::parse_kv(v).ok_or_else(not_kv)?;
-        if owner_key.is_some_and(|k| k != kv.key) {
+        if kv.key != key {
             // (Protobuf's last key field wins; etcd never writes two.)
             return Err(MvccError::Corrupt(format!("revision {}.{}: KeyValue repeats its key", rev.main, rev.sub)));
         }
-        let in_order = match building.get_mut(kv.key) {
-            Some(b) => b.push(rev, tomb),
+        match slot {
+            Some(s) => {
+                let (_, b, lease) = &mut keys[s as usize];
+                if !b.push(rev, tomb) {
+                    return Err(MvccError::Corrupt(format!("revision {}.{} out of order", rev.main, rev.sub)));
+                }
+                *lease = if tomb { 0 } else { kv.lease };
+            }
             None if !tomb => {
-                building.insert(kv.key, Building::new(Revision::new(kv.create_revision, 0), rev, kv.version));
-                true
+                let s = keys.len() as u32;
+                keys.push((key, Building::new(Revision::new(kv.create_revision, 0), rev, kv.version), kv.lease));
+                slot_of.insert(key, s);
+                last = Some((key, true, Some(s)));
             }
             // (etcd 3.4 skips a tombstone of a key it has not seen.)
-            None => true,
-        };
-        if !in_order {
-            return Err(MvccError::Corrupt(format!("revision {}.{} out of order", rev.main, rev.sub)));
-        }
-        if !tomb && kv.lease != 0 {
-            lease_of.insert(kv.key, kv.lease);
-        } else if !lease_of.is_empty() {
-            lease_of.remove(kv.key);
+            None => {}
         }
     }
+    drop(slot_of);
     // Sorted through a small index (the histories stay where they are); most
     // keys differ in their first 8 bytes, compared as one number first.
     let head = |k: &[u8]| match k.first_chunk::<8>() {
         Some(h) => u64::from_be_bytes(*h),
         None => k.iter().enumerate().fold(0u64, |h, (i, &b)| h | u64::from(b) << (56 - 8 * i)),
     };
-    let mut histories: Vec<Option<Building>> = Vec::with_capacity(building.len());
-    let mut order: Vec<(u64, &[u8], u32)> = Vec::with_capacity(building.len());
-    for (k, b) in building {
-        order.push((head(k), k, histories.len() as u32));
-        histories.push(Some(b));
-    }
+    let mut order: Vec<(u64, &[u8], u32)> = keys.iter().enumerate().map(|(i, k)| (head(k.0), k.0, i as u32)).collect();
     order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-    let keys: KeyRun<'a> =
-        order.into_iter().map(|(_, k, i)| (k, histories[i as usize].take().expect("each once"))).collect();
-    Ok(Scan { keys, leases: lease_of.into_iter().collect(), last_rev })
+    let leases = keys.iter().filter(|k| k.2 != 0).map(|k| (k.0, k.2)).collect();
+    let sorted: KeyRun<'a> = order.into_iter().map(|(_, k, i)| (k, std::mem::take(&mut keys[i as usize].1))).collect();
+    Ok(Scan { keys: sorted, leases, last_rev })
 }
 
 /// Keys (borrowed from the file) with their histories, in key order.
