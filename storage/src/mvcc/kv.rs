@@ -43,13 +43,24 @@ pub(crate) fn kv_key(b: &[u8]) -> Option<&[u8]> {
     parse_kv(b).map(|kv| kv.key)
 }
 
+/// Reads an encoded `KeyValue` (`None` where prost's decoder fails too:
+/// truncation, a bad wire type, field 0).
 pub fn parse_kv(b: &[u8]) -> Option<KvRef<'_>> {
     let mut kv = KvRef::default();
     let mut at = 0;
     while at < b.len() {
         let tag = varint(b, &mut at)?;
         let (field, wire) = (tag >> 3, tag & 7);
-        if field == 0 {
+        if field == 0 || tag > u64::from(u32::MAX) {
+            return None;
+        }
+        // A known field with another wire type is an error, as in prost.
+        let want = match field {
+            1 | 5 => Some(2),
+            2..=4 | 6 => Some(0),
+            _ => None,
+        };
+        if want.is_some_and(|w| w != wire) {
             return None;
         }
         match wire {
@@ -155,8 +166,19 @@ mod tests {
         }
 
         #[test]
-        fn parse_kv_never_panics(b in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = parse_kv(&b);
+        fn parse_kv_never_panics_and_what_it_reads_prost_reads_too(
+            b in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            if let Some(r) = parse_kv(&b) {
+                let kv = KeyValue::decode(&b[..]);
+                prop_assert!(kv.is_ok(), "prost refuses {:?}", b);
+                let kv = kv.unwrap();
+                prop_assert_eq!((r.key, r.value), (&kv.key[..], &kv.value[..]));
+                prop_assert_eq!(
+                    (r.create_revision, r.mod_revision, r.version, r.lease),
+                    (kv.create_revision, kv.mod_revision, kv.version, kv.lease)
+                );
+            }
         }
     }
 }

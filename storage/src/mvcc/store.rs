@@ -294,8 +294,19 @@ impl Drop for Store {
     }
 }
 
+/// A stored `KeyValue`, its key and value copied once (prost's decoder
+/// copies bytes fields twice).
 fn decode_kv(b: &[u8], rev: Revision) -> Result<KeyValue> {
-    KeyValue::decode(b).map_err(|e| MvccError::Corrupt(format!("revision {}.{}: KeyValue: {e}", rev.main, rev.sub)))
+    let kv = super::parse_kv(b)
+        .ok_or_else(|| MvccError::Corrupt(format!("revision {}.{}: value is not a KeyValue", rev.main, rev.sub)))?;
+    Ok(KeyValue {
+        key: kv.key.to_vec(),
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        value: kv.value.to_vec(),
+        lease: kv.lease,
+    })
 }
 
 /// The revision a read asked for `asked` (0: `current`) answers at, or
@@ -334,7 +345,9 @@ fn get_revs(pending: &Pending, kb: Option<&crate::Bucket<'_>>, revs: &[Revision]
         return revs.iter().map(|&r| get_rev(pending, kb, r)).collect();
     }
     let mut order: Vec<u32> = (0..revs.len() as u32).collect();
-    order.sort_unstable_by_key(|&i| revs[i as usize]);
+    if !revs.is_sorted() {
+        order.sort_unstable_by_key(|&i| revs[i as usize]);
+    }
     let mut out = vec![KeyValue::default(); revs.len()];
     let mut cursor = kb.map(|b| b.cursor());
     let mut placed = false;
