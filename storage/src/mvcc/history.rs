@@ -224,7 +224,9 @@ impl Building {
     /// A key first seen at `modified`, created at `created`, at `version`.
     pub fn new(created: Revision, modified: Revision, version: i64) -> Building {
         let s = first(created, modified, version);
-        let mut bytes = Vec::with_capacity(16);
+        // Room for a short history without growing (the rebuild pushes
+        // every record of a key).
+        let mut bytes = Vec::with_capacity(48);
         bytes.extend_from_slice(s.as_slice());
         Building { bytes, last: modified, dead: false, created, version }
     }

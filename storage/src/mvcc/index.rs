@@ -247,6 +247,11 @@ impl Builder {
             self.flush();
             self.cur_key = key.into();
         }
+        if self.cur.buf.capacity() == 0 {
+            // A leaf's worth at once, trimmed when it is full.
+            self.cur.buf.reserve(LEAF_BYTES + 256);
+            self.cur.starts.reserve(64);
+        }
         self.cur.starts.push(self.cur.buf.len() as u32);
         if b.bytes.len() <= INLINE_MAX {
             push_entry(&mut self.cur.buf, key, Ok(&b.bytes));

@@ -1080,7 +1080,7 @@ fn scan_keys<'a>(kb: &crate::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'
             continue;
         }
         let kv = super::parse_kv(v).ok_or_else(not_kv)?;
-        if kv.key != key {
+        if !std::ptr::eq(kv.key, key) && kv.key != key {
             // (Protobuf's last key field wins; etcd never writes two.)
             return Err(MvccError::Corrupt(format!("revision {}.{}: KeyValue repeats its key", rev.main, rev.sub)));
         }
