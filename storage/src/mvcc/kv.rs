@@ -30,8 +30,6 @@ fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
-/// Parses a `mvccpb.KeyValue` (proto3) without copying; unknown fields are
-/// skipped by wire type. `None` if the bytes are not a valid message.
 /// The key of an encoded `KeyValue` when it is the first field (as etcd
 /// writes it), without parsing the rest; otherwise [`parse_kv`]'s key.
 pub(crate) fn kv_key(b: &[u8]) -> Option<&[u8]> {
@@ -43,8 +41,9 @@ pub(crate) fn kv_key(b: &[u8]) -> Option<&[u8]> {
     parse_kv(b).map(|kv| kv.key)
 }
 
-/// Reads an encoded `KeyValue` (`None` where prost's decoder fails too:
-/// truncation, a bad wire type, field 0).
+/// Parses a `mvccpb.KeyValue` (proto3) without copying; unknown fields are
+/// skipped by wire type. `None` if the bytes are not a valid message (where
+/// prost's decoder fails too: truncation, a bad wire type, field 0).
 pub fn parse_kv(b: &[u8]) -> Option<KvRef<'_>> {
     let mut kv = KvRef::default();
     let mut at = 0;
