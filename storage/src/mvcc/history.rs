@@ -42,18 +42,11 @@ impl Step {
         Step { buf: [0; MAX_STEP], len: 0 }
     }
 
-    fn varint(&mut self, mut v: u128) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                self.buf[self.len] = b;
-                self.len += 1;
-                return;
-            }
-            self.buf[self.len] = b | 0x80;
+    fn varint(&mut self, v: u128) {
+        encode_varint(v, |b| {
+            self.buf[self.len] = b;
             self.len += 1;
-        }
+        });
     }
 
     pub fn as_slice(&self) -> &[u8] {
@@ -61,21 +54,35 @@ impl Step {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u128) {
-    loop {
-        let b = (v & 0x7f) as u8;
+/// LEB128: seven bits per byte, low bits first, the top bit set on all but the last.
+fn encode_varint(mut v: u128, mut emit: impl FnMut(u8)) {
+    while v >= 0x80 {
+        emit(v as u8 | 0x80);
         v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
     }
+    emit(v as u8);
+}
+
+pub(super) fn put_varint(out: &mut Vec<u8>, v: u128) {
+    encode_varint(v, |b| out.push(b));
+}
+
+/// Writes a generation header (its first revision's main is `first_main`).
+fn write_header(w: &mut impl FnMut(u128), first_main: i64, created: Revision, ver0: i64) {
+    w(u128::from(first_main.wrapping_sub(created.main) as u64));
+    w(u128::from(created.sub as u64));
+    w(u128::from(ver0 as u64));
+}
+
+/// Writes a revision after one whose main is `prev_main`.
+fn write_rev(w: &mut impl FnMut(u128), prev_main: i64, rev: Revision, tomb: bool) {
+    w(u128::from(rev.main.wrapping_sub(prev_main) as u64));
+    w((u128::from(rev.sub as u64) << 1) | u128::from(tomb));
 }
 
 /// Reads a varint at `*pos`; `None` at the end of the bytes (or on a varint
 /// longer than 19 bytes, which this module never writes).
-fn get_varint(h: &[u8], pos: &mut usize) -> Option<u128> {
+pub(super) fn get_varint(h: &[u8], pos: &mut usize) -> Option<u128> {
     let mut v: u128 = 0;
     for shift in (0..128).step_by(7) {
         let b = *h.get(*pos)?;
@@ -170,11 +177,9 @@ pub fn get(h: &[u8], at: i64) -> Option<KeyAt> {
 /// `version` (a rebuild from the `key` bucket, or a first put).
 pub fn first(created: Revision, modified: Revision, version: i64) -> Step {
     let mut s = Step::new();
-    s.varint(u128::from(modified.main.wrapping_sub(created.main) as u64));
-    s.varint(u128::from(created.sub as u64));
-    s.varint(u128::from(version as u64));
-    s.varint(u128::from(modified.main as u64));
-    s.varint(u128::from(modified.sub as u64) << 1);
+    let mut w = |v| s.varint(v);
+    write_header(&mut w, modified.main, created, version);
+    write_rev(&mut w, 0, modified, false);
     s
 }
 
@@ -195,14 +200,12 @@ fn step_after(last: Option<(Revision, bool)>, rev: Revision, tomb: bool) -> Opti
         return None;
     }
     let mut s = Step::new();
+    let mut w = |v| s.varint(v);
     if dead {
         // A new life: created by this put, version 1.
-        s.varint(0);
-        s.varint(u128::from(rev.sub as u64));
-        s.varint(1);
+        write_header(&mut w, rev.main, rev, 1);
     }
-    s.varint(u128::from(rev.main.wrapping_sub(last.main) as u64));
-    s.varint((u128::from(rev.sub as u64) << 1) | u128::from(tomb));
+    write_rev(&mut w, last.main, rev, tomb);
     Some(s)
 }
 
@@ -266,17 +269,14 @@ impl Building {
 /// Appends the packed form of `ki` to `out`.
 #[cfg(test)]
 pub fn encode(ki: &KeyIndex, out: &mut Vec<u8>) {
+    let mut w = |v| put_varint(out, v);
     let mut prev_main = 0i64;
     let last_gen = ki.generations.len().saturating_sub(1);
     for (gi, g) in ki.generations.iter().enumerate() {
         let Some(first) = g.revs.first() else { continue };
-        put_varint(out, u128::from(first.main.wrapping_sub(g.created.main) as u64));
-        put_varint(out, u128::from(g.created.sub as u64));
-        put_varint(out, u128::from(g.ver.wrapping_sub(g.revs.len() as i64 - 1) as u64));
+        write_header(&mut w, first.main, g.created, g.ver.wrapping_sub(g.revs.len() as i64 - 1));
         for (i, r) in g.revs.iter().enumerate() {
-            let tomb = gi != last_gen && i + 1 == g.revs.len();
-            put_varint(out, u128::from(r.main.wrapping_sub(prev_main) as u64));
-            put_varint(out, (u128::from(r.sub as u64) << 1) | u128::from(tomb));
+            write_rev(&mut w, prev_main, *r, gi != last_gen && i + 1 == g.revs.len());
             prev_main = r.main;
         }
     }
@@ -359,17 +359,14 @@ pub fn compact(h: &[u8], at: i64, keep: &mut RevSet, scratch: &mut Scratch, out:
     if from == 0 {
         return false;
     }
-    let rs = &scratch.revs[from..];
+    let mut w = |v| put_varint(out, v);
     let mut prev_main = 0i64;
     let mut new_gen = true;
-    for r in rs {
+    for r in &scratch.revs[from..] {
         if new_gen {
-            put_varint(out, u128::from(r.rev.main.wrapping_sub(r.created.main) as u64));
-            put_varint(out, u128::from(r.created.sub as u64));
-            put_varint(out, u128::from(r.version as u64));
+            write_header(&mut w, r.rev.main, r.created, r.version);
         }
-        put_varint(out, u128::from(r.rev.main.wrapping_sub(prev_main) as u64));
-        put_varint(out, (u128::from(r.rev.sub as u64) << 1) | u128::from(r.tomb));
+        write_rev(&mut w, prev_main, r.rev, r.tomb);
         prev_main = r.rev.main;
         new_gen = r.tomb;
     }

@@ -108,34 +108,13 @@ impl Hist<'_> {
     }
 }
 
-fn read_varint(b: &[u8], pos: &mut usize) -> usize {
-    let mut v = 0usize;
-    for shift in (0..64).step_by(7) {
-        let byte = b[*pos];
-        *pos += 1;
-        v |= usize::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            break;
-        }
-    }
-    v
-}
-
-fn write_varint(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
 /// One entry's bytes: an inline history, or a slot in `Index::long`.
 fn push_entry(out: &mut Vec<u8>, key: &[u8], hist: Result<&[u8], u32>) {
-    write_varint(out, key.len() << 1 | usize::from(hist.is_err()));
+    history::put_varint(out, (key.len() << 1 | usize::from(hist.is_err())) as u128);
     out.extend_from_slice(key);
     match hist {
         Ok(h) => out.extend_from_slice(h),
-        Err(slot) => write_varint(out, slot as usize),
+        Err(slot) => history::put_varint(out, slot.into()),
     }
 }
 
@@ -151,13 +130,12 @@ impl Leaf {
         let (s, e) = self.span(i);
         let b = &self.buf[s..e];
         let mut pos = 0;
-        let head = read_varint(b, &mut pos);
+        let head = history::get_varint(b, &mut pos).expect("written by push_entry") as usize;
         let (key, rest) = b[pos..].split_at(head >> 1);
         if head & 1 == 0 {
             return (key, Ok(rest));
         }
-        let mut p = 0;
-        (key, Err(read_varint(rest, &mut p) as u32))
+        (key, Err(history::get_varint(rest, &mut 0).expect("written by push_entry") as u32))
     }
 
     fn key(&self, i: usize) -> &[u8] {
@@ -229,6 +207,18 @@ impl Leaf {
     fn heap_bytes(&self) -> usize {
         self.buf.capacity() + 4 * self.starts.capacity()
     }
+}
+
+/// The leaf `key` belongs in (created for the first key).
+fn leaf_for<'l>(leaves: &'l mut BTreeMap<Box<[u8]>, Leaf>, key: &[u8]) -> &'l mut Leaf {
+    if leaves.is_empty() {
+        leaves.insert(Box::default(), Leaf::default());
+    }
+    leaves
+        .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+        .next_back()
+        .expect("the first leaf is under the empty key")
+        .1
 }
 
 /// Fills leaves in key order (a bulk build).
@@ -323,30 +313,11 @@ impl Index {
         Some((k, self.hist(h)))
     }
 
-    /// The leaf `key` belongs in (created for the first key).
-    fn leaf_mut(&mut self, key: &[u8]) -> &mut Leaf {
-        if self.leaves.is_empty() {
-            self.leaves.insert(Box::default(), Leaf::default());
-        }
-        self.leaves
-            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back()
-            .expect("the first leaf is under the empty key")
-            .1
-    }
-
     /// Applies a put (`tomb` false) or a deletion of `key` at `rev`; returns
     /// the key's state at `at` before it, and whether etcd's index accepts it.
     fn apply(&mut self, key: &[u8], rev: Revision, tomb: bool, at: i64) -> (Option<KeyAt>, bool) {
         let Index { leaves, long, free, len } = self;
-        if leaves.is_empty() {
-            leaves.insert(Box::default(), Leaf::default());
-        }
-        let leaf = leaves
-            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back()
-            .expect("the first leaf is under the empty key")
-            .1;
+        let leaf = leaf_for(leaves, key);
         let i = match leaf.find(key) {
             Ok(i) => i,
             Err(_) if tomb => return (None, false),
@@ -400,7 +371,7 @@ impl Index {
 
     /// Splits the leaf of `key` if it has grown past [`LEAF_BYTES`].
     fn split_leaf(&mut self, key: &[u8]) {
-        if let Some(upper) = self.leaf_mut(key).split() {
+        if let Some(upper) = leaf_for(&mut self.leaves, key).split() {
             let k: Box<[u8]> = upper.key(0).into();
             self.leaves.insert(k, upper);
         }
