@@ -1,48 +1,93 @@
-//! Page store: batched puts (sequential / random), point gets, full scan, on the
-//! Go anchor's workload. Ratios against real Go bbolt: `benches/anchors.sh`.
+//! Page store: batched puts (sequential / random), point gets, prefix ranges,
+//! full scan, durable single commits and group commit, on etcdkit and — with
+//! `--features peers` — on bbolt-rs, heed (LMDB) and redb, in the same run on
+//! the same keys (`etcdkit_benches::pagestore`). Every commit is durable.
+//! Ratios against real Go bbolt: `benches/anchors.sh`.
+
+use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use etcdkit_benches::{Rng, fresh, keys, load};
+use etcdkit_benches::pagestore::{ENGINES, Engine, keys, open};
 
 const N: usize = 100_000;
+
+fn fresh(name: &str) -> (tempfile::TempDir, std::sync::Arc<dyn Engine>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let e = open(name, dir.path()).expect("engine");
+    (dir, e)
+}
 
 fn puts(c: &mut Criterion) {
     let mut g = c.benchmark_group("put_batch1000");
     g.sample_size(10);
     g.throughput(Throughput::Elements(N as u64));
-    for (name, random) in [("seq", false), ("rnd", true)] {
+    for (mode, random) in [("seq", false), ("rnd", true)] {
         let ks = keys(N, random);
-        g.bench_function(name, |b| {
-            let dir = tempfile::tempdir().unwrap();
-            b.iter_batched(|| fresh(dir.path()), |db| load(&db, &ks, 1000), BatchSize::PerIteration)
-        });
+        for &name in ENGINES {
+            g.bench_function(format!("{mode}/{name}"), |b| {
+                b.iter_batched(
+                    || fresh(name),
+                    |(_dir, e)| ks.chunks(1000).for_each(|c| e.put_tx(c)),
+                    BatchSize::PerIteration,
+                )
+            });
+        }
     }
     g.finish();
 }
 
 fn reads(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = fresh(dir.path());
-    let ks = keys(N, true);
-    load(&db, &ks, 1000);
-    let mut r = Rng(42);
-    let probes: Vec<[u8; 8]> = (0..1000).map(|_| ks[(r.next_u64() % N as u64) as usize]).collect();
-
     let mut g = c.benchmark_group("read");
-    g.throughput(Throughput::Elements(probes.len() as u64));
-    g.bench_function("random_get", |b| {
-        let tx = db.begin().unwrap();
-        let bk = tx.bucket(b"bench").unwrap().unwrap();
-        b.iter(|| probes.iter().filter(|k| bk.get(&k[..]).unwrap().is_some()).count())
-    });
-    g.throughput(Throughput::Elements(N as u64));
-    g.bench_function("full_scan", |b| {
-        let tx = db.begin().unwrap();
-        let bk = tx.bucket(b"bench").unwrap().unwrap();
-        b.iter(|| bk.iter().count())
-    });
+    let rnd = keys(N, true);
+    let seq = keys(N, false);
+    let prefixes: Vec<[u8; 7]> = seq.chunks(256).map(|c| c[0][..7].try_into().expect("7 bytes")).collect();
+    for &name in ENGINES {
+        let (_d1, r) = fresh(name);
+        rnd.chunks(10_000).for_each(|c| r.put_tx(c));
+        let (_d2, s) = fresh(name);
+        seq.chunks(10_000).for_each(|c| s.put_tx(c));
+        g.throughput(Throughput::Elements(N as u64));
+        g.bench_function(format!("random_get/{name}"), |b| b.iter(|| assert_eq!(r.get_count(&rnd), N)));
+        g.bench_function(format!("full_scan/{name}"), |b| b.iter(|| assert_eq!(s.scan(), N)));
+        g.bench_function(format!("prefix_range/{name}"), |b| b.iter(|| assert_eq!(s.prefix_count(&prefixes), N)));
+    }
     g.finish();
 }
 
-criterion_group!(benches, puts, reads);
+fn commits(c: &mut Criterion) {
+    let mut g = c.benchmark_group("commit");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(3));
+    for &name in ENGINES {
+        let (_d, e) = fresh(name);
+        let mut next = 0u64;
+        g.bench_function(format!("single_durable/{name}"), |b| {
+            b.iter(|| {
+                next += 1;
+                e.put_tx(&[next.to_be_bytes()]);
+            })
+        });
+        // 16 writers, 64 single-key commits each, through the group commit.
+        g.throughput(Throughput::Elements(16 * 64));
+        g.bench_function(format!("group16/{name}"), |b| {
+            b.iter(|| {
+                std::thread::scope(|s| {
+                    for t in 0..16u64 {
+                        let e = e.clone();
+                        s.spawn(move || {
+                            for i in 0..64u64 {
+                                e.group_put((u64::MAX / 2 + next * 1024 + t * 64 + i).to_be_bytes());
+                            }
+                        });
+                    }
+                });
+                next += 1;
+            })
+        });
+        g.throughput(Throughput::Elements(1));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, puts, reads, commits);
 criterion_main!(benches);

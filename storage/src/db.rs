@@ -77,6 +77,7 @@ pub struct Db {
     page_size: usize,
     shared: Mutex<Shared>,
     writer: Mutex<Writer>,
+    pub(crate) batcher: crate::batch::Batcher,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -129,6 +130,7 @@ impl Db {
             page_size,
             shared: Mutex::new(Shared { meta, map: Arc::new(map), readers: BTreeMap::new() }),
             writer: Mutex::new(Writer { freelist: Freelist::new(opts.freelist_type), poisoned: None }),
+            batcher: Default::default(),
             opts,
         };
         if !db.opts.read_only {

@@ -10,6 +10,8 @@
 //!   for the whole transaction (zero copy).
 //! - [`TxMut::commit`] follows bbolt's protocol (dirty pages, fdatasync, meta,
 //!   fdatasync): a crash at any point leaves the last committed state.
+//! - [`Db::batch`] is group commit: concurrent writers share one transaction
+//!   and one pair of fdatasyncs (bbolt's `DB.Batch`, without its timer).
 //! - [`check::check`], [`check::bucket_stats`], [`check::pages`],
 //!   [`compact::compact`] and [`Tx::write_to`] mirror bbolt's `Tx.Check`,
 //!   `Bucket.Stats`, `Tx.Page`, `Compact` and `Tx.WriteTo`.
@@ -50,6 +52,7 @@
 //! `Options::fs`).
 #![forbid(unsafe_code)]
 
+mod batch;
 pub mod check;
 pub mod compact;
 mod cursor;
