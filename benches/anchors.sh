@@ -1,49 +1,46 @@
 #!/usr/bin/env bash
-# Page-store anchors: the same workloads on etcdkit (`etcdkit bolt bench`) and on
-# real Go bbolt 1.3.6 (tools/boltbench), in the same run. Each round runs both
-# engines back to back (alternating which goes first); the table shows the
-# median over the rounds and the ratio of medians (etcdkit / bbolt; > 1 = faster).
-# Writes the table as JSON to target/anchors-pagestore.json.
-#   usage: benches/anchors.sh [ROUNDS]      (default 5)
+# The whole performance comparison in one run: etcdkit beside the systems its
+# users would otherwise pick, on the same workloads, on this machine, now.
+#
+#   page store  Go bbolt 1.3.6 (tools/boltbench), bbolt-rs, heed (LMDB), redb;
+#               floors: 4 KiB write + fdatasync, sequential write bandwidth
+#   WAL         etcd 3.4's own `go test -bench Write` (go.etcd.io/etcd/wal)
+#   MVCC        etcd 3.4's own `go test -bench` (go.etcd.io/etcd/mvcc); index
+#               memory against etcd's treeIndex
+#   snapshot    etcdctl 3.4 snapshot status / restore / save, cp, cp + sync
+#   raft-node   the real etcd 3.4 binary on loopback (clientv3 load)
+#
+# Each section is a script of its own (benches/*-anchors.sh, index-mem.sh)
+# that writes target/anchors-<section>.json; this one runs them all, then
+# prints one table (case, etcdkit, anchor, ratio, target) and writes it to
+# target/anchors.json. Needs the README's set-up (cargo, and the Debian
+# packages below, which it installs when missing and it is root).
+#   usage: benches/anchors.sh            env: QUICK=1 for a smaller, faster run
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-rounds="${1:-5}"
-cargo build --release -q -p etcdkit-cli
-tmp="$(mktemp -d /tmp/anchors.XXXXXX)"; trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/src/boltbench"; cp tools/boltbench/main.go "$tmp/src/boltbench/"
-( cd "$tmp/src/boltbench" && GO111MODULE=off GOPATH="$tmp:/usr/share/gocode" GOPROXY=off GOFLAGS= \
-    GOCACHE="${GOCACHE:-/tmp/boltbench-gocache}" go build -o "$tmp/boltbench" . )
-run() { # engine args...  -> one JSON line
-  if [ "$1" = go ]; then "$tmp/boltbench" "${@:2}" --dir "$tmp"; else target/release/etcdkit bolt bench "${@:2}" --dir "$tmp" -w json; fi
-}
-out="$tmp/results.jsonl"
-for sync in --no-sync ""; do
-  for mode in seq rnd; do
-    args=(--count 100000 --batch-size 1000 --write-mode "$mode" --read-mode "$mode" $sync)
-    for r in $(seq "$rounds"); do
-      if [ $((r % 2)) = 1 ]; then order="go ours"; else order="ours go"; fi
-      for e in $order; do
-        echo "{\"engine\":\"$e\",\"sync\":\"${sync:-fsync}\",\"mode\":\"$mode\",\"r\":$(run "$e" "${args[@]}")}" >> "$out"
-      done
-    done
-  done
-done
-python3 - "$out" "$rounds" <<'PY'
-import json, statistics, sys, os
-rows = [json.loads(l) for l in open(sys.argv[1])]
-cases, table = [], []
-for sync in ("--no-sync", "fsync"):
-    for mode in ("seq", "rnd"):
-        for kind in ("write", "read"):
-            name = (f"put {mode} batch=1000" if kind == "write" else ("full scan" if mode == "seq" else "random get")) + f" ({sync})"
-            med = {e: statistics.median(x["r"][f"{kind}_ops_per_sec"] for x in rows
-                                        if x["engine"] == e and x["sync"] == sync and x["mode"] == mode)
-                   for e in ("ours", "go")}
-            table.append({"case": name, "etcdkit": round(med["ours"]), "bbolt_go": round(med["go"]),
-                          "ratio": round(med["ours"] / med["go"], 2)})
-print(f"{'case':<40} {'etcdkit ops/s':>14} {'bbolt ops/s':>14} {'ratio':>7}")
-for t in table:
-    print(f"{t['case']:<40} {t['etcdkit']:>14} {t['bbolt_go']:>14} {t['ratio']:>7}")
-json.dump(table, open("target/anchors-pagestore.json", "w"), indent=1)
-print(f"(medians of {sys.argv[2]} rounds; {os.cpu_count()} cores; written to target/anchors-pagestore.json)")
-PY
+start=$(date +%s)
+need=()
+command -v go >/dev/null || need+=(golang-go)
+[ -d /usr/share/gocode/src/go.etcd.io/bbolt ] || need+=(golang-github-coreos-bbolt-dev)
+[ -d /usr/share/gocode/src/go.etcd.io/etcd/mvcc ] || need+=(golang-etcd-server-dev)
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >&2
+fi
+echo "building (release, with the Rust peers)" >&2
+cargo build --release -q -p etcdkit-cli -p etcdkit-benches --features etcdkit-benches/peers
+cargo bench -q -p etcdkit-benches --no-run 2>/dev/null
+mkdir -p target
+rm -f target/anchors-*.json target/anchors.json
+section() { echo "== $1 ($(( $(date +%s) - start )) s so far)" >&2; }
+if [ -n "${QUICK:-}" ]; then rounds=1; sizes=(100); else rounds=3; sizes=(100 1000); fi
+section "page store";  benches/pagestore-anchors.sh "$rounds"
+section "WAL";         benches/wal-anchors.sh
+section "MVCC";        benches/mvcc-anchors.sh
+section "index memory"; benches/index-mem.sh
+section "snapshot";    ROUNDS=$rounds benches/snapshot-anchors.sh "${sizes[@]}"
+section "raft-node";   benches/node-anchors.sh
+section "summary"
+python3 benches/summary.py "$(( $(date +%s) - start ))"

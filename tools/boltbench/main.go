@@ -32,6 +32,8 @@ func main() {
 	noFreelistSync := flag.Bool("no-freelist-sync", false, "do not persist the freelist (etcd's setting)")
 	fill := flag.Float64("fill-percent", 0.5, "bucket fill percent")
 	dir := flag.String("dir", "", "directory for the file (default: temporary)")
+	caseName := flag.String("case", "", "one case of benches/anchors.sh (put|get|scan|range|commit|group; see cases.go)")
+	writers := flag.Int("writers", 16, "writers of the group case")
 	flag.Parse()
 	if *keySize < 8 || *batch < 1 {
 		fmt.Fprintln(os.Stderr, "boltbench: key-size must be >= 8 and batch-size >= 1")
@@ -45,6 +47,10 @@ func main() {
 		}
 		defer os.RemoveAll(t)
 		d = t
+	}
+	if *caseName != "" {
+		runCase(*caseName, d, *count, *batch, *writeMode == "rnd", *writers)
+		return
 	}
 	path := filepath.Join(d, "bench.db")
 	os.Remove(path)
