@@ -40,7 +40,7 @@ section "page store";  benches/pagestore-anchors.sh "$rounds"
 section "WAL";         benches/wal-anchors.sh
 section "MVCC";        benches/mvcc-anchors.sh
 section "index memory"; benches/index-mem.sh
-section "snapshot";    ROUNDS=$rounds benches/snapshot-anchors.sh "${sizes[@]}"
+section "snapshot";    ROUNDS=$((rounds + 2)) benches/snapshot-anchors.sh "${sizes[@]}"
 section "raft-node";   benches/node-anchors.sh
 section "summary"
 python3 benches/summary.py "$(( $(date +%s) - start ))"

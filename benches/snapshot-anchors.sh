@@ -26,17 +26,18 @@ trap cleanup EXIT
 results=$work/results.tsv
 : >"$results"
 
-now() { date +%s.%N; }
 # time_case SIZE CASE TOOL PREP CMD: one warm-up run, then the median of ROUNDS runs of CMD
 # (PREP runs untimed before each). Records "size case tool seconds".
+# (The clock is read from $EPOCHREALTIME: no `date` fork inside the timed span.)
 time_case() {
   local size=$1 case=$2 tool=$3 prep=$4 cmd=$5 ts=()
   eval "$prep"; eval "$cmd" >/dev/null 2>&1
   for _ in $(seq "$rounds"); do
     eval "$prep"
-    local a; a=$(now)
+    local a=$EPOCHREALTIME
     eval "$cmd" >/dev/null 2>&1 || { echo "FAILED: $cmd" >&2; exit 1; }
-    ts+=("$(echo "$(now) - $a" | bc -l)")
+    local b=$EPOCHREALTIME
+    ts+=("$(echo "$b - $a" | bc -l)")
   done
   local med; med=$(printf '%s\n' "${ts[@]}" | sort -g | sed -n "$(( (rounds + 1) / 2 ))p")
   printf '%s\t%s\t%s\t%s\n' "$size" "$case" "$tool" "$med" >>"$results"

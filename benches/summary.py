@@ -116,7 +116,7 @@ def fmt(x):
     if x is None:
         return ""
     if isinstance(x, float):
-        return f"{x:,.1f}" if abs(x) < 1000 else f"{x:,.0f}"
+        return f"{x:.3f}" if abs(x) < 10 else (f"{x:,.1f}" if abs(x) < 1000 else f"{x:,.0f}")
     return f"{x:,}" if isinstance(x, int) else str(x)
 
 

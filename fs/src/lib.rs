@@ -180,30 +180,42 @@ impl std::io::Write for Writer<'_> {
 /// copied so far. Real files use the kernel's copy.
 pub fn copy(from: &dyn File, to: &dyn File, len: u64, chunk: u64, step: &mut dyn FnMut(u64)) -> io::Result<u64> {
     let mut off = 0u64;
-    let mut buf = Vec::new();
     while off < len {
-        let want = (len - off).min(chunk);
+        off += copy_range(from, to, off, (len - off).min(chunk))?;
+        step(off);
+    }
+    Ok(off)
+}
+
+/// Copies bytes `off..off + len` of `from` to the same offsets of `to`: in
+/// the kernel (`copy_file_range`, through `std::io::copy`) when both are real
+/// files, through a buffer otherwise. An early end of `from` is an error.
+pub fn copy_range(from: &dyn File, to: &dyn File, off: u64, len: u64) -> io::Result<u64> {
+    let mut done = 0u64;
+    let mut buf = Vec::new();
+    while done < len {
+        let at = off + done;
+        let want = len - done;
         let n = match (from.as_std(), to.as_std()) {
             (Some(mut f), Some(mut t)) => {
                 use std::io::Seek;
-                f.seek(std::io::SeekFrom::Start(off))?;
-                t.seek(std::io::SeekFrom::Start(off))?;
+                f.seek(std::io::SeekFrom::Start(at))?;
+                t.seek(std::io::SeekFrom::Start(at))?;
                 std::io::copy(&mut std::io::Read::take(&mut f, want), &mut t)?
             }
             _ => {
-                buf.resize(want as usize, 0);
-                let got = from.read_at(&mut buf, off)?;
-                to.write_all_at(&buf[..got], off)?;
+                buf.resize(want.min(16 << 20) as usize, 0);
+                let got = from.read_at(&mut buf, at)?;
+                to.write_all_at(&buf[..got], at)?;
                 got as u64
             }
         };
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("file shrank at offset {off}")));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("file shrank at offset {at}")));
         }
-        off += n;
-        step(off);
+        done += n;
     }
-    Ok(off)
+    Ok(done)
 }
 
 /// The real file system, shared.

@@ -4,14 +4,15 @@
 //! Layout of a snapshot file: `[bbolt image: pgid × page size bytes][sha256 of
 //! the image: 32 bytes]`. A file has the trailer iff its size ≡ 32 (mod 512).
 
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 
 use etcdkit_storage::{Db, Value, check};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, io_err};
-use etcdkit_fs::{Open, Writer as FsWriter};
+use etcdkit_fs::Open;
 
 use crate::writeback::{parent, with_writeback};
 
@@ -95,20 +96,42 @@ pub fn save_with_progress(db: &Db, path: &Path, progress: &mut crate::Progress<'
         let f = fs.open(&part, Open::Truncate { mode: 0o600 }).map_err(io_err("create", &part))?;
         let tx = db.begin()?;
         let total = tx.size();
-        let n = with_writeback(&*f, &part, |kick| {
-            let mut w = HashingWriter {
-                inner: BufWriter::with_capacity(1 << 20, FsWriter { file: &*f, offset: 0 }),
-                hash: Sha256::new(),
-                done: 0,
-                total,
-                progress,
-                kick,
-            };
-            let n = tx.write_to(&mut w)?;
-            let sum = w.hash.finalize();
-            w.inner.write_all(&sum).map_err(io_err("write", &part))?;
-            w.inner.flush().map_err(io_err("write", &part))?;
-            Ok(n)
+        // The copy runs file to file in the kernel; a second thread hashes
+        // what has been copied so far, read back from the new file (the
+        // source's free pages may be rewritten by a writer meanwhile, so only
+        // the copy's own bytes give its hash).
+        let copied = Copied { upto: Mutex::new(Some(0)), cv: Condvar::new() };
+        let hashed = std::sync::atomic::AtomicU64::new(0);
+        let n = std::thread::scope(|s| -> Result<u64, Error> {
+            let (f, copied, hashed) = (&*f, &copied, &hashed);
+            let hasher = s.spawn(move || {
+                sha256_prefix(
+                    |b, o| {
+                        copied.wait_for(o + b.len() as u64)?;
+                        f.read_exact_at(b, o)
+                    },
+                    total,
+                    hashed,
+                )
+            });
+            with_writeback(f, &part, |kick| {
+                let metas = 2 * tx.page_size() as u64;
+                let n = tx.copy_to_file(f, 16 << 20, &mut |done| {
+                    copied.set(Some(done));
+                    progress(done, total);
+                    // Write-back per chunk of pages (not for the meta pages alone).
+                    if done > metas || done == total {
+                        kick();
+                    }
+                });
+                if n.is_err() {
+                    copied.set(None);
+                }
+                let sum = hasher.join().expect("the hasher does not panic").map_err(io_err("read back", &part))?;
+                let n = n?;
+                f.write_all_at(&sum, n).map_err(io_err("write", &part))?;
+                Ok(n)
+            })
         })?;
         drop(tx);
         Ok(n)
@@ -166,30 +189,29 @@ pub(crate) fn sha256_prefix(
     Ok(h.finalize().into())
 }
 
-struct HashingWriter<'p, 'q, W: Write> {
-    inner: W,
-    hash: Sha256,
-    done: u64,
-    total: u64,
-    progress: &'p mut crate::Progress<'q>,
-    /// Called after each 16 MiB: starts write-back of what is out so far.
-    kick: &'p dyn Fn(),
+/// How far the copy of a `save` has got (`None`: it failed), for the hasher
+/// that follows it.
+struct Copied {
+    upto: Mutex<Option<u64>>,
+    cv: Condvar,
 }
 
-impl<W: Write> Write for HashingWriter<'_, '_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        let before = self.done >> 24;
-        self.done += n as u64;
-        if self.done >> 24 != before || self.done == self.total {
-            (self.progress)(self.done, self.total);
-            (self.kick)();
-        }
-        Ok(n)
+impl Copied {
+    fn set(&self, v: Option<u64>) {
+        *self.upto.lock().unwrap_or_else(|e| e.into_inner()) = v;
+        self.cv.notify_all();
     }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+
+    /// Waits until the first `end` bytes are copied.
+    fn wait_for(&self, end: u64) -> io::Result<()> {
+        let mut g = self.upto.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match *g {
+                None => return Err(io::Error::other("the copy failed")),
+                Some(u) if u >= end => return Ok(()),
+                Some(_) => g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
     }
 }
 

@@ -72,7 +72,7 @@ pub(crate) struct Writer {
 /// An open bbolt-format database file.
 pub struct Db {
     path: PathBuf,
-    file: Box<dyn File>,
+    pub(crate) file: Box<dyn File>,
     pub(crate) opts: Options,
     page_size: usize,
     shared: Mutex<Shared>,

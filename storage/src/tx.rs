@@ -93,22 +93,61 @@ impl<'db> Tx<'db> {
         self.meta.page_size as usize
     }
 
-    /// Writes a consistent copy of the whole database (bbolt `Tx.WriteTo`):
-    /// meta page 0 with this txid, meta page 1 with txid − 1, then pages 2..hwm.
-    pub fn write_to(&self, w: &mut dyn Write) -> Result<u64> {
+    /// The two meta pages that open a copy of this transaction's state (bbolt
+    /// `Tx.WriteTo`): meta page 0 with this txid, meta page 1 with txid − 1.
+    pub fn copy_meta_pages(&self) -> Vec<u8> {
         let ps = self.page_size();
-        let mut page = vec![0u8; ps];
+        let mut pages = vec![0u8; 2 * ps];
         let mut m = self.meta;
-        m.write_page(0, &mut page);
-        w.write_all(&page).map_err(|e| Error::io("write snapshot", e))?;
+        m.write_page(0, &mut pages[..ps]);
         m.txid = m.txid.wrapping_sub(1);
-        m.write_page(1, &mut page);
-        w.write_all(&page).map_err(|e| Error::io("write snapshot", e))?;
-        let data = self.tree().data;
-        for chunk in data[2 * ps..].chunks(1 << 20) {
-            w.write_all(chunk).map_err(|e| Error::io("write snapshot", e))?;
+        m.write_page(1, &mut pages[ps..]);
+        pages
+    }
+
+    /// Writes a consistent copy of the whole database (bbolt `Tx.WriteTo`):
+    /// [`Tx::copy_meta_pages`], then pages 2..hwm.
+    pub fn write_to(&self, w: &mut dyn Write) -> Result<u64> {
+        w.write_all(&self.copy_meta_pages()).map_err(|e| Error::io("write snapshot", e))?;
+        let len = self.size();
+        let mut buf = vec![0u8; (1u64 << 20).min(len) as usize];
+        let mut off = 2 * self.page_size() as u64;
+        while off < len {
+            let n = (buf.len() as u64).min(len - off) as usize;
+            self.read_data(&mut buf[..n], off)?;
+            w.write_all(&buf[..n]).map_err(|e| Error::io("write snapshot", e))?;
+            off += n as u64;
         }
-        Ok(data.len() as u64)
+        Ok(len)
+    }
+
+    /// [`Tx::write_to`] into `dst` at the same offsets, file to file (an
+    /// in-kernel copy where both are real files); `step` is told the bytes
+    /// copied so far after each `chunk`.
+    pub fn copy_to_file(&self, dst: &dyn etcdkit_fs::File, chunk: u64, step: &mut dyn FnMut(u64)) -> Result<u64> {
+        let meta = self.copy_meta_pages();
+        dst.write_all_at(&meta, 0).map_err(|e| Error::io("write snapshot", e))?;
+        let len = self.size();
+        let mut off = meta.len() as u64;
+        step(off);
+        while off < len {
+            let n = chunk.min(len - off);
+            let done = etcdkit_fs::copy_range(&*self.db.file, dst, off, n)
+                .map_err(|e| Error::io(format!("copy for snapshot at offset {off}"), e))?;
+            off += done;
+            step(off);
+        }
+        Ok(len)
+    }
+
+    /// Reads this transaction's pages at file offset `off` (at or past page
+    /// 2, below the high-water mark) from the file, not the map (as bbolt's
+    /// WriteTo does): a copy of a whole large file through the map would
+    /// page-fault once per page. The pages this transaction sees are never
+    /// overwritten while it is open (a writer reuses a freed page only once no
+    /// reader can see it).
+    pub fn read_data(&self, buf: &mut [u8], off: u64) -> Result<()> {
+        self.db.file.read_exact_at(buf, off).map_err(|e| Error::io(format!("read at offset {off}"), e))
     }
 
     /// The raw bytes of page `id` and its overflow run (any page type).
