@@ -69,7 +69,7 @@ if wal:
     if big and ps:
         bps = 1000 / big["etcdkit_ns"] * 1e9
         floor = ps["floors"]["bandwidth_bytes_per_sec"]
-        row("WAL", "large batches: Write1000EntryBatch1000 payload", "MB/s", round(bps / 1e6), "sequential write + fdatasync",
+        row("WAL", "large batches: Write1000EntryBatch1000 payload", "MB/s", round(bps / 1e6), "sequential 1 MiB write + fdatasync",
             round(floor / 1e6), bps / floor, "≥ 0.9 of the disk", bps >= 0.9 * floor)
 
 mvcc = load("mvcc")

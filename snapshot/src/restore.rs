@@ -46,7 +46,7 @@ use etcdkit_storage::{Db, Options, check};
 use crate::backup::sha256_prefix;
 use crate::cluster::{Cluster, bootstrap};
 use crate::error::io_err;
-use crate::writeback::{parent, with_writeback};
+use crate::writeback::{parent, with_writeback_then};
 use crate::{Error, Progress, has_checksum, snap, v2store};
 
 /// What `snapshot restore` is told.
@@ -178,8 +178,8 @@ fn build(
     let snap_dir = tmp.join("member/snap");
     cfg.fs.create_dir_all(&snap_dir, 0o700).map_err(io_err("mkdir", &snap_dir))?;
     let db_path = snap_dir.join("db");
-    let db_size = copy_and_verify(&*cfg.fs, snapshot, &db_path, cfg.skip_hash_check, progress)?;
-    write_member_state_in(&cfg.fs, tmp, cluster, me, cfg.wal_segment_size)?;
+    let (db_size, db) = copy_and_verify(&cfg.fs, snapshot, &db_path, cfg.skip_hash_check, progress)?;
+    write_member_state_with(&cfg.fs, tmp, cluster, me, cfg.wal_segment_size, db)?;
     Ok(db_size)
 }
 
@@ -200,8 +200,22 @@ pub fn write_member_state_in(
     me: u64,
     segment_size: u64,
 ) -> Result<(), Error> {
+    let db = open_checked(fs, &dir.join("member/snap/db"))?;
+    write_member_state_with(fs, dir, cluster, me, segment_size, db)
+}
+
+/// [`write_member_state_in`] with the data dir's db already open and checked.
+fn write_member_state_with(
+    fs: &Arc<dyn Fs>,
+    dir: &Path,
+    cluster: &Cluster,
+    me: u64,
+    segment_size: u64,
+    db: Db,
+) -> Result<(), Error> {
     let snap_dir = dir.join("member/snap");
-    rewrite_membership(fs, &snap_dir.join("db"), cluster)?;
+    rewrite_membership(&db, cluster)?;
+    drop(db);
 
     let n = cluster.members.len() as u64;
     let md = Metadata { node_id: me, cluster_id: cluster.id }.encode_to_vec();
@@ -245,9 +259,30 @@ pub fn write_member_state_in(
 
 const CHUNK: u64 = 16 << 20;
 
+/// Bytes copied, and the sha256 of the source when it was checked.
+type Copied = (u64, Option<[u8; 32]>);
+
+/// Opens the db at `path` for writing and runs bbolt's `Tx.Check` on it.
+fn open_checked(fs: &Arc<dyn Fs>, path: &Path) -> Result<Db, Error> {
+    let db = Db::open(path, Options { fs: fs.clone(), ..Options::default() })?;
+    let problems = check::check(&db.begin()?);
+    if !problems.is_empty() {
+        return Err(Error::Integrity(problems.iter().map(|p| p.to_string()).collect()));
+    }
+    Ok(db)
+}
+
 /// Copies the db part of `src` to `dst` (created 0600) while a second thread
-/// hashes it; checks the trailer unless `skip`. Returns the db's size.
-fn copy_and_verify(fs: &dyn Fs, src: &Path, dst: &Path, skip: bool, progress: &mut Progress<'_>) -> Result<u64, Error> {
+/// hashes it; checks the trailer unless `skip`. The copy is opened and its
+/// structure checked while its last bytes are flushed to disk. Returns the
+/// db's size and the open copy.
+fn copy_and_verify(
+    fs: &Arc<dyn Fs>,
+    src: &Path,
+    dst: &Path,
+    skip: bool,
+    progress: &mut Progress<'_>,
+) -> Result<(u64, Db), Error> {
     let from = fs.open(src, Open::Read).map_err(io_err("open", src))?;
     let size = from.len().map_err(io_err("stat", src))?;
     let with_hash = has_checksum(size);
@@ -255,27 +290,32 @@ fn copy_and_verify(fs: &dyn Fs, src: &Path, dst: &Path, skip: bool, progress: &m
     let to = fs.open(dst, Open::CreateNew { mode: 0o600 }).map_err(io_err("create", dst))?;
     let hashed = AtomicU64::new(0);
     let check = with_hash && !skip;
-    let (copied, digest) = std::thread::scope(|s| -> Result<(u64, Option<[u8; 32]>), Error> {
+    let ((copied, digest), db) = std::thread::scope(|s| -> Result<(Copied, Result<Db, Error>), Error> {
         let hasher = check.then(|| {
             let (from, hashed) = (&*from, &hashed);
             s.spawn(move || sha256_prefix(|b, o| from.read_exact_at(b, o), len, hashed))
         });
-        let copied = with_writeback(&*to, dst, |kick| {
-            let n = etcdkit_fs::copy(&*from, &*to, len, CHUNK, &mut |off| {
-                kick();
-                let done = if check { off.min(hashed.load(Ordering::Relaxed)) } else { off };
-                progress(done, len);
-            });
-            n.map_err(io_err("copy", dst))
-        });
-        // Join the hasher before returning any error.
-        let digest = match hasher {
-            Some(h) => Some(h.join().expect("hasher thread does not panic").map_err(io_err("read", src))?),
-            None => None,
-        };
-        let copied = copied?;
-        progress(len, len);
-        Ok((copied, digest))
+        with_writeback_then(
+            &*to,
+            dst,
+            |kick| {
+                let n = etcdkit_fs::copy(&*from, &*to, len, CHUNK, &mut |off| {
+                    kick();
+                    let done = if check { off.min(hashed.load(Ordering::Relaxed)) } else { off };
+                    progress(done, len);
+                });
+                // Join the hasher before returning any error.
+                let digest = match hasher {
+                    Some(h) => Some(h.join().expect("hasher thread does not panic").map_err(io_err("read", src))?),
+                    None => None,
+                };
+                let copied = n.map_err(io_err("copy", dst))?;
+                progress(len, len);
+                Ok((copied, digest))
+            },
+            // A bad hash is reported before anything the check finds.
+            |_| Ok(open_checked(fs, dst)),
+        )
     })?;
     if let Some(got) = digest {
         let mut want = [0u8; 32];
@@ -285,19 +325,11 @@ fn copy_and_verify(fs: &dyn Fs, src: &Path, dst: &Path, skip: bool, progress: &m
             return Err(Error::HashMismatch { expected: hex(&want), got: hex(&got) });
         }
     }
-    Ok(copied)
+    Ok((copied, db?))
 }
 
 /// Checks the db and rewrites its membership and consistent index.
-fn rewrite_membership(fs: &Arc<dyn Fs>, db_path: &Path, cluster: &Cluster) -> Result<(), Error> {
-    let db = Db::open(db_path, Options { fs: fs.clone(), ..Options::default() })?;
-    {
-        let tx = db.begin()?;
-        let problems = check::check(&tx);
-        if !problems.is_empty() {
-            return Err(Error::Integrity(problems.iter().map(|p| p.to_string()).collect()));
-        }
-    }
+fn rewrite_membership(db: &Db, cluster: &Cluster) -> Result<(), Error> {
     let mut tx = db.begin_rw()?;
     for b in [&b"members"[..], b"members_removed"] {
         if tx.bucket(b)?.is_some() {

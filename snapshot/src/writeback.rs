@@ -17,6 +17,17 @@ pub(crate) fn with_writeback<T>(
     path: &Path,
     body: impl FnOnce(&dyn Fn()) -> Result<T, Error>,
 ) -> Result<T, Error> {
+    with_writeback_then(file, path, body, |_| Ok(())).map(|(v, ())| v)
+}
+
+/// [`with_writeback`], and `after` (given what `body` returned) runs while
+/// the last sync is under way, so that the CPU works while the disk flushes.
+pub(crate) fn with_writeback_then<T, U>(
+    file: &dyn etcdkit_fs::File,
+    path: &Path,
+    body: impl FnOnce(&dyn Fn()) -> Result<T, Error>,
+    after: impl FnOnce(&T) -> Result<U, Error>,
+) -> Result<(T, U), Error> {
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::channel::<()>();
         let syncer = s.spawn(move || -> io::Result<()> {
@@ -34,8 +45,10 @@ pub(crate) fn with_writeback<T>(
         let synced = syncer.join().expect("the syncer does not panic");
         let v = r?;
         synced.map_err(io_err("fdatasync", path))?;
-        file.sync_data().map_err(io_err("fdatasync", path))?;
-        Ok(v)
+        let last = s.spawn(|| file.sync_data());
+        let u = after(&v);
+        last.join().expect("the syncer does not panic").map_err(io_err("fdatasync", path))?;
+        Ok((v, u?))
     })
 }
 

@@ -3,7 +3,7 @@
 //!
 //! usage: pagestore-bench ENGINE CASE COUNT [BATCH] [seq|rnd] [WRITERS]
 //!        pagestore-bench floor fsync COUNT        (write 4 KiB + fdatasync loop)
-//!        pagestore-bench floor bandwidth MIB      (sequential write + one fdatasync)
+//!        pagestore-bench floor bandwidth MIB      (1 MiB overwrite + fdatasync loop)
 //! The database lives in a fresh directory under $BENCH_DIR (default /var/tmp).
 use std::process::ExitCode;
 
