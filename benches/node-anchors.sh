@@ -17,7 +17,7 @@ cargo build -q --release -p etcdkit-benches --bin node-put
 port=$((23000 + RANDOM % 500))
 results=()
 for c in 1 16 256; do
-  n=$(( c == 1 ? ${ONE:-3000} : ${MANY:-30000} ))
+  n=$(( c == 1 ? ${ONE:-6000} : ${MANY:-30000} ))
   rm -rf "$work/node" "$work/etcd"
   ours="$(./target/release/node-put "$work/node" "$n" "$c")"
   etcd --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$port" \
