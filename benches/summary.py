@@ -107,7 +107,7 @@ if node:
     for c in node:
         a, b = c["etcdkit"], c["etcd"]
         ok = c["ratio"] >= 3 and a["p99_us"] <= b["p99_us"]
-        row("raft-node", f"durable put, {c['writers']} writers", "ops/s", round(a["ops_per_sec"]), "etcd 3.4 on loopback",
+        row("raft-node", f"durable put, {c['writers']} writer" + ("s" if c["writers"] > 1 else ""), "ops/s", round(a["ops_per_sec"]), "etcd 3.4 on loopback",
             round(b["ops_per_sec"]), c["ratio"], "≥ 3 at ≤ p99", ok,
             f"p99 {a['p99_us']:.0f} µs vs {b['p99_us']:.0f} µs")
 
@@ -126,7 +126,7 @@ def verdict(r):
 
 hdr = ["section", "case", "unit", "etcdkit", "anchor", "anchor value", "ratio", "target", ""]
 lines = [[r["section"], r["case"], r["unit"], fmt(r["etcdkit"]), r["anchor"], fmt(r["anchor_value"]),
-          fmt(r["ratio"]), r["target"] or "", verdict(r)] for r in rows]
+          "" if r["ratio"] is None else f"{r['ratio']:.2f}", r["target"] or "", verdict(r)] for r in rows]
 w = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(hdr)]
 print("  ".join(h.ljust(w[i]) for i, h in enumerate(hdr)))
 for l in lines:
