@@ -1,4 +1,5 @@
-//! Page store: batched puts (sequential / random), point gets, prefix ranges,
+//! Page store: puts in transactions of 1, 100, 1,000 and 10,000 keys
+//! (sequential / random), point gets, prefix ranges,
 //! full scan, durable single commits and group commit, on etcdkit and — with
 //! `--features peers` — on bbolt-rs, heed (LMDB) and redb, in the same run on
 //! the same keys (`etcdkit_benches::pagestore`). Every commit is durable.
@@ -18,19 +19,23 @@ fn fresh(name: &str) -> (tempfile::TempDir, std::sync::Arc<dyn Engine>) {
 }
 
 fn puts(c: &mut Criterion) {
-    let mut g = c.benchmark_group("put_batch1000");
+    let mut g = c.benchmark_group("put_fsync");
     g.sample_size(10);
-    g.throughput(Throughput::Elements(N as u64));
-    for (mode, random) in [("seq", false), ("rnd", true)] {
-        let ks = keys(N, random);
-        for &name in ENGINES {
-            g.bench_function(format!("{mode}/{name}"), |b| {
-                b.iter_batched(
-                    || fresh(name),
-                    |(_dir, e)| ks.chunks(1000).for_each(|c| e.put_tx(c)),
-                    BatchSize::PerIteration,
-                )
-            });
+    // Keys per iteration for each batch size: every commit is fdatasync'd, so
+    // single-key transactions get fewer keys.
+    for (batch, n) in [(1usize, 1000usize), (100, 20_000), (1000, N), (10_000, N)] {
+        g.throughput(Throughput::Elements(n as u64));
+        for (mode, random) in [("seq", false), ("rnd", true)] {
+            let ks = keys(n, random);
+            for &name in ENGINES {
+                g.bench_function(format!("batch{batch}/{mode}/{name}"), |b| {
+                    b.iter_batched(
+                        || fresh(name),
+                        |(_dir, e)| ks.chunks(batch).for_each(|c| e.put_tx(c)),
+                        BatchSize::PerIteration,
+                    )
+                });
+            }
         }
     }
     g.finish();

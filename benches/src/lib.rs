@@ -1,13 +1,15 @@
 //! Workloads shared by the criterion benchmarks, identical to the Go anchor's
 //! (`tools/boltbench`): keys are a big-endian u64 (sequential or random),
 //! values 32 zero bytes, written in transactions of 1000 keys.
-// No unsafe code (the workspace denies it) except opening LMDB in the `peers`
-// build, which carries its safety argument.
+// No unsafe code (the workspace denies it) except opening LMDB in `peers.rs`
+// (the `peers` feature), which carries its safety argument.
 
 use etcdkit_storage::{Db, Options};
 
 pub mod etcddb;
 pub mod pagestore;
+#[cfg(feature = "peers")]
+pub mod peers;
 
 /// Deterministic xorshift64* for keys and orders.
 pub struct Rng(pub u64);
