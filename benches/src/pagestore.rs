@@ -70,10 +70,7 @@ impl Outcome {
     }
 }
 
-/// `n` 8-byte keys, sequential or random.
-pub fn keys(n: usize, random: bool) -> Vec<[u8; 8]> {
-    crate::keys(n, random)
-}
+pub use crate::keys;
 
 fn load(e: &dyn Engine, keys: &[[u8; 8]]) {
     for chunk in keys.chunks(10_000) {

@@ -101,9 +101,8 @@ pub fn save_with_progress(db: &Db, path: &Path, progress: &mut crate::Progress<'
         // source's free pages may be rewritten by a writer meanwhile, so only
         // the copy's own bytes give its hash).
         let copied = Copied { upto: Mutex::new(Some(0)), cv: Condvar::new() };
-        let hashed = std::sync::atomic::AtomicU64::new(0);
         let n = std::thread::scope(|s| -> Result<u64, Error> {
-            let (f, copied, hashed) = (&*f, &copied, &hashed);
+            let (f, copied) = (&*f, &copied);
             let hasher = s.spawn(move || {
                 sha256_prefix(
                     |b, o| {
@@ -111,22 +110,17 @@ pub fn save_with_progress(db: &Db, path: &Path, progress: &mut crate::Progress<'
                         f.read_exact_at(b, o)
                     },
                     total,
-                    hashed,
+                    &Default::default(),
                 )
             });
             with_writeback(f, &part, |kick| {
-                let metas = 2 * tx.page_size() as u64;
                 let n = tx.copy_to_file(f, 16 << 20, &mut |done| {
                     copied.set(Some(done));
                     progress(done, total);
-                    // Write-back per chunk of pages (not for the meta pages alone).
-                    if done > metas || done == total {
-                        kick();
-                    }
+                    kick();
                 });
-                if n.is_err() {
-                    copied.set(None);
-                }
+                // All of it, or nothing more: the hasher stops waiting either way.
+                copied.set(n.as_ref().ok().copied());
                 let sum = hasher.join().expect("the hasher does not panic").map_err(io_err("read back", &part))?;
                 let n = n?;
                 f.write_all_at(&sum, n).map_err(io_err("write", &part))?;

@@ -260,7 +260,7 @@ fn write_member_state_with(
 const CHUNK: u64 = 16 << 20;
 
 /// Bytes copied, and the sha256 of the source when it was checked.
-type Copied = (u64, Option<[u8; 32]>);
+type CopyOutcome = (u64, Option<[u8; 32]>);
 
 /// Opens the db at `path` for writing and runs bbolt's `Tx.Check` on it.
 fn open_checked(fs: &Arc<dyn Fs>, path: &Path) -> Result<Db, Error> {
@@ -290,7 +290,7 @@ fn copy_and_verify(
     let to = fs.open(dst, Open::CreateNew { mode: 0o600 }).map_err(io_err("create", dst))?;
     let hashed = AtomicU64::new(0);
     let check = with_hash && !skip;
-    let ((copied, digest), db) = std::thread::scope(|s| -> Result<(Copied, Result<Db, Error>), Error> {
+    let ((copied, digest), db) = std::thread::scope(|s| -> Result<(CopyOutcome, Result<Db, Error>), Error> {
         let hasher = check.then(|| {
             let (from, hashed) = (&*from, &hashed);
             s.spawn(move || sha256_prefix(|b, o| from.read_exact_at(b, o), len, hashed))
@@ -328,7 +328,8 @@ fn copy_and_verify(
     Ok((copied, db?))
 }
 
-/// Checks the db and rewrites its membership and consistent index.
+/// Rewrites the db's membership and consistent index (the db is checked by
+/// whoever opened it: [`open_checked`]).
 fn rewrite_membership(db: &Db, cluster: &Cluster) -> Result<(), Error> {
     let mut tx = db.begin_rw()?;
     for b in [&b"members"[..], b"members_removed"] {

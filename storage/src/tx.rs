@@ -123,13 +123,12 @@ impl<'db> Tx<'db> {
 
     /// [`Tx::write_to`] into `dst` at the same offsets, file to file (an
     /// in-kernel copy where both are real files); `step` is told the bytes
-    /// copied so far after each `chunk`.
+    /// written so far (meta pages included) after each `chunk` of pages.
     pub fn copy_to_file(&self, dst: &dyn etcdkit_fs::File, chunk: u64, step: &mut dyn FnMut(u64)) -> Result<u64> {
         let meta = self.copy_meta_pages();
         dst.write_all_at(&meta, 0).map_err(|e| Error::io("write snapshot", e))?;
         let len = self.size();
         let mut off = meta.len() as u64;
-        step(off);
         while off < len {
             let n = chunk.min(len - off);
             let done = etcdkit_fs::copy_range(&*self.db.file, dst, off, n)
@@ -146,7 +145,7 @@ impl<'db> Tx<'db> {
     /// page-fault once per page. The pages this transaction sees are never
     /// overwritten while it is open (a writer reuses a freed page only once no
     /// reader can see it).
-    pub fn read_data(&self, buf: &mut [u8], off: u64) -> Result<()> {
+    fn read_data(&self, buf: &mut [u8], off: u64) -> Result<()> {
         self.db.file.read_exact_at(buf, off).map_err(|e| Error::io(format!("read at offset {off}"), e))
     }
 

@@ -1,9 +1,12 @@
 //! One page-store case on one engine, as one JSON line (the fields of
 //! `tools/boltbench -case`, so `benches/anchors.sh` compares them directly).
 //!
+//! ```text
 //! usage: pagestore-bench ENGINE CASE COUNT [BATCH] [seq|rnd] [WRITERS]
 //!        pagestore-bench floor fsync COUNT        (write 4 KiB + fdatasync loop)
 //!        pagestore-bench floor bandwidth MIB      (1 MiB overwrite + fdatasync loop)
+//! ```
+//!
 //! The database lives in a fresh directory under $BENCH_DIR (default /var/tmp).
 use std::process::ExitCode;
 
