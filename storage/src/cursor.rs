@@ -6,10 +6,9 @@
 //! otherwise it points at a page in the memory map (or at an inline bucket's page
 //! image). Keys and values are returned as slices borrowed for the transaction.
 
-use std::collections::HashMap;
-
 use crate::Pgid;
 use crate::error::{Error, Result};
+use crate::idhash::IdMap;
 use crate::node::{Mem, Node, NodeId};
 use crate::page::{BUCKET_LEAF_FLAG, PAGE_HEADER_SIZE, PageHeader, PageRef};
 
@@ -100,7 +99,7 @@ pub(crate) struct BView<'a> {
     /// A materialized root node (write transactions).
     pub root_node: Option<NodeId>,
     /// Materialized nodes by page id (write transactions).
-    pub nodes: Option<&'a HashMap<Pgid, NodeId>>,
+    pub nodes: Option<&'a IdMap<NodeId>>,
 }
 
 /// A page or a node.

@@ -16,9 +16,10 @@
 //! open reader can still see it (bbolt `freePages`: `release` below the oldest
 //! reader, `release_range` for the gaps between readers).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, Result};
+use crate::idhash::{IdMap, IdSet};
 use crate::page::{FREELIST_FLAG, PAGE_HEADER_SIZE, le_u64, put_u16, put_u64};
 use crate::{Pgid, Txid};
 
@@ -53,8 +54,8 @@ enum Free {
     Array(Vec<Pgid>),
     /// start -> len, end(start+len-1) -> len, len -> starts
     Spans {
-        forward: HashMap<Pgid, u64>,
-        backward: HashMap<Pgid, u64>,
+        forward: IdMap<u64>,
+        backward: IdMap<u64>,
         by_size: BTreeMap<u64, BTreeSet<Pgid>>,
         count: usize,
     },
@@ -68,8 +69,8 @@ pub struct Freelist {
     free: Free,
     pending: BTreeMap<Txid, Pending>,
     /// Every free or pending id, to catch double frees.
-    cache: HashSet<Pgid>,
-    allocs: HashMap<Pgid, Txid>,
+    cache: IdSet,
+    allocs: IdMap<Txid>,
     undo: Vec<Undo>,
 }
 
@@ -77,11 +78,14 @@ impl Freelist {
     pub fn new(kind: FreelistType) -> Freelist {
         let free = match kind {
             FreelistType::Array => Free::Array(Vec::new()),
-            FreelistType::Hashmap => {
-                Free::Spans { forward: HashMap::new(), backward: HashMap::new(), by_size: BTreeMap::new(), count: 0 }
-            }
+            FreelistType::Hashmap => Free::Spans {
+                forward: IdMap::default(),
+                backward: IdMap::default(),
+                by_size: BTreeMap::new(),
+                count: 0,
+            },
         };
-        Freelist { free, pending: BTreeMap::new(), cache: HashSet::new(), allocs: HashMap::new(), undo: Vec::new() }
+        Freelist { free, pending: BTreeMap::new(), cache: IdSet::default(), allocs: IdMap::default(), undo: Vec::new() }
     }
 
     /// Number of free (allocatable) pages.
@@ -131,7 +135,7 @@ impl Freelist {
 
     /// Replaces the free set with `ids` (pending ids are filtered out).
     pub fn load(&mut self, mut ids: Vec<Pgid>) {
-        let pending: HashSet<Pgid> = self.pending.values().flat_map(|p| p.ids.iter().copied()).collect();
+        let pending: IdSet = self.pending.values().flat_map(|p| p.ids.iter().copied()).collect();
         ids.retain(|id| !pending.contains(id));
         ids.sort_unstable();
         ids.dedup();
@@ -169,7 +173,7 @@ impl Freelist {
             return;
         };
         *count += n as usize;
-        let mut remove = |s: Pgid, l: u64, f: &mut HashMap<Pgid, u64>, b: &mut HashMap<Pgid, u64>| {
+        let mut remove = |s: Pgid, l: u64, f: &mut IdMap<u64>, b: &mut IdMap<u64>| {
             f.remove(&s);
             b.remove(&(s + l - 1));
             if let Some(set) = by_size.get_mut(&l) {

@@ -59,6 +59,7 @@ mod cursor;
 mod db;
 mod error;
 pub mod freelist;
+mod idhash;
 pub mod meta;
 mod mmap;
 pub mod mvcc;

@@ -9,7 +9,7 @@
 use std::cmp::Ordering;
 
 use crate::Pgid;
-use crate::page::{ELEM_SIZE, ElemOut, PAGE_HEADER_SIZE, page_size_for};
+use crate::page::{ELEM_SIZE, PAGE_HEADER_SIZE, page_size_for, write_elem_headers};
 
 pub(crate) type NodeId = usize;
 pub(crate) type BucketId = usize;
@@ -50,6 +50,13 @@ impl Data {
         } else {
             &m.map[self.off..self.off + self.len]
         }
+    }
+
+    /// `self` and `next` as one string, when `next` starts where `self` ends
+    /// in the same place (map or arena).
+    #[inline]
+    fn join(self, next: Data) -> Option<Data> {
+        (self.off.wrapping_add(self.len) == next.off).then_some(Data { off: self.off, len: self.len + next.len })
     }
 
     /// A sub-range of this string.
@@ -167,6 +174,13 @@ impl Node {
     #[inline]
     pub fn search(&self, m: &Mem<'_>, key: &[u8]) -> (usize, bool) {
         let (mut lo, mut hi) = (0usize, self.inodes.len());
+        // Appends (sequential keys, etcd's revisions) land past the last key:
+        // one comparison instead of a binary search.
+        if let Some(last) = self.inodes.last()
+            && crate::page::cmp_keys(last.key.get(m), key) == Ordering::Less
+        {
+            return (hi, false);
+        }
         let mut exact = false;
         while lo < hi {
             let mid = (lo + hi) / 2;
@@ -201,6 +215,12 @@ impl Node {
         }
     }
 
+    /// Removes inode `i`, found by a search (bbolt `node.del` without the search).
+    pub fn remove_at(&mut self, i: usize) {
+        self.inodes.remove(i);
+        self.unbalanced = true;
+    }
+
     /// Serialized size (bbolt `node.size`).
     pub fn size(&self) -> usize {
         page_size_for(self.inodes.iter().map(|i| i.key.len() + i.value.len()).sum(), self.inodes.len())
@@ -211,12 +231,35 @@ impl Node {
     }
 
     /// The elements to write, with bytes resolved.
-    pub fn elems<'m>(&'m self, m: &'m Mem<'m>) -> impl ExactSizeIterator<Item = ElemOut<'m>> + 'm {
-        self.inodes.iter().map(move |i| ElemOut {
-            flags: i.flags,
-            pgid: i.pgid,
-            key: i.key.get(m),
-            value: i.value.get(m),
-        })
+    /// Writes this node's page image into `buf` (bbolt `node.write`; header id
+    /// and overflow are the caller's). Keys and values that lie back to back
+    /// in the map (an unchanged run of the page the node was read from) or in
+    /// the arena (a run of new puts) are copied with one `memcpy`.
+    pub fn write(&self, m: &Mem<'_>, buf: &mut [u8]) {
+        let heads = self.inodes.iter().map(|i| (i.flags, i.pgid, i.key.len(), i.value.len()));
+        let mut off = write_elem_headers(buf, self.is_leaf, heads);
+        let mut run: Option<Data> = None;
+        let mut flush = |run: Data, off: &mut usize| {
+            buf[*off..*off + run.len].copy_from_slice(run.get(m));
+            *off += run.len;
+        };
+        for d in self.inodes.iter().flat_map(|i| [i.key, i.value]) {
+            if d.len == 0 {
+                continue;
+            }
+            run = match run {
+                None => Some(d),
+                Some(r) => match r.join(d) {
+                    Some(j) => Some(j),
+                    None => {
+                        flush(r, &mut off);
+                        Some(d)
+                    }
+                },
+            };
+        }
+        if let Some(r) = run {
+            flush(r, &mut off);
+        }
     }
 }

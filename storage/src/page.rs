@@ -351,7 +351,9 @@ impl<'a> PageRef<'a> {
     }
 }
 
-/// One element to be written into a page.
+/// One element to be written into a page (tests build pages from these).
+#[cfg(test)]
+#[derive(Clone, Copy)]
 pub(crate) struct ElemOut<'a> {
     pub flags: u32,
     pub pgid: Pgid,
@@ -364,34 +366,51 @@ pub(crate) fn page_size_for(klen_vlen_sum: usize, count: usize) -> usize {
     PAGE_HEADER_SIZE + count * ELEM_SIZE + klen_vlen_sum
 }
 
+#[cfg(test)]
 /// Writes a branch or leaf page image into `buf` (header id and overflow are left
 /// to the caller). `buf` must be at least [`page_size_for`] bytes. Mirrors
 /// bbolt's `node.write`.
-pub(crate) fn write_elems<'a>(buf: &mut [u8], leaf: bool, elems: impl ExactSizeIterator<Item = ElemOut<'a>>) {
-    let count = elems.len();
-    assert!(count < 0xFFFF, "inode overflow: {count}");
-    let flags = le_u16(buf, 8) | if leaf { LEAF_FLAG } else { BRANCH_FLAG };
-    put_u16(buf, 8, flags);
-    put_u16(buf, 10, count as u16);
-    let mut off = PAGE_HEADER_SIZE + count * ELEM_SIZE;
-    for (i, e) in elems.enumerate() {
-        let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
-        let pos = (off - el) as u32;
-        if leaf {
-            put_u32(buf, el, e.flags);
-            put_u32(buf, el + 4, pos);
-            put_u32(buf, el + 8, e.key.len() as u32);
-            put_u32(buf, el + 12, e.value.len() as u32);
-        } else {
-            put_u32(buf, el, pos);
-            put_u32(buf, el + 4, e.key.len() as u32);
-            put_u64(buf, el + 8, e.pgid);
-        }
+pub(crate) fn write_elems<'a>(buf: &mut [u8], leaf: bool, elems: impl ExactSizeIterator<Item = ElemOut<'a>> + Clone) {
+    let mut off = write_elem_headers(buf, leaf, elems.clone().map(|e| (e.flags, e.pgid, e.key.len(), e.value.len())));
+    for e in elems {
         buf[off..off + e.key.len()].copy_from_slice(e.key);
         off += e.key.len();
         buf[off..off + e.value.len()].copy_from_slice(e.value);
         off += e.value.len();
     }
+}
+
+/// The first half of [`write_elems`]: flags, count and the element headers of
+/// `(flags, child pgid, key length, value length)` entries whose keys and values
+/// will follow back to back. Returns the offset where the first key goes.
+pub(crate) fn write_elem_headers(
+    buf: &mut [u8],
+    leaf: bool,
+    elems: impl ExactSizeIterator<Item = (u32, Pgid, usize, usize)>,
+) -> usize {
+    let count = elems.len();
+    assert!(count < 0xFFFF, "inode overflow: {count}");
+    let flags = le_u16(buf, 8) | if leaf { LEAF_FLAG } else { BRANCH_FLAG };
+    put_u16(buf, 8, flags);
+    put_u16(buf, 10, count as u16);
+    let start = PAGE_HEADER_SIZE + count * ELEM_SIZE;
+    let mut off = start;
+    for (i, (eflags, pgid, klen, vlen)) in elems.enumerate() {
+        let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
+        let pos = (off - el) as u32;
+        if leaf {
+            put_u32(buf, el, eflags);
+            put_u32(buf, el + 4, pos);
+            put_u32(buf, el + 8, klen as u32);
+            put_u32(buf, el + 12, vlen as u32);
+        } else {
+            put_u32(buf, el, pos);
+            put_u32(buf, el + 4, klen as u32);
+            put_u64(buf, el + 8, pgid);
+        }
+        off += klen + vlen;
+    }
+    start
 }
 
 #[cfg(test)]

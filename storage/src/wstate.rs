@@ -3,18 +3,17 @@
 //! exactly as bbolt 1.3.6 runs them (`node.go`, `bucket.go`, `tx.go`), so that
 //! pages fill and split at the same thresholds as real bbolt.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::Pgid;
 use crate::cursor::{BView, Loc, MAX_DEPTH, RawCursor, Tree, lookup};
 use crate::error::{Error, Result, show};
 use crate::freelist::Freelist;
+use crate::idhash::IdMap;
 use crate::meta::Meta;
 use crate::node::{BucketId, Data, Inode, Mem, Node, NodeId};
-use crate::page::{
-    BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, BucketHeader, LEAF_FLAG, PAGE_HEADER_SIZE, PageHeader, write_elems,
-};
+use crate::page::{BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, BucketHeader, LEAF_FLAG, PAGE_HEADER_SIZE, PageHeader};
 use etcdkit_fs::Map;
 
 pub(crate) const ROOT: BucketId = 0;
@@ -29,7 +28,7 @@ pub(crate) struct BState {
     /// The inline page image while `root == 0`.
     pub inline: Option<Data>,
     pub root_node: Option<NodeId>,
-    pub nodes: HashMap<Pgid, NodeId>,
+    pub nodes: IdMap<NodeId>,
     /// Opened sub-buckets by name (ordered, so commit is deterministic).
     pub subs: BTreeMap<Vec<u8>, BucketId>,
     pub fill: f64,
@@ -46,7 +45,18 @@ pub(crate) enum Found {
 struct Path {
     leaf_node: Option<NodeId>,
     root: Loc0,
-    indices: Vec<usize>,
+    /// The child index taken at each branch level, root first.
+    indices: [usize; MAX_DEPTH],
+    depth: usize,
+    /// Where the key is (or would be inserted) in the leaf.
+    leaf_index: usize,
+}
+
+/// A leaf node and the index of a key in it: where a put replaces or inserts.
+#[derive(Clone, Copy)]
+struct Slot {
+    leaf: NodeId,
+    index: usize,
 }
 
 enum Loc0 {
@@ -80,7 +90,7 @@ impl WState {
             sequence: meta.root_sequence,
             inline: None,
             root_node: None,
-            nodes: HashMap::new(),
+            nodes: IdMap::default(),
             subs: BTreeMap::new(),
             fill: default_fill,
         };
@@ -157,8 +167,12 @@ impl WState {
             Loc::Node(n) => Loc0::Node(n),
             Loc::Page(p) => Loc0::Page(p.id),
         };
-        let indices = c.stack[..c.stack.len() - 1].iter().map(|f| f.index).collect();
-        Ok((Path { leaf_node, root, indices }, found))
+        let depth = c.stack.len() - 1;
+        let mut indices = [0; MAX_DEPTH];
+        for (i, f) in indices.iter_mut().zip(&c.stack[..depth]) {
+            *i = f.index;
+        }
+        Ok((Path { leaf_node, root, indices, depth, leaf_index: top.index }, found))
     }
 
     /// bbolt `Cursor.node`: materializes the path to the leaf and returns it.
@@ -170,7 +184,7 @@ impl WState {
             Loc0::Node(n) => n,
             Loc0::Page(id) => self.node(b, id, None)?,
         };
-        for i in path.indices {
+        for &i in &path.indices[..path.depth] {
             if self.nodes[n].is_leaf || i >= self.nodes[n].inodes.len() {
                 return Err(Error::corrupt(self.nodes[n].pgid, 0, "cursor path does not match the tree"));
             }
@@ -183,9 +197,10 @@ impl WState {
         Ok(n)
     }
 
-    fn leaf_for(&mut self, b: BucketId, key: &[u8]) -> Result<(NodeId, Found)> {
+    fn leaf_for(&mut self, b: BucketId, key: &[u8]) -> Result<(Slot, Found)> {
         let (path, found) = self.seek_path(b, key)?;
-        Ok((self.materialize(b, path)?, found))
+        let index = path.leaf_index;
+        Ok((Slot { leaf: self.materialize(b, path)?, index }, found))
     }
 
     /// bbolt `Bucket.node`: the node for page `id`, reading it if needed.
@@ -255,7 +270,7 @@ impl WState {
             sequence: h.sequence,
             inline,
             root_node: None,
-            nodes: HashMap::new(),
+            nodes: IdMap::default(),
             subs: BTreeMap::new(),
             fill: self.default_fill,
         });
@@ -270,7 +285,7 @@ impl WState {
         if name.len() > MAX_KEY_SIZE {
             return Err(Error::KeyTooLarge(name.len()));
         }
-        let (leaf, found) = self.leaf_for(parent, name)?;
+        let (slot, found) = self.leaf_for(parent, name)?;
         match found {
             Found::Bucket(_) => return Err(Error::BucketExists(show(name))),
             Found::Value => {
@@ -283,7 +298,7 @@ impl WState {
         PageHeader { id: 0, flags: LEAF_FLAG, count: 0, overflow: 0 }.encode(&mut value[BUCKET_HEADER_SIZE..]);
         let k = self.push_bytes(name);
         let v = self.push_bytes(&value);
-        self.put_inode(leaf, name, Inode { flags: BUCKET_LEAF_FLAG, pgid: 0, key: k, value: v });
+        self.put_inode(slot, false, Inode { flags: BUCKET_LEAF_FLAG, pgid: 0, key: k, value: v });
         self.open_bucket(parent, name)?.ok_or_else(|| Error::corrupt(0, 0, "created bucket not found"))
     }
 
@@ -319,9 +334,10 @@ impl WState {
         if root != 0 {
             self.free_tree_pages(root, 0)?;
         }
-        let (leaf, _) = self.leaf_for(parent, name)?;
-        let m = Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena };
-        self.nodes[leaf].del(&m, name);
+        let (slot, found) = self.leaf_for(parent, name)?;
+        if matches!(found, Found::Bucket(_)) {
+            self.nodes[slot.leaf].remove_at(slot.index);
+        }
         Ok(())
     }
 
@@ -356,9 +372,16 @@ impl WState {
 
     // ------------------------------------------------------------ keys
 
-    fn put_inode(&mut self, leaf: NodeId, old: &[u8], ino: Inode) {
-        let m = Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena };
-        self.nodes[leaf].put(&m, old, ino);
+    /// Stores `ino` at `slot`: over the key found there (`exact`), or inserted
+    /// before it (bbolt `node.put`, without searching the node again).
+    fn put_inode(&mut self, slot: Slot, exact: bool, ino: Inode) {
+        let inodes = &mut self.nodes[slot.leaf].inodes;
+        debug_assert!(slot.index <= inodes.len());
+        if exact {
+            inodes[slot.index] = ino;
+        } else {
+            inodes.insert(slot.index, ino);
+        }
     }
 
     pub fn put(&mut self, b: BucketId, key: &[u8], value: &[u8]) -> Result<()> {
@@ -371,13 +394,15 @@ impl WState {
         if value.len() > MAX_VALUE_SIZE {
             return Err(Error::ValueTooLarge(value.len()));
         }
-        let (leaf, found) = self.leaf_for(b, key)?;
-        if let Found::Bucket(_) = found {
-            return Err(Error::IncompatibleValue(show(key), "bucket"));
-        }
+        let (slot, found) = self.leaf_for(b, key)?;
+        let exact = match found {
+            Found::Bucket(_) => return Err(Error::IncompatibleValue(show(key), "bucket")),
+            Found::Value => true,
+            Found::Missing => false,
+        };
         let k = self.push_bytes(key);
         let v = self.push_bytes(value);
-        self.put_inode(leaf, key, Inode { flags: 0, pgid: 0, key: k, value: v });
+        self.put_inode(slot, exact, Inode { flags: 0, pgid: 0, key: k, value: v });
         Ok(())
     }
 
@@ -387,9 +412,10 @@ impl WState {
             Found::Bucket(_) => return Err(Error::IncompatibleValue(show(key), "bucket")),
             Found::Value => {}
         }
-        let (leaf, _) = self.leaf_for(b, key)?;
-        let m = Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena };
-        self.nodes[leaf].del(&m, key);
+        let (slot, found) = self.leaf_for(b, key)?;
+        if matches!(found, Found::Value) {
+            self.nodes[slot.leaf].remove_at(slot.index);
+        }
         Ok(())
     }
 
@@ -542,7 +568,7 @@ impl WState {
         PageHeader { id, flags: 0, count: 0, overflow: (count - 1) as u32 }.encode(&mut buf);
         let m = Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena };
         let node = &self.nodes[n];
-        write_elems(&mut buf, node.is_leaf, node.elems(&m));
+        node.write(&m, &mut buf);
         self.dirty.push((id, buf));
         id
     }
@@ -692,7 +718,7 @@ impl WState {
                 BucketHeader { root: 0, sequence: self.buckets[child].sequence }.encode(&mut buf);
                 {
                     let m = Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena };
-                    write_elems(&mut buf[BUCKET_HEADER_SIZE..], true, self.nodes[root].elems(&m));
+                    self.nodes[root].write(&m, &mut buf[BUCKET_HEADER_SIZE..]);
                 }
                 self.push_bytes(&buf)
             } else {
@@ -703,12 +729,12 @@ impl WState {
             if self.buckets[child].root_node.is_none() {
                 continue;
             }
-            let (leaf, found) = self.leaf_for(b, &name)?;
+            let (slot, found) = self.leaf_for(b, &name)?;
             if !matches!(found, Found::Bucket(_)) {
                 return Err(Error::corrupt(0, 0, format!("misplaced bucket header for {}", show(&name))));
             }
             let k = self.push_bytes(&name);
-            self.put_inode(leaf, &name, Inode { flags: BUCKET_LEAF_FLAG, pgid: 0, key: k, value });
+            self.put_inode(slot, true, Inode { flags: BUCKET_LEAF_FLAG, pgid: 0, key: k, value });
         }
         let Some(root) = self.buckets[b].root_node else {
             return Ok(());
