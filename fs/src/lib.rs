@@ -130,6 +130,13 @@ pub trait File: Send + Sync + fmt::Debug {
     fn sync_data(&self) -> io::Result<()>;
     /// `fsync`.
     fn sync_all(&self) -> io::Result<()>;
+    /// Starts writing `[off, off + len)` back to the disk without waiting for
+    /// it (Linux `sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that the disk
+    /// works while the caller prepares more. Makes nothing durable: only
+    /// [`File::sync_data`] does. Does nothing by default.
+    fn start_writeback(&self, _off: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
     /// Tries to take `lock`; `Ok(false)` when another holder has it. Released
     /// when the file is closed.
     fn try_lock(&self, lock: Lock) -> io::Result<bool>;

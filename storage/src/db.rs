@@ -65,6 +65,9 @@ pub(crate) struct Shared {
 
 pub(crate) struct Writer {
     pub freelist: Freelist,
+    /// One-page buffers of earlier commits, reused for the next commit's
+    /// dirty pages (no malloc and no fresh page faults per page).
+    pub spare_pages: Vec<Vec<u8>>,
     /// Set when a commit failed mid-write (see [`Error::Poisoned`]).
     pub poisoned: Option<String>,
 }
@@ -129,7 +132,11 @@ impl Db {
             file,
             page_size,
             shared: Mutex::new(Shared { meta, map: Arc::new(map), readers: BTreeMap::new() }),
-            writer: Mutex::new(Writer { freelist: Freelist::new(opts.freelist_type), poisoned: None }),
+            writer: Mutex::new(Writer {
+                freelist: Freelist::new(opts.freelist_type),
+                spare_pages: Vec::new(),
+                poisoned: None,
+            }),
             batcher: Default::default(),
             opts,
         };
@@ -277,7 +284,8 @@ impl Db {
         w.freelist.release_for_readers(&readers);
         w.freelist.begin();
         meta.txid += 1;
-        let st = WState::new(map, meta, self.opts.fill_percent);
+        let mut st = WState::new(map, meta, self.opts.fill_percent);
+        st.spare_pages = std::mem::take(&mut w.spare_pages);
         Ok(TxMut { db: self, w, st, done: false })
     }
 
@@ -295,8 +303,20 @@ impl Db {
         Ok(v)
     }
 
-    /// Commit steps 6–10: dirty pages, fdatasync, meta, fdatasync; then publish.
-    pub(crate) fn write_pages(&self, mut dirty: Vec<(Pgid, Vec<u8>)>, meta: Meta) -> Result<()> {
+    /// Writes pages finished early in a commit and starts their write-back
+    /// (see `wstate::Spill::early`).
+    pub(crate) fn write_early(&self, pages: &mut [(Pgid, Vec<u8>)]) -> Result<()> {
+        self.write_runs(pages)?;
+        let ps = self.page_size as u64;
+        if let (Some(first), Some(last)) = (pages.first(), pages.last()) {
+            let (from, to) = (first.0 * ps, last.0 * ps + last.1.len() as u64);
+            self.file.start_writeback(from, to - from).map_err(|e| Error::io("start write-back", e))?;
+        }
+        Ok(())
+    }
+
+    /// Sorts `dirty` by page id and writes it, one write per run of adjacent pages.
+    fn write_runs(&self, dirty: &mut [(Pgid, Vec<u8>)]) -> Result<()> {
         let ps = self.page_size as u64;
         dirty.sort_unstable_by_key(|(id, _)| *id);
         // Coalesce runs of adjacent pages into single writes.
@@ -322,6 +342,13 @@ impl Db {
             r.map_err(|e| Error::io(format!("write pages at {start}"), e))?;
             i = j;
         }
+        Ok(())
+    }
+
+    /// Commit steps 6–10: dirty pages, fdatasync, meta, fdatasync; then publish.
+    pub(crate) fn write_pages(&self, dirty: &mut [(Pgid, Vec<u8>)], meta: Meta) -> Result<()> {
+        let ps = self.page_size as u64;
+        self.write_runs(dirty)?;
         let fp = |name| self.opts.fs.failpoint(name).map_err(|e| Error::io(name, e));
         fp("bolt.commit.before_sync_pages")?;
         if !self.opts.no_sync {

@@ -170,30 +170,25 @@ impl Node {
         }
     }
 
-    /// First index whose key is >= `key`, and whether it is equal.
+    /// First index whose key is >= `key`, and whether it is equal. Appends
+    /// (sequential keys, etcd's revisions) land past the last key and cost one
+    /// comparison; larger nodes are searched from an interpolated first probe
+    /// as pages are ([`crate::page::PageRef::search`]).
     #[inline]
     pub fn search(&self, m: &Mem<'_>, key: &[u8]) -> (usize, bool) {
-        let (mut lo, mut hi) = (0usize, self.inodes.len());
-        // Appends (sequential keys, etcd's revisions) land past the last key:
-        // one comparison instead of a binary search.
-        if let Some(last) = self.inodes.last()
-            && crate::page::cmp_keys(last.key.get(m), key) == Ordering::Less
-        {
-            return (hi, false);
+        let n = self.inodes.len();
+        let key_at = |i: usize| self.inodes[i].key.get(m);
+        if n > 0 && crate::page::cmp_keys(key_at(n - 1), key) == Ordering::Less {
+            return (n, false);
         }
-        let mut exact = false;
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match crate::page::cmp_keys(self.inodes[mid].key.get(m), key) {
-                Ordering::Less => lo = mid + 1,
-                Ordering::Equal => {
-                    exact = true;
-                    hi = mid;
-                }
-                Ordering::Greater => hi = mid,
-            }
-        }
-        (lo, exact)
+        let est = if n >= 16 {
+            let prefix = |k: &[u8]| k.first_chunk::<8>().map(|p| u64::from_be_bytes(*p));
+            crate::page::interpolate(n, key, prefix(key_at(0)), prefix(key_at(n - 1)))
+        } else {
+            None
+        };
+        let Ok(i) = crate::page::search_from::<std::convert::Infallible>(n, key, est, |i| Ok(key_at(i)));
+        (i, i < n && key_at(i) == key)
     }
 
     /// Inserts or replaces the inode keyed `old` (bbolt `node.put`).
@@ -260,6 +255,81 @@ impl Node {
         }
         if let Some(r) = run {
             flush(r, &mut off);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node over `keys` (sorted, distinct), each key followed by a value in the arena.
+    fn node(keys: &[Vec<u8>], arena: &mut Vec<u8>) -> Node {
+        let mut n = Node::new(0, true, None);
+        for k in keys {
+            let key = Data::arena(arena.len(), k.len());
+            arena.extend_from_slice(k);
+            let value = Data::arena(arena.len(), 3);
+            arena.extend_from_slice(b"val");
+            n.inodes.push(Inode { flags: 0, pgid: 0, key, value });
+        }
+        n
+    }
+
+    #[test]
+    fn search_equals_a_plain_partition_point() {
+        let mut seed = 99u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..200 {
+            let n = (rnd() % 300) as usize;
+            let mut keys: Vec<Vec<u8>> = (0..n)
+                .map(|_| match round % 4 {
+                    0 => rnd().to_be_bytes().to_vec(),
+                    1 => (rnd() % 1000).to_be_bytes().to_vec(),
+                    2 => format!("/registry/pods/{}", rnd() % 500).into_bytes(),
+                    _ => rnd().to_be_bytes()[..(rnd() % 9) as usize].to_vec(),
+                })
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let mut arena = Vec::new();
+            let node = node(&keys, &mut arena);
+            let m = Mem { map: &[], arena: &arena };
+            let mut probes: Vec<Vec<u8>> = keys.clone();
+            probes.extend((0..50).map(|_| rnd().to_be_bytes()[..(rnd() % 9).min(8) as usize].to_vec()));
+            probes.extend((0..50).map(|_| (rnd() % 1200).to_be_bytes().to_vec()));
+            probes.push(vec![0xff; 12]);
+            for p in &probes {
+                let want = keys.partition_point(|k| k < p);
+                let exact = keys.get(want) == Some(p);
+                assert_eq!(node.search(&m, p), (want, exact), "round {round}, probe {p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn write_copies_back_to_back_runs_as_one_page_image() {
+        let keys: Vec<Vec<u8>> = (0u32..40).map(|i| i.to_be_bytes().to_vec()).collect();
+        let mut arena = Vec::new();
+        let mut n = node(&keys, &mut arena);
+        // Break the run in the middle: a value that lives elsewhere.
+        let elsewhere = Data::arena(arena.len(), 5);
+        arena.extend_from_slice(b"other");
+        n.inodes[20].value = elsewhere;
+        let m = Mem { map: &[], arena: &arena };
+        let mut buf = vec![0u8; n.size()];
+        n.write(&m, &mut buf);
+        let page = crate::page::PageRef::new(9, 0, &buf).unwrap();
+        assert_eq!(page.count, 40);
+        for (i, k) in keys.iter().enumerate() {
+            let e = page.leaf(i).unwrap();
+            assert_eq!(e.key, &k[..]);
+            assert_eq!(e.value, if i == 20 { &b"other"[..] } else { &b"val"[..] });
         }
     }
 }

@@ -159,6 +159,14 @@ impl LeafElem<'_> {
     }
 }
 
+/// Where one element's parts lie in its page (see [`PageRef::elem_offsets`]).
+pub(crate) struct ElemOffsets {
+    pub flags: u32,
+    pub pgid: Pgid,
+    pub key: std::ops::Range<usize>,
+    pub value: std::ops::Range<usize>,
+}
+
 /// A validated view of a branch or leaf page (or an inline bucket's page image).
 ///
 /// `buf` is the whole page run (`(overflow + 1) * page_size` bytes, or the rest of
@@ -244,6 +252,21 @@ impl<'a> PageRef<'a> {
         Ok(LeafElem { flags: le_u32(e, 0), key: &self.buf[k..v], value: &self.buf[v..end] })
     }
 
+    /// Element `i` as offsets into [`PageRef::buf`]: flags (leaf) or child page
+    /// id (branch), and the key and value ranges (a branch's value is empty).
+    #[inline]
+    pub(crate) fn elem_offsets(&self, i: usize) -> Result<ElemOffsets> {
+        let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
+        let e: &[u8; ELEM_SIZE] = self.buf[el..el + ELEM_SIZE].try_into().expect("ELEM_SIZE slice");
+        if self.is_leaf() {
+            let (k, v, end) = self.span(i, le_u32(e, 4), le_u32(e, 8), le_u32(e, 12))?;
+            Ok(ElemOffsets { flags: le_u32(e, 0), pgid: 0, key: k..v, value: v..end })
+        } else {
+            let (k, v, _) = self.span(i, le_u32(e, 0), le_u32(e, 4), 0)?;
+            Ok(ElemOffsets { flags: 0, pgid: le_u64(e, 8), key: k..v, value: v..v })
+        }
+    }
+
     /// Child page id of branch element `i`.
     #[inline]
     pub fn child(&self, i: usize) -> Pgid {
@@ -270,10 +293,8 @@ impl<'a> PageRef<'a> {
     #[inline]
     pub fn search_within(&self, key: &[u8], lo_hint: Option<u64>, hi_hint: Option<u64>) -> Result<(usize, bool)> {
         let n = self.count;
-        let (mut lo, mut hi) = (0usize, n);
-        if n >= 16
-            && let Some(x) = key.first_chunk::<8>()
-        {
+        let mut est = None;
+        if n >= 16 && key.len() >= 8 {
             let prefix = |k: &[u8]| k.first_chunk::<8>().map(|p| u64::from_be_bytes(*p));
             let a = match lo_hint {
                 Some(a) => Some(a),
@@ -283,72 +304,92 @@ impl<'a> PageRef<'a> {
                 Some(b) => Some(b),
                 None => prefix(self.key(n - 1)?),
             };
-            if let (Some(a), Some(b)) = (a, b) {
-                let x = u64::from_be_bytes(*x);
-                if b > a && x > a && x < b {
-                    let est = ((x - a) as f64 / (b - a) as f64 * (n - 1) as f64) as usize;
-                    let mut i = est.clamp(1, n - 1);
-                    // Touch where key i probably lies (element 0, in the header's
-                    // cache line, gives the stride) so that its cache line is
-                    // fetched in parallel with element i's header.
-                    let e0 = &self.buf[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + ELEM_SIZE];
-                    let stride = if self.is_leaf() {
-                        (le_u32(e0, 8) as usize).saturating_add(le_u32(e0, 12) as usize)
-                    } else {
-                        le_u32(e0, 4) as usize
-                    };
-                    let guess = (PAGE_HEADER_SIZE + n * ELEM_SIZE).saturating_add(i.saturating_mul(stride));
-                    if let Some(b) = self.buf.get(guess) {
-                        std::hint::black_box(*b);
-                    }
-                    // Gallop from the estimate to a bracket lo <= answer <= hi.
-                    let mut step = 1;
-                    if cmp_keys(self.key(i)?, key) == std::cmp::Ordering::Less {
-                        lo = i + 1;
-                        loop {
-                            let j = (i + step).min(n);
-                            if j == n || cmp_keys(self.key(j)?, key) != std::cmp::Ordering::Less {
-                                hi = j;
-                                break;
-                            }
-                            lo = j + 1;
-                            i = j;
-                            step *= 2;
-                        }
-                    } else {
-                        hi = i;
-                        loop {
-                            let j = i.saturating_sub(step);
-                            if j == 0 || cmp_keys(self.key(j)?, key) == std::cmp::Ordering::Less {
-                                lo = if j == 0 { 0 } else { j + 1 };
-                                break;
-                            }
-                            hi = j;
-                            i = j;
-                            step *= 2;
-                        }
-                    }
+            est = interpolate(n, key, a, b);
+            if let Some(i) = est {
+                // Touch where key i probably lies (element 0, in the header's
+                // cache line, gives the stride) so that its cache line is
+                // fetched in parallel with element i's header.
+                let e0 = &self.buf[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + ELEM_SIZE];
+                let stride = if self.is_leaf() {
+                    (le_u32(e0, 8) as usize).saturating_add(le_u32(e0, 12) as usize)
+                } else {
+                    le_u32(e0, 4) as usize
+                };
+                let guess = (PAGE_HEADER_SIZE + n * ELEM_SIZE).saturating_add(i.saturating_mul(stride));
+                if let Some(b) = self.buf.get(guess) {
+                    std::hint::black_box(*b);
                 }
             }
         }
-        let i = self.bsearch(key, lo, hi)?;
+        let i = search_from(n, key, est, |i| self.key(i))?;
         Ok((i, i < n && cmp_keys(self.key(i)?, key) == std::cmp::Ordering::Equal))
     }
+}
 
-    /// The first index in `[lo, hi]` whose key is >= `key`, given that the
-    /// answer lies in `[lo, hi]`.
-    #[inline]
-    fn bsearch(&self, key: &[u8], mut lo: usize, mut hi: usize) -> Result<usize> {
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if cmp_keys(self.key(mid)?, key) == std::cmp::Ordering::Less {
-                lo = mid + 1;
-            } else {
-                hi = mid;
+/// Where `key` probably sits among `n` sorted keys whose big-endian 8-byte
+/// prefixes run from `a` (first key) to `b` (last key): an index in `1..n`,
+/// or `None` when the prefixes cannot place it.
+#[inline]
+pub(crate) fn interpolate(n: usize, key: &[u8], a: Option<u64>, b: Option<u64>) -> Option<usize> {
+    let x = u64::from_be_bytes(*key.first_chunk::<8>()?);
+    let (a, b) = (a?, b?);
+    if n < 2 || b <= a || x <= a || x >= b {
+        return None;
+    }
+    let est = ((x - a) as f64 / (b - a) as f64 * (n - 1) as f64) as usize;
+    Some(est.clamp(1, n - 1))
+}
+
+/// The first index in `0..=n` whose key (`key_at`) is >= `key`, for keys in
+/// sorted order. With an estimate it gallops from there to a bracket and
+/// bisects the bracket; without one it bisects everything. Any estimate gives
+/// the same answer.
+#[inline]
+pub(crate) fn search_from<'k, E>(
+    n: usize,
+    key: &[u8],
+    est: Option<usize>,
+    key_at: impl Fn(usize) -> std::result::Result<&'k [u8], E>,
+) -> std::result::Result<usize, E> {
+    use std::cmp::Ordering::Less;
+    let (mut lo, mut hi) = (0usize, n);
+    if let Some(mut i) = est.filter(|&i| i < n) {
+        let mut step = 1;
+        if cmp_keys(key_at(i)?, key) == Less {
+            lo = i + 1;
+            loop {
+                let j = (i + step).min(n);
+                if j == n || cmp_keys(key_at(j)?, key) != Less {
+                    hi = j;
+                    break;
+                }
+                lo = j + 1;
+                i = j;
+                step *= 2;
+            }
+        } else {
+            hi = i;
+            loop {
+                let j = i.saturating_sub(step);
+                if j == 0 || cmp_keys(key_at(j)?, key) == Less {
+                    lo = if j == 0 { 0 } else { j + 1 };
+                    break;
+                }
+                hi = j;
+                i = j;
+                step *= 2;
             }
         }
-        Ok(lo)
     }
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if cmp_keys(key_at(mid)?, key) == Less {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
 }
 
 /// One element to be written into a page (tests build pages from these).
@@ -394,21 +435,25 @@ pub(crate) fn write_elem_headers(
     put_u16(buf, 8, flags);
     put_u16(buf, 10, count as u16);
     let start = PAGE_HEADER_SIZE + count * ELEM_SIZE;
-    let mut off = start;
-    for (i, (eflags, pgid, klen, vlen)) in elems.enumerate() {
-        let el = PAGE_HEADER_SIZE + i * ELEM_SIZE;
-        let pos = (off - el) as u32;
+    // `pos` is relative to the element's own header: the data offset minus the
+    // header's offset, which shrinks by ELEM_SIZE per header and grows by each
+    // element's key and value.
+    let mut pos = start - PAGE_HEADER_SIZE;
+    for (h, (eflags, pgid, klen, vlen)) in buf[PAGE_HEADER_SIZE..start].chunks_exact_mut(ELEM_SIZE).zip(elems) {
+        let h: &mut [u8; ELEM_SIZE] = h.try_into().expect("ELEM_SIZE chunk");
+        let mut e = [0u8; ELEM_SIZE];
         if leaf {
-            put_u32(buf, el, eflags);
-            put_u32(buf, el + 4, pos);
-            put_u32(buf, el + 8, klen as u32);
-            put_u32(buf, el + 12, vlen as u32);
+            e[0..4].copy_from_slice(&eflags.to_le_bytes());
+            e[4..8].copy_from_slice(&(pos as u32).to_le_bytes());
+            e[8..12].copy_from_slice(&(klen as u32).to_le_bytes());
+            e[12..16].copy_from_slice(&(vlen as u32).to_le_bytes());
         } else {
-            put_u32(buf, el, pos);
-            put_u32(buf, el + 4, klen as u32);
-            put_u64(buf, el + 8, pgid);
+            e[0..4].copy_from_slice(&(pos as u32).to_le_bytes());
+            e[4..8].copy_from_slice(&(klen as u32).to_le_bytes());
+            e[8..16].copy_from_slice(&pgid.to_le_bytes());
         }
-        off += klen + vlen;
+        *h = e;
+        pos = pos + klen + vlen - ELEM_SIZE;
     }
     start
 }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::meta::{Meta, PGID_NO_FREELIST};
 use crate::node::BucketId;
 use crate::page::{BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, BucketHeader};
-use crate::wstate::{ROOT, WState};
+use crate::wstate::{EarlyWrite, ROOT, Spill, WState};
 use crate::{Pgid, Txid};
 use etcdkit_fs::Map;
 
@@ -289,7 +289,13 @@ impl<'db> TxMut<'db> {
         let fl = &mut self.w.freelist;
         let st = &mut self.st;
         st.rebalance_bucket(ROOT)?;
-        st.spill_bucket(fl, ROOT)?;
+        let db = self.db;
+        // A commit that will be synced writes its pages in batches as they are
+        // finished and starts their write-back (see `Spill::early`). (A helper
+        // thread doing the writes measured slower on 2 cores than doing them here.)
+        let early = |pages: &mut [(Pgid, Vec<u8>)]| db.write_early(pages);
+        let early = (!db.opts.no_sync).then_some(&early as EarlyWrite<'_>);
+        st.spill_bucket(&mut Spill { fl: &mut *fl, early }, ROOT)?;
         st.meta.root = st.buckets[ROOT].root;
         st.meta.root_sequence = st.buckets[ROOT].sequence;
 
@@ -328,8 +334,13 @@ impl<'db> TxMut<'db> {
             st.dirty.push((id, buf));
             st.meta.freelist = id;
         }
-        let dirty = std::mem::take(&mut st.dirty);
-        let r = self.db.write_pages(dirty, st.meta);
+        let mut dirty = std::mem::take(&mut st.dirty);
+        let r = self.db.write_pages(&mut dirty, st.meta);
+        // Keep one-page buffers for the next commit (up to 16 MiB of 4 KiB pages).
+        let spare = &mut self.w.spare_pages;
+        spare.append(&mut st.spare_pages);
+        spare.extend(dirty.into_iter().map(|(_, b)| b).filter(|b| b.len() == st.page_size));
+        spare.truncate(4096);
         if let Err(e) = &r {
             // The file may now hold this commit's meta (written but not synced)
             // over pages the rolled-back freelist would hand out again: stop

@@ -52,6 +52,24 @@ struct Path {
     leaf_index: usize,
 }
 
+/// Pages written before the rest of the commit is ready, per batch (see [`Spill::early`]).
+const EARLY_PAGES: usize = 64;
+
+/// Writes a batch of finished dirty pages to their places in the file.
+pub(crate) type EarlyWrite<'a> = &'a dyn Fn(&mut [(Pgid, Vec<u8>)]) -> Result<()>;
+
+/// What spilling a transaction's nodes needs.
+pub(crate) struct Spill<'a> {
+    /// Where new pages come from.
+    pub fl: &'a mut Freelist,
+    /// When set, every [`EARLY_PAGES`] finished pages are handed to it (to be
+    /// written, and their write-back started) instead of waiting for the whole
+    /// tree: the disk then works on them while the rest is spilled, and the
+    /// commit's first fdatasync has less left to wait for. Safe because new
+    /// pages are free pages that no reader and no committed meta can reach.
+    pub early: Option<EarlyWrite<'a>>,
+}
+
 /// A leaf node and the index of a key in it: where a put replaces or inserts.
 #[derive(Clone, Copy)]
 struct Slot {
@@ -78,6 +96,8 @@ pub(crate) struct WState {
     pub freed: Vec<Pgid>,
     /// Page images written at commit.
     pub dirty: Vec<(Pgid, Vec<u8>)>,
+    /// Zeroed-on-use one-page buffers left by earlier commits.
+    pub spare_pages: Vec<Vec<u8>>,
     pub default_fill: f64,
 }
 
@@ -105,6 +125,7 @@ impl WState {
             meta,
             freed: Vec::new(),
             dirty: Vec::new(),
+            spare_pages: Vec::new(),
             default_fill,
         }
     }
@@ -215,18 +236,16 @@ impl WState {
                 Loc::Page(p) => p,
                 Loc::Node(n) => return Ok(n),
             };
-            let m = self.mem();
             node.is_leaf = page.is_leaf();
             node.pgid = id;
             node.inodes.reserve(page.count + 1);
+            // The page's bytes, wherever they are; each key and value is a range of them.
+            let base = self.mem().locate(page.buf);
             for i in 0..page.count {
-                if node.is_leaf {
-                    let e = page.leaf(i)?;
-                    node.inodes.push(Inode { flags: e.flags, pgid: 0, key: m.locate(e.key), value: m.locate(e.value) });
-                } else {
-                    let key = page.key(i)?;
-                    node.inodes.push(Inode { flags: 0, pgid: page.child(i), key: m.locate(key), value: Data::EMPTY });
-                }
+                let e = page.elem_offsets(i)?;
+                let part =
+                    |r: std::ops::Range<usize>| if r.is_empty() { Data::EMPTY } else { base.slice(r.start, r.end) };
+                node.inodes.push(Inode { flags: e.flags, pgid: e.pgid, key: part(e.key), value: part(e.value) });
             }
             node.key = node.inodes.first().map(|i| i.key);
         }
@@ -560,17 +579,32 @@ impl WState {
     }
 
     /// Writes node `n` to newly allocated pages.
-    fn write_node(&mut self, fl: &mut Freelist, n: NodeId) -> Pgid {
+    fn write_node(&mut self, sp: &mut Spill<'_>, n: NodeId) -> Result<Pgid> {
         let size = self.nodes[n].size();
         let count = size.div_ceil(self.page_size).max(1);
-        let id = self.allocate(fl, count);
-        let mut buf = vec![0u8; count * self.page_size];
+        let id = self.allocate(sp.fl, count);
+        let spare = if count == 1 { self.spare_pages.pop() } else { None };
+        let mut buf = match spare {
+            Some(mut b) => {
+                b.clear();
+                b.resize(self.page_size, 0);
+                b
+            }
+            None => vec![0u8; count * self.page_size],
+        };
         PageHeader { id, flags: 0, count: 0, overflow: (count - 1) as u32 }.encode(&mut buf);
         let m = Mem { map: &self.map.bytes()[..self.data_len], arena: &self.arena };
         let node = &self.nodes[n];
         node.write(&m, &mut buf);
         self.dirty.push((id, buf));
-        id
+        if let Some(early) = sp.early
+            && self.dirty.len() >= EARLY_PAGES
+        {
+            early(&mut self.dirty)?;
+            let ps = self.page_size;
+            self.spare_pages.extend(self.dirty.drain(..).map(|(_, b)| b).filter(|b| b.len() == ps));
+        }
+        Ok(id)
     }
 
     /// bbolt `node.split` (repeated `splitTwo`): cuts the node into pages at
@@ -611,7 +645,7 @@ impl WState {
     }
 
     /// bbolt `node.spill`.
-    fn spill_node(&mut self, fl: &mut Freelist, n: NodeId) -> Result<()> {
+    fn spill_node(&mut self, sp: &mut Spill<'_>, n: NodeId) -> Result<()> {
         if self.nodes[n].spilled {
             return Ok(());
         }
@@ -629,14 +663,14 @@ impl WState {
         let mut i = 0;
         while i < self.nodes[n].children.len() {
             let c = self.nodes[n].children[i];
-            self.spill_node(fl, c)?;
+            self.spill_node(sp, c)?;
             i += 1;
         }
         self.nodes[n].children.clear();
 
         for id in self.split(n) {
             self.free_node(id);
-            let pg = self.write_node(fl, id);
+            let pg = self.write_node(sp, id)?;
             self.nodes[id].pgid = pg;
             self.nodes[id].spilled = true;
             if let Some(p) = self.nodes[id].parent {
@@ -654,7 +688,7 @@ impl WState {
             && self.nodes[p].pgid == 0
         {
             self.nodes[n].children.clear();
-            return self.spill_node(fl, p);
+            return self.spill_node(sp, p);
         }
         Ok(())
     }
@@ -707,7 +741,7 @@ impl WState {
     }
 
     /// bbolt `Bucket.spill`.
-    pub fn spill_bucket(&mut self, fl: &mut Freelist, b: BucketId) -> Result<()> {
+    pub fn spill_bucket(&mut self, sp: &mut Spill<'_>, b: BucketId) -> Result<()> {
         let subs: Vec<(Vec<u8>, BucketId)> = self.buckets[b].subs.iter().map(|(k, &v)| (k.clone(), v)).collect();
         for (name, child) in subs {
             let value = if self.inlineable(child) {
@@ -722,7 +756,7 @@ impl WState {
                 }
                 self.push_bytes(&buf)
             } else {
-                self.spill_bucket(fl, child)?;
+                self.spill_bucket(sp, child)?;
                 let h = BucketHeader { root: self.buckets[child].root, sequence: self.buckets[child].sequence };
                 self.push_bytes(&h.to_bytes())
             };
@@ -739,7 +773,7 @@ impl WState {
         let Some(root) = self.buckets[b].root_node else {
             return Ok(());
         };
-        self.spill_node(fl, root)?;
+        self.spill_node(sp, root)?;
         let mut r = root;
         while let Some(p) = self.nodes[r].parent {
             r = p;
