@@ -81,6 +81,9 @@ pub struct Db {
     shared: Mutex<Shared>,
     writer: Mutex<Writer>,
     pub(crate) batcher: crate::batch::Batcher,
+    /// Where the bytes written as zeros ahead of the high-water mark end (see
+    /// [`Db::zero_ahead`]); the file length at open.
+    zeroed: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,6 +141,7 @@ impl Db {
                 poisoned: None,
             }),
             batcher: Default::default(),
+            zeroed: len.into(),
             opts,
         };
         if !db.opts.read_only {
@@ -315,6 +319,52 @@ impl Db {
         Ok(())
     }
 
+    /// Before bytes `[from, to)` are written: when they reach past the zeroed
+    /// end of the file, writes zeros from there to a little beyond `to` (except
+    /// `[from, to)` itself) and starts their write-back.
+    ///
+    /// Why: ext4 allocates blocks for a write past the end of the file (or into
+    /// a hole, or into `fallocate`d space) when the data is written back, so
+    /// the fdatasync of every commit that appends pages must also commit the
+    /// journal; rewriting blocks that already hold data needs no journal. With
+    /// the file zeroed ahead of the high-water mark, the commits that append
+    /// (sequential keys; etcd's revisions) are rewrites. Measured here: ~12 %
+    /// more sequential batched puts per second. The file stays within bbolt's
+    /// own growth (bbolt keeps it at the memory-map size, doubling, below
+    /// 16 MiB, and 16 MiB ahead above): it runs ahead by an eighth of its size,
+    /// at least 1 MiB and at most 16 MiB. Nothing below the high-water mark
+    /// changes meaning: the zeros are free space no meta refers to, and no page
+    /// written by this or an earlier commit lies past the zeroed end.
+    fn zero_ahead(&self, from: u64, to: u64) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Only the writer gets here (under the writer lock): Relaxed suffices.
+        let z = self.zeroed.load(Relaxed);
+        if to <= z {
+            return Ok(());
+        }
+        let ps = self.page_size as u64;
+        // The simulated file system (crash models) copies the whole file per
+        // crash point: a few pages ahead run this same path far cheaper there.
+        let min = if self.opts.fs.serial() { 4 * ps } else { 1 << 20 };
+        let target = (to + (z / 8).clamp(min, 16 << 20)).div_ceil(ps) * ps;
+        let zeros = vec![0u8; (1 << 20).min(target - z) as usize];
+        let fill = |mut a: u64, b: u64| -> Result<()> {
+            while a < b {
+                let n = (b - a).min(zeros.len() as u64);
+                self.file
+                    .write_all_at(&zeros[..n as usize], a)
+                    .map_err(|e| Error::io(format!("zero-fill at {a}"), e))?;
+                a += n;
+            }
+            Ok(())
+        };
+        fill(z, from.max(z))?;
+        fill(to.max(z), target)?;
+        self.file.start_writeback(z, target - z).map_err(|e| Error::io("start write-back", e))?;
+        self.zeroed.store(target, Relaxed);
+        Ok(())
+    }
+
     /// Sorts `dirty` by page id and writes it, one write per run of adjacent pages.
     fn write_runs(&self, dirty: &mut [(Pgid, Vec<u8>)]) -> Result<()> {
         let ps = self.page_size as u64;
@@ -329,6 +379,9 @@ impl Db {
             while j < dirty.len() && dirty[j].0 == end {
                 end += (dirty[j].1.len() as u64) / ps;
                 j += 1;
+            }
+            if !self.opts.no_sync {
+                self.zero_ahead(start * ps, end * ps)?;
             }
             let r = if j == i + 1 {
                 self.file.write_all_at(&dirty[i].1, start * ps)
