@@ -285,6 +285,14 @@ impl<'a> RawCursor<'a> {
     }
 
     fn next_raw(&mut self) -> Result<Option<Hit<'a>>> {
+        // Within a leaf (all but one step in a scan): the next element.
+        if let Some(f) = self.stack.last_mut()
+            && f.leaf
+            && f.index + 1 < f.count
+        {
+            f.index += 1;
+            return self.key_value();
+        }
         loop {
             let mut i = self.stack.len();
             while i > 0 {
