@@ -58,27 +58,99 @@ pub fn status_in(fs: &std::sync::Arc<dyn etcdkit_fs::Fs>, path: &Path) -> Result
 
 /// etcd's status hash (CRC-32C over bucket names, keys and values), the last
 /// revision of the `key` bucket and the number of pairs in all buckets.
+///
+/// The hash is one CRC over the whole stream, but CRCs of consecutive pieces
+/// combine (`crc32c_combine`), so the upper half of the `key` bucket (nearly
+/// all of an etcd db) is hashed by a second thread, split at the midpoint of
+/// its first and last revisions.
 fn hash_walk(tx: &etcdkit_storage::Tx<'_>) -> Result<(u32, i64, u64), Error> {
-    let mut hash = 0u32;
-    let mut revision = 0i64;
-    let mut total_key = 0u64;
-    for (name, b) in tx.buckets()? {
-        hash = crc32c::crc32c_append(hash, name);
-        let is_key = name == b"key";
-        for e in b.entries() {
-            let (k, v) = e?;
-            hash = crc32c::crc32c_append(hash, k);
-            if let Value::Data(v) = v {
-                hash = crc32c::crc32c_append(hash, v);
+    let buckets = tx.buckets()?;
+    let split = buckets.iter().find(|(n, _)| *n == b"key").and_then(|(_, b)| split_point(b));
+    std::thread::scope(|s| {
+        let upper = split.map(|at| {
+            let key = buckets.iter().find(|(n, _)| *n == b"key").map(|(_, b)| b).expect("found above");
+            s.spawn(move || {
+                let mut st = Stretch::default();
+                let mut c = key.cursor();
+                let mut e = c.seek(&at)?;
+                while let Some((k, v)) = e {
+                    st.entry(true, k, v)?;
+                    e = c.next()?;
+                }
+                Ok::<_, Error>(st)
+            })
+        });
+        // Everything before the split point, and everything after the `key` bucket.
+        let (mut head, mut tail) = (Stretch::default(), Stretch::default());
+        for (name, b) in &buckets {
+            let is_key = *name == b"key";
+            let st = if split.is_some() && name > &&b"key"[..] { &mut tail } else { &mut head };
+            st.add(name);
+            for e in b.entries() {
+                let (k, v) = e?;
+                if is_key && split.is_some_and(|at| k >= &at[..]) {
+                    break;
+                }
+                st.entry(is_key, k, if let Value::Data(d) = v { Some(d) } else { None })?;
             }
-            if is_key {
-                let main = k.first_chunk::<8>().ok_or(Error::BadRevision(k.len()))?;
-                revision = i64::from_be_bytes(*main);
-            }
-            total_key += 1;
+        }
+        let upper = match upper {
+            Some(h) => h.join().expect("the hasher does not panic")?,
+            None => Stretch::default(),
+        };
+        let all = head.then(upper).then(tail);
+        Ok((all.crc, all.revision.unwrap_or(0), all.pairs))
+    })
+}
+
+/// Where to cut the `key` bucket for two hashers: the midpoint of the 8-byte
+/// revision prefixes of its first and last keys (`None` when too small).
+fn split_point(b: &etcdkit_storage::Bucket<'_>) -> Option<[u8; 8]> {
+    let mut c = b.cursor();
+    let first = c.first().ok()??.0.first_chunk::<8>().map(|p| u64::from_be_bytes(*p))?;
+    let last = c.last().ok()??.0.first_chunk::<8>().map(|p| u64::from_be_bytes(*p))?;
+    (last > first.saturating_add(1)).then(|| (first + (last - first) / 2).to_be_bytes())
+}
+
+/// A consecutive piece of the hash stream: its CRC-32C (from 0), its length,
+/// the pairs in it and the last `key`-bucket revision seen.
+#[derive(Default)]
+struct Stretch {
+    crc: u32,
+    len: u64,
+    pairs: u64,
+    revision: Option<i64>,
+}
+
+impl Stretch {
+    fn add(&mut self, b: &[u8]) {
+        self.crc = crc32c::crc32c_append(self.crc, b);
+        self.len += b.len() as u64;
+    }
+
+    /// A pair: its key, and its value unless it is a nested bucket (`None`).
+    fn entry(&mut self, is_key: bool, k: &[u8], v: Option<&[u8]>) -> Result<(), Error> {
+        self.add(k);
+        if let Some(v) = v {
+            self.add(v);
+        }
+        if is_key {
+            let main = k.first_chunk::<8>().ok_or(Error::BadRevision(k.len()))?;
+            self.revision = Some(i64::from_be_bytes(*main));
+        }
+        self.pairs += 1;
+        Ok(())
+    }
+
+    /// This piece followed by `next`.
+    fn then(self, next: Stretch) -> Stretch {
+        Stretch {
+            crc: crc32c::crc32c_combine(self.crc, next.crc, next.len as usize),
+            len: self.len + next.len,
+            pairs: self.pairs + next.pairs,
+            revision: next.revision.or(self.revision),
         }
     }
-    Ok((hash, revision, total_key))
 }
 
 /// Writes a snapshot of `db` to `path`: the image of one read transaction and

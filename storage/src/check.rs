@@ -6,12 +6,14 @@
 //! their parent branch gives them) and that each page header names its own id.
 //! The same walk rebuilds the freelist of files whose freelist is not synced.
 
+use std::cmp::Ordering;
+
 use crate::Pgid;
 use crate::cursor::{MAX_DEPTH, Tree};
 use crate::error::{Error, Result, show};
 use crate::freelist;
 use crate::meta::PGID_NO_FREELIST;
-use crate::page::{BUCKET_HEADER_SIZE, BucketHeader, PageHeader, PageRef};
+use crate::page::{BUCKET_HEADER_SIZE, BucketHeader, PageHeader, PageRef, cmp_keys};
 use crate::tx::{Bucket, Tx};
 
 /// A set of page ids.
@@ -145,16 +147,16 @@ impl<'a> Walker<'a> {
                 Err(e) => return self.problem(id, e.to_string()),
             };
             if let Some(pk) = prev {
-                if pk >= k {
+                if cmp_keys(pk, k) != Ordering::Less {
                     self.problem(id, format!("keys out of order at element {i}: {} after {}", show(k), show(pk)));
                 }
             } else if let Some(lo) = lo
-                && k < lo
+                && cmp_keys(k, lo) == Ordering::Less
             {
                 self.problem(id, format!("first key {} below its parent's key {}", show(k), show(lo)));
             }
             if let Some(hi) = hi
-                && k >= hi
+                && cmp_keys(k, hi) != Ordering::Less
             {
                 self.problem(id, format!("key {} not below the next parent key {}", show(k), show(hi)));
             }

@@ -430,6 +430,12 @@ impl Db {
         Ok(())
     }
 
+    /// Flushes the file's data to the disk (`fdatasync`; bbolt `DB.Sync`):
+    /// makes commits made with [`Options::no_sync`] durable.
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io("fdatasync", e))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
