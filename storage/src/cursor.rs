@@ -10,7 +10,7 @@ use crate::Pgid;
 use crate::error::{Error, Result};
 use crate::idhash::IdMap;
 use crate::node::{Mem, Node, NodeId};
-use crate::page::{BUCKET_LEAF_FLAG, PAGE_HEADER_SIZE, PageHeader, PageRef};
+use crate::page::{BUCKET_LEAF_FLAG, PAGE_HEADER_SIZE, PageHeader, PageRef, key_prefix};
 
 /// Deepest tree accepted. A valid 4 KiB-page file needs well under 20 levels;
 /// anything deeper is a cycle between corrupt branch pages.
@@ -395,7 +395,6 @@ impl<'a> RawCursor<'a> {
 /// path of read-only transactions, kept free of cursor machinery.
 #[inline]
 fn lookup_pages<'a>(tree: &Tree<'a>, mut id: Pgid, key: &[u8]) -> Result<Option<Hit<'a>>> {
-    let prefix = |k: &[u8]| k.first_chunk::<8>().map(|p| u64::from_be_bytes(*p));
     let (mut lo_hint, mut hi_hint) = (None, None);
     for _ in 0..MAX_DEPTH {
         let p = tree.page(id)?;
@@ -411,8 +410,8 @@ fn lookup_pages<'a>(tree: &Tree<'a>, mut id: Pgid, key: &[u8]) -> Result<Option<
             return Err(Error::corrupt(p.id, p.offset, "branch page without elements"));
         }
         let i = if !exact && i > 0 { i - 1 } else { i.min(p.count - 1) };
-        lo_hint = prefix(p.key(i)?);
-        hi_hint = if i + 1 < p.count { prefix(p.key(i + 1)?) } else { hi_hint };
+        lo_hint = key_prefix(p.key(i)?);
+        hi_hint = if i + 1 < p.count { key_prefix(p.key(i + 1)?) } else { hi_hint };
         id = p.child(i);
     }
     Err(Error::TooDeep { pgid: id, max: MAX_DEPTH })
@@ -425,7 +424,6 @@ pub(crate) fn lookup<'a>(c: &RawCursor<'a>, key: &[u8]) -> Result<Option<Hit<'a>
     }
     let mut loc = c.page_node(c.b.root)?;
     // Prefixes of the separator keys around the current page, from its parent.
-    let prefix = |k: &[u8]| k.first_chunk::<8>().map(|p| u64::from_be_bytes(*p));
     let (mut lo_hint, mut hi_hint) = (None, None);
     for _ in 0..MAX_DEPTH {
         match loc {
@@ -442,8 +440,8 @@ pub(crate) fn lookup<'a>(c: &RawCursor<'a>, key: &[u8]) -> Result<Option<Hit<'a>
                     return Err(Error::corrupt(p.id, p.offset, "branch page without elements"));
                 }
                 let i = if !exact && i > 0 { i - 1 } else { i.min(p.count - 1) };
-                lo_hint = prefix(p.key(i)?);
-                hi_hint = if i + 1 < p.count { prefix(p.key(i + 1)?) } else { hi_hint };
+                lo_hint = key_prefix(p.key(i)?);
+                hi_hint = if i + 1 < p.count { key_prefix(p.key(i + 1)?) } else { hi_hint };
                 loc = c.page_node(p.child(i))?;
             }
             Loc::Node(n) => {

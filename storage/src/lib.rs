@@ -73,6 +73,17 @@ pub type Pgid = u64;
 /// A transaction id.
 pub type Txid = u64;
 
+/// A seeded xorshift64 generator for the unit tests' random inputs.
+#[cfg(test)]
+pub(crate) fn test_rng(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
 pub use cursor::{Cursor, Entry, Iter};
 pub use db::{Db, Options};
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@
 use std::cmp::Ordering;
 
 use crate::Pgid;
-use crate::page::{ELEM_SIZE, PAGE_HEADER_SIZE, page_size_for, write_elem_headers};
+use crate::page::{ELEM_SIZE, PAGE_HEADER_SIZE, key_prefix, page_size_for, write_elem_headers};
 
 pub(crate) type NodeId = usize;
 pub(crate) type BucketId = usize;
@@ -182,8 +182,7 @@ impl Node {
             return (n, false);
         }
         let est = if n >= 16 {
-            let prefix = |k: &[u8]| k.first_chunk::<8>().map(|p| u64::from_be_bytes(*p));
-            crate::page::interpolate(n, key, prefix(key_at(0)), prefix(key_at(n - 1)))
+            crate::page::interpolate(n, key, key_prefix(key_at(0)), key_prefix(key_at(n - 1)))
         } else {
             None
         };
@@ -205,8 +204,7 @@ impl Node {
     pub fn del(&mut self, m: &Mem<'_>, key: &[u8]) {
         let (i, exact) = self.search(m, key);
         if exact {
-            self.inodes.remove(i);
-            self.unbalanced = true;
+            self.remove_at(i);
         }
     }
 
@@ -225,7 +223,6 @@ impl Node {
         if self.is_leaf { 1 } else { 2 }
     }
 
-    /// The elements to write, with bytes resolved.
     /// Writes this node's page image into `buf` (bbolt `node.write`; header id
     /// and overflow are the caller's). Keys and values that lie back to back
     /// in the map (an unchanged run of the page the node was read from) or in
@@ -278,13 +275,7 @@ mod tests {
 
     #[test]
     fn search_equals_a_plain_partition_point() {
-        let mut seed = 99u64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rnd = crate::test_rng(99);
         for round in 0..200 {
             let n = (rnd() % 300) as usize;
             let mut keys: Vec<Vec<u8>> = (0..n)

@@ -295,14 +295,13 @@ impl<'a> PageRef<'a> {
         let n = self.count;
         let mut est = None;
         if n >= 16 && key.len() >= 8 {
-            let prefix = |k: &[u8]| k.first_chunk::<8>().map(|p| u64::from_be_bytes(*p));
             let a = match lo_hint {
                 Some(a) => Some(a),
-                None => prefix(self.key(0)?),
+                None => key_prefix(self.key(0)?),
             };
             let b = match hi_hint {
                 Some(b) => Some(b),
-                None => prefix(self.key(n - 1)?),
+                None => key_prefix(self.key(n - 1)?),
             };
             est = interpolate(n, key, a, b);
             if let Some(i) = est {
@@ -326,13 +325,19 @@ impl<'a> PageRef<'a> {
     }
 }
 
+/// The first 8 bytes of `k` as a big-endian integer (what key interpolation
+/// works on), if it has 8.
+#[inline]
+pub(crate) fn key_prefix(k: &[u8]) -> Option<u64> {
+    k.first_chunk::<8>().map(|p| u64::from_be_bytes(*p))
+}
+
 /// Where `key` probably sits among `n` sorted keys whose big-endian 8-byte
 /// prefixes run from `a` (first key) to `b` (last key): an index in `1..n`,
 /// or `None` when the prefixes cannot place it.
 #[inline]
 pub(crate) fn interpolate(n: usize, key: &[u8], a: Option<u64>, b: Option<u64>) -> Option<usize> {
-    let x = u64::from_be_bytes(*key.first_chunk::<8>()?);
-    let (a, b) = (a?, b?);
+    let (x, a, b) = (key_prefix(key)?, a?, b?);
     if n < 2 || b <= a || x <= a || x >= b {
         return None;
     }
@@ -407,10 +412,11 @@ pub(crate) fn page_size_for(klen_vlen_sum: usize, count: usize) -> usize {
     PAGE_HEADER_SIZE + count * ELEM_SIZE + klen_vlen_sum
 }
 
-#[cfg(test)]
 /// Writes a branch or leaf page image into `buf` (header id and overflow are left
 /// to the caller). `buf` must be at least [`page_size_for`] bytes. Mirrors
-/// bbolt's `node.write`.
+/// bbolt's `node.write` (the page tests build pages with it; commits use
+/// [`crate::node::Node::write`]).
+#[cfg(test)]
 pub(crate) fn write_elems<'a>(buf: &mut [u8], leaf: bool, elems: impl ExactSizeIterator<Item = ElemOut<'a>> + Clone) {
     let mut off = write_elem_headers(buf, leaf, elems.clone().map(|e| (e.flags, e.pgid, e.key.len(), e.value.len())));
     for e in elems {
@@ -471,13 +477,7 @@ mod tests {
 
     #[test]
     fn interpolated_search_equals_binary_search() {
-        let mut seed = 7u64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rnd = crate::test_rng(7);
         for round in 0..300 {
             let n = 1 + (rnd() % 200) as usize;
             let mut keys: Vec<Vec<u8>> = (0..n)
@@ -492,7 +492,7 @@ mod tests {
             let buf = page(&keys);
             let p = PageRef::new(9, 0, &buf).unwrap();
             for _ in 0..50 {
-                let probe: Vec<u8> = if rnd() % 2 == 0 {
+                let probe: Vec<u8> = if rnd().is_multiple_of(2) {
                     keys[(rnd() % keys.len() as u64) as usize].clone()
                 } else {
                     match round % 3 {

@@ -336,10 +336,10 @@ impl<'db> TxMut<'db> {
         }
         let mut dirty = std::mem::take(&mut st.dirty);
         let r = self.db.write_pages(&mut dirty, st.meta);
-        // Keep one-page buffers for the next commit (up to 16 MiB of 4 KiB pages).
+        // Keep one-page buffers for the next commit (up to 4,096 of them).
+        st.recycle(dirty);
         let spare = &mut self.w.spare_pages;
-        spare.append(&mut st.spare_pages);
-        spare.extend(dirty.into_iter().map(|(_, b)| b).filter(|b| b.len() == st.page_size));
+        *spare = std::mem::take(&mut st.spare_pages);
         spare.truncate(4096);
         if let Err(e) = &r {
             // The file may now hold this commit's meta (written but not synced)

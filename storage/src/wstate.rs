@@ -425,16 +425,18 @@ impl WState {
         Ok(())
     }
 
+    /// bbolt `Bucket.Delete`: one seek; the path is materialized only when
+    /// the key is there.
     pub fn delete(&mut self, b: BucketId, key: &[u8]) -> Result<()> {
-        match self.lookup_found(b, key)? {
+        let (path, found) = self.seek_path(b, key)?;
+        match found {
             Found::Missing => return Ok(()),
             Found::Bucket(_) => return Err(Error::IncompatibleValue(show(key), "bucket")),
             Found::Value => {}
         }
-        let (slot, found) = self.leaf_for(b, key)?;
-        if matches!(found, Found::Value) {
-            self.nodes[slot.leaf].remove_at(slot.index);
-        }
+        let index = path.leaf_index;
+        let leaf = self.materialize(b, path)?;
+        self.nodes[leaf].remove_at(index);
         Ok(())
     }
 
@@ -578,6 +580,12 @@ impl WState {
         id
     }
 
+    /// Keeps the one-page buffers of written pages for the next page images.
+    pub fn recycle(&mut self, written: Vec<(Pgid, Vec<u8>)>) {
+        let ps = self.page_size;
+        self.spare_pages.extend(written.into_iter().map(|(_, b)| b).filter(|b| b.len() == ps));
+    }
+
     /// Writes node `n` to newly allocated pages.
     fn write_node(&mut self, sp: &mut Spill<'_>, n: NodeId) -> Result<Pgid> {
         let size = self.nodes[n].size();
@@ -601,8 +609,8 @@ impl WState {
             && self.dirty.len() >= EARLY_PAGES
         {
             early(&mut self.dirty)?;
-            let ps = self.page_size;
-            self.spare_pages.extend(self.dirty.drain(..).map(|(_, b)| b).filter(|b| b.len() == ps));
+            let written = std::mem::take(&mut self.dirty);
+            self.recycle(written);
         }
         Ok(id)
     }
