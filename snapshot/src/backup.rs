@@ -65,10 +65,10 @@ pub fn status_in(fs: &std::sync::Arc<dyn etcdkit_fs::Fs>, path: &Path) -> Result
 /// its first and last revisions.
 fn hash_walk(tx: &etcdkit_storage::Tx<'_>) -> Result<(u32, i64, u64), Error> {
     let buckets = tx.buckets()?;
-    let split = buckets.iter().find(|(n, _)| *n == b"key").and_then(|(_, b)| split_point(b));
+    let key_bucket = buckets.iter().find(|(n, _)| *n == b"key").map(|(_, b)| b);
+    let split = key_bucket.and_then(split_point);
     std::thread::scope(|s| {
-        let upper = split.map(|at| {
-            let key = buckets.iter().find(|(n, _)| *n == b"key").map(|(_, b)| b).expect("found above");
+        let upper = key_bucket.zip(split).map(|(key, at)| {
             s.spawn(move || {
                 let mut st = Stretch::default();
                 let mut c = key.cursor();
@@ -226,13 +226,20 @@ pub fn verify_trailer(path: &Path) -> Result<bool, Error> {
     }
     let got =
         sha256_prefix(|b, o| f.read_exact_at(b, o), size - 32, &Default::default()).map_err(io_err("read", path))?;
-    let mut want = [0u8; 32];
-    f.read_exact_at(&mut want, size - 32).map_err(io_err("read", path))?;
-    if got != want {
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        return Err(Error::HashMismatch { expected: hex(&want), got: hex(&got) });
-    }
+    compare_trailer(&*f, size - 32, &got, path)?;
     Ok(true)
+}
+
+/// Compares `got` (the sha256 of the first `len` bytes of `f`, the file at
+/// `path`) with the trailer stored right after them.
+pub(crate) fn compare_trailer(f: &dyn etcdkit_fs::File, len: u64, got: &[u8; 32], path: &Path) -> Result<(), Error> {
+    let mut want = [0u8; 32];
+    f.read_exact_at(&mut want, len).map_err(io_err("read", path))?;
+    if *got != want {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        return Err(Error::HashMismatch { expected: hex(&want), got: hex(got) });
+    }
+    Ok(())
 }
 
 /// SHA-256 of the first `len` bytes read by `read_at` (positioned reads, so

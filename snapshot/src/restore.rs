@@ -45,7 +45,7 @@ use etcdkit_proto::raftpb::{
 use etcdkit_proto::walpb;
 use etcdkit_storage::{Db, Options, check};
 
-use crate::backup::sha256_prefix;
+use crate::backup::{compare_trailer, sha256_prefix};
 use crate::cluster::{Cluster, bootstrap};
 use crate::error::io_err;
 use crate::writeback::{parent, with_writeback_then};
@@ -204,12 +204,7 @@ fn build(
         // A bad hash is reported before anything else that went wrong.
         if let Some(h) = hasher {
             let got = h.join().expect("hasher thread does not panic").map_err(io_err("read", snapshot))?;
-            let mut want = [0u8; 32];
-            from.read_exact_at(&mut want, len).map_err(io_err("read", snapshot))?;
-            if got != want {
-                let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-                return Err(Error::HashMismatch { expected: hex(&want), got: hex(&got) });
-            }
+            compare_trailer(&*from, len, &got, snapshot)?;
         }
         if rest.is_ok() {
             progress(len, len);
