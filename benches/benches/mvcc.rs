@@ -12,8 +12,8 @@ use etcdkit_benches::Rng;
 use etcdkit_proto::etcdserverpb::request_op::Request;
 use etcdkit_proto::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
 use etcdkit_storage::Options;
-use etcdkit_storage::mvcc::index::Index;
-use etcdkit_storage::mvcc::{Revision, Store, StoreOptions};
+use etcdkit_mvcc::index::Index;
+use etcdkit_mvcc::{Revision, Store, StoreOptions};
 
 /// `RESTORE_KEYS` keys are restored per `StoreRestoreRevs*` iteration.
 pub const RESTORE_KEYS: usize = 100_000;

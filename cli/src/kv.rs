@@ -17,7 +17,7 @@ use etcdkit_proto::gojson::{Obj, base64};
 use etcdkit_proto::mvccpb::KeyValue;
 use etcdkit_raft_node::{Local, Response};
 use etcdkit_storage::Options;
-use etcdkit_storage::mvcc::{
+use etcdkit_mvcc::{
     DeleteResult, LeaseInfo, MvccError, PutResult, Store, StoreOptions, TxnResult, prefix_end,
 };
 
@@ -537,7 +537,7 @@ pub fn cmd_watch(out: &mut Out, src: &Source, a: &WatchArgs, w: WriteOut) -> Res
         .map_err(CliError::Msg)?;
     let store = src.open(false)?;
     let from = if a.rev > 0 { a.rev } else { store.rev() + 1 };
-    let events = match store.events(etcdkit_storage::mvcc::KeyRange::new(a.key.as_bytes(), &end), from, a.prev_kv) {
+    let events = match store.events(etcdkit_mvcc::KeyRange::new(a.key.as_bytes(), &end), from, a.prev_kv) {
         Err(MvccError::Compacted { .. }) => {
             return Err(CliError::msg("watch was canceled (etcdserver: mvcc: required revision has been compacted)"));
         }

@@ -21,7 +21,7 @@ use etcdkit_proto::etcdserverpb::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use etcdkit_proto::gojson::Obj;
-use etcdkit_storage::mvcc::{ResponseOp, TxnResult};
+use etcdkit_mvcc::{ResponseOp, TxnResult};
 
 use crate::kv::{Source, kv_json, lease_id, range_end, sort_options};
 use crate::{CliError, Out, WriteOut};

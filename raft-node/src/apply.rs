@@ -14,7 +14,7 @@ use etcdkit_proto::etcdserverpb::{InternalRaftRequest, Request};
 use etcdkit_proto::membership;
 use etcdkit_proto::raftpb::{ConfChange, ConfChangeType};
 use etcdkit_storage::Db;
-use etcdkit_storage::mvcc::{DeleteResult, LeaseInfo, MvccError, PutResult, RangeResult, Store, TxnResult};
+use etcdkit_mvcc::{DeleteResult, LeaseInfo, MvccError, PutResult, RangeResult, Store, TxnResult};
 
 use crate::{Error, Result};
 

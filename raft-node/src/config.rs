@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use etcdkit_storage::mvcc::StoreOptions;
+use etcdkit_mvcc::StoreOptions;
 
 /// A member's configuration. [`Config::new`] gives etcd's defaults for a
 /// single-member cluster; the fields are etcd's flags of the same names.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use etcdkit_storage::mvcc::MvccError;
+use etcdkit_mvcc::MvccError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

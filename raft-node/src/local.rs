@@ -8,7 +8,7 @@ use std::path::Path;
 
 use etcdkit_proto::etcdserverpb::InternalRaftRequest;
 use etcdkit_proto::raftpb;
-use etcdkit_storage::mvcc::Store;
+use etcdkit_mvcc::Store;
 
 use crate::apply::Response;
 use crate::member::Member;
@@ -34,7 +34,7 @@ impl Local {
         }
         let mut cfg = Config::new("default", data_dir);
         // Commit every write before answering: the process exits right after.
-        cfg.store = etcdkit_storage::mvcc::StoreOptions::default();
+        cfg.store = etcdkit_mvcc::StoreOptions::default();
         // Reads leave the WAL alone; a write campaigns first (see `lead`).
         cfg.campaign_on_open = false;
         // Opening applies the WAL's committed entries.

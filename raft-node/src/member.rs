@@ -29,7 +29,7 @@ use etcdkit_proto::membership;
 use etcdkit_proto::raftpb;
 use etcdkit_proto::walpb;
 use etcdkit_snapshot::{cluster, restore, snap, v2store};
-use etcdkit_storage::mvcc::Store;
+use etcdkit_mvcc::Store;
 use etcdkit_wal::Wal;
 use raft::eraftpb::{self, ConfState, MessageType};
 use raft::{RawNode, StateRole};
@@ -605,7 +605,7 @@ impl Member {
                                 // Member attributes may have changed.
                                 (self.members, self.removed_ids) = apply::load_members(self.store.db())?;
                             }
-                            if let Err(Error::Mvcc(etcdkit_storage::mvcc::MvccError::Storage(_))) = &r {
+                            if let Err(Error::Mvcc(etcdkit_mvcc::MvccError::Storage(_))) = &r {
                                 // The db failed under us: stop rather than diverge.
                                 return r.map(|_| ());
                             }

@@ -20,7 +20,7 @@ use etcdkit_proto::etcdserverpb::{
 };
 use etcdkit_proto::membership;
 use etcdkit_proto::raftpb;
-use etcdkit_storage::mvcc::{DeleteResult, LeaseInfo, PutResult, RangeResult, TxnResult, WatchRequest, WatchResponse};
+use etcdkit_mvcc::{DeleteResult, LeaseInfo, PutResult, RangeResult, TxnResult, WatchRequest, WatchResponse};
 use raft::eraftpb::Message;
 
 use crate::apply::Response;

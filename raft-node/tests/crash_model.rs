@@ -16,7 +16,7 @@ use std::time::Duration;
 use etcdkit_fs::{Fault, Reboot, SimFs, Xorshift, crash_seeds};
 use etcdkit_proto::etcdserverpb::{InternalRaftRequest, PutRequest, RangeRequest};
 use etcdkit_raft_node::{Config, Member, Response};
-use etcdkit_storage::mvcc::StoreOptions;
+use etcdkit_mvcc::StoreOptions;
 use etcdkit_storage::{Options, check};
 
 fn config(fs: &SimFs) -> Config {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::eventually;
 use etcdkit_proto::etcdserverpb::{PutRequest, RangeRequest};
 use etcdkit_raft_node::{Config, Error, LocalNetwork, Node};
-use etcdkit_storage::mvcc::{ManualClock, WatchRequest};
+use etcdkit_mvcc::{ManualClock, WatchRequest};
 
 fn cluster(tmp: &std::path::Path, clock: &ManualClock) -> Vec<Node> {
     let net = LocalNetwork::new(3);

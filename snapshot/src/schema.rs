@@ -16,7 +16,7 @@ use etcdkit_proto::etcdserverpb::AlarmMember;
 use etcdkit_proto::gojson::Obj;
 use etcdkit_proto::leasepb::Lease;
 use etcdkit_proto::mvccpb::KeyValue;
-pub use etcdkit_storage::mvcc::{KvRef, parse_kv};
+pub use etcdkit_mvcc::{KvRef, parse_kv};
 
 /// An MVCC revision: the store revision of a write and the index of the change in it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

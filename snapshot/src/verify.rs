@@ -123,7 +123,7 @@ fn hash_trailer(f: &dyn FsFile, size: u64, done: &AtomicU64) -> std::io::Result<
     Ok(if got == want { Trailer::Ok } else { Trailer::Mismatch { expected: hex(&want), got: hex(&got) } })
 }
 
-type FastHash = etcdkit_storage::mvcc::FxBuild;
+type FastHash = etcdkit_mvcc::FxBuild;
 
 struct KeyState {
     create: i64,

@@ -30,21 +30,7 @@
 //! # Ok::<(), etcdkit_storage::Error>(())
 //! ```
 //!
-//! On top of the page store, [`mvcc`] is etcd's multi-version key-value store
-//! with etcd's exact bucket schema (revisions, range, put, delete-range, txn,
-//! leases, compaction, hashes):
-//!
-//! ```
-//! use etcdkit_proto::etcdserverpb::{PutRequest, RangeRequest};
-//! use etcdkit_storage::mvcc::{Store, StoreOptions};
-//! # let dir = tempfile::tempdir().unwrap();
-//! let mut store = Store::open(dir.path().join("db"), StoreOptions::default())?;
-//! let put = PutRequest { key: b"foo".to_vec(), value: b"bar".to_vec(), ..Default::default() };
-//! assert_eq!(store.put(&put)?.rev, 2); // the first write of a new store is revision 2
-//! let got = store.range(&RangeRequest { key: b"foo".to_vec(), ..Default::default() })?;
-//! assert_eq!(got.kvs[0].value, b"bar");
-//! # Ok::<(), etcdkit_storage::mvcc::MvccError>(())
-//! ```
+//! etcd's multi-version store on top of it is the `etcdkit-mvcc` crate.
 //!
 //! The byte layouts are documented in the modules that own them: [`page`],
 //! [`meta`], [`freelist`]. This crate has no `unsafe` code: the memory map and every file operation
@@ -62,7 +48,6 @@ pub mod freelist;
 mod idhash;
 pub mod meta;
 mod mmap;
-pub mod mvcc;
 mod node;
 pub mod page;
 mod tx;

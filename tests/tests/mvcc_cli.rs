@@ -186,7 +186,7 @@ fn kv_commands_print_what_etcdctl_prints() {
 #[test]
 fn hashkv_equals_etcds_on_fixture_data_dirs() {
     use etcdkit_storage::Options;
-    use etcdkit_storage::mvcc::{Store, StoreOptions};
+    use etcdkit_mvcc::{Store, StoreOptions};
     let Some((etcd, ctl)) = etcd_binaries() else { return };
     let mut checked = 0;
     for (i, set) in etcdkit_tests::fixture_sets().into_iter().enumerate() {

@@ -15,7 +15,7 @@ use etcdkit_proto::etcdserverpb::{
 use etcdkit_proto::gojson::base64;
 use etcdkit_proto::mvccpb::KeyValue;
 use etcdkit_storage::Options;
-use etcdkit_storage::mvcc::{MvccError, ResponseOp, Store, StoreOptions, prefix_end};
+use etcdkit_mvcc::{MvccError, ResponseOp, Store, StoreOptions, prefix_end};
 use etcdkit_tests::{b64, fixture, fixture_sets, fixture_text, json_lines};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};

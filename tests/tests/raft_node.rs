@@ -40,7 +40,7 @@ fn all() -> RangeRequest {
     RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }
 }
 
-fn kvs_of_range(r: &etcdkit_storage::mvcc::RangeResult) -> Kvs {
+fn kvs_of_range(r: &etcdkit_mvcc::RangeResult) -> Kvs {
     r.kvs
         .iter()
         .map(|kv| (kv.key.clone(), (kv.create_revision, kv.mod_revision, kv.version, kv.value.clone(), kv.lease)))

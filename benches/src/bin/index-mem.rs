@@ -8,8 +8,8 @@
 //! included) and the index's own count of its heap bytes per key.
 #![forbid(unsafe_code)]
 
-use etcdkit_storage::mvcc::Revision;
-use etcdkit_storage::mvcc::index::Index;
+use etcdkit_mvcc::Revision;
+use etcdkit_mvcc::index::Index;
 
 /// Key `k` of length `l`: the same bytes as the Go half's `indexKey`.
 fn index_key(k: u64, l: usize) -> Vec<u8> {

@@ -42,7 +42,7 @@ pub use watch::{WatchRequest, WatchResponse};
 #[non_exhaustive]
 pub enum MvccError {
     #[error(transparent)]
-    Storage(#[from] crate::Error),
+    Storage(#[from] etcdkit_storage::Error),
     /// The revision asked for has been compacted away.
     #[error("mvcc: required revision has been compacted")]
     Compacted { rev: i64, compacted: i64 },

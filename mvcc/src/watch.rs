@@ -13,9 +13,9 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use etcdkit_proto::mvccpb::KeyValue;
 
-use super::MvccError;
-use super::index::KeyRange;
-use super::store::{Event, Store};
+use crate::MvccError;
+use crate::index::KeyRange;
+use crate::store::{Event, Store};
 
 /// What to watch.
 #[derive(Clone, Debug, Default)]

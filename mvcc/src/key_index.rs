@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use super::{FxBuild, Revision};
+use crate::{FxBuild, Revision};
 
 /// A set of revisions (what a compaction keeps).
 pub type RevSet = HashSet<Revision, FxBuild>;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use etcdkit_fs::{Fault, Fs, Reboot, SimFs, Xorshift, crash_seeds};
 use etcdkit_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 use etcdkit_storage::check;
-use etcdkit_storage::mvcc::{ManualClock, Store, StoreOptions};
+use etcdkit_mvcc::{ManualClock, Store, StoreOptions};
 use etcdkit_storage::{Db, Options};
 
 const PATH: &str = "/data/member/snap/db";
@@ -81,7 +81,7 @@ fn apply(s: &mut Store, i: u64, op: &Op) {
         }
         Op::Del(k) => s.delete_range(&DeleteRangeRequest { key: k.clone(), ..Default::default() }).map(|_| ()),
         Op::DelPrefix(p) => {
-            let end = etcdkit_storage::mvcc::prefix_end(p);
+            let end = etcdkit_mvcc::prefix_end(p);
             s.delete_range(&DeleteRangeRequest { key: p.clone(), range_end: end, ..Default::default() }).map(|_| ())
         }
         Op::Grant(id) => s.lease_grant(*id, 3600).map(|_| ()),

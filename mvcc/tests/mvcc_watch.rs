@@ -4,7 +4,7 @@
 
 use etcdkit_proto::etcdserverpb::{DeleteRangeRequest, PutRequest};
 use etcdkit_storage::Options;
-use etcdkit_storage::mvcc::{MvccError, Store, StoreOptions, WatchRequest, WatchResponse};
+use etcdkit_mvcc::{MvccError, Store, StoreOptions, WatchRequest, WatchResponse};
 use proptest::prelude::*;
 
 fn store(batch_limit: usize) -> (tempfile::TempDir, Store) {
@@ -115,7 +115,7 @@ proptest! {
         let mut want: Vec<(i64, Vec<u8>, bool)> = Vec::new();
         let mut got = Vec::new();
         // What the store already holds from `begin`, in range.
-        for e in s.events(etcdkit_storage::mvcc::KeyRange::Span(b"k", b"k4"), begin, false).unwrap() {
+        for e in s.events(etcdkit_mvcc::KeyRange::Span(b"k", b"k4"), begin, false).unwrap() {
             want.push((e.kv.mod_revision, e.kv.key, e.delete));
         }
         for (k, is_del, read) in ops {

@@ -12,7 +12,7 @@ use etcdkit_proto::etcdserverpb::{
 };
 use etcdkit_proto::mvccpb::KeyValue;
 use etcdkit_storage::Options;
-use etcdkit_storage::mvcc::{MvccError, Store, StoreOptions};
+use etcdkit_mvcc::{MvccError, Store, StoreOptions};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -275,7 +275,7 @@ fn consistent_index_goes_with_the_batch_and_commit() {
 
 #[test]
 fn leases_expire_on_the_injected_clock() {
-    use etcdkit_storage::mvcc::ManualClock;
+    use etcdkit_mvcc::ManualClock;
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::default();
     let opts = StoreOptions {

@@ -16,10 +16,10 @@ use etcdkit_proto::etcdserverpb::{
 use etcdkit_proto::leasepb::Lease;
 use etcdkit_proto::mvccpb::KeyValue;
 
-use super::history::Building;
-use super::index::{Index, KeyRange};
-use super::{MvccError, Revision};
-use crate::{Db, Options, Tx};
+use crate::history::Building;
+use crate::index::{Index, KeyRange};
+use crate::{MvccError, Revision};
+use etcdkit_storage::{Db, Options, Tx};
 
 type Result<T, E = MvccError> = std::result::Result<T, E>;
 
@@ -49,7 +49,7 @@ pub struct StoreOptions {
     /// Commit at the end of a write when the batch is older than this (etcd: 100 ms).
     pub batch_interval: Duration,
     /// What lease expiry is measured against.
-    pub clock: std::sync::Arc<dyn super::Clock>,
+    pub clock: std::sync::Arc<dyn crate::Clock>,
 }
 
 impl Default for StoreOptions {
@@ -60,7 +60,7 @@ impl Default for StoreOptions {
             min_lease_ttl: 2,
             batch_limit: 1,
             batch_interval: Duration::from_millis(100),
-            clock: std::sync::Arc::new(super::SystemClock::default()),
+            clock: std::sync::Arc::new(crate::SystemClock::default()),
         }
     }
 }
@@ -247,7 +247,7 @@ pub struct LeaseInfo {
 #[derive(Default)]
 struct Leases {
     by_id: BTreeMap<i64, LeaseInfo>,
-    by_key: HashMap<Vec<u8>, i64, super::FxBuild>,
+    by_key: HashMap<Vec<u8>, i64, crate::FxBuild>,
 }
 
 impl Leases {
@@ -282,7 +282,7 @@ pub struct Store {
     term: u64,
     leases: Leases,
     pending: Pending,
-    watchers: super::watch::Watchers,
+    watchers: crate::watch::Watchers,
     poisoned: bool,
 }
 
@@ -297,7 +297,7 @@ impl Drop for Store {
 /// A stored `KeyValue`, its key and value copied once (prost's decoder
 /// copies bytes fields twice).
 fn decode_kv(b: &[u8], rev: Revision) -> Result<KeyValue> {
-    let kv = super::parse_kv(b)
+    let kv = crate::parse_kv(b)
         .ok_or_else(|| MvccError::Corrupt(format!("revision {}.{}: value is not a KeyValue", rev.main, rev.sub)))?;
     Ok(KeyValue {
         key: kv.key.to_vec(),
@@ -323,7 +323,7 @@ fn resolve_rev(asked: i64, current: i64, compacted: i64) -> Result<i64> {
 }
 
 /// The value of revision `r`: pending, else committed.
-fn get_rev(pending: &Pending, kb: Option<&crate::Bucket<'_>>, r: Revision) -> Result<KeyValue> {
+fn get_rev(pending: &Pending, kb: Option<&etcdkit_storage::Bucket<'_>>, r: Revision) -> Result<KeyValue> {
     let key = r.key_bytes();
     let v = match pending.get(KEY, &key) {
         Some(v) => v,
@@ -340,7 +340,7 @@ fn missing(r: Revision) -> MvccError {
 /// `UnsafeRange`). The bucket is read in revision order with one cursor,
 /// stepping to the next record where it is the one wanted (a range's keys
 /// written together sit side by side) and seeking otherwise.
-fn get_revs(pending: &Pending, kb: Option<&crate::Bucket<'_>>, revs: &[Revision]) -> Result<Vec<KeyValue>> {
+fn get_revs(pending: &Pending, kb: Option<&etcdkit_storage::Bucket<'_>>, revs: &[Revision]) -> Result<Vec<KeyValue>> {
     if revs.len() < 2 {
         return revs.iter().map(|&r| get_rev(pending, kb, r)).collect();
     }
@@ -483,11 +483,11 @@ impl Store {
         Ok(scheduled)
     }
 
-    pub(crate) fn watchers(&self) -> &super::watch::Watchers {
+    pub(crate) fn watchers(&self) -> &crate::watch::Watchers {
         &self.watchers
     }
 
-    pub(crate) fn watchers_mut(&mut self) -> &mut super::watch::Watchers {
+    pub(crate) fn watchers_mut(&mut self) -> &mut crate::watch::Watchers {
         &mut self.watchers
     }
 
@@ -870,7 +870,7 @@ impl Store {
         Ok(())
     }
 
-    fn delete_compacted(&mut self, rev: i64, keep: &super::key_index::RevSet) -> Result<()> {
+    fn delete_compacted(&mut self, rev: i64, keep: &crate::key_index::RevSet) -> Result<()> {
         let end = (rev + 1).to_be_bytes();
         let mut from: Vec<u8> = Vec::new();
         loop {
@@ -1049,11 +1049,11 @@ struct Scan<'a> {
 
 /// Indexes the keys of the `key` bucket whose hash is `part` modulo `parts`
 /// (etcd `restoreIntoIndex`, 3.4.23 rules).
-fn scan_keys<'a>(kb: &crate::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'a>> {
+fn scan_keys<'a>(kb: &etcdkit_storage::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'a>> {
     use std::hash::BuildHasher;
-    let hasher = super::FxBuild::default();
+    let hasher = crate::FxBuild::default();
     // Each key's slot in `keys`: the key, its history, the lease of its newest record.
-    let mut slot_of: HashMap<&[u8], u32, super::FxBuild> = HashMap::default();
+    let mut slot_of: HashMap<&[u8], u32, crate::FxBuild> = HashMap::default();
     let mut keys: Vec<(&[u8], Building, i64)> = Vec::new();
     // The previous record's key, whether this thread indexes it, and its slot:
     // records of one key often follow each other, and then need no lookup.
@@ -1067,7 +1067,7 @@ fn scan_keys<'a>(kb: &crate::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'
         let v = v.unwrap_or_default();
         let not_kv = || MvccError::Corrupt(format!("revision {}.{}: value is not a KeyValue", rev.main, rev.sub));
         // Another thread's key: only its key field is read.
-        let key = super::kv::kv_key(v).ok_or_else(not_kv)?;
+        let key = crate::kv::kv_key(v).ok_or_else(not_kv)?;
         let (mine, slot) = match last {
             Some((lk, mine, slot)) if lk == key => (mine, slot),
             _ => {
@@ -1079,7 +1079,7 @@ fn scan_keys<'a>(kb: &crate::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'
         if !mine {
             continue;
         }
-        let kv = super::parse_kv(v).ok_or_else(not_kv)?;
+        let kv = crate::parse_kv(v).ok_or_else(not_kv)?;
         if !std::ptr::eq(kv.key, key) && kv.key != key {
             // (Protobuf's last key field wins; etcd never writes two.)
             return Err(MvccError::Corrupt(format!("revision {}.{}: KeyValue repeats its key", rev.main, rev.sub)));
@@ -1321,7 +1321,7 @@ impl Writer<'_> {
             None => (rev, 0),
         };
         self.pending
-            .put_rev(idx, false, |b| super::kv::encode_kv_into(b, &p.key, created, rev, version + 1, value, lease));
+            .put_rev(idx, false, |b| crate::kv::encode_kv_into(b, &p.key, created, rev, version + 1, value, lease));
         if let Some(evs) = &mut self.events {
             let kv = KeyValue {
                 key: p.key.clone(),
@@ -1349,7 +1349,7 @@ impl Writer<'_> {
         let keys: Vec<Vec<u8>> = self.index.range(r, at).into_iter().map(|(k, _)| k.to_vec()).collect();
         for key in &keys {
             let idx = Revision::new(self.begin + 1, self.changes);
-            self.pending.put_rev(idx, true, |b| super::kv::encode_kv_into(b, key, 0, 0, 0, &[], 0));
+            self.pending.put_rev(idx, true, |b| crate::kv::encode_kv_into(b, key, 0, 0, 0, &[], 0));
             if let Some(evs) = &mut self.events {
                 let kv = KeyValue { key: key.clone(), mod_revision: idx.main, ..Default::default() };
                 evs.push(Event { delete: true, kv, prev_kv: None });

@@ -23,10 +23,10 @@
 //! generation). A key with one put takes 5 to 7 bytes; each further put in
 //! the same second of revisions 2 to 4.
 
-use super::Revision;
+use crate::Revision;
 #[cfg(test)]
-use super::key_index::{Generation, KeyIndex};
-use super::key_index::{KeyAt, RevSet};
+use crate::key_index::{Generation, KeyIndex};
+use crate::key_index::{KeyAt, RevSet};
 
 /// The longest encoding of one generation header plus one revision.
 pub const MAX_STEP: usize = 3 * 10 + 10 + 10;

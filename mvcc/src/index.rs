@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use super::Revision;
-use super::history::{self, Building};
-use super::key_index::{KeyAt, RevSet};
+use crate::Revision;
+use crate::history::{self, Building};
+use crate::key_index::{KeyAt, RevSet};
 
 /// A key range: one key, `[start, end)`, or everything from `start` on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -519,7 +519,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mvcc::key_index::KeyIndex;
+    use crate::key_index::KeyIndex;
 
     #[test]
     fn prefix_ends() {
