@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long fuzz run (issue 7): each target given on the command line (default:
+# The long fuzz run: each target given on the command line (default:
 # all of them, one after the other) runs FUZZ_RUNS (default 10,000,000)
 # executions on its corpus. Built without a sanitizer by default
 # (FUZZ_SANITIZER=none): the code under test is safe Rust (the only `unsafe` is

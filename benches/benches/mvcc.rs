@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use etcdkit_benches::Rng;
+use etcdkit_mvcc::index::Index;
+use etcdkit_mvcc::{Revision, Store, StoreOptions};
 use etcdkit_proto::etcdserverpb::request_op::Request;
 use etcdkit_proto::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
 use etcdkit_storage::Options;
-use etcdkit_mvcc::index::Index;
-use etcdkit_mvcc::{Revision, Store, StoreOptions};
 
 /// `RESTORE_KEYS` keys are restored per `StoreRestoreRevs*` iteration.
 pub const RESTORE_KEYS: usize = 100_000;
@@ -35,7 +35,7 @@ fn store_benches(c: &mut Criterion) {
     g.sample_size(10);
     g.warm_up_time(Duration::from_millis(500));
     g.measurement_time(Duration::from_secs(2));
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
 
     // `iters` writes of fresh random 64-byte keys and values into a new
     // store, timed from open to the final commit (etcd's loop and its
@@ -69,7 +69,7 @@ fn store_benches(c: &mut Criterion) {
             timed(&txns, |s, t| drop(s.txn(t).unwrap()))
         })
     });
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
     g.bench_function("StorePutUpdate", |b| {
         let key = bytes(&mut rng, 64, 1).remove(0);
         let val = bytes(&mut rng, 1024, 1).remove(0);

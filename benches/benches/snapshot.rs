@@ -33,8 +33,10 @@ fn snapshots(c: &mut Criterion) {
         save(&db, &snap).expect("save");
         let bytes = std::fs::metadata(&snap).expect("stat").len();
         g.throughput(Throughput::Bytes(bytes));
-        g.bench_function(format!("status/{mb}MB"), |b| b.iter(|| status(&snap).expect("status")));
-        g.bench_function(format!("verify/{mb}MB"), |b| b.iter(|| verify(&snap, &mut |_, _| {}).expect("verify")));
+        g.bench_function(format!("status/{mb}MB"), |b| b.iter(|| status(&etcdkit_fs::real(), &snap).expect("status")));
+        g.bench_function(format!("verify/{mb}MB"), |b| {
+            b.iter(|| verify(&etcdkit_fs::real(), &snap, &mut |_, _| {}).expect("verify"))
+        });
         let out = dir.path().join("saved.db");
         g.bench_function(format!("save/{mb}MB"), |b| {
             b.iter_batched(

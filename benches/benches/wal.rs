@@ -27,7 +27,7 @@ fn write_entry(c: &mut Criterion) {
             g.bench_function(name, |b| {
                 b.iter_custom(|iters| {
                     let dir = tempfile::tempdir().unwrap();
-                    let mut w = Wal::create(&dir.path().join("wal"), b"somedata").unwrap();
+                    let mut w = Wal::create(&dir.path().join("wal"), b"somedata", &Default::default()).unwrap();
                     let ents = std::slice::from_ref(&e);
                     let start = Instant::now();
                     let mut n = 0;

@@ -10,22 +10,11 @@ use std::path::Path;
 use etcdkit_proto::Message;
 use etcdkit_proto::membership::Member;
 use etcdkit_proto::mvccpb::KeyValue;
+use etcdkit_schema::bucket::{self, AUTH, CLUSTER, KEY, META, auth, cluster, meta};
+use etcdkit_schema::{Revision, members};
 use etcdkit_storage::{Db, Options};
 
 use crate::Rng;
-
-const BUCKETS: [&[u8]; 10] = [
-    b"alarm",
-    b"auth",
-    b"authRoles",
-    b"authUsers",
-    b"cluster",
-    b"key",
-    b"lease",
-    b"members",
-    b"members_removed",
-    b"meta",
-];
 
 struct KeyState {
     name: Vec<u8>,
@@ -34,14 +23,7 @@ struct KeyState {
 }
 
 fn rev_key(main: i64, tomb: bool) -> Vec<u8> {
-    let mut k = Vec::with_capacity(18);
-    k.extend_from_slice(&main.to_be_bytes());
-    k.push(b'_');
-    k.extend_from_slice(&0i64.to_be_bytes());
-    if tomb {
-        k.push(b't');
-    }
-    k
+    Revision::new(main, 0).to_key(tomb)
 }
 
 /// Writes a new etcd db at `path` (which must not exist) of at least
@@ -49,11 +31,11 @@ fn rev_key(main: i64, tomb: bool) -> Vec<u8> {
 pub fn generate(path: &Path, target_bytes: u64, seed: u64) -> (i64, u64) {
     let db = Db::open(path, Options { no_sync: true, ..Default::default() }).expect("create db");
     let mut tx = db.begin_rw().expect("begin");
-    for b in BUCKETS {
+    for b in bucket::ALL {
         tx.create_bucket_if_not_exists(b).expect("bucket");
     }
-    tx.bucket(b"auth").unwrap().unwrap().put(b"authRevision", &1u64.to_be_bytes()).unwrap();
-    tx.bucket(b"cluster").unwrap().unwrap().put(b"clusterVersion", b"3.4.0").unwrap();
+    tx.bucket(AUTH).unwrap().unwrap().put(auth::REVISION, &1u64.to_be_bytes()).unwrap();
+    tx.bucket(CLUSTER).unwrap().unwrap().put(cluster::CLUSTER_VERSION, b"3.4.0").unwrap();
     let m = Member {
         id: 0x8e9e05c52164694d,
         peer_urls: vec!["http://127.0.0.1:2380".into()],
@@ -61,10 +43,10 @@ pub fn generate(path: &Path, target_bytes: u64, seed: u64) -> (i64, u64) {
         client_urls: vec!["http://127.0.0.1:2379".into()],
         ..Default::default()
     };
-    tx.bucket(b"members").unwrap().unwrap().put(format!("{:x}", m.id).as_bytes(), &m.to_json()).unwrap();
+    members::put(&mut tx, &m).unwrap();
     tx.commit().expect("commit");
 
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::new(seed);
     let kinds = ["pods", "configmaps", "secrets", "events", "deployments", "services", "minions", "leases"];
     let mut live: Vec<KeyState> = Vec::new();
     let mut rev = 1i64;
@@ -73,8 +55,8 @@ pub fn generate(path: &Path, target_bytes: u64, seed: u64) -> (i64, u64) {
     while size < target_bytes {
         let mut tx = db.begin_rw().expect("begin");
         {
-            let mut kb = tx.bucket(b"key").unwrap().unwrap();
-            kb.set_fill_percent(0.9);
+            let mut kb = tx.bucket(KEY).unwrap().unwrap();
+            kb.set_fill_percent(bucket::KEY_FILL_PERCENT);
             for _ in 0..10_000 {
                 rev += 1;
                 let dice = rng.next_u64() % 100;
@@ -118,7 +100,7 @@ pub fn generate(path: &Path, target_bytes: u64, seed: u64) -> (i64, u64) {
                 kb.put(&rev_key(rev, false), &kv.encode_to_vec()).unwrap();
             }
         }
-        tx.bucket(b"meta").unwrap().unwrap().put(b"consistent_index", &(rev as u64).to_be_bytes()).unwrap();
+        tx.bucket(META).unwrap().unwrap().put(meta::CONSISTENT_INDEX, &(rev as u64).to_be_bytes()).unwrap();
         tx.commit().expect("commit");
         size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     }

@@ -10,22 +10,22 @@ pub mod pagestore;
 #[cfg(feature = "peers")]
 pub mod peers;
 
-/// Deterministic xorshift64* for keys and orders.
-pub struct Rng(pub u64);
+/// The project's seeded generator, for keys and orders.
+pub use etcdkit_fs::Rng;
 
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+/// A driver's command line: its arguments (the program name first), or the
+/// usage line and exit 2 when fewer than `min` are given.
+pub fn args(usage: &str, min: usize) -> Vec<String> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() <= min {
+        eprintln!("usage: {usage}");
+        std::process::exit(2);
     }
+    args
 }
 
 /// `n` 8-byte keys, sequential or random.
 pub fn keys(n: usize, random: bool) -> Vec<[u8; 8]> {
-    let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut r = Rng::new(0x9E37_79B9_7F4A_7C15);
     (0..n).map(|i| if random { r.next_u64() } else { i as u64 }.to_be_bytes()).collect()
 }

@@ -80,7 +80,7 @@ fn load(e: &dyn Engine, keys: &[[u8; 8]]) {
 
 fn shuffled<T: Copy>(v: &[T], seed: u64) -> Vec<T> {
     let mut v = v.to_vec();
-    let mut r = Rng(seed);
+    let mut r = Rng::new(seed);
     for i in (1..v.len()).rev() {
         v.swap(i, (r.next_u64() % (i as u64 + 1)) as usize);
     }

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use etcdkit_fs::Rng;
 use etcdkit_storage::{Db, Options};
 
 use crate::{CliError, Out, WriteOut};
@@ -36,23 +37,6 @@ pub struct BenchArgs {
     /// Directory for the db file (default: a temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
-}
-
-/// xorshift64*: a small deterministic generator for keys and orders.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
 }
 
 pub fn run(out: &mut Out, a: BenchArgs, w: WriteOut) -> Result<(), CliError> {

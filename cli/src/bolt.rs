@@ -6,8 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use etcdkit_storage::check::{self, bucket_stats};
-use etcdkit_storage::meta::{Meta, PGID_NO_FREELIST};
-use etcdkit_storage::page::{BucketHeader, FREELIST_FLAG, META_FLAG, PageHeader, PageRef};
+use etcdkit_storage::raw::{BucketHeader, FREELIST_FLAG, META_FLAG, Meta, PGID_NO_FREELIST, PageHeader, PageRef};
 use etcdkit_storage::{Bucket, BucketMut, Db, FreelistType, Options, TxMut, Value};
 use sha2::{Digest, Sha256};
 
@@ -173,7 +172,7 @@ pub fn cmd_stats(out: &mut Out, file: &Path) -> Result<(), CliError> {
     if let Some(m0) = read_raw_meta(&f, 0) {
         let ps = m0.1.page_size as u64;
         metas.push(m0);
-        if m0.1.magic == etcdkit_storage::meta::MAGIC
+        if m0.1.magic == etcdkit_storage::raw::MAGIC
             && ps >= 512
             && let Some(m1) = read_raw_meta(&f, ps)
         {
@@ -281,7 +280,7 @@ pub fn cmd_page(out: &mut Out, file: &Path, id: u64) -> Result<(), CliError> {
             m.magic, m.version, m.page_size, m.root, m.freelist as i64, m.pgid, m.txid, m.checksum
         )?;
     } else if h.flags & FREELIST_FLAG != 0 {
-        let ids = etcdkit_storage::freelist::read_page(id, id * tx.page_size() as u64, buf)?;
+        let ids = etcdkit_storage::raw::freelist_ids(id, id * tx.page_size() as u64, buf)?;
         writeln!(out, "free ids ({}): {:?}", ids.len(), ids)?;
     } else {
         let p = PageRef::new(id, id * tx.page_size() as u64, buf)?;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use etcdkit_proto::etcdserverpb::RangeRequest;
 use etcdkit_raft_node::{Config, LocalNetwork, Node};
+use etcdkit_schema::DataDir;
 
 use crate::{CliError, Out};
 
@@ -81,7 +82,8 @@ pub fn cmd_cluster(out: &mut Out, c: &ClusterCmd, data_dir: Option<PathBuf>) -> 
             expect_keys,
             linger,
         } => {
-            let mut cfg = Config::new(name, data_dir.unwrap_or_else(|| PathBuf::from(format!("{name}.etcd"))));
+            let mut cfg =
+                Config::new(name, data_dir.unwrap_or_else(|| DataDir::default_for(name).root().to_path_buf()));
             cfg.initial_cluster = initial_cluster.clone();
             cfg.initial_cluster_token = initial_cluster_token.clone();
             let node = Node::open_tcp(cfg).map_err(err)?;
@@ -134,7 +136,7 @@ fn run(
         names.iter().enumerate().map(|(i, m)| format!("{m}=http://127.0.0.1:{}", 12380 + i)).collect();
     let net = LocalNetwork::new(1);
     let cfg = |name: &str| {
-        let mut c = Config::new(name, base.join(format!("{name}.etcd")));
+        let mut c = Config::new(name, base.join(DataDir::default_for(name).root()));
         c.initial_cluster = cluster.join(",");
         c
     };

@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use etcdkit_mvcc::{DeleteResult, LeaseInfo, MvccError, PutResult, Store, StoreOptions, TxnResult, prefix_end};
 use etcdkit_proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, InternalRaftRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
     RangeRequest, SortOrder, SortTarget, TxnRequest,
@@ -16,10 +17,8 @@ use etcdkit_proto::etcdserverpb::{
 use etcdkit_proto::gojson::{Obj, base64};
 use etcdkit_proto::mvccpb::KeyValue;
 use etcdkit_raft_node::{Local, Response};
+use etcdkit_schema::DataDir;
 use etcdkit_storage::Options;
-use etcdkit_mvcc::{
-    DeleteResult, LeaseInfo, MvccError, PutResult, Store, StoreOptions, TxnResult, prefix_end,
-};
 
 use crate::{CliError, Out, WriteOut};
 
@@ -45,7 +44,7 @@ impl Source {
     pub fn new(data_dir: Option<PathBuf>, snapshot: Option<PathBuf>) -> Source {
         match (snapshot, data_dir) {
             (Some(s), _) => Source::Snapshot(s),
-            (None, d) => Source::DataDir(d.unwrap_or_else(|| PathBuf::from("default.etcd"))),
+            (None, d) => Source::DataDir(d.unwrap_or_else(|| DataDir::default_for("default").root().to_path_buf())),
         }
     }
 
@@ -69,7 +68,9 @@ impl Source {
 
 /// Opens an etcd data dir as its raft member (WAL replayed).
 pub fn open_member(d: &std::path::Path) -> Result<Local, CliError> {
-    if !d.join("member/snap/db").is_file() || !d.join("member/wal").is_dir() {
+    let layout = etcdkit_schema::DataDir::new(d);
+    let fs = etcdkit_fs::RealFs;
+    if !layout.has_db(&fs) || !layout.is_initialized(&fs) {
         return Err(CliError::msg(format!("{}: not an etcd data dir (no member/snap/db and member/wal)", d.display())));
     }
     Local::open(d).map_err(node_err)
@@ -167,7 +168,7 @@ fn header(rev: i64) -> String {
 }
 
 /// A KeyValue as etcdctl's JSON printer writes it (zero fields omitted).
-pub use etcdkit_snapshot::schema::kv_json;
+pub use etcdkit_snapshot::decode::kv_json;
 
 fn kvs_json(kvs: &[KeyValue]) -> String {
     format!("[{}]", kvs.iter().map(kv_json).collect::<Vec<_>>().join(","))

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use etcdkit_cli::{CliError, Out, WriteOut, bench, bolt, kv};
+use etcdkit_schema::DataDir;
 use etcdkit_snapshot::restore::RestoreConfig;
 use etcdkit_storage::FreelistType;
 
@@ -226,7 +227,7 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Cmd::Wal(WalCmd::Dump { dir }) => etcdkit_cli::wal::cmd_dump(out, &dir, cli.write_out),
         Cmd::Snapshot(SnapshotCmd::Status { file }) => etcdkit_cli::snapshot::cmd_status(out, &file, cli.write_out),
         Cmd::Snapshot(SnapshotCmd::Save { file }) => {
-            let dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from("default.etcd"));
+            let dir = cli.data_dir.clone().unwrap_or_else(|| DataDir::default_for("default").root().to_path_buf());
             etcdkit_cli::snapshot::cmd_save(out, &file, &dir)
         }
         Cmd::Snapshot(SnapshotCmd::Restore {
@@ -237,7 +238,7 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
             initial_advertise_peer_urls,
             skip_hash_check,
         }) => {
-            let data_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.etcd")));
+            let data_dir = cli.data_dir.clone().unwrap_or_else(|| DataDir::default_for(&name).root().to_path_buf());
             let mut cfg = RestoreConfig::new(
                 &name,
                 &initial_cluster,

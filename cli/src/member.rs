@@ -103,7 +103,7 @@ pub fn cmd_member(out: &mut Out, src: &Source, c: &MemberCmd, token: &str, w: Wr
             }
         }
         MemberCmd::Add { name, peer_urls, learner } => {
-            let urls = etcdkit_snapshot::cluster::parse_urls(peer_urls).map_err(|e| CliError::Msg(e.to_string()))?;
+            let urls = etcdkit_schema::cluster::parse_urls(peer_urls).map_err(|e| CliError::Msg(e.to_string()))?;
             let (m, cc) = add_member(&urls, *learner, token);
             let id = m.id;
             let ms = conf_change(&mut l, cc)?;

@@ -64,7 +64,7 @@ pub fn print_status(out: &mut Out, st: &Status, w: WriteOut) -> Result<(), CliEr
 }
 
 pub fn cmd_status(out: &mut Out, file: &Path, w: WriteOut) -> Result<(), CliError> {
-    let st = etcdkit_snapshot::status(file)?;
+    let st = etcdkit_snapshot::status(&etcdkit_fs::real(), file)?;
     print_status(out, &st, w)
 }
 
@@ -105,8 +105,8 @@ impl Drop for Bar {
 }
 
 pub fn cmd_save(out: &mut Out, file: &Path, data_dir: &Path) -> Result<(), CliError> {
-    let db_path = data_dir.join("member/snap/db");
-    if !db_path.is_file() {
+    let db_path = etcdkit_schema::DataDir::new(data_dir).db();
+    if !etcdkit_schema::DataDir::new(data_dir).has_db(&etcdkit_fs::RealFs) {
         return Err(CliError::msg(format!("{}: not an etcd data dir (no member/snap/db)", data_dir.display())));
     }
     let db = Db::open(&db_path, Options { read_only: true, ..Default::default() })?;
@@ -163,7 +163,7 @@ fn problems_line(n: usize) -> String {
 
 pub fn cmd_verify(out: &mut Out, file: &Path, w: WriteOut) -> Result<(), CliError> {
     let bar = Bar::new("verify");
-    let r = etcdkit_snapshot::verify::verify(file, &mut |d, t| bar.update(d, t))?;
+    let r = etcdkit_snapshot::verify::verify(&etcdkit_fs::real(), file, &mut |d, t| bar.update(d, t))?;
     drop(bar);
     let trailer = match &r.trailer {
         Trailer::Ok => "ok".to_string(),
@@ -250,13 +250,13 @@ pub fn cmd_verify(out: &mut Out, file: &Path, w: WriteOut) -> Result<(), CliErro
 }
 
 pub fn cmd_inspect(out: &mut Out, file: &Path) -> Result<(), CliError> {
-    etcdkit_snapshot::inspect::inspect(file, out)?;
+    etcdkit_snapshot::inspect::inspect(&etcdkit_fs::real(), file, out)?;
     Ok(())
 }
 
 pub fn cmd_diff(out: &mut Out, a: &Path, b: &Path, w: WriteOut) -> Result<(), CliError> {
-    let ka = KeySpace::load(a)?;
-    let kb = KeySpace::load(b)?;
+    let ka = KeySpace::load(&etcdkit_fs::real(), a)?;
+    let kb = KeySpace::load(&etcdkit_fs::real(), b)?;
     let changes = diff(&ka, &kb);
     if w == WriteOut::Json {
         let live = |l: &Live| {

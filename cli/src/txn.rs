@@ -15,13 +15,13 @@
 
 use std::io::BufRead;
 
+use etcdkit_mvcc::{ResponseOp, TxnResult};
 use etcdkit_proto::etcdserverpb::compare::TargetUnion;
 use etcdkit_proto::etcdserverpb::request_op::Request;
 use etcdkit_proto::etcdserverpb::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use etcdkit_proto::gojson::Obj;
-use etcdkit_mvcc::{ResponseOp, TxnResult};
 
 use crate::kv::{Source, kv_json, lease_id, range_end, sort_options};
 use crate::{CliError, Out, WriteOut};

@@ -24,6 +24,20 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A temp dir holding `<name>.etcd`, restored by `etcdkit snapshot restore`
+/// from the `small` fixture as member `n1` of a one-member cluster.
+fn restored_small(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join(format!("{name}.etcd"));
+    let f = fixture("small");
+    let (f, ds) = (f.to_str().unwrap(), d.to_str().unwrap());
+    let args =
+        ["snapshot", "restore", f, "--name", "n1", "--initial-cluster", "n1=http://localhost:2380", "--data-dir", ds];
+    let o = etcdkit(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    (tmp, d)
+}
+
 fn fixture(set: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/etcd-3.4").join(set).join("snapshot.db")
 }
@@ -375,12 +389,9 @@ fn snapshot_commands_on_hostile_files() {
 
 #[test]
 fn offline_kv_commands_on_a_data_dir() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path().join("d.etcd");
+    let (tmp, d) = restored_small("d");
     let ds = d.to_str().unwrap();
     let f = fixture("small");
-    let o = etcdkit(&["snapshot", "restore", f.to_str().unwrap(), "--data-dir", ds]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
     let ok = |args: &[&str]| {
         let o = etcdkit(args);
         assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
@@ -431,22 +442,8 @@ fn offline_kv_commands_on_a_data_dir() {
 
 #[test]
 fn member_commands_and_writes_go_through_raft() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path().join("m.etcd");
+    let (tmp, d) = restored_small("m");
     let ds = d.to_str().unwrap();
-    let f = fixture("small");
-    let o = etcdkit(&[
-        "snapshot",
-        "restore",
-        f.to_str().unwrap(),
-        "--name",
-        "n1",
-        "--initial-cluster",
-        "n1=http://localhost:2380",
-        "--data-dir",
-        ds,
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
     let ok = |args: &[&str]| {
         let o = etcdkit(args);
         assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));

@@ -98,26 +98,6 @@ fn acked_until_killed(dir: &Path, cluster: &str, prefix: &str, after: Duration) 
     reader.join().unwrap()
 }
 
-/// splitmix64, for the kill times.
-fn next(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *seed;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Real bbolt's checker (`tools/boltref`, built by `scripts/build-boltref.sh`).
-fn boltref() -> Option<std::path::PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/boltref");
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(std::env::var("CI").is_err(), "target/boltref is required in CI (scripts/test.sh builds it)");
-    eprintln!("!!!!! boltref missing: real bbolt's check skipped (run scripts/test.sh) !!!!!");
-    None
-}
-
 /// SIGKILL at seeded random times during a write load, `KILL_ROUNDS` times
 /// (default 100) over one data dir: after each, every acknowledged key is
 /// there exactly once (version 1: nothing applied twice), the consistent
@@ -129,11 +109,11 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
     let dir = tmp.path().join("solo.etcd");
     let cluster = format!("solo=http://127.0.0.1:{}", base_port(4));
     let rounds: u64 = std::env::var("KILL_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
-    let bbolt = boltref();
-    let mut seed = 7u64;
+    let bbolt = etcdkit_testkit::boltref::boltref();
+    let mut rng = etcdkit_testkit::Rng::new(7);
     let mut all_acked = Vec::new();
     for round in 0..rounds {
-        let after = Duration::from_millis(next(&mut seed) % 100);
+        let after = Duration::from_millis(rng.below(100));
         all_acked.extend(acked_until_killed(&dir, &cluster, &format!("r{round}"), after));
         let l = etcdkit_raft_node::Local::open(&dir).unwrap_or_else(|e| panic!("round {round}: reopen: {e}"));
         let all = l

@@ -1,4 +1,4 @@
-//! Acceptance (issue 7): a corpus of more than 1,000 hostile files made from the
+//! Hostile input: a corpus of more than 1,000 hostile files made from the
 //! fixtures (bit flips, truncations, zeroed and swapped pages, huge counts and
 //! overflow values, branch pages pointing at themselves; WAL segments with
 //! flipped, cut, zeroed or oversized records; damaged raft `.snap` files)
@@ -15,18 +15,10 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use etcdkit_testkit::Rng;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/etcd-3.4")
-}
-
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }
 
 fn scale() -> u64 {
@@ -217,7 +209,7 @@ fn strs(v: &[&str]) -> Vec<String> {
 #[test]
 fn hostile_files_through_every_reading_command() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut r = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut files = 0u64;
     let mut jobs = Vec::new();
 

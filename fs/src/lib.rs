@@ -30,6 +30,7 @@
 
 mod map;
 mod real;
+mod rng;
 mod sim;
 
 use std::fmt;
@@ -39,7 +40,8 @@ use std::sync::Arc;
 
 pub use map::Map;
 pub use real::RealFs;
-pub use sim::{Fault, Reboot, SimFs, Xorshift, crash_seeds};
+pub use rng::Rng;
+pub use sim::{Fault, Reboot, SimFs, crash_seeds};
 
 /// How to open a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,23 +163,6 @@ pub trait File: Send + Sync + fmt::Debug {
                 }
             }
         }
-        Ok(())
-    }
-}
-
-/// An `io::Write` appending to a [`File`] from an offset.
-pub struct Writer<'f> {
-    pub file: &'f dyn File,
-    pub offset: u64,
-}
-
-impl std::io::Write for Writer<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write_all_at(buf, self.offset)?;
-        self.offset += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }

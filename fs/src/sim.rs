@@ -22,7 +22,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::{File, Fs, Lock, Map, Open};
+use crate::{File, Fs, Lock, Map, Open, Rng};
 
 /// A fault to inject.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,29 +130,9 @@ fn torn(off: u64, b: &[u8], r: u64) -> Op {
     Op::Write(off, b[..c[(r % c.len() as u64) as usize]].to_vec())
 }
 
-/// A small deterministic generator (xorshift64) for seeded reboots and the
-/// seeded workloads of crash tests. A zero state stays zero: seed with an odd
-/// number.
-#[derive(Clone, Debug)]
-pub struct Xorshift(pub u64);
-
-impl Xorshift {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A number below `n` (`n` > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
-
 /// The generator for file `i` of a reboot.
-fn rng(seed: u64, i: usize) -> Xorshift {
-    Xorshift(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5851_f42d)
+fn rng(seed: u64, i: usize) -> Rng {
+    Rng::new(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5851_f42d)
 }
 
 impl Reboot {

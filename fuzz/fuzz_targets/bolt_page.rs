@@ -1,8 +1,7 @@
 //! Page and meta decoding of arbitrary bytes.
 #![no_main]
 
-use etcdkit_storage::meta::Meta;
-use etcdkit_storage::page::PageRef;
+use etcdkit_storage::raw::{Meta, PageRef};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use etcdkit_snapshot::snap;
+use etcdkit_schema::snap;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

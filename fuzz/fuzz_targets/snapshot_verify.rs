@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use etcdkit_fs::{Fs, SimFs};
-use etcdkit_snapshot::inspect::{KeySpace, inspect_in};
-use etcdkit_snapshot::{status_in, verify};
+use etcdkit_snapshot::inspect::{KeySpace, inspect};
+use etcdkit_snapshot::{status, verify};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,8 +17,8 @@ fuzz_target!(|data: &[u8]| {
     let p = Path::new("/f.db");
     sim.insert(p, data.to_vec());
     let fs: Arc<dyn Fs> = Arc::new(sim);
-    let _ = status_in(&fs, p);
-    let _ = verify::verify_in(&fs, p, &mut |_, _| {});
-    let _ = inspect_in(&fs, p, &mut std::io::sink());
-    let _ = KeySpace::load_in(&fs, p);
+    let _ = status(&fs, p);
+    let _ = verify::verify(&fs, p, &mut |_, _| {});
+    let _ = inspect(&fs, p, &mut std::io::sink());
+    let _ = KeySpace::load(&fs, p);
 });

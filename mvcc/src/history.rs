@@ -83,16 +83,7 @@ fn write_rev(w: &mut impl FnMut(u128), prev_main: i64, rev: Revision, tomb: bool
 /// Reads a varint at `*pos`; `None` at the end of the bytes (or on a varint
 /// longer than 19 bytes, which this module never writes).
 pub(super) fn get_varint(h: &[u8], pos: &mut usize) -> Option<u128> {
-    let mut v: u128 = 0;
-    for shift in (0..128).step_by(7) {
-        let b = *h.get(*pos)?;
-        *pos += 1;
-        v |= u128::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
+    crate::kv::read_varint::<128>(h, pos)
 }
 
 /// One revision of a history, with the state of its generation.

@@ -18,6 +18,7 @@ use crate::{FxBuild, Revision};
 pub type RevSet = HashSet<Revision, FxBuild>;
 
 /// One life of a key.
+#[cfg(test)]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Generation {
     /// Versions in this life so far (its last revision's version).
@@ -28,12 +29,14 @@ pub struct Generation {
 }
 
 /// Every known revision of one key.
+#[cfg(test)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyIndex {
     pub modified: Revision,
     pub generations: Vec<Generation>,
 }
 
+#[cfg(test)]
 impl Default for KeyIndex {
     fn default() -> Self {
         KeyIndex { modified: Revision::default(), generations: vec![Generation::default()] }
@@ -48,6 +51,7 @@ pub struct KeyAt {
     pub version: i64,
 }
 
+#[cfg(test)]
 impl KeyIndex {
     /// A key first seen (on rebuild) at `modified`, created at `created`, at `version`.
     pub fn restored(created: Revision, modified: Revision, version: i64) -> KeyIndex {
@@ -86,11 +90,6 @@ impl KeyIndex {
         self.generations.len() == 1 && self.generations[0].revs.is_empty()
     }
 
-    /// Whether the key is alive at the newest revision.
-    pub fn is_alive(&self) -> bool {
-        self.generations.last().is_some_and(|g| !g.revs.is_empty())
-    }
-
     fn find_generation(&self, at: i64) -> Option<&Generation> {
         let last = self.generations.len() - 1;
         for (i, g) in self.generations.iter().enumerate().rev() {
@@ -111,26 +110,6 @@ impl KeyIndex {
         let g = self.find_generation(at)?;
         let n = g.revs.iter().rposition(|r| r.main <= at)?;
         Some(KeyAt { modified: g.revs[n], created: g.created, version: g.ver - (g.revs.len() - n - 1) as i64 })
-    }
-
-    /// Revisions newer than `rev` (main > rev.main, or equal main and sub ≥ rev.sub), oldest first.
-    pub fn since(&self, rev: i64) -> Vec<Revision> {
-        let mut out: Vec<Revision> = Vec::new();
-        for g in &self.generations {
-            for r in &g.revs {
-                if r.main >= rev {
-                    // Keep only the last change of one main revision.
-                    if let Some(l) = out.last_mut()
-                        && l.main == r.main
-                    {
-                        *l = *r;
-                        continue;
-                    }
-                    out.push(*r);
-                }
-            }
-        }
-        out
     }
 
     /// Compacts the history to `at` (etcd's `keyIndex.compact`): drops every
@@ -159,15 +138,6 @@ impl KeyIndex {
         }
         self.generations.drain(..gi);
     }
-
-    /// The revisions a compaction at `at` would keep (etcd's `keyIndex.keep`,
-    /// for hashKV), without changing anything.
-    pub fn keep(&self, at: i64, keep: &mut RevSet) {
-        let mut copy = self.clone();
-        let mut k = RevSet::default();
-        copy.compact(at, &mut k);
-        keep.extend(k);
-    }
 }
 
 #[cfg(test)]
@@ -194,25 +164,26 @@ mod tests {
         assert!(!k.put(r(10)));
     }
 
+    /// The revisions a compaction of `k` at `rev` keeps.
+    fn kept(k: &mut KeyIndex, rev: i64) -> RevSet {
+        let mut keep = RevSet::default();
+        k.compact(rev, &mut keep);
+        keep
+    }
+
     #[test]
     fn compaction_as_etcd() {
         // etcd's documented cases: foo@2,3 and hello@4, tombstone@5.
         let mut foo = KeyIndex::default();
         foo.put(r(2));
         foo.put(r(3));
-        let mut keep = RevSet::default();
-        foo.compact(4, &mut keep);
-        assert!(keep.len() == 1 && keep.contains(&r(3)));
+        assert_eq!(kept(&mut foo, 4), RevSet::from_iter([r(3)]));
         assert_eq!(foo.generations[0].revs, vec![r(3)]);
         let mut hello = KeyIndex::default();
         hello.put(r(4));
         hello.tombstone(r(5));
-        let mut keep = RevSet::default();
-        hello.compact(4, &mut keep);
-        assert!(keep.len() == 1 && keep.contains(&r(4)));
-        let mut keep = RevSet::default();
-        hello.compact(5, &mut keep);
-        assert!(keep.is_empty());
+        assert_eq!(kept(&mut hello, 4), RevSet::from_iter([r(4)]));
+        assert!(kept(&mut hello, 5).is_empty());
         assert!(hello.is_empty());
     }
 }

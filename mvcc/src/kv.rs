@@ -18,11 +18,18 @@ pub struct KvRef<'a> {
 }
 
 fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
+    // Bits past the 64th of a 10-byte varint are dropped, as prost drops them.
+    read_varint::<64>(b, at).map(|v| v as u64)
+}
+
+/// A LEB128 varint of at most `BITS` bits' worth of 7-bit groups at `*at`,
+/// advancing `*at` past it; `None` if it runs off the end or past `BITS`.
+pub(crate) fn read_varint<const BITS: usize>(b: &[u8], at: &mut usize) -> Option<u128> {
+    let mut v: u128 = 0;
+    for shift in (0..BITS).step_by(7) {
         let byte = *b.get(*at)?;
         *at += 1;
-        v |= u64::from(byte & 0x7f) << shift;
+        v |= u128::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
             return Some(v);
         }

@@ -1,4 +1,4 @@
-//! # etcd's MVCC store on the page store
+//! # etcdkit-mvcc: etcd's MVCC store on the page store
 //!
 //! etcd 3.4's multi-version key-value store (`mvcc/` in etcd), with etcd's
 //! exact on-disk schema, so a real etcd db opens as a [`Store`] and a store's
@@ -18,24 +18,59 @@
 //!
 //! Each write operation is one bbolt transaction, committed before the call
 //! returns (etcd batches several into one; the data on disk is the same).
+//! [`StoreOptions::batched`] batches as etcd does, for a store paired with a WAL.
+//!
+//! ```
+//! use etcdkit_proto::etcdserverpb::{PutRequest, RangeRequest};
+//! use etcdkit_mvcc::{Store, StoreOptions};
+//! # let dir = tempfile::tempdir().unwrap();
+//! let mut store = Store::open(dir.path().join("db"), StoreOptions::default())?;
+//! let put = PutRequest { key: b"foo".to_vec(), value: b"bar".to_vec(), ..Default::default() };
+//! assert_eq!(store.put(&put)?.rev, 2); // the first write of a new store is revision 2
+//! let got = store.range(&RangeRequest { key: b"foo".to_vec(), ..Default::default() })?;
+//! assert_eq!(got.kvs[0].value, b"bar");
+//! # Ok::<(), etcdkit_mvcc::MvccError>(())
+//! ```
+//!
+//! One concept per file, as etcd's `mvcc/`: [`Store`] opens, reads and writes
+//! (`store.rs`, etcd's `kvstore.go`), the read and write paths of one
+//! operation (`write.rs`, `kvstore_txn.go`), txn compares and branches
+//! (`txn.rs`), leases (`lessor.rs`), compaction (`compaction.rs`), hashes
+//! (`hash.rs`), the backend's write buffer (`batch.rs`), the index rebuild on
+//! open (`rebuild.rs`), the key index (`index.rs`, `history.rs`; `key_index.rs`
+//! is etcd's plain `keyIndex`, the oracle the packed index is tested against),
+//! and watchers (`watch.rs`, `events.rs`).
 
+#![forbid(unsafe_code)]
+
+mod batch;
 mod clock;
+mod compaction;
+mod events;
+mod hash;
 mod history;
 pub mod index;
-pub mod key_index;
+mod key_index;
 mod kv;
-mod revision;
+mod lessor;
+mod rebuild;
 mod store;
+mod txn;
 mod watch;
+mod write;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use etcdkit_schema::{REV_BYTES_LEN, Revision};
+pub use events::Event;
 pub use index::{KeyRange, prefix_end};
+pub use key_index::{KeyAt, RevSet};
 pub use kv::{Fx, FxBuild, KvRef, encode_kv, parse_kv};
-pub use revision::{REV_BYTES_LEN, Revision};
-pub use store::{
-    DeleteResult, Event, LeaseInfo, PutResult, RangeResult, ResponseOp, Store, StoreOptions, TxnResult, compare_kv,
-};
+pub use lessor::LeaseInfo;
+pub use store::{DeleteResult, PutResult, RangeResult, Store, StoreOptions};
+pub use txn::{ResponseOp, TxnResult, compare_kv};
 pub use watch::{WatchRequest, WatchResponse};
+
+pub(crate) type Result<T, E = MvccError> = std::result::Result<T, E>;
 
 /// Errors of the MVCC store, in etcd's words where etcd has them.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +78,9 @@ pub use watch::{WatchRequest, WatchResponse};
 pub enum MvccError {
     #[error(transparent)]
     Storage(#[from] etcdkit_storage::Error),
+    /// A bucket other than `key` holds something that is not etcd's schema.
+    #[error(transparent)]
+    Schema(#[from] etcdkit_schema::Error),
     /// The revision asked for has been compacted away.
     #[error("mvcc: required revision has been compacted")]
     Compacted { rev: i64, compacted: i64 },

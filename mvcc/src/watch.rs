@@ -13,9 +13,10 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use etcdkit_proto::mvccpb::KeyValue;
 
+use crate::Event;
 use crate::MvccError;
 use crate::index::KeyRange;
-use crate::store::{Event, Store};
+use crate::store::Store;
 
 /// What to watch.
 #[derive(Clone, Debug, Default)]

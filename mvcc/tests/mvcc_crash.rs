@@ -13,15 +13,15 @@
 //!
 //! `CRASH_SEEDS` sets how many workloads run (default 6).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcdkit_fs::{Fault, Fs, Reboot, SimFs, Xorshift, crash_seeds};
+use etcdkit_fs::{Fault, Rng, SimFs, crash_seeds};
+use etcdkit_mvcc::{ManualClock, Store, StoreOptions};
 use etcdkit_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 use etcdkit_storage::check;
-use etcdkit_mvcc::{ManualClock, Store, StoreOptions};
 use etcdkit_storage::{Db, Options};
+use etcdkit_testkit::crash::{clean_run, explore, explore_crashes, fs_with_dir, synced_or_all};
 
 const PATH: &str = "/data/member/snap/db";
 
@@ -38,7 +38,7 @@ enum Op {
 }
 
 fn workload(seed: u64, n: usize) -> Vec<Op> {
-    let mut r = Xorshift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut r = Rng::new(seed);
     (0..n)
         .map(|_| {
             let key = format!("/k/{}", r.below(12)).into_bytes();
@@ -110,14 +110,12 @@ fn fingerprint(s: &Store) -> Fingerprint {
 }
 
 fn fresh() -> SimFs {
-    let fs = SimFs::new();
-    fs.create_dir_all(Path::new("/data/member/snap"), 0o700).unwrap();
-    fs
+    fs_with_dir("/data/member/snap")
 }
 
 /// A clean run: resolves compaction targets and records the fingerprint after
 /// every operation (index 0: the empty store).
-fn clean_run(ops: &mut [Op]) -> Vec<Fingerprint> {
+fn fingerprints(ops: &mut [Op]) -> Vec<Fingerprint> {
     let fs = fresh();
     let mut s = Store::open(PATH, opts(&fs)).unwrap();
     let mut fps = vec![fingerprint(&s)];
@@ -205,23 +203,17 @@ fn crash_at_every_operation_recovers_and_replays_exactly_once() {
     let mut compactions = 0;
     for seed in 0..crash_seeds(6) {
         let mut ops = workload(seed, 50);
-        let fps = clean_run(&mut ops);
+        let fps = fingerprints(&mut ops);
         compactions += ops.iter().filter(|o| matches!(o, Op::Compact(_))).count();
-        let clean = fresh();
-        let base = clean.ops();
-        let all = run(&clean, &ops);
+        let (n_ops, all) = clean_run(&fresh, |fs| run(fs, &ops));
         assert_eq!(all.attempted, ops.len());
-        let total = clean.ops() - base;
-        for n in 0..total {
-            let fs = fresh();
-            fs.inject(Fault::CrashAt(base + n));
-            let o = run(&fs, &ops);
-            assert!(fs.crashed(), "seed {seed} op {n}: no crash");
-            for (mode, label) in Reboot::each(seed ^ n) {
-                verify(&fs.reboot(mode), &ops, &fps, &o, &format!("seed {seed} crash at op {n}/{total} ({label})"));
-                points += 1;
-            }
-        }
+        points += explore_crashes(
+            n_ops,
+            &fresh,
+            seed,
+            |fs| run(fs, &ops),
+            |p| verify(&p.after, &ops, &fps, p.outcome, &format!("seed {seed} {}", p.label)),
+        );
     }
     assert!(compactions > 0);
     eprintln!("mvcc: {points} crash points verified ({compactions} compactions)");
@@ -232,18 +224,16 @@ fn short_writes_recover_and_replay_exactly_once() {
     let mut points = 0u64;
     for seed in 0..crash_seeds(6) {
         let mut ops = workload(seed + 100, 40);
-        let fps = clean_run(&mut ops);
-        let clean = fresh();
-        run(&clean, &ops);
-        for n in 0..clean.ops() {
-            let fs = fresh();
-            fs.inject(Fault::ShortWriteAt(n));
-            let o = run(&fs, &ops);
-            for mode in [Reboot::SyncedOnly, Reboot::Everything] {
-                verify(&fs.reboot(mode), &ops, &fps, &o, &format!("seed {seed} short write at op {n} ({mode:?})"));
-                points += 1;
-            }
-        }
+        let fps = fingerprints(&mut ops);
+        let (n_ops, _) = clean_run(&fresh, |fs| run(fs, &ops));
+        points += explore(
+            n_ops,
+            &fresh,
+            |at| vec![Fault::ShortWriteAt(at)],
+            synced_or_all,
+            |fs| run(fs, &ops),
+            |p| verify(&p.after, &ops, &fps, p.outcome, &format!("seed {seed} {}", p.label)),
+        );
     }
     eprintln!("mvcc: {points} short-write points verified");
 }

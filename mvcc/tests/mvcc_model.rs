@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use etcdkit_mvcc::{MvccError, Store, StoreOptions};
 use etcdkit_proto::etcdserverpb::compare::TargetUnion;
 use etcdkit_proto::etcdserverpb::request_op::Request;
 use etcdkit_proto::etcdserverpb::{
@@ -12,7 +13,6 @@ use etcdkit_proto::etcdserverpb::{
 };
 use etcdkit_proto::mvccpb::KeyValue;
 use etcdkit_storage::Options;
-use etcdkit_mvcc::{MvccError, Store, StoreOptions};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]

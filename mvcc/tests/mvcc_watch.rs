@@ -2,9 +2,9 @@
 //! exactly once — also when the watcher is slow (its channel full), which
 //! never blocks writes; filters, prev_kv, cancel, progress, compaction.
 
+use etcdkit_mvcc::{MvccError, Store, StoreOptions, WatchRequest, WatchResponse};
 use etcdkit_proto::etcdserverpb::{DeleteRangeRequest, PutRequest};
 use etcdkit_storage::Options;
-use etcdkit_mvcc::{MvccError, Store, StoreOptions, WatchRequest, WatchResponse};
 use proptest::prelude::*;
 
 fn store(batch_limit: usize) -> (tempfile::TempDir, Store) {

@@ -82,6 +82,23 @@ impl Obj {
         self
     }
 
+    /// A `[]byte` field tagged `omitempty`: left out when empty.
+    pub fn bytes_omitempty(&mut self, k: &str, v: &[u8]) -> &mut Obj {
+        if !v.is_empty() {
+            self.bytes(k, v);
+        }
+        self
+    }
+
+    /// An integer field tagged `omitempty`: left out when 0.
+    pub fn int_omitempty(&mut self, k: &str, v: impl Into<i128>) -> &mut Obj {
+        let v = v.into();
+        if v != 0 {
+            self.raw(k, v);
+        }
+        self
+    }
+
     /// A number, bool or already-encoded JSON value.
     pub fn raw(&mut self, k: &str, v: impl std::fmt::Display) -> &mut Obj {
         let b = self.key(k);

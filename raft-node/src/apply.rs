@@ -10,11 +10,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use etcdkit_mvcc::{DeleteResult, LeaseInfo, PutResult, RangeResult, Store, TxnResult};
 use etcdkit_proto::etcdserverpb::{InternalRaftRequest, Request};
 use etcdkit_proto::membership;
 use etcdkit_proto::raftpb::{ConfChange, ConfChangeType};
+use etcdkit_schema::{bucket, members};
 use etcdkit_storage::Db;
-use etcdkit_mvcc::{DeleteResult, LeaseInfo, MvccError, PutResult, RangeResult, Store, TxnResult};
 
 use crate::{Error, Result};
 
@@ -90,46 +91,19 @@ fn apply_v2(db: &Db, r: &Request) -> Result<()> {
             m.name = a.name;
             m.client_urls = a.client_urls;
             let m = m.clone();
-            db.update(|tx| tx.create_bucket_if_not_exists(MEMBERS)?.put(format!("{id:x}").as_bytes(), &m.to_json()))?;
+            db.update(|tx| members::put(tx, &m))?;
         }
     } else if r.path == "/0/version" {
-        db.update(|tx| tx.create_bucket_if_not_exists(b"cluster")?.put(b"clusterVersion", r.val.as_bytes()))?;
+        db.update(|tx| {
+            tx.create_bucket_if_not_exists(bucket::CLUSTER)?.put(bucket::cluster::CLUSTER_VERSION, r.val.as_bytes())
+        })?;
     }
     Ok(())
 }
 
-const MEMBERS: &[u8] = b"members";
-const REMOVED: &[u8] = b"members_removed";
-
 /// The `members` and `members_removed` buckets.
 pub fn load_members(db: &Db) -> Result<(BTreeMap<u64, membership::Member>, BTreeSet<u64>)> {
-    let tx = db.begin()?;
-    let mut members = BTreeMap::new();
-    let mut removed = BTreeSet::new();
-    if let Some(b) = tx.bucket(MEMBERS)? {
-        for kv in b.iter() {
-            let (k, v) = kv?;
-            let v = v.unwrap_or_default();
-            let id = hex_id(k).ok_or_else(|| bad_member(k, "key is not a hex member ID"))?;
-            let m = membership::Member::from_json(v).map_err(|e| bad_member(k, &e.to_string()))?;
-            members.insert(id, m);
-        }
-    }
-    if let Some(b) = tx.bucket(REMOVED)? {
-        for kv in b.iter() {
-            let (k, _) = kv?;
-            removed.insert(hex_id(k).ok_or_else(|| bad_member(k, "key is not a hex member ID"))?);
-        }
-    }
-    Ok((members, removed))
-}
-
-fn hex_id(k: &[u8]) -> Option<u64> {
-    u64::from_str_radix(std::str::from_utf8(k).ok()?, 16).ok()
-}
-
-fn bad_member(k: &[u8], what: &str) -> Error {
-    Error::Mvcc(MvccError::Corrupt(format!("members bucket entry {:?}: {what}", String::from_utf8_lossy(k))))
+    Ok(members::load(db)?)
 }
 
 /// Checks a conf change against the membership (etcd's
@@ -145,8 +119,16 @@ pub fn validate(
     let ty = ConfChangeType::try_from(cc.r#type).map_err(|_| Error::Unsupported("conf change type"))?;
     let ctx = || -> Result<membership::Member> {
         let b = cc.context.as_deref().unwrap_or_default();
-        membership::Member::from_json(b)
-            .map_err(|e| Error::BadEntry { index: 0, what: format!("conf change context: {e}") })
+        let m = membership::Member::from_json(b)
+            .map_err(|e| Error::BadEntry { index: 0, what: format!("conf change context: {e}") })?;
+        // etcd panics here ("nodeID should always be equal to member ID").
+        if m.id != cc.node_id {
+            return Err(Error::BadEntry {
+                index: 0,
+                what: format!("conf change for member {:x} carries member {:x}", cc.node_id, m.id),
+            });
+        }
+        Ok(m)
     };
     match ty {
         ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode => {
@@ -183,7 +165,7 @@ pub fn validate(
 /// conf change that adds it (as a learner if `learner`).
 pub fn add_member(peer_urls: &[String], learner: bool, token: &str) -> (membership::Member, ConfChange) {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let id = etcdkit_snapshot::cluster::member_id(peer_urls, &format!("{token}{secs}"));
+    let id = etcdkit_schema::cluster::member_id(peer_urls, &format!("{token}{secs}"));
     let m = membership::Member { id, peer_urls: peer_urls.to_vec(), is_learner: learner, ..Default::default() };
     let ty = if learner { ConfChangeType::ConfChangeAddLearnerNode } else { ConfChangeType::ConfChangeAddNode };
     let cc = ConfChange { id: 0, r#type: ty as i32, node_id: id, context: Some(m.to_json()) };
@@ -208,16 +190,9 @@ pub fn promote_member(members: &[membership::Member], id: u64) -> Result<ConfCha
 
 /// Writes a validated conf change to the membership buckets.
 pub fn save_conf_change(db: &Db, cc: &ConfChange, member: Option<&membership::Member>) -> Result<()> {
-    let key = format!("{:x}", cc.node_id);
-    db.update(|tx| {
-        match member {
-            Some(m) => tx.create_bucket_if_not_exists(MEMBERS)?.put(key.as_bytes(), &m.to_json())?,
-            None => {
-                tx.create_bucket_if_not_exists(MEMBERS)?.delete(key.as_bytes())?;
-                tx.create_bucket_if_not_exists(REMOVED)?.put(key.as_bytes(), b"removed")?;
-            }
-        }
-        Ok(())
+    db.update(|tx| match member {
+        Some(m) => members::put(tx, m),
+        None => members::remove(tx, cc.node_id),
     })?;
     Ok(())
 }

@@ -82,6 +82,16 @@ impl Config {
         }
     }
 
+    /// The data dir's layout.
+    pub fn layout(&self) -> etcdkit_schema::DataDir {
+        etcdkit_schema::DataDir::new(&self.data_dir)
+    }
+
+    /// How the member's WAL is written.
+    pub(crate) fn wal_options(&self) -> etcdkit_wal::Options {
+        etcdkit_wal::Options { fs: self.fs().clone(), segment_size: self.wal_segment_size, sparse: false }
+    }
+
     /// The file system the member's files live on.
     pub fn fs(&self) -> &std::sync::Arc<dyn etcdkit_fs::Fs> {
         &self.store.db.fs
@@ -94,7 +104,7 @@ impl Config {
             return self.initial_advertise_peer_urls.clone();
         }
         // A malformed initial cluster gives none; bootstrap then reports it.
-        let map = etcdkit_snapshot::cluster::parse_initial_cluster(&self.initial_cluster).unwrap_or_default();
+        let map = etcdkit_schema::cluster::parse_initial_cluster(&self.initial_cluster).unwrap_or_default();
         map.get(&self.name).map(|urls| urls.join(",")).unwrap_or_default()
     }
 }

@@ -13,8 +13,9 @@ pub enum Error {
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Wal(#[from] etcdkit_wal::Error),
+    /// The data dir's layout, membership buckets or raft `.snap` files.
     #[error(transparent)]
-    Snapshot(#[from] etcdkit_snapshot::Error),
+    Schema(#[from] etcdkit_schema::Error),
     #[error(transparent)]
     Storage(#[from] etcdkit_storage::Error),
     /// What the MVCC store answered (etcd's words: compacted, lease not found…).

@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+mod bootstrap;
 mod config;
 mod convert;
 mod error;

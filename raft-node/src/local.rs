@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
+use etcdkit_mvcc::Store;
 use etcdkit_proto::etcdserverpb::InternalRaftRequest;
 use etcdkit_proto::raftpb;
-use etcdkit_mvcc::Store;
 
 use crate::apply::Response;
 use crate::member::Member;
@@ -26,7 +26,7 @@ impl Local {
     /// Opens an existing etcd data dir; the member applies the WAL's
     /// committed entries the db does not have yet while opening.
     pub fn open(data_dir: &Path) -> Result<Local> {
-        if !data_dir.join("member/wal").is_dir() {
+        if !etcdkit_schema::DataDir::new(data_dir).is_initialized(&etcdkit_fs::RealFs) {
             return Err(Error::DataDir {
                 path: data_dir.to_path_buf(),
                 what: "not an etcd data dir (no member/wal)".into(),

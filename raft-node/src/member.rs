@@ -20,21 +20,21 @@
 //!   finished on the next open, as etcd does.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use etcdkit_fs::{Fs, Open};
+use etcdkit_mvcc::Store;
 use etcdkit_proto::Message as _;
 use etcdkit_proto::etcdserverpb::{InternalRaftRequest, Metadata, RequestHeader};
 use etcdkit_proto::membership;
 use etcdkit_proto::raftpb;
 use etcdkit_proto::walpb;
-use etcdkit_snapshot::{cluster, restore, snap, v2store};
-use etcdkit_mvcc::Store;
+use etcdkit_schema::{snap, v2store};
 use etcdkit_wal::Wal;
 use raft::eraftpb::{self, ConfState, MessageType};
 use raft::{RawNode, StateRole};
 
 use crate::apply::{self, Response};
+use crate::bootstrap::{self, sync_dir, write_synced};
 use crate::convert;
 use crate::logstore::{self, LogStore};
 use crate::{Config, Error, Result};
@@ -149,42 +149,35 @@ impl Member {
     /// Opens the member in `cfg.data_dir`: bootstraps a new data dir (or one
     /// that joins an existing cluster), or restarts from an existing one.
     pub fn open(cfg: Config) -> Result<Member> {
-        let member_dir = cfg.data_dir.join("member");
-        let wal_dir = member_dir.join("wal");
-        if !cfg.fs().exists(&wal_dir) {
-            if cfg.join_existing {
-                bootstrap_join(&cfg)?;
-            } else {
-                bootstrap_new(&cfg)?;
-            }
+        if !cfg.layout().is_initialized(&**cfg.fs()) {
+            bootstrap::bootstrap(&cfg)?;
         }
         Self::restart(cfg)
     }
 
     fn restart(cfg: Config) -> Result<Member> {
-        let snap_dir = cfg.data_dir.join("member/snap");
-        let wal_dir = cfg.data_dir.join("member/wal");
-        let db_path = snap_dir.join("db");
+        let layout = cfg.layout();
+        let (snap_dir, wal_dir, db_path) = (layout.snap(), layout.wal(), layout.db());
         // The newest `.snap` the WAL knows about (none for a joining member).
         let fs = cfg.fs().clone();
-        let valid = etcdkit_wal::valid_snapshot_entries_in(&*fs, &wal_dir)?;
-        let newest = match snap::load_newest_in(&*fs, &snap_dir, Some(&valid)) {
+        let valid = etcdkit_wal::valid_snapshot_entries(&*fs, &wal_dir)?;
+        let newest = match snap::load_newest(&*fs, &snap_dir, Some(&valid)) {
             Ok((_, s)) => Some(s),
-            Err(etcdkit_snapshot::Error::NoSnapshot(_)) => None,
+            Err(etcdkit_schema::Error::NoSnapshot(_)) => None,
             Err(e) => return Err(e.into()),
         };
         let snap_meta = newest.as_ref().map(|s| s.metadata.clone()).unwrap_or_default();
-        finish_snapshot_db(&snap_dir, snap_meta.index, &cfg)?;
+        bootstrap::finish_snapshot_db(&layout, snap_meta.index, &cfg)?;
         let start = walpb::Snapshot { index: snap_meta.index, term: snap_meta.term };
-        let (mut wal, read) = match Wal::open_in(fs.clone(), &wal_dir, start) {
+        let wal_opts = cfg.wal_options();
+        let (wal, read) = match Wal::open(&wal_dir, start, &wal_opts) {
             Err(etcdkit_wal::Error::UnexpectedEof { .. }) => {
                 // A torn last record was never acknowledged: cut it off (etcd's repair).
-                etcdkit_wal::repair_in(&*fs, &wal_dir)?;
-                Wal::open_in(fs.clone(), &wal_dir, start)?
+                etcdkit_wal::repair(&*fs, &wal_dir)?;
+                Wal::open(&wal_dir, start, &wal_opts)?
             }
             r => r?,
         };
-        wal.set_segment_size(cfg.wal_segment_size);
         let md = Metadata::decode(read.metadata.as_slice())
             .map_err(|e| Error::DataDir { path: wal_dir.clone(), what: format!("WAL metadata: {e}") })?;
         let store = Store::open(&db_path, cfg.store.clone())?;
@@ -682,7 +675,7 @@ impl Member {
                 term: self.applied_term,
             },
         };
-        snap::save_in(&**self.cfg.fs(), &self.snap_dir, &s)?;
+        snap::save(&**self.cfg.fs(), &self.snap_dir, &s)?;
         self.wal.save_snapshot(walpb::Snapshot { index: self.applied, term: self.applied_term })?;
         self.snapshot_index = self.applied;
         let keep_from = self.applied.saturating_sub(self.cfg.catch_up_entries);
@@ -696,7 +689,7 @@ impl Member {
     /// Installs a leader's snapshot: the db it carries replaces ours.
     fn install_snapshot(&mut self, s: eraftpb::Snapshot) -> Result<()> {
         let meta = s.get_metadata().clone();
-        let pending = snapshot_db_path(&self.snap_dir, meta.index);
+        let pending = self.cfg.layout().received_db(meta.index);
         let fs = self.cfg.fs().clone();
         write_synced(&*fs, &pending, &s.data)?;
         let cs = convert::conf_state_to_etcd(meta.get_conf_state());
@@ -709,10 +702,10 @@ impl Member {
             data: Some(v2store::bootstrap_store_json(&members.values().cloned().collect::<Vec<_>>())),
             metadata: raftpb::SnapshotMetadata { conf_state: cs, index: meta.index, term: meta.term },
         };
-        snap::save_in(&*fs, &self.snap_dir, &rs)?;
+        snap::save(&*fs, &self.snap_dir, &rs)?;
         self.wal.save_snapshot(walpb::Snapshot { index: meta.index, term: meta.term })?;
         self.wal.sync()?;
-        let db = self.snap_dir.join("db");
+        let db = self.cfg.layout().db();
         fs.rename(&pending, &db).map_err(Error::io("rename", &pending))?;
         sync_dir(&*fs, &self.snap_dir)?;
         // The old store (and its lock) belong to the replaced file.
@@ -746,101 +739,5 @@ fn no_leader(e: raft::Error) -> Error {
     match e {
         raft::Error::ProposalDropped => Error::NoLeader,
         e => Error::Raft(e),
-    }
-}
-
-/// etcd's name for a received db: `snap/<index %016x>.snap.db`.
-fn snapshot_db_path(snap_dir: &Path, index: u64) -> PathBuf {
-    snap_dir.join(format!("{index:016x}.snap.db"))
-}
-
-/// If a received db for the snapshot at `index` is waiting and the db is
-/// older, moves it into place (finishing an interrupted install).
-fn finish_snapshot_db(snap_dir: &Path, index: u64, cfg: &Config) -> Result<()> {
-    let fs = cfg.fs();
-    let pending = snapshot_db_path(snap_dir, index);
-    if index == 0 || !fs.exists(&pending) {
-        return Ok(());
-    }
-    let db = snap_dir.join("db");
-    let current_ci = if fs.exists(&db) {
-        let s = Store::open(&db, cfg.store.clone())?;
-        s.consistent_index()
-    } else {
-        0
-    };
-    if current_ci < index {
-        fs.rename(&pending, &db).map_err(Error::io("rename", &pending))?;
-    } else {
-        fs.remove_file(&pending).map_err(Error::io("remove", &pending))?;
-    }
-    sync_dir(&**fs, snap_dir)
-}
-
-fn write_synced(fs: &dyn Fs, path: &Path, data: &[u8]) -> Result<()> {
-    let f = fs.open(path, Open::Truncate { mode: 0o600 }).map_err(Error::io("create", path))?;
-    f.write_all_at(data, 0).map_err(Error::io("write", path))?;
-    f.sync_all().map_err(Error::io("fsync", path))
-}
-
-fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
-    fs.sync_dir(dir).map_err(Error::io("fsync", dir))
-}
-
-/// A new cluster's data dir: an empty db, bootstrapped as `snapshot restore`
-/// bootstraps one (membership, consistent index, WAL, `.snap`), so real etcd
-/// and this node start from identical state. Built in a temp dir and renamed.
-fn bootstrap_new(cfg: &Config) -> Result<()> {
-    let cluster =
-        cluster::bootstrap(&cfg.name, &cfg.initial_cluster, &cfg.initial_cluster_token, &cfg.advertise_urls())?;
-    let me = cluster.member(&cfg.name).expect("bootstrap checked the local member").id;
-    build_data_dir(cfg, |tmp| {
-        let db = tmp.join("member/snap/db");
-        drop(Store::open(&db, cfg.store.clone())?);
-        restore::write_member_state_in(cfg.fs(), tmp, &cluster, me, cfg.wal_segment_size)?;
-        Ok(())
-    })
-}
-
-/// A member joining a running cluster starts with an empty db and a WAL
-/// holding only its IDs; the leader's snapshot brings it the state.
-fn bootstrap_join(cfg: &Config) -> Result<()> {
-    let (me, cluster_id) = cfg
-        .join_ids
-        .ok_or_else(|| Error::Config("joining an existing cluster needs the member and cluster IDs".into()))?;
-    build_data_dir(cfg, |tmp| {
-        drop(Store::open(tmp.join("member/snap/db"), cfg.store.clone())?);
-        let md = Metadata { node_id: me, cluster_id }.encode_to_vec();
-        Wal::create_in(cfg.fs().clone(), &tmp.join("member/wal"), &md, cfg.wal_segment_size)?.close()?;
-        Ok(())
-    })
-}
-
-fn build_data_dir(cfg: &Config, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let fs = &**cfg.fs();
-    let dir = &cfg.data_dir;
-    let tmp = PathBuf::from(format!("{}.bootstrap-tmp", dir.display()));
-    if fs.exists(&tmp) {
-        fs.remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
-    }
-    let snap_dir = tmp.join("member/snap");
-    fs.create_dir_all(&snap_dir, 0o700).map_err(Error::io("mkdir", &snap_dir))?;
-    if let Err(e) = fill(&tmp) {
-        let _ = fs.remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if fs.exists(dir) {
-        // An existing but empty data dir (or one without `member/`) is replaced.
-        let member = dir.join("member");
-        if fs.exists(&member) {
-            let _ = fs.remove_dir_all(&tmp);
-            return Err(Error::DataDir { path: member, what: "exists without a WAL; refusing to overwrite".into() });
-        }
-        fs.rename(&tmp.join("member"), &member).map_err(Error::io("rename", &tmp))?;
-        fs.remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
-        sync_dir(fs, dir)
-    } else {
-        fs.rename(&tmp, dir).map_err(Error::io("rename", &tmp))?;
-        sync_dir(fs, etcdkit_snapshot::parent(dir))
     }
 }

@@ -14,13 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use etcdkit_mvcc::{DeleteResult, LeaseInfo, PutResult, RangeResult, TxnResult, WatchRequest, WatchResponse};
 use etcdkit_proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, InternalRaftRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
     RangeRequest, TxnRequest,
 };
 use etcdkit_proto::membership;
 use etcdkit_proto::raftpb;
-use etcdkit_mvcc::{DeleteResult, LeaseInfo, PutResult, RangeResult, TxnResult, WatchRequest, WatchResponse};
 use raft::eraftpb::Message;
 
 use crate::apply::Response;

@@ -14,13 +14,13 @@
 //!   acknowledged write present (or overwritten by a later one).
 //!
 //! `SIM_SEEDS=N` sets the number of seeded runs per cluster size (default
-//! 24 for 3 members and 12 for 5; the 1,000 is run by hand).
+//! 24 for 3 members and 12 for 5; 1,000 seeds, `SIM_SEEDS=1000`, are run by hand).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
+use etcdkit_fs::Rng;
 use etcdkit_proto::etcdserverpb::{InternalRaftRequest, PutRequest, RangeRequest};
-use etcdkit_raft_node::transport::Rng;
 use etcdkit_raft_node::{Config, Error, Member, Response};
 use raft::eraftpb::Message;
 

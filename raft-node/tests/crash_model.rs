@@ -9,15 +9,15 @@
 //!
 //! `CRASH_SEEDS` sets how many workloads run (default 3).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcdkit_fs::{Fault, Reboot, SimFs, Xorshift, crash_seeds};
+use etcdkit_fs::{Rng, SimFs, crash_seeds};
+use etcdkit_mvcc::StoreOptions;
 use etcdkit_proto::etcdserverpb::{InternalRaftRequest, PutRequest, RangeRequest};
 use etcdkit_raft_node::{Config, Member, Response};
-use etcdkit_mvcc::StoreOptions;
 use etcdkit_storage::{Options, check};
+use etcdkit_testkit::crash::{clean_run, explore_crashes, fs_with_dir};
 
 fn config(fs: &SimFs) -> Config {
     let mut c = Config::new("n1", "/data/n1.etcd");
@@ -78,7 +78,7 @@ fn run(fs: &SimFs, total: usize, seed: u64) -> Outcome {
         return o;
     }
     let mut i = 0;
-    let mut r = Xorshift(seed | 1);
+    let mut r = Rng::new(seed);
     while i < total {
         for _ in 0..1 + r.below(3) {
             if i == total {
@@ -126,32 +126,23 @@ fn verify(fs: &SimFs, o: &Outcome, what: &str) {
 }
 
 fn fresh() -> SimFs {
-    let fs = SimFs::new();
-    use etcdkit_fs::Fs;
-    fs.create_dir_all(Path::new("/data"), 0o700).unwrap();
-    fs
+    fs_with_dir("/data")
 }
 
 #[test]
 fn crash_at_every_operation_keeps_acknowledged_puts_applied_once() {
-    let seeds = crash_seeds(3);
     let mut points = 0;
-    for seed in 0..seeds {
+    for seed in 0..crash_seeds(3) {
         let total = 30;
-        let clean = fresh();
-        let base = clean.ops();
-        let all = run(&clean, total, seed);
+        let (ops, all) = clean_run(&fresh, |fs| run(fs, total, seed));
         assert_eq!(all.acked.len(), total, "a clean run acknowledges every put");
-        let ops = clean.ops() - base;
-        for n in 0..ops {
-            let fs = fresh();
-            fs.inject(Fault::CrashAt(base + n));
-            let o = run(&fs, total, seed);
-            for (mode, label) in Reboot::each(seed ^ n) {
-                verify(&fs.reboot(mode), &o, &format!("seed {seed} crash at op {n}/{ops} ({label})"));
-                points += 1;
-            }
-        }
+        points += explore_crashes(
+            ops,
+            &fresh,
+            seed,
+            |fs| run(fs, total, seed),
+            |p| verify(&p.after, p.outcome, &format!("seed {seed} {}", p.label)),
+        );
     }
     eprintln!("raft-node: {points} crash points verified");
 }

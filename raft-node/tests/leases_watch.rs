@@ -8,29 +8,17 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::eventually;
-use etcdkit_proto::etcdserverpb::{PutRequest, RangeRequest};
-use etcdkit_raft_node::{Config, Error, LocalNetwork, Node};
+use common::{eventually, start_three};
 use etcdkit_mvcc::{ManualClock, WatchRequest};
+use etcdkit_proto::etcdserverpb::{PutRequest, RangeRequest};
+use etcdkit_raft_node::{Error, LocalNetwork, Node};
 
 fn cluster(tmp: &std::path::Path, clock: &ManualClock) -> Vec<Node> {
-    let net = LocalNetwork::new(3);
-    let names = ["a", "b", "c"];
-    let c = "a=http://127.0.0.1:1,b=http://127.0.0.1:2,c=http://127.0.0.1:3";
-    let nodes: Vec<Node> = names
-        .iter()
-        .map(|n| {
-            let mut cfg = Config::new(n, tmp.join(format!("{n}.etcd")));
-            cfg.initial_cluster = c.into();
-            cfg.tick_interval = Duration::from_millis(10);
-            cfg.store.clock = Arc::new(clock.clone());
-            Node::open_on(cfg, &net).unwrap()
-        })
-        .collect();
-    for n in &nodes {
-        n.wait_leader(Duration::from_secs(10)).unwrap();
-    }
-    nodes
+    start_three(tmp, &LocalNetwork::new(3), |mut cfg| {
+        cfg.tick_interval = Duration::from_millis(10);
+        cfg.store.clock = Arc::new(clock.clone());
+        cfg
+    })
 }
 
 #[test]

@@ -6,15 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::eventually;
+use common::{eventually, start_three};
 use etcdkit_proto::etcdserverpb::RangeRequest;
 use etcdkit_raft_node::{Config, LocalNetwork, Node};
 
 const TOKEN: &str = "membership-test";
 
-fn config(dir: &std::path::Path, name: &str, cluster: &str) -> Config {
-    let mut c = Config::new(name, dir.join(format!("{name}.etcd")));
-    c.initial_cluster = cluster.into();
+/// This file's member settings: small snapshots, fast ticks.
+fn tune(mut c: Config) -> Config {
     c.initial_cluster_token = TOKEN.into();
     c.tick_interval = Duration::from_millis(10);
     c.snapshot_count = 20;
@@ -25,7 +24,8 @@ fn config(dir: &std::path::Path, name: &str, cluster: &str) -> Config {
 
 /// The config of a member added with `member add` (`m`) joining the cluster.
 fn join_config(dir: &std::path::Path, name: &str, m: &etcdkit_proto::membership::Member, cluster_id: u64) -> Config {
-    let mut cfg = config(dir, name, "");
+    let mut cfg = tune(Config::new(name, dir.join(format!("{name}.etcd"))));
+    cfg.initial_cluster = String::new();
     cfg.join_existing = true;
     cfg.join_ids = Some((m.id, cluster_id));
     cfg
@@ -35,24 +35,20 @@ fn all() -> RangeRequest {
     RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }
 }
 
-fn start_three(tmp: &std::path::Path, net: &LocalNetwork) -> Vec<Node> {
-    let cluster = "a=http://127.0.0.1:1,b=http://127.0.0.1:2,c=http://127.0.0.1:3";
-    let nodes: Vec<Node> =
-        ["a", "b", "c"].iter().map(|n| Node::open_on(config(tmp, n, cluster), net).unwrap()).collect();
-    for n in &nodes {
-        n.wait_leader(Duration::from_secs(10)).unwrap();
+/// Three members with `keys` keys written, on a network seeded with `seed`.
+fn three_with_keys(seed: u64, keys: usize) -> (tempfile::TempDir, LocalNetwork, Vec<Node>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = LocalNetwork::new(seed);
+    let nodes = start_three(tmp.path(), &net, tune);
+    for i in 0..keys {
+        nodes[i % 3].put(format!("k{i:03}").as_bytes(), b"v").unwrap();
     }
-    nodes
+    (tmp, net, nodes)
 }
 
 #[test]
 fn join_catches_up_by_snapshot_and_the_leader_can_be_removed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let net = LocalNetwork::new(7);
-    let nodes = start_three(tmp.path(), &net);
-    for i in 0..100 {
-        nodes[i % 3].put(format!("k{i:03}").as_bytes(), b"v").unwrap();
-    }
+    let (tmp, net, nodes) = three_with_keys(7, 100);
     // Add d; it starts with nothing and receives the leader's db.
     let m = nodes[1].member_add(&["http://127.0.0.1:4".into()], false, TOKEN).unwrap();
     let cfg = join_config(tmp.path(), "d", &m, nodes[0].cluster_id());
@@ -101,12 +97,7 @@ fn join_catches_up_by_snapshot_and_the_leader_can_be_removed() {
 
 #[test]
 fn a_learner_is_added_and_promoted() {
-    let tmp = tempfile::tempdir().unwrap();
-    let net = LocalNetwork::new(11);
-    let nodes = start_three(tmp.path(), &net);
-    for i in 0..30 {
-        nodes[0].put(format!("k{i}").as_bytes(), b"v").unwrap();
-    }
+    let (tmp, net, nodes) = three_with_keys(11, 30);
     let m = nodes[0].member_add(&["http://127.0.0.1:5".into()], true, TOKEN).unwrap();
     assert!(m.is_learner);
     let cfg = join_config(tmp.path(), "e", &m, nodes[0].cluster_id());
@@ -125,9 +116,7 @@ fn a_learner_is_added_and_promoted() {
 
 #[test]
 fn threaded_nodes_converge_over_a_faulty_network() {
-    let tmp = tempfile::tempdir().unwrap();
-    let net = LocalNetwork::new(23);
-    let nodes = start_three(tmp.path(), &net);
+    let (_tmp, net, nodes) = three_with_keys(23, 0);
     // Puts whose proposal the network drops time out; the test goes on.
     net.set_faults(etcdkit_raft_node::Faults { drop: 0.05, duplicate: 0.05, delay: 0.05 });
     let mut acked = Vec::new();

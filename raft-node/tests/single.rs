@@ -13,13 +13,19 @@ fn config(dir: &std::path::Path) -> Config {
     c
 }
 
+/// The node of `cfg`, once it leads.
+fn leading(cfg: Config) -> Node {
+    let node = Node::open(cfg).unwrap();
+    node.wait_leader(Duration::from_secs(5)).unwrap();
+    node
+}
+
 #[test]
 fn writes_survive_restart_and_the_wal_is_etcds() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path());
     {
-        let node = Node::open(cfg.clone()).unwrap();
-        node.wait_leader(Duration::from_secs(5)).unwrap();
+        let node = leading(cfg.clone());
         for i in 0..50 {
             let r = node.put(format!("k{i:02}").as_bytes(), format!("v{i}").as_bytes()).unwrap();
             assert_eq!(r.rev, i + 2);
@@ -33,8 +39,7 @@ fn writes_survive_restart_and_the_wal_is_etcds() {
     }
     // Restart: the data is there, the revision goes on.
     {
-        let node = Node::open(cfg.clone()).unwrap();
-        node.wait_leader(Duration::from_secs(5)).unwrap();
+        let node = leading(cfg.clone());
         assert_eq!(node.get(b"k49").unwrap(), Some(b"v49".to_vec()));
         assert_eq!(node.put(b"after", b"restart").unwrap().rev, 52);
         let s = node.status().unwrap();
@@ -43,7 +48,7 @@ fn writes_survive_restart_and_the_wal_is_etcds() {
         node.close().unwrap();
     }
     // The WAL holds the puts as etcd encodes them.
-    let wal = etcdkit_wal::read_all(&cfg.data_dir.join("member/wal"), Default::default()).unwrap();
+    let wal = etcdkit_wal::read_all(&etcdkit_fs::RealFs, &cfg.data_dir.join("member/wal"), Default::default()).unwrap();
     let puts: Vec<Vec<u8>> = wal
         .entries
         .iter()
@@ -64,11 +69,9 @@ fn e_type_normal(d: &[u8]) -> bool {
 fn crash_without_close_loses_no_acknowledged_write() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path());
-    let node = Node::open(cfg.clone()).unwrap();
-    node.wait_leader(Duration::from_secs(5)).unwrap();
-    for i in 0..20 {
-        node.put(format!("c{i}").as_bytes(), b"x").unwrap();
-    }
+    let node = leading(cfg.clone());
+    let keys: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    keys.iter().for_each(|k| drop(node.put(k.as_bytes(), b"x").unwrap()));
     // No clean shutdown: the store's batch is lost, the WAL has the entries.
     node.kill();
     drop(node);
@@ -106,8 +109,7 @@ fn proposals_beyond_the_limit_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = config(tmp.path());
     cfg.max_pending = 4;
-    let node = Node::open(cfg).unwrap();
-    node.wait_leader(Duration::from_secs(5)).unwrap();
+    let node = leading(cfg);
     let pending: Vec<_> = (0..64)
         .map(|i| {
             node.put_request(etcdkit_proto::etcdserverpb::PutRequest {
@@ -131,7 +133,7 @@ fn kills_at_random_points_lose_nothing_and_apply_nothing_twice() {
     use std::sync::{Arc, Mutex};
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path());
-    let mut rng = etcdkit_raft_node::transport::Rng::new(42);
+    let mut rng = etcdkit_fs::Rng::new(42);
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     for round in 0..8 {
         let node = Arc::new(Node::open(cfg.clone()).unwrap());

@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, io_err};
 use etcdkit_fs::Open;
 
-use crate::writeback::{parent, with_writeback};
+use crate::writeback::with_writeback;
+use etcdkit_schema::bucket::KEY;
+use etcdkit_schema::parent;
 
 /// What `etcdctl snapshot status` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,12 +37,7 @@ pub fn has_checksum(size: u64) -> bool {
 }
 
 /// Computes the status of the snapshot (or raw db) at `path`.
-pub fn status(path: &Path) -> Result<Status, Error> {
-    status_in(&etcdkit_fs::real(), path)
-}
-
-/// [`status`] of a file on `fs`.
-pub fn status_in(fs: &std::sync::Arc<dyn etcdkit_fs::Fs>, path: &Path) -> Result<Status, Error> {
+pub fn status(fs: &std::sync::Arc<dyn etcdkit_fs::Fs>, path: &Path) -> Result<Status, Error> {
     let db = crate::inspect::open_ro(fs, path)?;
     let tx = db.begin()?;
     // The structure check and the hash walk read the same pages: run them side by side.
@@ -65,7 +62,7 @@ pub fn status_in(fs: &std::sync::Arc<dyn etcdkit_fs::Fs>, path: &Path) -> Result
 /// its first and last revisions.
 fn hash_walk(tx: &etcdkit_storage::Tx<'_>) -> Result<(u32, i64, u64), Error> {
     let buckets = tx.buckets()?;
-    let key_bucket = buckets.iter().find(|(n, _)| *n == b"key").map(|(_, b)| b);
+    let key_bucket = buckets.iter().find(|(n, _)| *n == KEY).map(|(_, b)| b);
     let split = key_bucket.and_then(split_point);
     std::thread::scope(|s| {
         let upper = key_bucket.zip(split).map(|(key, at)| {
@@ -83,8 +80,8 @@ fn hash_walk(tx: &etcdkit_storage::Tx<'_>) -> Result<(u32, i64, u64), Error> {
         // Everything before the split point, and everything after the `key` bucket.
         let (mut head, mut tail) = (Stretch::default(), Stretch::default());
         for (name, b) in &buckets {
-            let is_key = *name == b"key";
-            let st = if split.is_some() && name > &&b"key"[..] { &mut tail } else { &mut head };
+            let is_key = *name == KEY;
+            let st = if split.is_some() && *name > KEY { &mut tail } else { &mut head };
             st.add(name);
             for e in b.entries() {
                 let (k, v) = e?;
@@ -218,8 +215,8 @@ pub fn save_with_progress(db: &Db, path: &Path, progress: &mut crate::Progress<'
 
 /// Checks the sha256 trailer of the snapshot at `path`: `Ok(false)` when the
 /// file has none (a raw db), `Ok(true)` when it matches.
-pub fn verify_trailer(path: &Path) -> Result<bool, Error> {
-    let f = etcdkit_fs::Fs::open(&etcdkit_fs::RealFs, path, Open::Read).map_err(io_err("open", path))?;
+pub fn verify_trailer(fs: &dyn etcdkit_fs::Fs, path: &Path) -> Result<bool, Error> {
+    let f = fs.open(path, Open::Read).map_err(io_err("open", path))?;
     let size = f.len().map_err(io_err("stat", path))?;
     if !has_checksum(size) {
         return Ok(false);

@@ -8,18 +8,19 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The bbolt structure is damaged (etcd: "snapshot file integrity check failed").
+    #[error("snapshot file integrity check failed. {} errors found: {}", .0.len(), .0.join("; "))]
+    Integrity(Vec<String>),
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: io::Error },
     #[error(transparent)]
     Storage(#[from] etcdkit_storage::Error),
-    #[error(transparent)]
-    Wal(#[from] etcdkit_wal::Error),
-    /// The bbolt structure is damaged (etcd: "snapshot file integrity check failed").
-    #[error("snapshot file integrity check failed. {} errors found: {}", .0.len(), .0.join("; "))]
-    Integrity(Vec<String>),
     /// A key of the `key` bucket is not a revision.
     #[error("key bucket: key of {0} bytes is not a revision")]
     BadRevision(usize),
+    /// The data dir's layout, membership or raft `.snap` (etcdkit-schema).
+    #[error(transparent)]
+    DataDir(#[from] etcdkit_schema::Error),
     /// The sha256 trailer does not match the data.
     #[error("expected sha256 {expected}, got {got}")]
     HashMismatch { expected: String, got: String },
@@ -29,24 +30,9 @@ pub enum Error {
     /// The file is too short to be a bbolt database.
     #[error("{path}: {size} bytes is too small for a snapshot")]
     TooSmall { path: PathBuf, size: u64 },
-    /// A bad `--initial-cluster` / `--name` / peer URL combination.
-    #[error("{0}")]
-    Config(String),
     /// Restore refuses to write into a data dir that has content (etcdutl's rule).
     #[error("data-dir {0:?} not empty or could not be read")]
     DataDirNotEmpty(PathBuf),
-    /// A raft `.snap` file is empty, or holds no data.
-    #[error("{0}: empty snapshot")]
-    EmptySnap(PathBuf),
-    /// A raft `.snap` file's CRC does not match its data.
-    #[error("{path}: crc mismatch (stored {stored:#010x}, computed {computed:#010x})")]
-    SnapCrcMismatch { path: PathBuf, stored: u32, computed: u32 },
-    /// A raft `.snap` file or its raft snapshot does not decode.
-    #[error("{path}: cannot decode: {what}")]
-    SnapDecode { path: PathBuf, what: String },
-    /// No usable `.snap` file in a snap directory.
-    #[error("{0}: no available snapshot")]
-    NoSnapshot(PathBuf),
     /// The etcd schema of a database is broken (verify, inspect).
     #[error("{0}")]
     Schema(String),

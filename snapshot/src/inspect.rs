@@ -15,8 +15,9 @@ use std::sync::Arc;
 use etcdkit_fs::Fs;
 
 use crate::Error;
+use crate::decode::decode_entry_json;
 use crate::error::io_err;
-use crate::schema::{decode_entry_json, parse_rev_key};
+use etcdkit_schema::Revision;
 
 /// Opens the db (or snapshot) at `path` on `fs` read-only; a missing file is
 /// an I/O error (not a new database).
@@ -30,12 +31,7 @@ pub(crate) fn open_ro(fs: &Arc<dyn Fs>, path: &Path) -> Result<Db, Error> {
 
 /// Writes one JSON line per entry of every top-level bucket of the db (or
 /// snapshot) at `path`, in bucket and key order (the fixtures' `decoded.jsonl`).
-pub fn inspect(path: &Path, out: &mut dyn Write) -> Result<(), Error> {
-    inspect_in(&etcdkit_fs::real(), path, out)
-}
-
-/// [`inspect`] of a file on `fs`.
-pub fn inspect_in(fs: &Arc<dyn Fs>, path: &Path, out: &mut dyn Write) -> Result<(), Error> {
+pub fn inspect(fs: &Arc<dyn Fs>, path: &Path, out: &mut dyn Write) -> Result<(), Error> {
     let db = open_ro(fs, path)?;
     let tx = db.begin()?;
     let stdout = |e: std::io::Error| Error::Io { op: "write", path: "<output>".into(), source: e };
@@ -76,12 +72,7 @@ pub struct KeySpace {
 
 impl KeySpace {
     /// Reads the `key` bucket of the db (or snapshot) at `path`.
-    pub fn load(path: &Path) -> Result<KeySpace, Error> {
-        Self::load_in(&etcdkit_fs::real(), path)
-    }
-
-    /// [`KeySpace::load`] of a file on `fs`.
-    pub fn load_in(fs: &Arc<dyn Fs>, path: &Path) -> Result<KeySpace, Error> {
+    pub fn load(fs: &Arc<dyn Fs>, path: &Path) -> Result<KeySpace, Error> {
         let db = open_ro(fs, path)?;
         let tx = db.begin()?;
         Self::from_tx(&tx)
@@ -91,13 +82,13 @@ impl KeySpace {
     pub fn from_tx(tx: &Tx<'_>) -> Result<KeySpace, Error> {
         let mut keys = BTreeMap::new();
         let mut revision = 0;
-        let Some(b) = tx.bucket(b"key")? else {
+        let Some(b) = tx.bucket(etcdkit_schema::bucket::KEY)? else {
             return Err(Error::Schema("no \"key\" bucket: not an etcd v3 db".into()));
         };
         for e in b.iter() {
             let (ek, ev) = e?;
             let ev = ev.unwrap_or_default();
-            let (rev, tomb) = parse_rev_key(ek)
+            let (rev, tomb) = Revision::from_key(ek)
                 .ok_or_else(|| Error::Schema(format!("key bucket: key of {} bytes is not a revision", ek.len())))?;
             let kv = KeyValue::decode(ev).map_err(|err| {
                 Error::Schema(format!("key bucket: revision {}.{}: KeyValue: {err}", rev.main, rev.sub))

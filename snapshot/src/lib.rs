@@ -15,7 +15,9 @@
 //!   etcd schema, sha256 trailer, and its status.
 //! - [`inspect`] decodes every bucket entry with etcd's types (JSON lines) and
 //!   [`inspect::diff`] lists the keys two snapshots disagree on.
-//! - [`snap`] reads and writes raft `.snap` files.
+//!
+//! etcd's bucket names, data-dir layout, raft `.snap` files and bootstrap
+//! membership are `etcdkit-schema`'s.
 //!
 //! ```no_run
 //! use etcdkit_snapshot::restore::{RestoreConfig, restore};
@@ -27,19 +29,15 @@
 #![forbid(unsafe_code)]
 
 mod backup;
-pub mod cluster;
+pub mod decode;
 mod error;
 pub mod inspect;
 pub mod restore;
-pub mod schema;
-pub mod snap;
-pub mod v2store;
 pub mod verify;
 mod writeback;
 
-pub use backup::{Status, has_checksum, human_bytes, save, save_with_progress, status, status_in, verify_trailer};
+pub use backup::{Status, has_checksum, human_bytes, save, save_with_progress, status, verify_trailer};
 pub use error::Error;
-pub use writeback::{parent, sync_dir};
 
 /// A progress callback: `(bytes done, bytes in all)`.
 pub type Progress<'a> = dyn FnMut(u64, u64) + 'a;

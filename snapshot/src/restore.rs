@@ -2,20 +2,17 @@
 //! `etcdctl snapshot restore` (3.4) / `etcdutl snapshot restore` (3.5) make it.
 //!
 //! 1. Build the bootstrap cluster from `--initial-cluster`, the token and the
-//!    local name, and check it ([`crate::cluster::bootstrap`]).
+//!    local name, and check it ([`etcdkit_schema::cluster::bootstrap`]).
 //! 2. Copy the file to `member/snap/db`, dropping the sha256 trailer and
 //!    checking it (unless `skip_hash_check`; a file without a trailer needs
 //!    it). The hash runs on a second thread beside the copy and steps 3–4,
 //!    and is compared before the result is renamed into place (a bad hash is
 //!    reported before any other problem).
-//! 3. Check the copy's bbolt structure; then, in one write transaction, empty
-//!    the `members` and `members_removed` buckets, write the new members into
-//!    `members`, and set `meta/consistent_index` to the number of members.
-//! 4. Write the WAL: metadata `{local member ID, cluster ID}`, one
-//!    `ConfChangeAddNode` entry per member (term 1, indexes 1..n, member JSON as
-//!    context, members in ID order), hard state `{term 1, vote lowest ID,
-//!    commit n}`; the raft `.snap` (index n, term 1, voters = all members, the
-//!    v2 store JSON); then the WAL's snapshot record `{n, 1}`.
+//! 3. Check the copy's bbolt structure; then write a new member's state as
+//!    [`etcdkit_schema::write_member_state`] does for any new member: the
+//!    membership buckets and `meta/consistent_index` in one write
+//!    transaction, the WAL with one `ConfChangeAddNode` entry per member, the
+//!    raft `.snap` and the WAL's snapshot record.
 //!
 //! Everything is built in `<data-dir>.restore-tmp` and renamed into place at
 //! the end, so a failed restore leaves no partial data dir. The data dir may
@@ -36,20 +33,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use etcdkit_fs::{Fs, Open};
 
-use etcdkit_proto::Message;
-use etcdkit_proto::etcdserverpb::Metadata;
 use etcdkit_proto::membership::Member;
-use etcdkit_proto::raftpb::{
-    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata,
-};
-use etcdkit_proto::walpb;
+use etcdkit_schema::DataDir;
+use etcdkit_schema::cluster::{Cluster, bootstrap};
 use etcdkit_storage::{Db, Options, check};
 
 use crate::backup::{compare_trailer, sha256_prefix};
-use crate::cluster::{Cluster, bootstrap};
 use crate::error::io_err;
-use crate::writeback::{parent, with_writeback_then};
-use crate::{Error, Progress, has_checksum, snap, v2store};
+use crate::writeback::with_writeback_then;
+use crate::{Error, Progress, has_checksum};
 
 /// What `snapshot restore` is told.
 #[derive(Clone, Debug)]
@@ -97,7 +89,13 @@ impl RestoreConfig {
 impl Default for RestoreConfig {
     /// etcdctl's defaults.
     fn default() -> Self {
-        Self::new("default", "default=http://localhost:2380", "etcd-cluster", "http://localhost:2380", "default.etcd")
+        Self::new(
+            "default",
+            "default=http://localhost:2380",
+            "etcd-cluster",
+            "http://localhost:2380",
+            DataDir::default_for("default").root(),
+        )
     }
 }
 
@@ -140,7 +138,7 @@ pub fn restore(snapshot: &Path, cfg: &RestoreConfig, progress: &mut Progress<'_>
             return Err(Error::DataDirNotEmpty(dir.clone()));
         }
     }
-    let tmp = PathBuf::from(format!("{}.restore-tmp", dir.display()));
+    let tmp = DataDir::new(dir).staging("restore");
     if fs.exists(&tmp) {
         fs.remove_dir_all(&tmp).map_err(io_err("remove", &tmp))?;
     }
@@ -152,8 +150,7 @@ pub fn restore(snapshot: &Path, cfg: &RestoreConfig, progress: &mut Progress<'_>
                 fs.remove_dir_all(dir).map_err(io_err("remove", dir))?;
             }
             fs.rename(&tmp, dir).map_err(io_err("rename", &tmp))?;
-            let p = parent(dir);
-            fs.sync_dir(p).map_err(io_err("fsync", p))?;
+            etcdkit_schema::sync_dir(fs, etcdkit_schema::parent(dir))?;
             Ok(Restored {
                 data_dir: dir.clone(),
                 member_id: me,
@@ -177,9 +174,10 @@ fn build(
     tmp: &Path,
     progress: &mut Progress<'_>,
 ) -> Result<u64, Error> {
-    let snap_dir = tmp.join("member/snap");
+    let layout = DataDir::new(tmp);
+    let snap_dir = layout.snap();
     cfg.fs.create_dir_all(&snap_dir, 0o700).map_err(io_err("mkdir", &snap_dir))?;
-    let db_path = snap_dir.join("db");
+    let db_path = layout.db();
     let fs = &cfg.fs;
     let from = fs.open(snapshot, Open::Read).map_err(io_err("open", snapshot))?;
     let size = from.len().map_err(io_err("stat", snapshot))?;
@@ -198,7 +196,7 @@ fn build(
         });
         let rest = (|| {
             let db = copy_checked(fs, &*from, len, &db_path, check.then_some(&hashed), progress)?;
-            write_member_state_with(fs, tmp, cluster, me, cfg.wal_segment_size, db)?;
+            etcdkit_schema::write_member_state(fs, &layout, cluster, me, cfg.wal_segment_size, db)?;
             Ok(len)
         })();
         // A bad hash is reported before anything else that went wrong.
@@ -213,93 +211,12 @@ fn build(
     })
 }
 
-/// Makes `dir` (which holds a db at `member/snap/db`) a data dir that boots as
-/// a member `me` of a new `cluster`: checks the db, rewrites its membership and
-/// consistent index, writes the WAL and the raft `.snap` (steps 3 and 4 of the
-/// module docs). A new etcdkit node bootstraps an empty db this way.
-pub fn write_member_state(dir: &Path, cluster: &Cluster, me: u64) -> Result<(), Error> {
-    write_member_state_in(&etcdkit_fs::real(), dir, cluster, me, etcdkit_wal::SEGMENT_SIZE)
-}
-
-/// [`write_member_state`] through `fs`, with a WAL segment (sparse) of
-/// `segment_size` bytes (etcd: [`etcdkit_wal::SEGMENT_SIZE`]).
-pub fn write_member_state_in(
-    fs: &Arc<dyn Fs>,
-    dir: &Path,
-    cluster: &Cluster,
-    me: u64,
-    segment_size: u64,
-) -> Result<(), Error> {
-    let db = open_checked(fs, &dir.join("member/snap/db"))?;
-    write_member_state_with(fs, dir, cluster, me, segment_size, db)
-}
-
-/// [`write_member_state_in`] with the data dir's db already open and checked.
-fn write_member_state_with(
-    fs: &Arc<dyn Fs>,
-    dir: &Path,
-    cluster: &Cluster,
-    me: u64,
-    segment_size: u64,
-    db: Db,
-) -> Result<(), Error> {
-    let snap_dir = dir.join("member/snap");
-    rewrite_membership(&db, cluster)?;
-    if db.options().no_sync {
-        db.sync()?;
-    }
-    drop(db);
-
-    let n = cluster.members.len() as u64;
-    let md = Metadata { node_id: me, cluster_id: cluster.id }.encode_to_vec();
-    let mut wal = etcdkit_wal::Wal::create_sparse_in(fs.clone(), &dir.join("member/wal"), &md, segment_size)?;
-    let entries: Vec<Entry> = cluster
-        .members
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let cc = ConfChange {
-                id: 0,
-                r#type: ConfChangeType::ConfChangeAddNode as i32,
-                node_id: m.id,
-                context: Some(m.to_json()),
-            };
-            Entry {
-                r#type: EntryType::EntryConfChange as i32,
-                term: 1,
-                index: i as u64 + 1,
-                data: Some(cc.encode_to_vec()),
-            }
-        })
-        .collect();
-    wal.save(&HardState { term: 1, vote: cluster.members[0].id, commit: n }, &entries)?;
-    let raft_snap = Snapshot {
-        data: Some(v2store::bootstrap_store_json(&cluster.members)),
-        metadata: SnapshotMetadata {
-            conf_state: ConfState { voters: cluster.member_ids(), ..Default::default() },
-            index: n,
-            term: 1,
-        },
-    };
-    snap::save_in(&**fs, &snap_dir, &raft_snap)?;
-    wal.save_snapshot(walpb::Snapshot { index: n, term: 1 })?;
-    wal.close()?;
-    for d in [snap_dir.as_path(), &dir.join("member"), dir] {
-        fs.sync_dir(d).map_err(io_err("fsync", d))?;
-    }
-    Ok(())
-}
-
 const CHUNK: u64 = 16 << 20;
 
-/// Opens the db at `path` for writing and runs bbolt's `Tx.Check` on it.
-fn open_checked(fs: &Arc<dyn Fs>, path: &Path) -> Result<Db, Error> {
-    open_checked_with(fs, path, false)
-}
-
-/// [`open_checked`], committing without fdatasync when `no_sync` (the caller
-/// then syncs: [`Db::sync`]).
-fn open_checked_with(fs: &Arc<dyn Fs>, path: &Path, no_sync: bool) -> Result<Db, Error> {
+/// Opens the db at `path` for writing and runs bbolt's `Tx.Check` on it;
+/// commits without fdatasync when `no_sync` (the caller then syncs:
+/// [`Db::sync`]).
+fn open_checked(fs: &Arc<dyn Fs>, path: &Path, no_sync: bool) -> Result<Db, Error> {
     let db = Db::open(path, Options { fs: fs.clone(), no_sync, ..Options::default() })?;
     let problems = check::check(&db.begin()?);
     if !problems.is_empty() {
@@ -331,32 +248,7 @@ fn copy_checked(
             })
             .map_err(io_err("copy", dst))
         },
-        |_| Ok(open_checked_with(fs, dst, true)),
+        |_| Ok(open_checked(fs, dst, true)),
     )?;
     db
-}
-
-/// Rewrites the db's membership and consistent index (the db is checked by
-/// whoever opened it: [`open_checked`]).
-fn rewrite_membership(db: &Db, cluster: &Cluster) -> Result<(), Error> {
-    let mut tx = db.begin_rw()?;
-    for b in [&b"members"[..], b"members_removed"] {
-        if tx.bucket(b)?.is_some() {
-            tx.delete_bucket(b)?;
-        }
-        tx.create_bucket(b)?;
-    }
-    for b in [&b"key"[..], b"meta"] {
-        tx.create_bucket_if_not_exists(b)?;
-    }
-    {
-        let mut members = tx.bucket(b"members")?.expect("created above");
-        for m in &cluster.members {
-            members.put(format!("{:x}", m.id).as_bytes(), &m.to_json())?;
-        }
-    }
-    let n = cluster.members.len() as u64;
-    tx.bucket(b"meta")?.expect("created above").put(b"consistent_index", &n.to_be_bytes())?;
-    tx.commit()?;
-    Ok(())
 }

@@ -2,7 +2,7 @@
 //! — the bbolt structure (`Tx.Check` and more), etcd's schema, the sha256
 //! trailer — and reports the status numbers from the same walk.
 //!
-//! Schema rules checked (etcd 3.4 invariants, see [`crate::schema`]):
+//! Schema rules checked (etcd 3.4 invariants, see [`crate::decode`]):
 //! - buckets `key` and `meta` exist;
 //! - every `key` entry is a revision key whose value decodes as a KeyValue; a
 //!   put has a key, `mod_revision` = its main revision, `1 ≤ create ≤ mod`,
@@ -29,9 +29,13 @@ use etcdkit_proto::leasepb::Lease;
 use etcdkit_proto::membership::Member;
 use etcdkit_storage::{Db, Options, Tx, Value, check};
 
+use crate::decode::parse_kv;
 use crate::error::io_err;
-use crate::schema::{parse_kv, parse_rev_key};
 use crate::{Error, Progress, Status, has_checksum};
+use etcdkit_schema::Revision;
+use etcdkit_schema::bucket::{
+    self, ALARM, AUTH, AUTH_ROLES, AUTH_USERS, KEY, LEASE, MEMBERS, MEMBERS_REMOVED, META, meta,
+};
 
 /// At most this many schema problems are listed (the count is exact).
 const MAX_LISTED: usize = 100;
@@ -82,12 +86,7 @@ impl Report {
 
 /// Verifies the snapshot (or raw db) at `path`. Files that cannot be opened
 /// as bbolt at all are an `Err`; everything else found is in the report.
-pub fn verify(path: &Path, progress: &mut Progress<'_>) -> Result<Report, Error> {
-    verify_in(&etcdkit_fs::real(), path, progress)
-}
-
-/// [`verify`] of a file on `fs`.
-pub fn verify_in(fs: &Arc<dyn Fs>, path: &Path, progress: &mut Progress<'_>) -> Result<Report, Error> {
+pub fn verify(fs: &Arc<dyn Fs>, path: &Path, progress: &mut Progress<'_>) -> Result<Report, Error> {
     let f = fs.open(path, Open::Read).map_err(io_err("open", path))?;
     let size = f.len().map_err(io_err("stat", path))?;
     let hashed = AtomicU64::new(0);
@@ -143,7 +142,7 @@ fn walk(tx: &Tx<'_>, size: u64, hashed: &AtomicU64, progress: &mut Progress<'_>)
         }
     };
     let names = tx.bucket_names()?;
-    for need in [&b"key"[..], b"meta"] {
+    for need in [KEY, META] {
         if !names.contains(&need) {
             problem(format!("no {:?} bucket", String::from_utf8_lossy(need)));
         }
@@ -152,18 +151,18 @@ fn walk(tx: &Tx<'_>, size: u64, hashed: &AtomicU64, progress: &mut Progress<'_>)
     let mut compacted = None;
     let mut scheduled = None;
     let mut consistent_index = None;
-    if let Some(meta) = tx.bucket(b"meta")? {
+    if let Some(meta) = tx.bucket(META)? {
         for e in meta.iter() {
             let (ek, ev) = e?;
             let ev = ev.unwrap_or_default();
             match ek {
-                b"consistent_index" => match <[u8; 8]>::try_from(ev) {
+                meta::CONSISTENT_INDEX => match <[u8; 8]>::try_from(ev) {
                     Ok(b) => consistent_index = Some(u64::from_be_bytes(b)),
                     Err(_) => problem(format!("meta: consistent_index has {} bytes, not 8", ev.len())),
                 },
-                b"finishedCompactRev" | b"scheduledCompactRev" => match parse_rev_key(ev) {
+                meta::FINISHED_COMPACT_REV | meta::SCHEDULED_COMPACT_REV => match Revision::from_key(ev) {
                     Some((r, false)) if ev.len() == 17 => {
-                        if ek == b"finishedCompactRev" {
+                        if ek == meta::FINISHED_COMPACT_REV {
                             compacted = Some(r.main)
                         } else {
                             scheduled = Some(r.main)
@@ -182,7 +181,7 @@ fn walk(tx: &Tx<'_>, size: u64, hashed: &AtomicU64, progress: &mut Progress<'_>)
     }
 
     let mut leases = HashSet::new();
-    if let Some(b) = tx.bucket(b"lease")? {
+    if let Some(b) = tx.bucket(LEASE)? {
         for e in b.iter() {
             let (ek, ev) = e?;
             let ev = ev.unwrap_or_default();
@@ -228,14 +227,14 @@ fn walk(tx: &Tx<'_>, size: u64, hashed: &AtomicU64, progress: &mut Progress<'_>)
                 progress(walked.max(hashed.load(Ordering::Relaxed)).min(size), size);
             }
             match name {
-                b"key" => {
+                KEY => {
                     revisions += 1;
                     if let Some(main) = k.first_chunk::<8>() {
                         revision = i64::from_be_bytes(*main);
                     }
                     check_revision(k, v, compacted, &mut keys, &mut problem);
                 }
-                b"members" => {
+                MEMBERS => {
                     members += 1;
                     match Member::from_json(v) {
                         Ok(m) if format!("{:x}", m.id).as_bytes() == k => {}
@@ -245,25 +244,25 @@ fn walk(tx: &Tx<'_>, size: u64, hashed: &AtomicU64, progress: &mut Progress<'_>)
                         Err(err) => problem(format!("members: {:?}: {err}", String::from_utf8_lossy(k))),
                     }
                 }
-                b"members_removed"
+                MEMBERS_REMOVED
                     if std::str::from_utf8(k).ok().and_then(|s| u64::from_str_radix(s, 16).ok()).is_none() =>
                 {
                     problem(format!("members_removed: key {:?} is not a member ID", String::from_utf8_lossy(k)));
                 }
-                b"auth" if k == b"authRevision" && v.len() != 8 => {
+                AUTH if k == bucket::auth::REVISION && v.len() != 8 => {
                     problem(format!("auth: authRevision has {} bytes, not 8", v.len()))
                 }
-                b"authUsers" => {
+                AUTH_USERS => {
                     if let Err(err) = User::decode(v) {
                         problem(format!("authUsers: {:?}: {err}", String::from_utf8_lossy(k)));
                     }
                 }
-                b"authRoles" => {
+                AUTH_ROLES => {
                     if let Err(err) = Role::decode(v) {
                         problem(format!("authRoles: {:?}: {err}", String::from_utf8_lossy(k)));
                     }
                 }
-                b"alarm" => {
+                ALARM => {
                     if let Err(err) = AlarmMember::decode(k) {
                         problem(format!("alarm: key: {err}"));
                     }
@@ -310,7 +309,7 @@ fn check_revision<'a>(
     keys: &mut HashMap<&'a [u8], KeyState, FastHash>,
     problem: &mut impl FnMut(String),
 ) {
-    let Some((rev, tomb)) = parse_rev_key(k) else {
+    let Some((rev, tomb)) = Revision::from_key(k) else {
         problem(format!("key bucket: key {} is not a revision", crate::hex(k)));
         return;
     };

@@ -51,16 +51,3 @@ pub(crate) fn with_writeback_then<T, U>(
         Ok((v, u?))
     })
 }
-
-/// The directory holding `p` (`.` for a bare file name).
-pub fn parent(p: &Path) -> &Path {
-    match p.parent() {
-        Some(q) if !q.as_os_str().is_empty() => q,
-        _ => Path::new("."),
-    }
-}
-
-/// Makes a directory's entries (a rename, a new file) durable.
-pub fn sync_dir(p: &Path) -> Result<(), Error> {
-    etcdkit_fs::Fs::sync_dir(&etcdkit_fs::RealFs, p).map_err(io_err("fsync", p))
-}

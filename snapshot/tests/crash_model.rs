@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 use etcdkit_fs::{Fault, Fs, Reboot, SimFs};
 use etcdkit_proto::walpb;
+use etcdkit_schema::snap;
 use etcdkit_snapshot::restore::{RestoreConfig, restore};
-use etcdkit_snapshot::verify::{Trailer, verify_in};
-use etcdkit_snapshot::{save, snap};
+use etcdkit_snapshot::save;
+use etcdkit_snapshot::verify::{Trailer, verify};
 use etcdkit_storage::{Db, Options, check};
+use etcdkit_testkit::crash::{clean_run, explore};
 
 const SNAPSHOT: &str = "/backup/snapshot.db";
 const DATA_DIR: &str = "/restore/m1.etcd";
@@ -44,10 +46,10 @@ fn check_member(fs: &SimFs, what: &str) {
     let meta = tx.bucket(b"meta").unwrap().unwrap();
     assert_eq!(meta.get(b"consistent_index").unwrap(), Some(&1u64.to_be_bytes()[..]), "{what}: consistent index");
     drop(tx);
-    let wal = etcdkit_wal::read_all_in(&*shared, &dir.join("member/wal"), walpb::Snapshot::default())
+    let wal = etcdkit_wal::read_all(&*shared, &dir.join("member/wal"), walpb::Snapshot::default())
         .unwrap_or_else(|e| panic!("{what}: WAL: {e}"));
     assert_eq!(wal.state.commit, 1, "{what}: WAL hard state");
-    snap::load_newest_in(&*shared, &dir.join("member/snap"), None).unwrap_or_else(|e| panic!("{what}: .snap: {e}"));
+    snap::load_newest(&*shared, &dir.join("member/snap"), None).unwrap_or_else(|e| panic!("{what}: .snap: {e}"));
 }
 
 fn fresh(snapshot: &[u8]) -> SimFs {
@@ -60,36 +62,33 @@ fn fresh(snapshot: &[u8]) -> SimFs {
 #[test]
 fn restore_is_all_or_nothing_at_every_crash_point() {
     let snapshot = fixture();
-    let clean = fresh(&snapshot);
-    let base = clean.ops();
-    restore(Path::new(SNAPSHOT), &config(&clean), &mut |_, _| {}).unwrap();
-    check_member(&clean, "clean run");
-    let total = clean.ops() - base;
-    let mut points = 0;
-    for n in 0..total {
-        let fs = fresh(&snapshot);
-        fs.inject(Fault::CrashAt(base + n));
-        let done = restore(Path::new(SNAPSHOT), &config(&fs), &mut |_, _| {}).is_ok();
-        assert!(!done || !fs.crashed(), "op {n}: a crashed restore reported success");
-        for (mode, label) in Reboot::each(n) {
-            let after = fs.reboot(mode);
-            let what = format!("crash at op {n}/{total} ({label})");
-            if after.exists(Path::new(DATA_DIR)) {
-                check_member(&after, &what);
+    let fresh = || fresh(&snapshot);
+    let restore_on = |fs: &SimFs| restore(Path::new(SNAPSHOT), &config(fs), &mut |_, _| {});
+    let (ops, clean) = clean_run(&fresh, |fs| (restore_on(fs), fs.clone()));
+    clean.0.unwrap();
+    check_member(&clean.1, "clean run");
+    let points = explore(
+        ops,
+        &fresh,
+        |at| vec![Fault::CrashAt(at)],
+        Reboot::each,
+        |fs| restore_on(fs).is_ok(),
+        |p| {
+            assert!(!*p.outcome || !p.faulted.crashed(), "{}: a crashed restore reported success", p.label);
+            if p.after.exists(Path::new(DATA_DIR)) {
+                check_member(&p.after, &p.label);
             } else {
-                restore(Path::new(SNAPSHOT), &config(&after), &mut |_, _| {})
-                    .unwrap_or_else(|e| panic!("{what}: restore after the crash: {e}"));
-                check_member(&after, &format!("{what}, restored again"));
+                restore_on(&p.after).unwrap_or_else(|e| panic!("{}: restore after the crash: {e}", p.label));
+                check_member(&p.after, &format!("{}, restored again", p.label));
             }
-            points += 1;
-        }
-    }
+        },
+    );
     eprintln!("restore: {points} crash points verified");
 }
 
 #[test]
 fn save_is_all_or_nothing_at_every_crash_point() {
-    let make = || {
+    let fresh = || {
         let fs = SimFs::new();
         fs.create_dir_all(Path::new("/data"), 0o700).unwrap();
         let db = Db::open("/data/db", Options { fs: Arc::new(fs.clone()), ..Options::default() }).unwrap();
@@ -101,31 +100,32 @@ fn save_is_all_or_nothing_at_every_crash_point() {
             }
         }
         tx.commit().unwrap();
-        (fs, db)
+        fs
     };
-    let (clean, db) = make();
-    let base = clean.ops();
-    save(&db, Path::new("/data/backup.db")).unwrap();
-    let total = clean.ops() - base;
-    let mut points = 0;
-    for n in 0..total {
-        let (fs, db) = make();
-        fs.inject(Fault::CrashAt(fs.ops() + n));
-        let done = save(&db, Path::new("/data/backup.db")).is_ok();
-        assert!(!done, "op {n}: no crash");
-        drop(db);
-        for (mode, label) in Reboot::each(n) {
-            let after = fs.reboot(mode);
-            let what = format!("save, crash at op {n}/{total} ({label})");
-            if after.exists(Path::new("/data/backup.db")) {
-                let shared: Arc<dyn Fs> = Arc::new(after.clone());
-                let r = verify_in(&shared, Path::new("/data/backup.db"), &mut |_, _| {})
-                    .unwrap_or_else(|e| panic!("{what}: verify: {e}"));
-                assert_eq!(r.trailer, Trailer::Ok, "{what}: trailer");
-                assert!(r.structure.is_empty(), "{what}: structure");
+    let save_on = |fs: &SimFs| -> bool {
+        let Ok(db) = Db::open("/data/db", Options { fs: Arc::new(fs.clone()), ..Options::default() }) else {
+            return false;
+        };
+        save(&db, Path::new("/data/backup.db")).is_ok()
+    };
+    let (ops, saved) = clean_run(&fresh, save_on);
+    assert!(saved);
+    let points = explore(
+        ops,
+        &fresh,
+        |at| vec![Fault::CrashAt(at)],
+        Reboot::each,
+        save_on,
+        |p| {
+            assert!(!*p.outcome, "{}: no crash", p.label);
+            if p.after.exists(Path::new("/data/backup.db")) {
+                let shared: Arc<dyn Fs> = Arc::new(p.after.clone());
+                let r = verify(&shared, Path::new("/data/backup.db"), &mut |_, _| {})
+                    .unwrap_or_else(|e| panic!("save, {}: verify: {e}", p.label));
+                assert_eq!(r.trailer, Trailer::Ok, "save, {}: trailer", p.label);
+                assert!(r.structure.is_empty(), "save, {}: structure", p.label);
             }
-            points += 1;
-        }
-    }
+        },
+    );
     eprintln!("save: {points} crash points verified");
 }

@@ -44,7 +44,7 @@ fn snapshots_taken_while_a_writer_commits_are_consistent() {
     for n in 0..8 {
         let path = dir.path().join(format!("snap-{n}.db"));
         save(&db, &path).unwrap();
-        assert!(verify_trailer(&path).unwrap(), "snapshot {n}: sha256 trailer");
+        assert!(verify_trailer(&etcdkit_fs::RealFs, &path).unwrap(), "snapshot {n}: sha256 trailer");
         let copy = Db::open(&path, Options { read_only: true, ..Default::default() }).unwrap();
         let tx = copy.begin().unwrap();
         let problems = check::check(&tx);

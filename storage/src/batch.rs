@@ -241,25 +241,35 @@ mod tests {
         assert_eq!(db.begin().unwrap().bucket(b"b").unwrap().unwrap().iter().count(), 8);
     }
 
+    /// `n` threads, each calling `db.batch` once with `f(thread number)`;
+    /// their join results in thread order.
+    fn batch_threads(
+        db: &Arc<Db>,
+        n: usize,
+        f: fn(usize, &mut TxMut<'_>) -> Result<()>,
+    ) -> Vec<std::thread::Result<Result<()>>> {
+        let threads: Vec<_> = (0..n)
+            .map(|t| {
+                let db = db.clone();
+                std::thread::spawn(move || db.batch(move |tx| f(t, tx)))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join()).collect()
+    }
+
     #[test]
     fn a_failing_closure_gets_its_error_and_the_others_commit() {
         let (_d, db) = db();
-        let threads: Vec<_> = (0..8)
-            .map(|t| {
-                let db = db.clone();
-                std::thread::spawn(move || {
-                    db.batch(move |tx| {
-                        let mut b = tx.bucket(b"b")?.expect("bucket");
-                        b.put(format!("k{t}").as_bytes(), b"v")?;
-                        if t == 3 {
-                            return Err(Error::KeyRequired);
-                        }
-                        Ok(())
-                    })
-                })
-            })
-            .collect();
-        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let results: Vec<_> = batch_threads(&db, 8, |t, tx| {
+            tx.bucket(b"b")?.expect("bucket").put(format!("k{t}").as_bytes(), b"v")?;
+            if t == 3 {
+                return Err(Error::KeyRequired);
+            }
+            Ok(())
+        })
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
         for (t, r) in results.iter().enumerate() {
             assert_eq!(r.is_err(), t == 3, "thread {t}: {r:?}");
         }
@@ -274,20 +284,12 @@ mod tests {
     #[test]
     fn a_panic_resumes_on_its_own_thread_and_the_rest_commit() {
         let (_d, db) = db();
-        let threads: Vec<_> = (0..6)
-            .map(|t| {
-                let db = db.clone();
-                std::thread::spawn(move || {
-                    db.batch(move |tx| {
-                        tx.bucket(b"b")?.expect("bucket").put(format!("k{t}").as_bytes(), b"v")?;
-                        assert!(t != 2, "closure {t} panics");
-                        Ok(())
-                    })
-                })
-            })
-            .collect();
-        for (t, h) in threads.into_iter().enumerate() {
-            let r = h.join();
+        let results = batch_threads(&db, 6, |t, tx| {
+            tx.bucket(b"b")?.expect("bucket").put(format!("k{t}").as_bytes(), b"v")?;
+            assert!(t != 2, "closure {t} panics");
+            Ok(())
+        });
+        for (t, r) in results.into_iter().enumerate() {
             assert_eq!(r.is_err(), t == 2, "thread {t}");
             if let Ok(r) = r {
                 r.unwrap();

@@ -258,19 +258,17 @@ impl<'a> RawCursor<'a> {
 
     /// Moves down to the first leaf element below the top frame.
     fn go_first(&mut self) -> Result<()> {
-        loop {
-            let f = *self.stack.last().unwrap();
-            if f.leaf {
-                return Ok(());
-            }
-            let child = self.child(&f)?;
-            let loc = self.page_node(child)?;
-            self.push(loc, 0)?;
-        }
+        self.descend(false)
     }
 
     /// Moves down to the last leaf element below the top frame.
     fn go_last(&mut self) -> Result<()> {
+        self.descend(true)
+    }
+
+    /// Moves down to a leaf below the top frame, through the first (or, with
+    /// `last`, the last) element of each page.
+    fn descend(&mut self, last: bool) -> Result<()> {
         loop {
             let f = *self.stack.last().unwrap();
             if f.leaf {
@@ -279,8 +277,10 @@ impl<'a> RawCursor<'a> {
             let child = self.child(&f)?;
             let loc = self.page_node(child)?;
             self.push(loc, 0)?;
-            let top = self.stack.last_mut().unwrap();
-            top.index = top.count.saturating_sub(1);
+            if last {
+                let top = self.stack.last_mut().unwrap();
+                top.index = top.count.saturating_sub(1);
+            }
         }
     }
 
@@ -293,46 +293,40 @@ impl<'a> RawCursor<'a> {
             f.index += 1;
             return self.key_value();
         }
-        loop {
-            let mut i = self.stack.len();
-            while i > 0 {
-                let f = &mut self.stack[i - 1];
-                if f.count > 0 && f.index < f.count - 1 {
-                    f.index += 1;
-                    break;
-                }
-                i -= 1;
-            }
-            if i == 0 {
-                // Stay on the last element, as bbolt does.
-                return Ok(None);
-            }
-            self.stack.truncate(i);
-            self.go_first()?;
-            if self.stack.last().unwrap().count == 0 {
-                continue;
-            }
-            return self.key_value();
-        }
+        self.step_across(true)
     }
 
     fn prev_raw(&mut self) -> Result<Option<Hit<'a>>> {
+        self.step_across(false)
+    }
+
+    /// bbolt's `next` / `prev` across pages: up to the nearest frame that can
+    /// step forward (backward), then down to the first (last) element of the
+    /// pages below it; empty leaves are passed over.
+    fn step_across(&mut self, forward: bool) -> Result<Option<Hit<'a>>> {
         loop {
             let mut i = self.stack.len();
             while i > 0 {
                 let f = &mut self.stack[i - 1];
-                if f.index > 0 {
+                if forward && f.count > 0 && f.index < f.count - 1 {
+                    f.index += 1;
+                    break;
+                }
+                if !forward && f.index > 0 {
                     f.index -= 1;
                     break;
                 }
                 i -= 1;
             }
             if i == 0 {
-                self.stack.clear();
+                // Forward, stay on the last element, as bbolt does.
+                if !forward {
+                    self.stack.clear();
+                }
                 return Ok(None);
             }
             self.stack.truncate(i);
-            self.go_last()?;
+            self.descend(!forward)?;
             if self.stack.last().unwrap().count == 0 {
                 continue;
             }
@@ -395,26 +389,45 @@ impl<'a> RawCursor<'a> {
 /// path of read-only transactions, kept free of cursor machinery.
 #[inline]
 fn lookup_pages<'a>(tree: &Tree<'a>, mut id: Pgid, key: &[u8]) -> Result<Option<Hit<'a>>> {
-    let (mut lo_hint, mut hi_hint) = (None, None);
+    let mut hints = (None, None);
     for _ in 0..MAX_DEPTH {
-        let p = tree.page(id)?;
-        let (i, exact) = p.search_within(key, lo_hint, hi_hint)?;
-        if p.is_leaf() {
-            if !exact {
-                return Ok(None);
-            }
-            let e = p.leaf(i)?;
-            return Ok(Some((e.key, e.value, e.flags)));
+        match lookup_step(&tree.page(id)?, key, &mut hints)? {
+            Next::Done(hit) => return Ok(hit),
+            Next::Child(child) => id = child,
         }
-        if p.count == 0 {
-            return Err(Error::corrupt(p.id, p.offset, "branch page without elements"));
-        }
-        let i = if !exact && i > 0 { i - 1 } else { i.min(p.count - 1) };
-        lo_hint = key_prefix(p.key(i)?);
-        hi_hint = if i + 1 < p.count { key_prefix(p.key(i + 1)?) } else { hi_hint };
-        id = p.child(i);
     }
     Err(Error::TooDeep { pgid: id, max: MAX_DEPTH })
+}
+
+/// Where a point lookup goes from one page.
+enum Next<'a> {
+    /// A leaf: the entry equal to the key, if any.
+    Done(Option<Hit<'a>>),
+    /// A branch: the child holding the key.
+    Child(Pgid),
+}
+
+/// One page of a point lookup; `hints` (prefixes of the separator keys around
+/// the page, from its parent) narrow its search and are narrowed for the child.
+#[inline]
+fn lookup_step<'a>(p: &PageRef<'a>, key: &[u8], hints: &mut (Option<u64>, Option<u64>)) -> Result<Next<'a>> {
+    let (i, exact) = p.search_within(key, hints.0, hints.1)?;
+    if p.is_leaf() {
+        if !exact {
+            return Ok(Next::Done(None));
+        }
+        let e = p.leaf(i)?;
+        return Ok(Next::Done(Some((e.key, e.value, e.flags))));
+    }
+    if p.count == 0 {
+        return Err(Error::corrupt(p.id, p.offset, "branch page without elements"));
+    }
+    let i = if !exact && i > 0 { i - 1 } else { i.min(p.count - 1) };
+    hints.0 = key_prefix(p.key(i)?);
+    if i + 1 < p.count {
+        hints.1 = key_prefix(p.key(i + 1)?);
+    }
+    Ok(Next::Child(p.child(i)))
 }
 
 /// Point lookup without a cursor stack: the leaf entry equal to `key`.
@@ -423,29 +436,15 @@ pub(crate) fn lookup<'a>(c: &RawCursor<'a>, key: &[u8]) -> Result<Option<Hit<'a>
         return lookup_pages(&c.tree, c.b.root, key);
     }
     let mut loc = c.page_node(c.b.root)?;
-    // Prefixes of the separator keys around the current page, from its parent.
-    let (mut lo_hint, mut hi_hint) = (None, None);
+    let mut hints = (None, None);
     for _ in 0..MAX_DEPTH {
         match loc {
-            Loc::Page(p) => {
-                let (i, exact) = p.search_within(key, lo_hint, hi_hint)?;
-                if p.is_leaf() {
-                    if !exact {
-                        return Ok(None);
-                    }
-                    let e = p.leaf(i)?;
-                    return Ok(Some((e.key, e.value, e.flags)));
-                }
-                if p.count == 0 {
-                    return Err(Error::corrupt(p.id, p.offset, "branch page without elements"));
-                }
-                let i = if !exact && i > 0 { i - 1 } else { i.min(p.count - 1) };
-                lo_hint = key_prefix(p.key(i)?);
-                hi_hint = if i + 1 < p.count { key_prefix(p.key(i + 1)?) } else { hi_hint };
-                loc = c.page_node(p.child(i))?;
-            }
+            Loc::Page(p) => match lookup_step(&p, key, &mut hints)? {
+                Next::Done(hit) => return Ok(hit),
+                Next::Child(child) => loc = c.page_node(child)?,
+            },
             Loc::Node(n) => {
-                (lo_hint, hi_hint) = (None, None);
+                hints = (None, None);
                 let node = &c.tree.nodes[n];
                 let m = c.tree.mem();
                 let (i, exact) = node.search(&m, key);

@@ -129,10 +129,6 @@ impl Freelist {
         v
     }
 
-    pub fn is_free(&self, id: Pgid) -> bool {
-        self.cache.contains(&id)
-    }
-
     /// Replaces the free set with `ids` (pending ids are filtered out).
     pub fn load(&mut self, mut ids: Vec<Pgid>) {
         let pending: IdSet = self.pending.values().flat_map(|p| p.ids.iter().copied()).collect();

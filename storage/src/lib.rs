@@ -32,10 +32,11 @@
 //!
 //! etcd's multi-version store on top of it is the `etcdkit-mvcc` crate.
 //!
-//! The byte layouts are documented in the modules that own them: [`page`],
-//! [`meta`], [`freelist`]. This crate has no `unsafe` code: the memory map and every file operation
-//! go through [`etcdkit_fs`] (so tests can inject faults and crashes, see
-//! `Options::fs`).
+//! The byte layouts are documented in the modules that own them (`page.rs`,
+//! `meta.rs`, `freelist.rs`); [`raw`] exposes page views for inspection
+//! tools. This crate has no `unsafe` code: the memory map and every file
+//! operation go through [`etcdkit_fs`] (so tests can inject faults and
+//! crashes, see `Options::fs`).
 #![forbid(unsafe_code)]
 
 mod batch;
@@ -44,12 +45,12 @@ pub mod compact;
 mod cursor;
 mod db;
 mod error;
-pub mod freelist;
+mod freelist;
 mod idhash;
-pub mod meta;
+mod meta;
 mod mmap;
 mod node;
-pub mod page;
+mod page;
 mod tx;
 mod wstate;
 
@@ -58,15 +59,20 @@ pub type Pgid = u64;
 /// A transaction id.
 pub type Txid = u64;
 
-/// A seeded xorshift64 generator for the unit tests' random inputs.
+/// A seeded generator for the unit tests' random inputs.
 #[cfg(test)]
-pub(crate) fn test_rng(mut seed: u64) -> impl FnMut() -> u64 {
-    move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    }
+pub(crate) fn test_rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut r = etcdkit_fs::Rng::new(seed);
+    move || r.next_u64()
+}
+
+/// Byte-level views of a file's pages, for inspection tools (bbolt's `page`
+/// and `pages` commands, `etcdkit bolt page`) and fuzzing; the layouts are
+/// documented in `page.rs`, `meta.rs` and `freelist.rs`.
+pub mod raw {
+    pub use crate::freelist::read_page as freelist_ids;
+    pub use crate::meta::{MAGIC, Meta, PGID_NO_FREELIST};
+    pub use crate::page::{BucketHeader, FREELIST_FLAG, META_FLAG, PageHeader, PageRef};
 }
 
 pub use cursor::{Cursor, Entry, Iter};

@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn fresh_file_checksums_match_real_bbolt() {
-        // Golden values from a file created by real bbolt 1.3.6 (formats.md §1.5).
+        // Golden values from a file created by real bbolt 1.3.6 (the layout in the module docs).
         assert_eq!(fresh(0).sum64(), 0x07516e114689fdee);
         assert_eq!(fresh(1).sum64(), 0x264c351a5179480f);
     }

@@ -9,11 +9,11 @@
 //! `CRASH_SEEDS` sets how many workloads run (default 6).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
-use etcdkit_fs::{Fault, Reboot, SimFs, Xorshift, crash_seeds};
+use etcdkit_fs::{Fault, Reboot, Rng, SimFs, crash_seeds};
 use etcdkit_storage::{Bucket, Db, Error, Options, Value, check};
+use etcdkit_testkit::crash::{clean_run, explore, explore_crashes, fs_with_dir, short_write_or_failure};
 
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -30,7 +30,7 @@ const BUCKETS: [&[&str]; 3] = [&["a"], &["b"], &["b", "n"]];
 
 /// The workload: `commits` transactions of a few operations each.
 fn workload(seed: u64, commits: usize) -> Vec<Vec<Op>> {
-    let mut r = Xorshift(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+    let mut r = Rng::new(seed);
     (0..commits)
         .map(|_| {
             (0..1 + r.below(12))
@@ -229,10 +229,7 @@ fn verify(fs: &SimFs, allowed: &[State], opened: bool, what: &str) {
 }
 
 fn fresh() -> SimFs {
-    let fs = SimFs::new();
-    use etcdkit_fs::Fs;
-    fs.create_dir_all(Path::new("/data"), 0o700).unwrap();
-    fs
+    fs_with_dir("/data")
 }
 
 #[test]
@@ -240,77 +237,43 @@ fn crash_at_every_operation_leaves_a_committed_state() {
     let mut points = 0u64;
     for seed in 0..crash_seeds(6) {
         let txs = workload(seed, 30);
-        let clean = fresh();
-        let base = clean.ops();
-        let all = run(&clean, &txs);
+        let (ops, all) = clean_run(&fresh, |fs| run(fs, &txs));
         assert_eq!(all.acked.len(), txs.len());
-        let total = clean.ops() - base;
-        for n in 0..total {
-            let fs = fresh();
-            fs.inject(Fault::CrashAt(base + n));
-            let o = run(&fs, &txs);
-            assert!(fs.crashed(), "seed {seed} op {n}: no crash");
-            let allowed = o.allowed(&txs);
-            for (mode, label) in Reboot::each(seed * 7919 + n) {
-                verify(&fs.reboot(mode), &allowed, o.opened, &format!("seed {seed} crash at op {n}/{total} ({label})"));
-                points += 1;
-            }
-        }
+        points += explore_crashes(
+            ops,
+            &fresh,
+            seed,
+            |fs| run(fs, &txs),
+            |p| verify(&p.after, &p.outcome.allowed(&txs), p.outcome.opened, &format!("seed {seed} {}", p.label)),
+        );
     }
     eprintln!("page store: {points} crash points verified");
     assert!(points > 0);
 }
 
+/// A short write, or one failed operation (an fsync error, a write error)
+/// after which the workload goes on and the process crashes a little later:
+/// nothing acknowledged may be lost and the file must not mix the failed
+/// commit with later ones.
 #[test]
-fn short_writes_at_every_write_leave_a_committed_state() {
+fn short_writes_and_failures_then_a_crash_lose_nothing_acknowledged() {
     let mut points = 0u64;
     for seed in 0..crash_seeds(6) {
         let txs = workload(seed + 1000, 20);
-        let clean = fresh();
-        run(&clean, &txs);
-        for n in 0..clean.ops() {
-            let fs = fresh();
-            fs.inject(Fault::ShortWriteAt(n));
-            let o = run(&fs, &txs);
-            let allowed = o.allowed(&txs);
-            for (mode, label) in Reboot::each(seed + n) {
-                verify(&fs.reboot(mode), &allowed, o.opened, &format!("seed {seed} short write at op {n} ({label})"));
-                points += 1;
-            }
+        let (ops, _) = clean_run(&fresh, |fs| run(fs, &txs));
+        let plans = short_write_or_failure(&[Some(1), Some(3), Some(8), Some(20), None]);
+        for (i, plan) in plans.iter().enumerate() {
+            points += explore(
+                ops,
+                &fresh,
+                plan,
+                |n| Reboot::each(seed ^ n ^ i as u64),
+                |fs| run(fs, &txs),
+                |p| verify(&p.after, &p.outcome.allowed(&txs), p.outcome.opened, &format!("seed {seed} {}", p.label)),
+            );
         }
     }
-    eprintln!("page store: {points} short-write points verified");
-}
-
-/// One operation fails (an fsync error, a write error), the workload goes on,
-/// then the process crashes a little later: nothing acknowledged may be lost
-/// and the file must not mix the failed commit with later ones.
-#[test]
-fn a_failed_operation_then_a_crash_loses_nothing_acknowledged() {
-    let mut points = 0u64;
-    for seed in 0..crash_seeds(6) {
-        let txs = workload(seed + 2000, 20);
-        let clean = fresh();
-        run(&clean, &txs);
-        let total = clean.ops();
-        for n in 0..total {
-            for later in [1, 3, 8, 20, u64::MAX] {
-                let fs = fresh();
-                fs.inject(Fault::FailAt(n));
-                if later != u64::MAX {
-                    fs.inject(Fault::CrashAt(n + later));
-                }
-                let o = run(&fs, &txs);
-                let allowed = o.allowed(&txs);
-                for (mode, label) in Reboot::each(seed ^ n ^ later) {
-                    let what = format!("seed {seed} failed op {n}, crash {later} later ({label})");
-                    verify(&fs.reboot(mode), &allowed, o.opened, &what);
-                    points += 1;
-                }
-            }
-        }
-    }
-    eprintln!("page store: {points} failure-then-crash points verified");
+    eprintln!("page store: {points} short-write and failure-then-crash points verified");
 }
 
 #[test]

@@ -231,13 +231,8 @@ fn large_synced_commits_match_the_model() {
     let opts = Options { no_sync: false, no_freelist_sync: false, ..Default::default() };
     let mut db = Db::open(&path, opts.clone()).unwrap();
     let mut model = BTreeMap::new();
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut r = etcdkit_fs::Rng::new(0x2545_f491_4f6c_dd1d);
+    let mut rnd = move || r.next_u64();
     for round in 0..6u32 {
         let pinned = (round % 2 == 1).then(|| db.begin().unwrap());
         let before: Option<usize> = pinned.as_ref().map(|t| t.bucket(b"b").unwrap().map_or(0, |b| b.iter().count()));

@@ -1,16 +1,18 @@
-//! Helpers shared by the integration tests: fixture files, and the reference
-//! tools (real bbolt via `boltref`, real etcd) with the project's skip policy:
-//! outside CI a missing tool skips its test loudly; with `CI=true` it fails.
+//! The fixture files of the integration tests (made by real etcd 3.4, see
+//! `tests/fixtures/README.md`), and the test kit's reference tools and
+//! generator re-exported for them (`etcdkit-testkit`: real bbolt, real etcd,
+//! the skip policy).
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-/// The workspace root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+pub use etcdkit_testkit::boltref::{boltref, run_boltref};
+pub use etcdkit_testkit::etcd::{
+    EtcdProc, RestoreArgs, etcd_binaries, etcdctl, etcdctl_restore, etcdctl_stdin, start_etcd,
+};
+pub use etcdkit_testkit::{Rng, missing, root};
 
 /// `tests/fixtures/etcd-3.4`.
 pub fn fixtures_dir() -> PathBuf {
@@ -69,75 +71,14 @@ pub fn extract_datadir(set: &str, dest: &Path) -> Option<PathBuf> {
     Some(dest.join("datadir"))
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Reports a missing reference tool: panics in CI, skips loudly elsewhere.
-pub fn missing(what: &str) {
-    if in_ci() {
-        panic!("{what} is required when CI=true (run scripts/test.sh, which installs it)");
-    }
-    eprintln!("\n!!!!! SKIPPED: {what} not available; run scripts/test.sh to install it !!!!!\n");
-}
-
-/// The project's real-bbolt reference tool (`scripts/build-boltref.sh`).
-pub fn boltref() -> Option<PathBuf> {
-    let p = std::env::var_os("ETCDKIT_BOLTREF").map(PathBuf::from).unwrap_or_else(|| root().join("target/boltref"));
-    if p.exists() {
-        Some(p)
-    } else {
-        missing(&format!("boltref (real bbolt) at {}", p.display()));
-        None
-    }
-}
-
-/// Runs `boltref ARGS`; returns (success, stdout, stderr).
-pub fn run_boltref(tool: &Path, args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(tool).args(args).output().expect("run boltref");
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// `etcd` and `etcdctl` binaries (Debian's etcd 3.4).
-pub fn etcd_binaries() -> Option<(PathBuf, PathBuf)> {
-    let find = |n: &str| {
-        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(n)).find(|f| f.exists()))
-    };
-    match (find("etcd"), find("etcdctl")) {
-        (Some(a), Some(b)) => Some((a, b)),
-        _ => {
-            missing("etcd and etcdctl 3.4 (apt-get install etcd-server etcd-client)");
-            None
-        }
-    }
-}
-
-/// Deterministic generator for workloads (xorshift64*).
-#[derive(Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
+/// Every fixture set that ships a data dir, each extracted into a temp dir of
+/// its own: (the set's index among all sets, its name, the temp dir, the data dir).
+pub fn fixture_datadirs() -> impl Iterator<Item = (usize, String, tempfile::TempDir, PathBuf)> {
+    fixture_sets().into_iter().enumerate().filter_map(|(i, set)| {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = extract_datadir(&set, tmp.path())?;
+        Some((i, set, tmp, dir))
+    })
 }
 
 /// Extracts a set's `restored.tar.gz` under `dest`; returns `dest/restored`.
@@ -148,88 +89,49 @@ pub fn extract_restored(set: &str, dest: &Path) -> Option<PathBuf> {
     Some(dest.join("restored"))
 }
 
+/// The `etcdkit` binary: `cargo test --workspace` builds it (for the CLI's
+/// own tests) beside this test's executable before any test runs. A test run
+/// alone (`-p etcdkit-tests`) needs `cargo build -p etcdkit-cli` first.
+pub fn etcdkit_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>/deps/<test>");
+    let bin = dir.join("etcdkit");
+    assert!(bin.exists(), "{} is missing: build it with `cargo build -p etcdkit-cli`", bin.display());
+    bin
+}
+
+/// Runs `etcdkit ARGS` (with `stdin` on its standard input); returns
+/// (success, stdout, stderr). The CLI is tested as a CLI: through its binary.
+pub fn etcdkit(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    etcdkit_testkit::output(Command::new(etcdkit_bin()).args(args), stdin)
+}
+
+/// The stdout of `etcdkit ARGS`, which must succeed.
+pub fn etcdkit_ok(args: &[&str]) -> String {
+    let (ok, out, err) = etcdkit(args, None);
+    assert!(ok, "etcdkit {args:?}: {err}");
+    out
+}
+
+/// Writes a compacted copy of the db at `src` to a new db at `dst` (bbolt's
+/// `compact`: every bucket and key copied in order into fresh pages).
+pub fn compact_db(src: &Path, dst: &Path) {
+    use etcdkit_storage::{Db, Options};
+    let from = Db::open(src, Options { read_only: true, ..Default::default() }).expect("open the source db");
+    let to = Db::open(dst, Options::default()).expect("create the compacted db");
+    etcdkit_storage::compact::compact(&to, &from, 65536).expect("compact");
+}
+
+/// Asserts that `etcd` serves exactly the keys of fixture `set` (`kvs.json`).
+pub fn assert_serves_fixture(etcd: &EtcdProc, ctl: &Path, set: &str, what: &str) {
+    let got = etcd.get_all(ctl, None);
+    let want: serde_json::Value = serde_json::from_str(&fixture_text(set, "kvs.json").expect("kvs.json")).unwrap();
+    assert!(got["kvs"] == want["kvs"], "{set}: {what}: etcd serves different keys");
+}
+
 /// Parses JSON lines.
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("json line")).collect()
-}
-
-/// Runs `etcdctl ARGS` (API v3); returns (success, stdout, stderr).
-pub fn etcdctl(ctl: &Path, args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(ctl).env_clear().env("ETCDCTL_API", "3").args(args).output().expect("run etcdctl");
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// A real etcd process on 127.0.0.1, killed when dropped.
-pub struct EtcdProc {
-    child: std::process::Child,
-    pub endpoint: String,
-    pub log: PathBuf,
-}
-
-impl Drop for EtcdProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts real etcd as member `name` on `dir`, serving clients on `client_port`
-/// and peers on `peer_port` (127.0.0.1 only); `initial_cluster` for a new
-/// multi-member cluster (ignored by etcd when `dir` already has a WAL).
-pub fn start_etcd(
-    etcd: &Path,
-    name: &str,
-    dir: &Path,
-    client_port: u16,
-    peer_port: u16,
-    initial_cluster: Option<&str>,
-) -> EtcdProc {
-    let ep = format!("http://127.0.0.1:{client_port}");
-    let pu = format!("http://127.0.0.1:{peer_port}");
-    let log = dir.with_extension("etcd.log");
-    let mut cmd = Command::new(etcd);
-    cmd.env_clear()
-        .env("HOME", dir.parent().unwrap())
-        .args(["--name", name, "--data-dir", dir.to_str().unwrap()])
-        .args(["--listen-client-urls", &ep, "--advertise-client-urls", &ep])
-        .args(["--listen-peer-urls", &pu, "--initial-advertise-peer-urls", &pu]);
-    if let Some(c) = initial_cluster {
-        cmd.args(["--initial-cluster", c]);
-    }
-    let child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start etcd");
-    EtcdProc { child, endpoint: ep, log }
-}
-
-/// `etcdctl get "" --prefix -w json` against `p`, retried until it answers
-/// (60 s at most); `user` is `name:password` for an auth-enabled cluster.
-pub fn etcd_get_all(ctl: &Path, p: &EtcdProc, user: Option<&str>) -> serde_json::Value {
-    let start = std::time::Instant::now();
-    loop {
-        let mut args = vec!["--endpoints", &p.endpoint, "--command-timeout=5s"];
-        if let Some(u) = user {
-            args.extend(["--user", u]);
-        }
-        args.extend(["get", "", "--prefix", "-w", "json"]);
-        let (ok, out, err) = etcdctl(ctl, &args);
-        if ok {
-            return serde_json::from_str(&out).unwrap();
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "etcd at {} did not serve: {err}\n{}",
-            p.endpoint,
-            std::fs::read_to_string(&p.log).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
 }
 
 /// A set's `restore-args.txt` as (name, initial cluster, token, advertised peer URLs).

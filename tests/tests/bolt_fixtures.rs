@@ -1,9 +1,8 @@
 //! Acceptance: etcdkit reads every real etcd db (snapshots and data dirs)
 //! exactly as real bbolt does: dump, dump --sha, page map, stats, check.
 
-use etcdkit_cli::bolt::{cmd_pages, cmd_stats, dump_string};
 use etcdkit_storage::{Db, Options, check};
-use etcdkit_tests::{boltref, extract_datadir, fixture, fixture_sets, fixture_text, run_boltref};
+use etcdkit_tests::{boltref, etcdkit_ok, extract_datadir, fixture, fixture_sets, fixture_text, run_boltref};
 
 fn open_ro(p: &std::path::Path) -> Db {
     Db::open(p, Options { read_only: true, ..Default::default() }).unwrap()
@@ -13,12 +12,13 @@ fn open_ro(p: &std::path::Path) -> Db {
 fn snapshot_dumps_equal_real_bbolt() {
     for set in fixture_sets() {
         let db_path = fixture(&set, "snapshot.db").unwrap();
-        let db = open_ro(&db_path);
+        let path = db_path.to_str().unwrap();
         let want = fixture_text(&set, "bolt-dump-sha.txt").unwrap();
-        assert!(dump_string(&db, true).unwrap() == want, "{set}: dump --sha differs from real bbolt");
+        assert!(etcdkit_ok(&["bolt", "dump", "--sha", path]) == want, "{set}: dump --sha differs from real bbolt");
         if let Some(want) = fixture_text(&set, "bolt-dump.txt") {
-            assert!(dump_string(&db, false).unwrap() == want, "{set}: dump differs from real bbolt");
+            assert!(etcdkit_ok(&["bolt", "dump", path]) == want, "{set}: dump differs from real bbolt");
         }
+        let db = open_ro(&db_path);
         let tx = db.begin().unwrap();
         let problems = check::check(&tx);
         assert!(problems.is_empty(), "{set}: check found {problems:?}");
@@ -29,12 +29,9 @@ fn snapshot_dumps_equal_real_bbolt() {
 fn snapshot_pages_and_stats_equal_real_bbolt() {
     for set in fixture_sets() {
         let db_path = fixture(&set, "snapshot.db").unwrap();
-        let mut out = Vec::new();
-        cmd_pages(&mut out, &db_path).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), fixture_text(&set, "bolt-pages.txt").unwrap(), "{set}: pages");
-        let mut out = Vec::new();
-        cmd_stats(&mut out, &db_path).unwrap();
-        let ours = String::from_utf8(out).unwrap();
+        let path = db_path.to_str().unwrap();
+        assert_eq!(etcdkit_ok(&["bolt", "pages", path]), fixture_text(&set, "bolt-pages.txt").unwrap(), "{set}: pages");
+        let ours = etcdkit_ok(&["bolt", "stats", path]);
         let want = fixture_text(&set, "bolt-stats.txt").unwrap();
         // The first line names the file as given on the command line.
         let skip_first = |s: &str| s.split_once('\n').map(|x| x.1.to_string()).unwrap();
@@ -49,8 +46,8 @@ fn datadir_dbs_read_like_real_bbolt() {
         let tmp = tempfile::tempdir().unwrap();
         let Some(dir) = extract_datadir(&set, tmp.path()) else { continue };
         let db_path = dir.join("member/snap/db");
+        let ours = etcdkit_ok(&["bolt", "dump", "--sha", db_path.to_str().unwrap()]);
         let db = open_ro(&db_path);
-        let ours = dump_string(&db, true).unwrap();
         // A data dir after a clean stop holds the same logical content as the snapshot.
         assert!(ours == fixture_text(&set, "bolt-dump-sha.txt").unwrap(), "{set}: datadir db dump --sha");
         let tx = db.begin().unwrap();

@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use etcdkit_cli::bolt::{WriteOpts, cmd_write, dump_string};
 use etcdkit_cli::text::{esc, esc_path};
 use etcdkit_storage::{BucketMut, Db, FreelistType, Options, TxMut, check};
-use etcdkit_tests::{Rng, boltref, run_boltref};
+use etcdkit_tests::{Rng, boltref, etcdkit_ok, run_boltref};
 use sha2::{Digest, Sha256};
 
 const COMBOS: [(FreelistType, bool); 4] = [
@@ -76,19 +75,23 @@ fn spec_files_written_by_both_read_the_same() {
         let (ok, _, err) = run_boltref(&tool, &["write", refdb.to_str().unwrap(), spec.to_str().unwrap()]);
         assert!(ok, "boltref write: {err}");
         let (_, real_dump, _) = run_boltref(&tool, &["dump", "-sha", refdb.to_str().unwrap()]);
-        let ref_ours =
-            dump_string(&Db::open(&refdb, Options { read_only: true, ..Default::default() }).unwrap(), true).unwrap();
+        let ref_ours = etcdkit_ok(&["bolt", "dump", "--sha", refdb.to_str().unwrap()]);
         assert!(ref_ours == real_dump, "seed {seed}: our reading of real bbolt's file differs");
         for (fl, nosync) in COMBOS {
             let what = format!("seed {seed} freelist {} no-freelist-sync {nosync}", fl_name(fl));
             let ours = tmp.path().join(format!("ours-{}-{nosync}.db", fl_name(fl)));
-            let o = WriteOpts { page_size: 4096, freelist: fl, no_freelist_sync: nosync, fill: 0.5 };
-            cmd_write(&ours, spec.to_str().unwrap(), o).unwrap();
+            let (file, spec) = (ours.to_str().unwrap(), spec.to_str().unwrap());
+            let mut args = vec!["bolt", "write", "--page-size", "4096", "--freelist", fl_name(fl), "--fill", "0.5"];
+            if nosync {
+                args.push("--no-freelist-sync");
+            }
+            args.extend([file, spec]);
+            etcdkit_ok(&args);
             let db = Db::open(&ours, Options { read_only: true, ..Default::default() }).unwrap();
             assert!(check::check(&db.begin().unwrap()).is_empty(), "{what}: our check");
-            let ours_dump = dump_string(&db, true).unwrap();
-            assert!(ours_dump == real_dump, "{what}: dumps differ");
             drop(db);
+            let ours_dump = etcdkit_ok(&["bolt", "dump", "--sha", file]);
+            assert!(ours_dump == real_dump, "{what}: dumps differ");
             assert_real_bbolt_agrees(&tool, &ours, &real_dump, &what);
         }
     }
@@ -271,9 +274,10 @@ fn workload(fl: FreelistType, nosync: bool, seed: u64, tool: &Path) {
     let size = std::fs::metadata(&path).unwrap().len();
     eprintln!("{what}: {} dump lines, file {size} bytes", want.lines().count());
     assert!(want.lines().count() > 500, "{what}: the workload left too little data to be a test");
-    assert!(dump_string(&db, true).unwrap() == want, "{what}: our dump differs from the model");
     assert!(check::check(&db.begin().unwrap()).is_empty(), "{what}: our check");
     drop(db);
+    let ours = etcdkit_ok(&["bolt", "dump", "--sha", path.to_str().unwrap()]);
+    assert!(ours == want, "{what}: our dump differs from the model");
     assert_real_bbolt_agrees(tool, &path, &want, &what);
 }
 
@@ -281,26 +285,17 @@ fn path_of(t: &tempfile::TempDir) -> std::path::PathBuf {
     t.path().join("w.db")
 }
 
+/// The workload for both freelist types and both freelist-sync settings,
+/// side by side on their own threads.
 #[test]
-fn workload_array_synced() {
+fn workloads_with_both_freelists_synced_or_not() {
     let Some(tool) = boltref() else { return };
-    workload(FreelistType::Array, false, 11, &tool);
-}
-
-#[test]
-fn workload_array_unsynced() {
-    let Some(tool) = boltref() else { return };
-    workload(FreelistType::Array, true, 12, &tool);
-}
-
-#[test]
-fn workload_hashmap_synced() {
-    let Some(tool) = boltref() else { return };
-    workload(FreelistType::Hashmap, false, 13, &tool);
-}
-
-#[test]
-fn workload_hashmap_unsynced() {
-    let Some(tool) = boltref() else { return };
-    workload(FreelistType::Hashmap, true, 14, &tool);
+    let cases = [(FreelistType::Array, false, 11), (FreelistType::Array, true, 12)];
+    let cases = cases.into_iter().chain([(FreelistType::Hashmap, false, 13), (FreelistType::Hashmap, true, 14)]);
+    std::thread::scope(|s| {
+        for (freelist, no_sync, seed) in cases {
+            let tool = &tool;
+            s.spawn(move || workload(freelist, no_sync, seed, tool));
+        }
+    });
 }

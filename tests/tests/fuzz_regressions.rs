@@ -33,7 +33,7 @@ fn answers<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static
 fn freelist_overflow_past_the_file_is_a_problem_not_a_hang() {
     let p = regression("snapshot_verify-freelist-overflow.db");
     let q = p.clone();
-    let st = answers("status", move || status(&q));
+    let st = answers("status", move || status(&etcdkit_fs::real(), &q));
     match st {
         Err(Error::Integrity(problems)) => {
             assert!(problems.iter().any(|p| p.contains("freelist overflow")), "{problems:?}");
@@ -41,8 +41,8 @@ fn freelist_overflow_past_the_file_is_a_problem_not_a_hang() {
         other => panic!("status: want an integrity error, got {other:?}"),
     }
     let q = p.clone();
-    answers("verify", move || verify::verify(&q, &mut |_, _| {}).err());
+    answers("verify", move || verify::verify(&etcdkit_fs::real(), &q, &mut |_, _| {}).err());
     let q = p.clone();
-    answers("inspect", move || inspect(&q, &mut std::io::sink()).err());
-    answers("key space", move || KeySpace::load(&p).err());
+    answers("inspect", move || inspect(&etcdkit_fs::real(), &q, &mut std::io::sink()).err());
+    answers("key space", move || KeySpace::load(&etcdkit_fs::real(), &p).err());
 }

@@ -6,11 +6,8 @@
 
 use std::path::Path;
 
-use etcdkit_cli::WriteOut;
-use etcdkit_cli::kv::{GetArgs, Source, cmd_compact, cmd_del, cmd_get, cmd_put};
-use etcdkit_cli::txn::cmd_txn;
 use etcdkit_snapshot::restore::{RestoreConfig, restore};
-use etcdkit_tests::{etcd_binaries, etcd_get_all, etcdctl, fixture, start_etcd};
+use etcdkit_tests::{etcd_binaries, etcdctl, etcdctl_stdin, etcdkit, etcdkit_ok, fixture, start_etcd};
 
 fn strip_header(mut v: serde_json::Value) -> serde_json::Value {
     if let Some(h) = v.get_mut("header").and_then(|h| h.as_object_mut()) {
@@ -38,64 +35,56 @@ fn kv_commands_print_what_etcdctl_prints() {
     let theirs_dir = tmp.path().join("theirs.etcd");
     restore(&snap, &cfg(&theirs_dir), &mut |_, _| {}).unwrap();
     let p = start_etcd(&etcd, "n1", &theirs_dir, 25900, 25901, None);
-    etcd_get_all(&ctl, &p, None);
-    let src = Source::DataDir(ours_dir.clone());
-    let real = |args: &[&str], stdin: Option<&str>| -> String {
+    p.get_all(&ctl, None);
+    let ours_arg = ours_dir.to_str().unwrap().to_string();
+    // The same command line on both sides: etcdctl against real etcd, etcdkit on our data dir.
+    let run_both = |args: &[&str], stdin: Option<&str>| -> (String, String) {
         let mut a = vec!["--endpoints", &p.endpoint];
         a.extend_from_slice(args);
-        match stdin {
-            None => {
-                let (ok, out, err) = etcdctl(&ctl, &a);
-                assert!(ok, "etcdctl {args:?}: {err}");
-                out
-            }
-            Some(input) => {
-                use std::io::Write;
-                let mut c = std::process::Command::new(&ctl)
-                    .env_clear()
-                    .env("ETCDCTL_API", "3")
-                    .args(&a)
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-                String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
-            }
-        }
+        let (ok, theirs, err) = etcdctl_stdin(&ctl, &a, stdin);
+        assert!(ok, "etcdctl {args:?}: {err}");
+        let mut a = vec!["--data-dir", &ours_arg];
+        a.extend_from_slice(args);
+        let (ok, ours, err) = etcdkit(&a, stdin);
+        assert!(ok, "etcdkit {args:?}: {err}");
+        (ours, theirs)
     };
-    let run = |f: &dyn Fn(&mut Vec<u8>) -> Result<(), etcdkit_cli::CliError>| -> String {
-        let mut out = Vec::new();
-        f(&mut out).unwrap();
-        String::from_utf8(out).unwrap()
+    let same = |args: &[&str]| {
+        let (ours, theirs) = run_both(args, None);
+        assert_eq!(ours, theirs, "{args:?}");
+    };
+    let same_json_of = |args: &[&str], what: &str| {
+        let (ours, theirs) = run_both(args, None);
+        same_json(&ours, &theirs, what);
     };
 
     for (k, v) in [("/t/a", "1"), ("/t/b", "two words"), ("/t/c", "3"), ("/u/x", "x")] {
-        assert_eq!(run(&|o| cmd_put(o, &src, k, v, None, false, WriteOut::Simple)), real(&["put", k, v], None));
+        same(&["put", k, v]);
     }
-    let get = |a: GetArgs, w: WriteOut| run(&|o| cmd_get(o, &src, &a, w));
-    let prefix = |k: &str| GetArgs { key: k.into(), prefix: true, ..Default::default() };
-    assert_eq!(get(prefix("/t/"), WriteOut::Simple), real(&["get", "/t/", "--prefix"], None));
-    same_json(&get(prefix("/t/"), WriteOut::Json), &real(&["get", "/t/", "--prefix", "-w", "json"], None), "get json");
-    let keys_only = GetArgs { keys_only: true, ..prefix("/t/") };
-    assert_eq!(get(keys_only, WriteOut::Simple), real(&["get", "/t/", "--prefix", "--keys-only"], None));
+    same(&["get", "/t/", "--prefix"]);
+    same_json_of(&["get", "/t/", "--prefix", "-w", "json"], "get json");
+    same(&["get", "/t/", "--prefix", "--keys-only"]);
     // (etcdctl 3.4 has no --count-only: the count of a JSON get is compared instead.)
-    let count = GetArgs { count_only: true, ..prefix("") };
-    let c: serde_json::Value = serde_json::from_str(&get(count, WriteOut::Json)).unwrap();
-    let all: serde_json::Value = serde_json::from_str(&real(&["get", "", "--prefix", "-w", "json"], None)).unwrap();
+    let c: serde_json::Value = serde_json::from_str(&etcdkit_ok(&[
+        "--data-dir",
+        &ours_arg,
+        "get",
+        "",
+        "--prefix",
+        "--count-only",
+        "-w",
+        "json",
+    ]))
+    .unwrap();
+    let all = run_both(&["get", "", "--prefix", "-w", "json"], None).1;
+    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
     assert_eq!(c["count"], all["count"]);
     assert!(c.get("kvs").is_none());
-    let sorted = GetArgs { limit: 2, sort_by: "MODIFY".into(), order: "DESCEND".into(), ..prefix("/") };
-    same_json(
-        &get(sorted, WriteOut::Json),
-        &real(
-            &["get", "/", "--prefix", "--limit", "2", "--sort-by", "MODIFY", "--order", "DESCEND", "-w", "json"],
-            None,
-        ),
+    same_json_of(
+        &["get", "/", "--prefix", "--limit", "2", "--sort-by", "MODIFY", "--order", "DESCEND", "-w", "json"],
         "sorted, limited",
     );
-    let ranged = GetArgs { key: "/t/a".into(), range_end: Some("/t/c".into()), ..Default::default() };
-    assert_eq!(get(ranged, WriteOut::Simple), real(&["get", "/t/a", "/t/c"], None));
+    same(&["get", "/t/a", "/t/c"]);
 
     let txns = [
         "mod(\"/t/a\") > \"0\"\nvalue(\"/t/b\") = \"two words\"\n\nput /t/d \"v 4\"\nget /t/ --prefix --keys-only\ndel /t/none\n\nput /t/e x\n\n",
@@ -104,30 +93,24 @@ fn kv_commands_print_what_etcdctl_prints() {
         "ver(\"/t/c\") != \"1\"\n\n\nget /u/ --prefix --keys-only\n\n",
     ];
     for (i, t) in txns.iter().enumerate() {
-        let w = if i % 2 == 0 { WriteOut::Simple } else { WriteOut::Json };
-        let ours = run(&|o| cmd_txn(o, &src, &mut t.as_bytes(), w));
-        if w == WriteOut::Json {
-            let theirs = real(&["txn", "-w", "json"], Some(t));
-            let strip = |s: &str| {
-                let mut v: serde_json::Value = serde_json::from_str(s).unwrap();
-                v = strip_header(v);
-                v
-            };
-            assert_eq!(strip(&ours), strip(&theirs), "txn {i}");
+        if i % 2 == 0 {
+            let (ours, theirs) = run_both(&["txn"], Some(t));
+            assert_eq!(ours, theirs, "txn {i}");
         } else {
-            assert_eq!(ours, real(&["txn"], Some(t)), "txn {i}");
+            let (ours, theirs) = run_both(&["txn", "-w", "json"], Some(t));
+            same_json(&ours, &theirs, &format!("txn {i}"));
         }
     }
     // Stored events from the first of our puts on, as etcdctl watch prints them.
     let first = {
-        let v: serde_json::Value = serde_json::from_str(&real(&["get", "/t/b", "-w", "json"], None)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&run_both(&["get", "/t/b", "-w", "json"], None).1).unwrap();
         v["kvs"][0]["mod_revision"].as_i64().unwrap() - 1
     };
-    let watch_real = |extra: &[&str]| {
-        let mut a = vec!["--endpoints", &p.endpoint, "watch", "/t/", "--prefix", "--rev"];
-        let r = first.to_string();
-        a.push(&r);
+    let first_s = first.to_string();
+    for extra in [&[][..], &["--prev-kv"]] {
+        let mut a = vec!["--endpoints", &p.endpoint, "watch", "/t/", "--prefix", "--rev", &first_s];
         a.extend_from_slice(extra);
+        // etcdctl watches until killed: what it printed in 3 s.
         let o = std::process::Command::new("timeout")
             .arg("3")
             .arg(&ctl)
@@ -136,57 +119,42 @@ fn kv_commands_print_what_etcdctl_prints() {
             .env("ETCDCTL_API", "3")
             .output()
             .unwrap();
-        String::from_utf8(o.stdout).unwrap()
-    };
-    let wa = etcdkit_cli::kv::WatchArgs { key: "/t/".into(), prefix: true, rev: first, ..Default::default() };
-    assert_eq!(run(&|o| etcdkit_cli::kv::cmd_watch(o, &src, &wa, WriteOut::Simple)), watch_real(&[]), "watch");
-    let wa = etcdkit_cli::kv::WatchArgs { prev_kv: true, ..wa };
-    assert_eq!(
-        run(&|o| etcdkit_cli::kv::cmd_watch(o, &src, &wa, WriteOut::Simple)),
-        watch_real(&["--prev-kv"]),
-        "watch --prev-kv"
-    );
-    // HashKV equals etcd's on the same history.
-    let hash_real = |rev: i64| -> i64 {
-        let out = real(&["endpoint", "hashkv", "-w", "json", "--rev", &rev.to_string()], None);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v[0]["HashKV"]["hash"].as_i64().unwrap()
-    };
-    for rev in [0, first, first + 3] {
-        let mut out = Vec::new();
-        etcdkit_cli::kv::cmd_hashkv(&mut out, &src, rev, WriteOut::Json).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v[0]["HashKV"]["hash"].as_i64().unwrap(), hash_real(rev), "hashkv at {rev}");
+        let mut ours = vec!["--data-dir", &ours_arg, "watch", "/t/", "--prefix", "--rev", &first_s, "--once"];
+        ours.extend_from_slice(extra);
+        assert_eq!(etcdkit_ok(&ours), String::from_utf8(o.stdout).unwrap(), "watch {extra:?}");
     }
-    assert_eq!(
-        run(&|o| cmd_del(o, &src, "/t/", None, true, false, false, WriteOut::Simple)),
-        real(&["del", "/t/", "--prefix"], None)
-    );
+    // HashKV equals etcd's on the same history.
+    for rev in [0, first, first + 3] {
+        let r = rev.to_string();
+        let (ok, theirs, err) =
+            etcdctl(&ctl, &["--endpoints", &p.endpoint, "endpoint", "hashkv", "-w", "json", "--rev", &r]);
+        assert!(ok, "etcdctl endpoint hashkv: {err}");
+        let ours = etcdkit_ok(&["--data-dir", &ours_arg, "hashkv", "--rev", &r, "-w", "json"]);
+        let (a, b): (serde_json::Value, serde_json::Value) =
+            (serde_json::from_str(&ours).unwrap(), serde_json::from_str(&theirs).unwrap());
+        assert_eq!(a[0]["HashKV"]["hash"], b[0]["HashKV"]["hash"], "hashkv at {rev}");
+    }
+    same(&["del", "/t/", "--prefix"]);
     let rev = {
-        let v: serde_json::Value = serde_json::from_str(&real(&["get", "/u/x", "-w", "json"], None)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&run_both(&["get", "/u/x", "-w", "json"], None).1).unwrap();
         v["header"]["revision"].as_i64().unwrap()
     };
-    assert_eq!(
-        run(&|o| cmd_compact(o, &src, rev - 2, WriteOut::Simple)),
-        real(&["compact", &(rev - 2).to_string()], None)
-    );
+    same(&["compact", &(rev - 2).to_string()]);
     // Everything both sides hold, at the end.
-    let all = GetArgs { key: String::new(), prefix: true, ..Default::default() };
-    same_json(&get(all, WriteOut::Json), &real(&["get", "", "--prefix", "-w", "json"], None), "final keyspace");
+    same_json_of(&["get", "", "--prefix", "-w", "json"], "final keyspace");
     // The compacted-revision error, worded as etcdctl's.
-    let old = GetArgs { rev: 2, ..prefix("") };
-    let mut out = Vec::new();
-    let err = cmd_get(&mut out, &src, &old, WriteOut::Simple).unwrap_err().to_string();
-    let (ok, _, theirs) = etcdctl(&ctl, &["--endpoints", &p.endpoint, "get", "", "--prefix", "--rev", "2"]);
-    assert!(!ok && theirs.contains(&err), "{err} vs {theirs}");
+    let (ok, _, ours) = etcdkit(&["--data-dir", &ours_arg, "get", "", "--prefix", "--rev", "2"], None);
+    let (their_ok, _, theirs) = etcdctl(&ctl, &["--endpoints", &p.endpoint, "get", "", "--prefix", "--rev", "2"]);
+    let ours = ours.trim().trim_start_matches("Error: ");
+    assert!(!ok && !their_ok && theirs.contains(ours), "{ours} vs {theirs}");
 }
 
 /// HashKV of each real data dir (compacted ones included) equals what real
 /// etcd computes on it, at several revisions.
 #[test]
 fn hashkv_equals_etcds_on_fixture_data_dirs() {
-    use etcdkit_storage::Options;
     use etcdkit_mvcc::{Store, StoreOptions};
+    use etcdkit_storage::Options;
     let Some((etcd, ctl)) = etcd_binaries() else { return };
     let mut checked = 0;
     for (i, set) in etcdkit_tests::fixture_sets().into_iter().enumerate() {
@@ -209,7 +177,7 @@ fn hashkv_equals_etcds_on_fixture_data_dirs() {
         let port = 26000 + 10 * i as u16;
         let p = start_etcd(&etcd, "n1", &dir, port, port + 1, None);
         let user = etcdkit_tests::root_password(&set).map(|pw| format!("root:{pw}"));
-        etcd_get_all(&ctl, &p, user.as_deref());
+        p.get_all(&ctl, user.as_deref());
         for (r, h) in revs.iter().zip(ours) {
             let rs = r.to_string();
             let mut args = vec!["--endpoints", &p.endpoint, "endpoint", "hashkv", "-w", "json", "--rev", &rs];

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use etcdkit_mvcc::{MvccError, ResponseOp, Store, StoreOptions, prefix_end};
 use etcdkit_proto::etcdserverpb::compare::TargetUnion;
 use etcdkit_proto::etcdserverpb::request_op::Request;
 use etcdkit_proto::etcdserverpb::{
@@ -15,7 +16,6 @@ use etcdkit_proto::etcdserverpb::{
 use etcdkit_proto::gojson::base64;
 use etcdkit_proto::mvccpb::KeyValue;
 use etcdkit_storage::Options;
-use etcdkit_mvcc::{MvccError, ResponseOp, Store, StoreOptions, prefix_end};
 use etcdkit_tests::{b64, fixture, fixture_sets, fixture_text, json_lines};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -52,7 +52,7 @@ fn kv_digest(kv: &KeyValue) -> Value {
     let m = v.as_object_mut().unwrap();
     m.remove("value");
     m.insert("value_len".into(), json!(kv.value.len()));
-    m.insert("value_sha256".into(), json!(etcdkit_cli::bolt::hex(&Sha256::digest(&kv.value))));
+    m.insert("value_sha256".into(), json!(hex(&Sha256::digest(&kv.value))));
     v
 }
 
@@ -234,7 +234,7 @@ fn check_views(set: &str, store: &Store) {
 /// The db's `key` and `lease` buckets and compaction marks, decoded as etcd decodes them.
 fn decoded_lines(db: &Path) -> Vec<Value> {
     let mut out = Vec::new();
-    etcdkit_snapshot::inspect::inspect(db, &mut out).unwrap();
+    etcdkit_snapshot::inspect::inspect(&etcdkit_fs::real(), db, &mut out).unwrap();
     json_lines(&String::from_utf8(out).unwrap()).into_iter().filter(keep_line).collect()
 }
 
@@ -275,13 +275,20 @@ fn replayed_histories_match_etcd() {
     assert!(replayed >= 4);
 }
 
-/// `etcdkit get … --snapshot FILE -w json` through the CLI code.
+/// Lower-case hex, as the fixtures write digests.
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `etcdkit --snapshot FILE get PREFIX --prefix --rev REV -w json`; its
+/// error line without `Error: ` when it fails.
 fn cli_get(file: &Path, prefix: &str, rev: i64) -> Result<Value, String> {
-    let a = etcdkit_cli::kv::GetArgs { key: prefix.into(), prefix: true, rev, ..Default::default() };
-    let src = etcdkit_cli::kv::Source::Snapshot(file.to_path_buf());
-    let mut out = Vec::new();
-    etcdkit_cli::kv::cmd_get(&mut out, &src, &a, etcdkit_cli::WriteOut::Json).map_err(|e| e.to_string())?;
-    Ok(serde_json::from_slice(&out).unwrap())
+    let rev = rev.to_string();
+    let args = ["--snapshot", file.to_str().unwrap(), "get", prefix, "--prefix", "--rev", &rev, "-w", "json"];
+    match etcdkit_tests::etcdkit(&args, None) {
+        (true, out, _) => Ok(serde_json::from_str(&out).unwrap()),
+        (false, _, err) => Err(err.trim().trim_start_matches("Error: ").to_string()),
+    }
 }
 
 #[test]
@@ -312,7 +319,7 @@ fn get_with_snapshot_flag_answers_as_etcdctl() {
                                 let m = kv.as_object_mut().unwrap();
                                 m.remove("value");
                                 m.insert("value_len".into(), json!(val.len()));
-                                m.insert("value_sha256".into(), json!(etcdkit_cli::bolt::hex(&Sha256::digest(&val))));
+                                m.insert("value_sha256".into(), json!(hex(&Sha256::digest(&val))));
                                 kv
                             })
                             .collect();
@@ -355,7 +362,7 @@ fn real_etcd_serves_a_replayed_db() {
         let cfg = etcdkit_snapshot::restore::RestoreConfig::new("n1", &format!("n1={peer}"), "replay", &peer, &dir);
         etcdkit_snapshot::restore::restore(&snap, &cfg, &mut |_, _| {}).unwrap();
         let p = etcdkit_tests::start_etcd(&etcd, "n1", &dir, port, port + 1, None);
-        let got = etcdkit_tests::etcd_get_all(&ctl, &p, None);
+        let got = p.get_all(&ctl, None);
         let want: Value = serde_json::from_str(&fixture_text(&set, "kvs.json").unwrap()).unwrap();
         assert!(got["kvs"] == want["kvs"], "{set}: real etcd on the replayed db");
         assert_eq!(got["header"]["revision"], want["header"]["revision"], "{set}");

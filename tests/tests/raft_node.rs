@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use etcdkit_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 use etcdkit_raft_node::{Config, Member, Node};
-use etcdkit_tests::{b64, etcd_binaries, etcd_get_all, extract_datadir, fixture_sets, fixture_text, start_etcd};
+use etcdkit_tests::{b64, etcd_binaries, extract_datadir, fixture_sets, fixture_text, start_etcd};
 
 /// (create, mod, version, value, lease) by key.
 type Kvs = BTreeMap<Vec<u8>, (i64, i64, i64, Vec<u8>, i64)>;
@@ -85,7 +85,7 @@ fn real_etcd_boots_on_a_node_data_dir() {
     };
     assert_eq!(served.len(), 55);
     let p = start_etcd(&etcd, "n1", &dir, client, peer, None);
-    let got = etcd_get_all(&ctl, &p, None);
+    let got = p.get_all(&ctl, None);
     assert_eq!(kvs_of_json(&got), served, "keys etcd serves from the node's data dir");
     assert_eq!(got["header"]["revision"].as_i64(), Some(rev));
     // etcd can write on top of it.

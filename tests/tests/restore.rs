@@ -4,13 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use etcdkit_cli::WriteOut;
 use etcdkit_snapshot::Error;
 use etcdkit_snapshot::restore::{RestoreConfig, Restored, restore};
 use etcdkit_storage::{Db, Options};
 use etcdkit_tests::{
-    etcd_binaries, etcd_get_all, etcdctl, extract_restored, fixture, fixture_sets, fixture_text, json_lines,
-    restore_args, root_password, start_etcd,
+    RestoreArgs, etcd_binaries, etcdctl, etcdctl_restore, etcdkit_ok, extract_restored, fixture, fixture_sets,
+    fixture_text, json_lines, restore_args, root_password, start_etcd,
 };
 
 fn cfg(name: &str, cluster: &str, token: &str, peers: &str, dir: &Path) -> RestoreConfig {
@@ -22,17 +21,12 @@ fn run(snapshot: &Path, c: &RestoreConfig) -> Restored {
 }
 
 fn wal_dump(dir: &Path) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    etcdkit_cli::wal::cmd_dump(&mut out, dir, WriteOut::Json).unwrap();
-    json_lines(&String::from_utf8(out).unwrap())
+    json_lines(&etcdkit_ok(&["wal", "dump", dir.to_str().unwrap(), "-w", "json"]))
 }
 
 /// `bolt dump --sha` lines, without the entries of the membership buckets.
 fn dump_without_members(db: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    etcdkit_cli::bolt::cmd_dump(&mut out, db, true).unwrap();
-    String::from_utf8(out)
-        .unwrap()
+    etcdkit_ok(&["bolt", "dump", "--sha", db.to_str().unwrap()])
         .lines()
         .filter(|l| !l.starts_with("kv \"members\" ") && !l.starts_with("kv \"members_removed\" "))
         .filter(|l| !l.starts_with("kv \"meta\" \"consistent_index\""))
@@ -100,9 +94,11 @@ fn restore_matches_etcdctls_restore() {
         let db = ours.join("member/snap/db");
         assert_eq!(dump_without_members(&db), dump_without_members(&theirs.join("member/snap/db")), "{set}: db");
         assert_membership(&db, &r);
-        let mut out = Vec::new();
-        etcdkit_cli::bolt::cmd_check(&mut out, &db).unwrap();
-        assert!(etcdkit_snapshot::verify::verify(&db, &mut |_, _| {}).unwrap().ok(), "{set}: verify");
+        etcdkit_ok(&["bolt", "check", db.to_str().unwrap()]);
+        assert!(
+            etcdkit_snapshot::verify::verify(&etcdkit_fs::real(), &db, &mut |_, _| {}).unwrap().ok(),
+            "{set}: verify"
+        );
         // Modes as etcd leaves them.
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -126,7 +122,7 @@ fn real_etcd_serves_a_restored_data_dir() {
         run(&fixture(&set, "snapshot.db").unwrap(), &cfg("n1", &format!("n1={peer}"), "etcdkit-restore", &peer, &dir));
         let p = start_etcd(&etcd, "n1", &dir, port, port + 1, None);
         let user = root_password(&set).map(|pw| format!("root:{pw}"));
-        let got = etcd_get_all(&ctl, &p, user.as_deref());
+        let got = p.get_all(&ctl, user.as_deref());
         let want: serde_json::Value = serde_json::from_str(&fixture_text(&set, "kvs.json").unwrap()).unwrap();
         assert!(got["kvs"] == want["kvs"], "{set}: keys served after restore");
         assert_eq!(got["header"]["revision"], want["header"]["revision"], "{set}: revision");
@@ -159,24 +155,13 @@ fn three_restored_members_form_a_cluster() {
             restored.push(run(&snapshot, &cfg(n, &cluster, "etcdkit-3", &peer(k), &dir)));
             // The same restore by real etcdctl: identical WAL and .snap.
             let reference = tmp.path().join(format!("{n}.ref"));
-            let (ok, _, err) = etcdctl(
-                &ctl,
-                &[
-                    "snapshot",
-                    "restore",
-                    snapshot.to_str().unwrap(),
-                    "--data-dir",
-                    reference.to_str().unwrap(),
-                    "--name",
-                    n,
-                    "--initial-cluster",
-                    &cluster,
-                    "--initial-cluster-token",
-                    "etcdkit-3",
-                    "--initial-advertise-peer-urls",
-                    &peer(k),
-                ],
-            );
+            let args = RestoreArgs {
+                name: n,
+                initial_cluster: &cluster,
+                initial_cluster_token: "etcdkit-3",
+                initial_advertise_peer_urls: &peer(k),
+            };
+            let (ok, _, err) = etcdctl_restore(&ctl, &snapshot, &reference, &args);
             assert!(ok, "etcdctl restore: {err}");
             assert_eq!(files(&dir.join("member/snap")), files(&reference.join("member/snap")), "{set}/{n}: .snap");
             assert!(files(&dir.join("member/wal")) == files(&reference.join("member/wal")), "{set}/{n}: WAL bytes");
@@ -195,7 +180,7 @@ fn three_restored_members_form_a_cluster() {
             .collect();
         let want: serde_json::Value = serde_json::from_str(&fixture_text(set, "kvs.json").unwrap()).unwrap();
         for p in &procs {
-            let got = etcd_get_all(&ctl, p, None);
+            let got = p.get_all(&ctl, None);
             assert!(got["kvs"] == want["kvs"], "{set}: keys served by {}", p.endpoint);
         }
         let (ok, out, err) = etcdctl(&ctl, &["--endpoints", &procs[0].endpoint, "member", "list"]);
@@ -259,8 +244,7 @@ fn bad_input_leaves_no_data_dir() {
         // Skipping the hash: a typed error or a sound data dir, never a panic.
         match attempt(&f, true) {
             Ok(_) => {
-                let mut out = Vec::new();
-                etcdkit_cli::bolt::cmd_check(&mut out, &dir.join("member/snap/db")).unwrap();
+                etcdkit_ok(&["bolt", "check", dir.join("member/snap/db").to_str().unwrap()]);
                 std::fs::remove_dir_all(&dir).unwrap();
             }
             Err(_) => {
@@ -289,6 +273,6 @@ fn bad_input_leaves_no_data_dir() {
     assert!(dir.join("member/snap/db").exists());
     // Bad cluster configuration.
     let bad = cfg("n2", "n1=http://127.0.0.1:2380", "t", "http://127.0.0.1:2380", &tmp.path().join("x"));
-    assert!(matches!(restore(&snap, &bad, &mut |_, _| {}), Err(Error::Config(_))));
+    assert!(matches!(restore(&snap, &bad, &mut |_, _| {}), Err(Error::DataDir(etcdkit_schema::Error::Config(_)))));
     assert!(!tmp.path().join("x").exists());
 }

@@ -1,19 +1,28 @@
-//! Snapshots (first slice of the snapshot issue): `status` prints exactly what
+//! Snapshots: `status` prints exactly what
 //! etcdctl prints; `save` writes files real etcdctl accepts and restores, and
 //! real etcd boots on the restore.
 
 use std::path::{Path, PathBuf};
 
-use etcdkit_cli::WriteOut;
-use etcdkit_cli::snapshot::{cmd_save, cmd_status};
 use etcdkit_tests::{
-    etcd_binaries, etcd_get_all, etcdctl, extract_datadir, fixture, fixture_sets, fixture_text, start_etcd,
+    RestoreArgs, compact_db, etcd_binaries, etcdctl, etcdctl_restore, etcdkit, etcdkit_ok, fixture, fixture_datadirs,
+    fixture_sets, fixture_text, start_etcd,
 };
 
-fn status_text(file: &Path, w: WriteOut) -> String {
-    let mut out = Vec::new();
-    cmd_status(&mut out, file, w).unwrap();
-    String::from_utf8(out).unwrap()
+/// `etcdkit snapshot status FILE -w FORMAT`.
+fn status_text(file: &Path, w: &str) -> String {
+    etcdkit_ok(&["snapshot", "status", file.to_str().unwrap(), "-w", w])
+}
+
+/// Whether `etcdkit snapshot status FILE` fails (with one `Error:` line).
+fn status_fails(file: &Path) -> bool {
+    let (ok, _, err) = etcdkit(&["snapshot", "status", file.to_str().unwrap(), "-w", "json"], None);
+    !ok && err.starts_with("Error: ") && err.lines().count() == 1
+}
+
+/// `etcdkit snapshot save FILE --data-dir DIR`.
+fn save(file: &Path, data_dir: &Path) {
+    etcdkit_ok(&["snapshot", "save", file.to_str().unwrap(), "--data-dir", data_dir.to_str().unwrap()]);
 }
 
 #[test]
@@ -21,13 +30,13 @@ fn status_prints_what_etcdctl_prints() {
     let ctl = etcd_binaries().map(|(_, c)| c);
     for set in fixture_sets() {
         let f = fixture(&set, "snapshot.db").unwrap();
-        assert_eq!(status_text(&f, WriteOut::Json), fixture_text(&set, "status.json").unwrap(), "{set}: json");
-        assert_eq!(status_text(&f, WriteOut::Table), fixture_text(&set, "status.txt").unwrap(), "{set}: table");
+        assert_eq!(status_text(&f, "json"), fixture_text(&set, "status.json").unwrap(), "{set}: json");
+        assert_eq!(status_text(&f, "table"), fixture_text(&set, "status.txt").unwrap(), "{set}: table");
         if let Some(ctl) = &ctl {
             for w in ["simple", "fields"] {
                 let (ok, real, err) = etcdctl(ctl, &["snapshot", "status", f.to_str().unwrap(), "-w", w]);
                 assert!(ok, "{err}");
-                let ours = status_text(&f, if w == "simple" { WriteOut::Simple } else { WriteOut::Fields });
+                let ours = status_text(&f, w);
                 assert_eq!(ours, real, "{set}: -w {w}");
             }
         }
@@ -52,44 +61,36 @@ fn status_of_bad_files_is_an_error() {
     for (what, bytes) in cases {
         let p = tmp.path().join(what);
         std::fs::write(&p, bytes).unwrap();
-        assert!(cmd_status(&mut Vec::new(), &p, WriteOut::Json).is_err(), "{what}");
+        assert!(status_fails(&p), "{what}");
     }
-    assert!(cmd_status(&mut Vec::new(), &tmp.path().join("missing"), WriteOut::Json).is_err());
-    assert!(cmd_status(&mut Vec::new(), tmp.path(), WriteOut::Json).is_err());
+    assert!(status_fails(&tmp.path().join("missing")));
+    assert!(status_fails(tmp.path()));
 }
 
 fn serve_kvs(etcd: &Path, ctl: &Path, dir: &Path, port: u16) -> serde_json::Value {
     let p = start_etcd(etcd, "n1", dir, port, port + 1, None);
-    etcd_get_all(ctl, &p, None)
+    p.get_all(ctl, None)
 }
 
 #[test]
 fn saved_snapshots_are_accepted_and_restored_by_real_etcd() {
     let Some((etcd, ctl)) = etcd_binaries() else { return };
     let mut restored_sets = 0;
-    for (i, set) in fixture_sets().into_iter().enumerate() {
-        let tmp = tempfile::tempdir().unwrap();
-        let Some(dir) = extract_datadir(&set, tmp.path()) else { continue };
+    for (i, set, tmp, dir) in fixture_datadirs() {
         // One snapshot from the data dir as etcd left it, one from a db that
         // etcdkit wrote (a compaction of it).
         let saved = tmp.path().join("saved.db");
-        cmd_save(&mut Vec::new(), &saved, &dir).unwrap();
+        save(&saved, &dir);
         let rewritten_dir = tmp.path().join("rewritten");
         std::fs::create_dir_all(rewritten_dir.join("member/snap")).unwrap();
-        etcdkit_cli::bolt::cmd_compact(
-            &mut Vec::new(),
-            &dir.join("member/snap/db"),
-            &rewritten_dir.join("member/snap/db"),
-            65536,
-        )
-        .unwrap();
+        compact_db(&dir.join("member/snap/db"), &rewritten_dir.join("member/snap/db"));
         let saved2 = tmp.path().join("saved2.db");
-        cmd_save(&mut Vec::new(), &saved2, &rewritten_dir).unwrap();
+        save(&saved2, &rewritten_dir);
         for (k, file) in [&saved, &saved2].into_iter().enumerate() {
-            assert!(etcdkit_snapshot::verify_trailer(file).unwrap(), "{set}: trailer");
+            assert!(etcdkit_snapshot::verify_trailer(&etcdkit_fs::RealFs, file).unwrap(), "{set}: trailer");
             let (ok, real, err) = etcdctl(&ctl, &["snapshot", "status", file.to_str().unwrap(), "-w", "json"]);
             assert!(ok, "{set}: etcdctl rejects our snapshot: {err}");
-            assert_eq!(status_text(file, WriteOut::Json), real, "{set}: status numbers");
+            assert_eq!(status_text(file, "json"), real, "{set}: status numbers");
             // etcdctl restore + boot: one member, no auth.
             let args = fixture_text(&set, "restore-args.txt").unwrap_or_default();
             let cluster = args.split_once("--initial-cluster ").map(|(_, r)| r.split(' ').next().unwrap_or(""));
@@ -99,24 +100,14 @@ fn saved_snapshots_are_accepted_and_restored_by_real_etcd() {
             let port = 24600 + 10 * i as u16 + 2 * k as u16;
             let peer = format!("http://127.0.0.1:{}", port + 1);
             let out: PathBuf = tmp.path().join(format!("restored{k}"));
-            let (ok, _, err) = etcdctl(
-                &ctl,
-                &[
-                    "snapshot",
-                    "restore",
-                    file.to_str().unwrap(),
-                    "--data-dir",
-                    out.to_str().unwrap(),
-                    "--name",
-                    "n1",
-                    "--initial-cluster",
-                    &format!("n1={peer}"),
-                    "--initial-cluster-token",
-                    "etcdkit-test",
-                    "--initial-advertise-peer-urls",
-                    &peer,
-                ],
-            );
+            let cluster = format!("n1={peer}");
+            let args = RestoreArgs {
+                name: "n1",
+                initial_cluster: &cluster,
+                initial_cluster_token: "etcdkit-test",
+                initial_advertise_peer_urls: &peer,
+            };
+            let (ok, _, err) = etcdctl_restore(&ctl, file, &out, &args);
             assert!(ok, "{set}: etcdctl restore of our snapshot failed: {err}");
             let got = serve_kvs(&etcd, &ctl, &out, port);
             let want: serde_json::Value = serde_json::from_str(&fixture_text(&set, "kvs.json").unwrap()).unwrap();

@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
+use etcdkit_fs::RealFs;
+use etcdkit_schema::snap;
 use etcdkit_snapshot::inspect::{Change, KeySpace, diff};
+use etcdkit_snapshot::status;
 use etcdkit_snapshot::verify::{Trailer, verify};
-use etcdkit_snapshot::{snap, status};
 use etcdkit_storage::{Db, Options};
-use etcdkit_tests::{
-    etcd_binaries, etcdctl, extract_datadir, fixture, fixture_sets, fixture_text, json_lines, start_etcd,
-};
+use etcdkit_tests::{etcd_binaries, extract_datadir, fixture, fixture_sets, fixture_text, json_lines, start_etcd};
 
 #[test]
 fn inspect_equals_etcds_decoder() {
@@ -16,7 +16,8 @@ fn inspect_equals_etcds_decoder() {
     for set in fixture_sets() {
         let Some(want) = fixture_text(&set, "decoded.jsonl") else { continue };
         let mut out = Vec::new();
-        etcdkit_snapshot::inspect::inspect(&fixture(&set, "snapshot.db").unwrap(), &mut out).unwrap();
+        etcdkit_snapshot::inspect::inspect(&etcdkit_fs::real(), &fixture(&set, "snapshot.db").unwrap(), &mut out)
+            .unwrap();
         let got = String::from_utf8(out).unwrap();
         assert_eq!(json_lines(&got), json_lines(&want), "{set}");
         n += 1;
@@ -28,10 +29,10 @@ fn inspect_equals_etcds_decoder() {
 fn every_fixture_verifies_with_etcdctls_numbers() {
     for set in fixture_sets() {
         let f = fixture(&set, "snapshot.db").unwrap();
-        let r = verify(&f, &mut |_, _| {}).unwrap();
+        let r = verify(&etcdkit_fs::real(), &f, &mut |_, _| {}).unwrap();
         assert!(r.ok(), "{set}: {:?} {:?}", r.structure, r.schema);
         assert_eq!(r.trailer, Trailer::Ok);
-        assert_eq!(r.status, status(&f).unwrap(), "{set}");
+        assert_eq!(r.status, status(&etcdkit_fs::real(), &f).unwrap(), "{set}");
         let st: serde_json::Value = serde_json::from_str(&fixture_text(&set, "status.json").unwrap()).unwrap();
         assert_eq!(st["hash"].as_u64(), Some(r.status.hash as u64));
         assert!(r.consistent_index.is_some() && r.members >= 1, "{set}");
@@ -40,7 +41,7 @@ fn every_fixture_verifies_with_etcdctls_numbers() {
         // The data dir's raw db: no trailer, same content.
         let tmp = tempfile::tempdir().unwrap();
         if let Some(dir) = extract_datadir(&set, tmp.path()) {
-            let r = verify(&dir.join("member/snap/db"), &mut |_, _| {}).unwrap();
+            let r = verify(&etcdkit_fs::real(), &dir.join("member/snap/db"), &mut |_, _| {}).unwrap();
             assert!(r.ok() && r.trailer == Trailer::Absent, "{set}: datadir db");
         }
     }
@@ -75,13 +76,13 @@ fn verify_finds_schema_damage_and_a_wrong_trailer() {
             }
             .encode_to_vec()
         };
-        let rev = |m: i64| etcdkit_snapshot::schema::Revision { main: m, sub: 0 }.to_bytes();
+        let rev = |m: i64| etcdkit_schema::Revision::new(m, 0).key_bytes();
         kb.put(&rev(1_000_000), &kv(1_000_000, 1_000_000, 1)).unwrap();
         kb.put(&rev(1_000_001), &kv(999, 1_000_000, 5)).unwrap();
         tx.bucket(b"meta").unwrap().unwrap().put(b"consistent_index", b"short").unwrap();
         tx.commit().unwrap();
     }
-    let r = verify(&p, &mut |_, _| {}).unwrap();
+    let r = verify(&etcdkit_fs::real(), &p, &mut |_, _| {}).unwrap();
     assert!(!r.ok());
     assert!(r.structure.is_empty());
     assert!(r.schema_count >= 4, "{:?}", r.schema);
@@ -94,11 +95,11 @@ fn verify_finds_schema_damage_and_a_wrong_trailer() {
     let n = b.len();
     b[n - 5] ^= 1;
     std::fs::write(&p, &b).unwrap();
-    let r = verify(&p, &mut |_, _| {}).unwrap();
+    let r = verify(&etcdkit_fs::real(), &p, &mut |_, _| {}).unwrap();
     assert!(matches!(r.trailer, Trailer::Mismatch { .. }) && !r.ok());
     // Not bbolt at all: an error.
     std::fs::write(&p, vec![1u8; 8224]).unwrap();
-    assert!(verify(&p, &mut |_, _| {}).is_err());
+    assert!(verify(&etcdkit_fs::real(), &p, &mut |_, _| {}).is_err());
 }
 
 #[test]
@@ -108,9 +109,9 @@ fn snap_files_of_real_data_dirs() {
         let tmp = tempfile::tempdir().unwrap();
         let Some(dir) = extract_datadir(&set, tmp.path()) else { continue };
         let snap_dir = dir.join("member/snap");
-        let names = snap::snap_names(&snap_dir).unwrap();
+        let names = snap::snap_names(&RealFs, &snap_dir).unwrap();
         if names.is_empty() {
-            assert!(matches!(snap::load_newest(&snap_dir, None), Err(etcdkit_snapshot::Error::NoSnapshot(_))));
+            assert!(matches!(snap::load_newest(&RealFs, &snap_dir, None), Err(etcdkit_schema::Error::NoSnapshot(_))));
             continue;
         }
         for name in &names {
@@ -123,8 +124,8 @@ fn snap_files_of_real_data_dirs() {
             assert!(v2.get("Root").is_some());
             seen += 1;
         }
-        let walsnaps = etcdkit_wal::valid_snapshot_entries(&dir.join("member/wal")).unwrap();
-        let (p, s) = snap::load_newest(&snap_dir, Some(&walsnaps)).unwrap();
+        let walsnaps = etcdkit_wal::valid_snapshot_entries(&etcdkit_fs::RealFs, &dir.join("member/wal")).unwrap();
+        let (p, s) = snap::load_newest(&RealFs, &snap_dir, Some(&walsnaps)).unwrap();
         assert_eq!(p.file_name().unwrap().to_str().unwrap(), names[0]);
         assert!(walsnaps.iter().any(|w| w.index == s.metadata.index && w.term == s.metadata.term));
     }
@@ -134,7 +135,7 @@ fn snap_files_of_real_data_dirs() {
 #[test]
 fn diff_of_a_snapshot_with_itself_is_empty() {
     for set in fixture_sets() {
-        let k = KeySpace::load(&fixture(&set, "snapshot.db").unwrap()).unwrap();
+        let k = KeySpace::load(&etcdkit_fs::real(), &fixture(&set, "snapshot.db").unwrap()).unwrap();
         assert!(diff(&k, &k).is_empty());
     }
 }
@@ -144,20 +145,7 @@ fn diff_lists_exactly_the_changes_of_a_real_workload() {
     let Some((etcd, ctl)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let p = start_etcd(&etcd, "d1", &tmp.path().join("d1.etcd"), 25500, 25501, None);
-    let ep = p.endpoint.clone();
-    let ctl_ok = |args: &[&str]| {
-        let mut a = vec!["--endpoints", &ep, "--command-timeout=10s"];
-        a.extend_from_slice(args);
-        let start = std::time::Instant::now();
-        loop {
-            let (ok, out, err) = etcdctl(&ctl, &a);
-            if ok {
-                return out;
-            }
-            assert!(start.elapsed().as_secs() < 60, "etcdctl {args:?}: {err}");
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    };
+    let ctl_ok = |args: &[&str]| p.ctl_retry(&ctl, args);
     for i in 0..20 {
         ctl_ok(&["put", &format!("/d/k{i:02}"), &format!("v{i}")]);
     }
@@ -176,7 +164,7 @@ fn diff_lists_exactly_the_changes_of_a_real_workload() {
     ctl_ok(&["snapshot", "save", b.to_str().unwrap()]);
     drop(p);
 
-    let (ka, kb) = (KeySpace::load(&a).unwrap(), KeySpace::load(&b).unwrap());
+    let (ka, kb) = (KeySpace::load(&etcdkit_fs::real(), &a).unwrap(), KeySpace::load(&etcdkit_fs::real(), &b).unwrap());
     let d = diff(&ka, &kb);
     let summary: Vec<String> = d
         .iter()
@@ -196,9 +184,7 @@ fn diff_lists_exactly_the_changes_of_a_real_workload() {
     }
     assert_eq!(diff(&kb, &ka).len(), 3);
     // The CLI prints the same three lines.
-    let mut out = Vec::new();
-    etcdkit_cli::snapshot::cmd_diff(&mut out, &a, &b, etcdkit_cli::WriteOut::Simple).unwrap();
-    let text = String::from_utf8(out).unwrap();
+    let text = etcdkit_tests::etcdkit_ok(&["snapshot", "diff", a.to_str().unwrap(), b.to_str().unwrap()]);
     assert_eq!(text.lines().count(), 3, "{text}");
     assert!(text.starts_with("- \"/d/del\""), "{text}");
 }

@@ -1,4 +1,4 @@
-//! Acceptance (issue 7): `unsafe` only in the modules that need it, each block
+//! The unsafe audit: `unsafe` only in the modules that need it, each block
 //! after a `// SAFETY:` comment; every other crate and target denies it (the
 //! workspace lint `unsafe_code = "deny"`, which this test also checks).
 
@@ -59,7 +59,9 @@ fn unsafe_code_lives_only_in_the_fs_seam_with_safety_comments() {
     assert_eq!(blocks, 4, "the memory map, the fcntl lock, sync_file_range and the LMDB open of the benchmark's peer");
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     assert!(manifest.contains("unsafe_code = \"deny\""), "workspace lint");
-    for member in ["fs", "proto", "storage", "wal", "snapshot", "raft-node", "cli", "benches", "tests"] {
+    for member in
+        ["fs", "proto", "storage", "schema", "mvcc", "wal", "snapshot", "raft-node", "cli", "benches", "tests"]
+    {
         let m = std::fs::read_to_string(root.join(member).join("Cargo.toml")).unwrap();
         assert!(m.contains("[lints]\nworkspace = true"), "{member} uses the workspace lints");
     }

@@ -3,23 +3,21 @@
 //! byte-identical to etcd's restore output, and real etcd boots on it.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use etcdkit_cli::WriteOut;
-use etcdkit_cli::wal::cmd_dump;
 use etcdkit_proto::Message;
 use etcdkit_proto::etcdserverpb::{InternalRaftRequest, Metadata, Request};
 use etcdkit_proto::raftpb::{ConfChange, Entry, EntryType, HardState};
 use etcdkit_proto::walpb::Snapshot;
-use etcdkit_tests::{etcd_binaries, extract_datadir, extract_restored, fixture_sets, fixture_text, json_lines};
+use etcdkit_tests::{
+    assert_serves_fixture, etcd_binaries, etcdkit_ok, extract_datadir, extract_restored, fixture_sets, fixture_text,
+    json_lines, start_etcd,
+};
 use etcdkit_wal::record::{ENTRY_TYPE, METADATA_TYPE, SNAPSHOT_TYPE, STATE_TYPE, encode_frame};
 use etcdkit_wal::{Wal, read_all, read_segments};
 
+/// `etcdkit wal dump DIR -w json`, one object per record.
 fn dump_json(dir: &Path) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    cmd_dump(&mut out, dir, WriteOut::Json).unwrap();
-    json_lines(&String::from_utf8(out).unwrap())
+    json_lines(&etcdkit_ok(&["wal", "dump", dir.to_str().unwrap(), "-w", "json"]))
 }
 
 #[test]
@@ -47,7 +45,7 @@ fn every_record_re_encodes_to_the_original_bytes() {
     for set in fixture_sets() {
         let tmp = tempfile::tempdir().unwrap();
         for dir in [extract_datadir(&set, tmp.path()), extract_restored(&set, tmp.path())].into_iter().flatten() {
-            let (segs, torn) = read_segments(&dir.join("member/wal")).unwrap();
+            let (segs, torn) = read_segments(&etcdkit_fs::RealFs, &dir.join("member/wal")).unwrap();
             assert!(!torn);
             for s in segs {
                 let bytes = std::fs::read(&s.path).unwrap();
@@ -93,10 +91,10 @@ fn every_record_re_encodes_to_the_original_bytes() {
 /// byte-identical to the one etcdctl wrote.
 fn rewrite_restored_wal(restored: &Path) -> std::path::PathBuf {
     let wal_dir = restored.join("member/wal");
-    let r = read_all(&wal_dir, Snapshot { index: 0, term: 0 }).unwrap();
-    let snaps = etcdkit_wal::valid_snapshot_entries(&wal_dir).unwrap();
+    let r = read_all(&etcdkit_fs::RealFs, &wal_dir, Snapshot { index: 0, term: 0 }).unwrap();
+    let snaps = etcdkit_wal::valid_snapshot_entries(&etcdkit_fs::RealFs, &wal_dir).unwrap();
     let ours = restored.join("member/wal.etcdkit");
-    let mut w = Wal::create(&ours, &r.metadata).unwrap();
+    let mut w = Wal::create(&ours, &r.metadata, &Default::default()).unwrap();
     w.save(&r.state, &r.entries).unwrap();
     for s in snaps.iter().filter(|s| s.index > 0) {
         w.save_snapshot(*s).unwrap();
@@ -112,8 +110,8 @@ fn restore_style_wal_written_by_etcdkit_is_byte_identical() {
         let Some(restored) = extract_restored(&set, tmp.path()) else { continue };
         let ours = rewrite_restored_wal(&restored);
         let theirs = restored.join("member/wal");
-        let names = etcdkit_wal::names::read_wal_names(&theirs).unwrap();
-        assert_eq!(etcdkit_wal::names::read_wal_names(&ours).unwrap(), names);
+        let names = etcdkit_wal::names::read_wal_names(&etcdkit_fs::RealFs, &theirs).unwrap();
+        assert_eq!(etcdkit_wal::names::read_wal_names(&etcdkit_fs::RealFs, &ours).unwrap(), names);
         for n in names {
             let a = std::fs::read(ours.join(&n)).unwrap();
             let b = std::fs::read(theirs.join(&n)).unwrap();
@@ -140,7 +138,9 @@ fn restore_wal_built_from_scratch_is_byte_identical() {
         let tmp = tempfile::tempdir().unwrap();
         let Some(restored) = extract_restored(&set, tmp.path()) else { continue };
         let theirs = restored.join("member/wal");
-        let md = Metadata::decode(read_all(&theirs, Snapshot::default()).unwrap().metadata.as_slice()).unwrap();
+        let md =
+            Metadata::decode(read_all(&etcdkit_fs::RealFs, &theirs, Snapshot::default()).unwrap().metadata.as_slice())
+                .unwrap();
 
         let member = Member { id: md.node_id, peer_urls: vec![peer], name, ..Default::default() };
         let cc = ConfChange {
@@ -152,22 +152,13 @@ fn restore_wal_built_from_scratch_is_byte_identical() {
         let entry =
             Entry { r#type: EntryType::EntryConfChange as i32, term: 1, index: 1, data: Some(cc.encode_to_vec()) };
         let ours = tmp.path().join("ours");
-        let mut w = Wal::create(&ours, &md.encode_to_vec()).unwrap();
+        let mut w = Wal::create(&ours, &md.encode_to_vec(), &Default::default()).unwrap();
         w.save(&HardState { term: 1, vote: member.id, commit: 1 }, &[entry]).unwrap();
         w.save_snapshot(Snapshot { index: 1, term: 1 }).unwrap();
         w.close().unwrap();
         let n = etcdkit_wal::names::wal_name(0, 0);
         let (a, b) = (std::fs::read(ours.join(&n)).unwrap(), std::fs::read(theirs.join(&n)).unwrap());
         assert!(a == b, "{set}: a from-scratch restore WAL differs from etcdctl's");
-    }
-}
-
-struct Etcd(Child);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -190,41 +181,11 @@ fn real_etcd_boots_on_a_wal_written_by_etcdkit() {
         std::fs::rename(&ours, &wal).unwrap();
 
         let (client, peer) = (24479 + 2 * i as u16, 24480 + 2 * i as u16);
-        let ep = format!("http://127.0.0.1:{client}");
-        let pu = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(tmp.path().join("etcd.log")).unwrap();
-        let child = Command::new(&etcd)
-            .env_clear()
-            .env("HOME", tmp.path())
-            .args(["--name", "n1", "--data-dir", restored.to_str().unwrap()])
-            .args(["--listen-client-urls", &ep, "--advertise-client-urls", &ep])
-            .args(["--listen-peer-urls", &pu, "--initial-advertise-peer-urls", &pu])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start etcd");
-        let _guard = Etcd(child);
-        let start = Instant::now();
-        let out = loop {
-            let o = Command::new(&ctl)
-                .env_clear()
-                .env("ETCDCTL_API", "3")
-                .args(["--endpoints", &ep, "--command-timeout=5s", "get", "", "--prefix", "-w", "json"])
-                .output()
-                .unwrap();
-            if o.status.success() {
-                break String::from_utf8(o.stdout).unwrap();
-            }
-            let log = std::fs::read_to_string(tmp.path().join("etcd.log")).unwrap_or_default();
-            assert!(start.elapsed() < Duration::from_secs(60), "{set}: etcd did not serve in 60 s:\n{log}");
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        let got: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let want: serde_json::Value = serde_json::from_str(&fixture_text(&set, "kvs.json").unwrap()).unwrap();
-        assert!(got["kvs"] == want["kvs"], "{set}: etcd on our WAL serves different keys");
+        let etcd = start_etcd(&etcd, "n1", &restored, client, peer, None);
+        assert_serves_fixture(&etcd, &ctl, &set, "on our WAL");
         // etcd holds its WAL segments locked (OFD locks): a second writer is refused.
         assert!(
-            matches!(Wal::open(&wal, Snapshot::default()), Err(etcdkit_wal::Error::Locked(_))),
+            matches!(Wal::open(&wal, Snapshot::default(), &Default::default()), Err(etcdkit_wal::Error::Locked(_))),
             "{set}: opened a WAL that a running etcd holds"
         );
         booted += 1;
@@ -252,7 +213,7 @@ fn torn_fixture_wals_read_their_valid_prefix_and_repair() {
         let tmp = tempfile::tempdir().unwrap();
         let Some(dir) = extract_datadir(set, tmp.path()) else { continue };
         let wal = dir.join("member/wal");
-        let (segs, _) = read_segments(&wal).unwrap();
+        let (segs, _) = read_segments(&etcdkit_fs::RealFs, &wal).unwrap();
         assert_eq!(segs.len(), 1, "{set}: one segment");
         let seg = &segs[0];
         let full = std::fs::read(&seg.path).unwrap()[..seg.records_end as usize].to_vec();
@@ -263,19 +224,13 @@ fn torn_fixture_wals_read_their_valid_prefix_and_repair() {
         cuts.push(seg.records_end);
         for cut in cuts {
             for zero in [false, true] {
-                let mut b = full.clone();
-                let cut = if zero { cut.next_multiple_of(512).min(b.len() as u64) } else { cut };
-                if zero {
-                    b[cut as usize..].fill(0);
-                } else {
-                    b.truncate(cut as usize);
-                }
+                let (cut, b) = etcdkit_testkit::crash::tear(&full, cut, zero);
                 std::fs::write(&seg.path, &b).unwrap();
                 let want = expected_before(&seg.frames, cut);
-                let r = read_all(&wal, Snapshot::default()).unwrap();
+                let r = read_all(&etcdkit_fs::RealFs, &wal, Snapshot::default()).unwrap();
                 assert!(r.entries == want, "{set}: cut {cut} zero {zero}: not the valid prefix");
-                repair(&wal).unwrap();
-                match Wal::open(&wal, Snapshot::default()) {
+                repair(&etcdkit_fs::RealFs, &wal).unwrap();
+                match Wal::open(&wal, Snapshot::default(), &Default::default()) {
                     Ok((_, r)) => assert!(r.entries == want, "{set}: cut {cut}: entries lost by repair"),
                     // A cut before the metadata record leaves no WAL to open for writing.
                     Err(e) => assert!(cut < 64, "{set}: cut {cut}: open after repair failed: {e}"),
@@ -294,7 +249,7 @@ fn torn_fixture_wals_read_their_valid_prefix_and_repair() {
             let mut b = full.clone();
             b[off] ^= 0x10;
             std::fs::write(&seg.path, &b).unwrap();
-            match read_all(&wal, Snapshot::default()) {
+            match read_all(&etcdkit_fs::RealFs, &wal, Snapshot::default()) {
                 Ok(r) => assert!(r.entries.iter().all(|e| all.contains(e)), "{set}: flip at {off}: invented entry"),
                 Err(Error::Io { .. }) => panic!("{set}: flip at {off}: I/O error"),
                 Err(_) => {}

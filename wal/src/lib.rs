@@ -8,7 +8,8 @@
 //! - [`read_all`] reads a WAL from a snapshot position (what etcd's
 //!   `OpenForRead` + `ReadAll` return), verifying the CRC chain.
 //! - [`valid_snapshot_entries`] lists the snapshot records a restart may use.
-//! - [`Wal::create`] / [`Wal::open`] write: [`Wal::save`] appends entries and a
+//! - [`Wal::create`] / [`Wal::open`] (with [`Options`]: the file system and
+//!   the segment size) write: [`Wal::save`] appends entries and a
 //!   hard state with one fdatasync (group commit), [`Wal::save_snapshot`],
 //!   segment cuts at 64 MB, [`Wal::release_lock_to`].
 //! - [`repair`] truncates a torn tail as etcd does (keeping a `.broken` copy).
@@ -22,7 +23,4 @@ pub mod record;
 mod wal;
 
 pub use error::{Error, Result};
-pub use wal::{
-    ReadAll, SEGMENT_SIZE, Segment, Wal, read_all, read_all_in, read_segments, repair, repair_in,
-    valid_snapshot_entries, valid_snapshot_entries_in,
-};
+pub use wal::{Options, ReadAll, SEGMENT_SIZE, Segment, Wal, read_all, read_segments, repair, valid_snapshot_entries};

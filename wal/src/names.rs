@@ -11,8 +11,13 @@ pub fn wal_name(seq: u64, index: u64) -> String {
 
 /// Parses a segment name into (seq, index).
 pub fn parse_wal_name(name: &str) -> Option<(u64, u64)> {
-    let stem = name.strip_suffix(".wal")?;
-    let (a, b) = stem.split_once('-')?;
+    parse_hex_pair(name, ".wal")
+}
+
+/// Parses etcd's `%016x-%016x<ext>` file names (WAL segments, raft `.snap`
+/// files) into their two numbers.
+pub fn parse_hex_pair(name: &str, ext: &str) -> Option<(u64, u64)> {
+    let (a, b) = name.strip_suffix(ext)?.split_once('-')?;
     if a.len() != 16 || b.len() != 16 {
         return None;
     }
@@ -20,12 +25,7 @@ pub fn parse_wal_name(name: &str) -> Option<(u64, u64)> {
 }
 
 /// The valid segment names in `dir`, sorted.
-pub fn read_wal_names(dir: &Path) -> Result<Vec<String>> {
-    read_wal_names_in(&etcdkit_fs::RealFs, dir)
-}
-
-/// [`read_wal_names`] through `fs`.
-pub fn read_wal_names_in(fs: &dyn etcdkit_fs::Fs, dir: &Path) -> Result<Vec<String>> {
+pub fn read_wal_names(fs: &dyn etcdkit_fs::Fs, dir: &Path) -> Result<Vec<String>> {
     let mut names: Vec<String> = fs
         .read_dir(dir)
         .map_err(|e| Error::io("read dir", dir, e))?

@@ -10,7 +10,7 @@ use etcdkit_proto::walpb::{Record, Snapshot};
 use prost::Message;
 
 use crate::error::{Error, Result};
-use crate::names::{is_valid_seq, parse_wal_name, read_wal_names_in, search_index, wal_name};
+use crate::names::{is_valid_seq, parse_wal_name, read_wal_names, search_index, wal_name};
 use crate::record::{
     CRC_TYPE, Decoder, ENTRY_TYPE, End, Frame, METADATA_TYPE, SNAPSHOT_TYPE, STATE_TYPE, crc_update, encode_frame,
 };
@@ -42,17 +42,7 @@ fn decode_files(fs: &dyn Fs, dir: &Path, names: &[String]) -> Result<(Vec<Segmen
         let end = loop {
             match dec.next_frame() {
                 Ok(Some(f)) => {
-                    if f.record.r#type == CRC_TYPE {
-                        if dec.crc != 0 && f.record.crc != dec.crc {
-                            return Err(Error::CrcMismatch {
-                                file: path.clone(),
-                                offset: f.offset,
-                                stored: f.record.crc,
-                                computed: dec.crc,
-                            });
-                        }
-                        dec.crc = f.record.crc;
-                    }
+                    chain_crc(&mut dec, &f, &path)?;
                     frames.push(f);
                 }
                 Ok(None) => break End::Clean,
@@ -71,10 +61,26 @@ fn decode_files(fs: &dyn Fs, dir: &Path, names: &[String]) -> Result<(Vec<Segmen
     Ok((out, End::Clean, crc))
 }
 
+/// A crc record continues the chain: it must carry the CRC of everything
+/// before it (0 only at the very start), and the chain goes on from it.
+fn chain_crc(dec: &mut Decoder<'_>, f: &Frame, path: &Path) -> Result<()> {
+    if f.record.r#type == CRC_TYPE {
+        if dec.crc != 0 && f.record.crc != dec.crc {
+            return Err(Error::CrcMismatch {
+                file: path.to_path_buf(),
+                offset: f.offset,
+                stored: f.record.crc,
+                computed: dec.crc,
+            });
+        }
+        dec.crc = f.record.crc;
+    }
+    Ok(())
+}
+
 /// Every segment of the WAL in `dir`, decoded (for inspection tools).
-pub fn read_segments(dir: &Path) -> Result<(Vec<Segment>, bool)> {
-    let fs = &etcdkit_fs::RealFs;
-    let names = read_wal_names_in(fs, dir)?;
+pub fn read_segments(fs: &dyn Fs, dir: &Path) -> Result<(Vec<Segment>, bool)> {
+    let names = read_wal_names(fs, dir)?;
     let (segs, end, _) = decode_files(fs, dir, &names)?;
     Ok((segs, end == End::Torn))
 }
@@ -111,7 +117,7 @@ pub struct ReadAll {
 
 /// The segment names to read for a start position (etcd `selectWALFiles`).
 fn select(fs: &dyn Fs, dir: &Path, start: &Snapshot) -> Result<Vec<String>> {
-    let names = read_wal_names_in(fs, dir)?;
+    let names = read_wal_names(fs, dir)?;
     let i = search_index(&names, start.index).ok_or_else(|| Error::FileNotFound(dir.to_path_buf()))?;
     let names = names[i..].to_vec();
     if !is_valid_seq(&names) {
@@ -193,25 +199,15 @@ fn apply(fs: &dyn Fs, dir: &Path, names: &[String], start: &Snapshot) -> Result<
 
 /// Reads the WAL in `dir` from snapshot position `start` (etcd `OpenForRead`
 /// + `ReadAll`): a torn tail is accepted and reported in [`ReadAll::torn`].
-pub fn read_all(dir: &Path, start: Snapshot) -> Result<ReadAll> {
-    read_all_in(&etcdkit_fs::RealFs, dir, start)
-}
-
-/// [`read_all`] through `fs`.
-pub fn read_all_in(fs: &dyn Fs, dir: &Path, start: Snapshot) -> Result<ReadAll> {
+pub fn read_all(fs: &dyn Fs, dir: &Path, start: Snapshot) -> Result<ReadAll> {
     let names = select(fs, dir, &start)?;
     apply(fs, dir, &names, &start)
 }
 
 /// The snapshot records whose index is at most the last hard state's commit
 /// (etcd `ValidSnapshotEntries`).
-pub fn valid_snapshot_entries(dir: &Path) -> Result<Vec<Snapshot>> {
-    valid_snapshot_entries_in(&etcdkit_fs::RealFs, dir)
-}
-
-/// [`valid_snapshot_entries`] through `fs`.
-pub fn valid_snapshot_entries_in(fs: &dyn Fs, dir: &Path) -> Result<Vec<Snapshot>> {
-    let names = read_wal_names_in(fs, dir)?;
+pub fn valid_snapshot_entries(fs: &dyn Fs, dir: &Path) -> Result<Vec<Snapshot>> {
+    let names = read_wal_names(fs, dir)?;
     let (segs, _, _) = decode_files(fs, dir, &names)?;
     let mut snaps = Vec::new();
     let mut state = HardState::default();
@@ -231,32 +227,15 @@ pub fn valid_snapshot_entries_in(fs: &dyn Fs, dir: &Path) -> Result<Vec<Snapshot
 /// Truncates a torn tail of the last segment at its last valid record, keeping
 /// a copy of the damaged file as `<name>.broken` (etcd `Repair`). Returns
 /// whether anything was repaired. Corruption other than a torn tail is an error.
-pub fn repair(dir: &Path) -> Result<bool> {
-    repair_in(&etcdkit_fs::RealFs, dir)
-}
-
-/// [`repair`] through `fs`.
-pub fn repair_in(fs: &dyn Fs, dir: &Path) -> Result<bool> {
-    let names = read_wal_names_in(fs, dir)?;
+pub fn repair(fs: &dyn Fs, dir: &Path) -> Result<bool> {
+    let names = read_wal_names(fs, dir)?;
     let name = names.last().unwrap();
     let path = dir.join(name);
     let bytes = fs.read(&path).map_err(|e| Error::io("read", &path, e))?;
     let mut dec = Decoder::new(&path, &bytes, 0, true);
     loop {
         match dec.next_frame() {
-            Ok(Some(f)) => {
-                if f.record.r#type == CRC_TYPE {
-                    if dec.crc != 0 && f.record.crc != dec.crc {
-                        return Err(Error::CrcMismatch {
-                            file: path.clone(),
-                            offset: f.offset,
-                            stored: f.record.crc,
-                            computed: dec.crc,
-                        });
-                    }
-                    dec.crc = f.record.crc;
-                }
-            }
+            Ok(Some(f)) => chain_crc(&mut dec, &f, &path)?,
             Ok(None) => return Ok(false),
             Err(Error::UnexpectedEof { offset, .. }) => {
                 let broken = dir.join(format!("{name}.broken"));
@@ -341,6 +320,28 @@ fn start_pipeline(fs: &Arc<dyn Fs>, dir: &Path, n: u64, size: u64) -> Option<Pip
     }))
 }
 
+/// How a WAL's files are made: through which file system, cut where.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The file system every file operation goes through (the real one
+    /// unless a test injects faults).
+    pub fs: Arc<dyn Fs>,
+    /// Size a segment is preallocated to and cut at (etcd: [`SEGMENT_SIZE`];
+    /// smaller in tests).
+    pub segment_size: u64,
+    /// Preallocate a new WAL's first segment sparsely (`ftruncate` instead of
+    /// writing zeros): for a WAL written once and handed over, as `snapshot
+    /// restore` does. It reads the same; [`Wal::open`] leaves a segment whose
+    /// unwritten tail already reads as zeros as it is.
+    pub sparse: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { fs: etcdkit_fs::real(), segment_size: SEGMENT_SIZE, sparse: false }
+    }
+}
+
 /// A WAL open for appending.
 pub struct Wal {
     fs: Arc<dyn Fs>,
@@ -373,35 +374,12 @@ impl Drop for Wal {
 impl Wal {
     /// Creates a new WAL in `dir` (which must not exist) with `metadata`: built
     /// in `<dir>.tmp` and renamed, as etcd does.
-    pub fn create(dir: &Path, metadata: &[u8]) -> Result<Wal> {
-        Self::create_with_segment_size(dir, metadata, SEGMENT_SIZE)
-    }
-
-    /// [`Wal::create`] through `fs`, cutting segments at `segment_size`.
-    pub fn create_in(fs: Arc<dyn Fs>, dir: &Path, metadata: &[u8], segment_size: u64) -> Result<Wal> {
-        Self::create_inner(fs, dir, metadata, segment_size, false)
-    }
-
-    /// [`Wal::create`] with a sparse first segment (`ftruncate` to its size
-    /// instead of writing zeros): for a WAL written once and handed over, as
-    /// `snapshot restore` does. It reads the same; etcd re-preallocates the
-    /// tail segment when it opens the WAL, and so does [`Wal::open`].
-    pub fn create_sparse(dir: &Path, metadata: &[u8]) -> Result<Wal> {
-        Self::create_inner(etcdkit_fs::real(), dir, metadata, SEGMENT_SIZE, true)
-    }
-
-    /// [`Wal::create_sparse`] through `fs`, cutting at `segment_size`.
-    pub fn create_sparse_in(fs: Arc<dyn Fs>, dir: &Path, metadata: &[u8], segment_size: u64) -> Result<Wal> {
-        Self::create_inner(fs, dir, metadata, segment_size, true)
-    }
-
-    /// [`Wal::create`] with another segment size (tests).
-    pub fn create_with_segment_size(dir: &Path, metadata: &[u8], segment_size: u64) -> Result<Wal> {
-        Self::create_inner(etcdkit_fs::real(), dir, metadata, segment_size, false)
+    pub fn create(dir: &Path, metadata: &[u8], opts: &Options) -> Result<Wal> {
+        Self::create_inner(opts.fs.clone(), dir, metadata, opts.segment_size, opts.sparse)
     }
 
     fn create_inner(fs: Arc<dyn Fs>, dir: &Path, metadata: &[u8], segment_size: u64, sparse: bool) -> Result<Wal> {
-        if fs.exists(dir) && read_wal_names_in(&*fs, dir).is_ok() {
+        if fs.exists(dir) && read_wal_names(&*fs, dir).is_ok() {
             return Err(Error::Exists(dir.to_path_buf()));
         }
         let tmp = PathBuf::from(format!("{}.tmp", dir.display()));
@@ -440,13 +418,10 @@ impl Wal {
 
     /// Opens the WAL in `dir` for appending at snapshot position `start`: reads
     /// everything after it (a torn tail is an error here: run [`repair`]), zeroes
-    /// anything past the last valid record, and continues the CRC chain.
-    pub fn open(dir: &Path, start: Snapshot) -> Result<(Wal, ReadAll)> {
-        Self::open_in(etcdkit_fs::real(), dir, start)
-    }
-
-    /// [`Wal::open`] through `fs`.
-    pub fn open_in(fs: Arc<dyn Fs>, dir: &Path, start: Snapshot) -> Result<(Wal, ReadAll)> {
+    /// anything past the last valid record, and continues the CRC chain. New
+    /// segments are cut at `opts.segment_size`.
+    pub fn open(dir: &Path, start: Snapshot, opts: &Options) -> Result<(Wal, ReadAll)> {
+        let fs = opts.fs.clone();
         let names = select(&*fs, dir, &start)?;
         let mut locks = Vec::new();
         for n in &names {
@@ -476,7 +451,7 @@ impl Wal {
             offset,
             crc,
             buf: Vec::new(),
-            segment_size: SEGMENT_SIZE,
+            segment_size: opts.segment_size,
             cuts: 0,
             pipeline: None,
         };
@@ -617,11 +592,6 @@ impl Wal {
             None => self.locks.len() - 1,
         };
         self.locks.drain(..keep_from);
-    }
-
-    /// Cut segments at `bytes` instead of 64,000,000 (tests; etcd's is fixed).
-    pub fn set_segment_size(&mut self, bytes: u64) {
-        self.segment_size = bytes;
     }
 
     /// The segment files currently held.

@@ -11,10 +11,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use etcdkit_fs::{Fault, Fs, Reboot, SimFs, Xorshift, crash_seeds};
+use etcdkit_fs::{Fs, Rng, SimFs, crash_seeds};
 use etcdkit_proto::raftpb::{Entry, HardState};
 use etcdkit_proto::walpb::Snapshot;
-use etcdkit_wal::{Error, Wal};
+use etcdkit_testkit::crash::{clean_run, explore, explore_crashes, fs_with_dir, short_write_or_failure, synced_or_all};
+use etcdkit_wal::{Error, Options, Wal};
 
 const DIR: &str = "/data/member/wal";
 const SEGMENT: u64 = 2048;
@@ -30,7 +31,7 @@ enum Step {
 }
 
 fn workload(seed: u64, steps: usize) -> Vec<Step> {
-    let mut r = Xorshift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut r = Rng::new(seed);
     let mut index = 0u64;
     let mut commit = 0u64;
     let term = 1 + seed % 3;
@@ -68,10 +69,15 @@ struct Outcome {
     inflight: Vec<Entry>,
 }
 
+/// The WAL's options on `fs`, cutting at [`SEGMENT`].
+fn opts(fs: &SimFs) -> Options {
+    let fs: Arc<dyn Fs> = Arc::new(fs.clone());
+    Options { fs, segment_size: SEGMENT, sparse: false }
+}
+
 fn run(fs: &SimFs, steps: &[Step]) -> Outcome {
     let mut out = Outcome::default();
-    let shared: Arc<dyn Fs> = Arc::new(fs.clone());
-    let Ok(mut w) = Wal::create_in(shared.clone(), Path::new(DIR), b"metadata", SEGMENT) else { return out };
+    let Ok(mut w) = Wal::create(Path::new(DIR), b"metadata", &opts(fs)) else { return out };
     out.created = true;
     for s in steps {
         let r = match s {
@@ -91,9 +97,8 @@ fn run(fs: &SimFs, steps: &[Step]) -> Outcome {
             }
             Step::Reopen => {
                 drop(w);
-                match Wal::open_in(shared.clone(), Path::new(DIR), Snapshot::default()) {
-                    Ok((mut nw, _)) => {
-                        nw.set_segment_size(SEGMENT);
+                match Wal::open(Path::new(DIR), Snapshot::default(), &opts(fs)) {
+                    Ok((nw, _)) => {
                         w = nw;
                         Ok(())
                     }
@@ -110,11 +115,10 @@ fn run(fs: &SimFs, steps: &[Step]) -> Outcome {
 
 /// etcd's restart: open for appending; on a torn tail, repair and open again.
 fn recover(fs: &SimFs) -> Result<(Wal, etcdkit_wal::ReadAll), Error> {
-    let shared: Arc<dyn Fs> = Arc::new(fs.clone());
-    match Wal::open_in(shared.clone(), Path::new(DIR), Snapshot::default()) {
+    match Wal::open(Path::new(DIR), Snapshot::default(), &opts(fs)) {
         Err(Error::UnexpectedEof { .. }) => {
-            assert!(etcdkit_wal::repair_in(fs, Path::new(DIR))?, "a torn tail must be repairable");
-            Wal::open_in(shared, Path::new(DIR), Snapshot::default())
+            assert!(etcdkit_wal::repair(fs, Path::new(DIR))?, "a torn tail must be repairable");
+            Wal::open(Path::new(DIR), Snapshot::default(), &opts(fs))
         }
         r => r,
     }
@@ -141,20 +145,17 @@ fn verify(fs: &SimFs, o: &Outcome, what: &str) {
     assert!(r.state.commit >= o.acked_state.commit, "{what}: hard state went back");
     assert_eq!(r.metadata, b"metadata", "{what}: metadata");
     // The recovered WAL takes writes, and they read back.
-    w.set_segment_size(SEGMENT);
     let next = r.entries.last().map_or(1, |e| e.index + 1);
     let e = Entry { term: 9, index: next, r#type: 0, data: Some(b"after".to_vec()) };
     w.save(&HardState { term: 9, vote: 1, commit: next }, std::slice::from_ref(&e)).unwrap();
     drop(w);
-    let again = etcdkit_wal::read_all_in(fs, Path::new(DIR), Snapshot::default()).unwrap();
+    let again = etcdkit_wal::read_all(fs, Path::new(DIR), Snapshot::default()).unwrap();
     assert_eq!(again.entries.last(), Some(&e), "{what}: write after recovery");
     assert!(!again.torn, "{what}: torn after a clean write");
 }
 
 fn fresh() -> SimFs {
-    let fs = SimFs::new();
-    fs.create_dir_all(Path::new("/data/member"), 0o700).unwrap();
-    fs
+    fs_with_dir("/data/member")
 }
 
 #[test]
@@ -164,21 +165,16 @@ fn crash_at_every_operation_keeps_every_acknowledged_entry() {
     for seed in 0..crash_seeds(6) {
         let steps = workload(seed, 60);
         let clean = fresh();
-        let base = clean.ops();
-        let all = run(&clean, &steps);
+        let (ops, all) = clean_run(&|| clean.clone(), |fs| run(fs, &steps));
         assert!(all.created && !all.acked.is_empty());
-        let total = clean.ops() - base;
         cuts += clean.read_dir(Path::new(DIR)).unwrap().iter().filter(|n| n.ends_with(".wal")).count() - 1;
-        for n in 0..total {
-            let fs = fresh();
-            fs.inject(Fault::CrashAt(base + n));
-            let o = run(&fs, &steps);
-            assert!(fs.crashed(), "seed {seed} op {n}: no crash");
-            for (mode, label) in Reboot::each(seed ^ n) {
-                verify(&fs.reboot(mode), &o, &format!("seed {seed} crash at op {n}/{total} ({label})"));
-                points += 1;
-            }
-        }
+        points += explore_crashes(
+            ops,
+            &fresh,
+            seed,
+            |fs| run(fs, &steps),
+            |p| verify(&p.after, p.outcome, &format!("seed {seed} {}", p.label)),
+        );
     }
     assert!(cuts > 10, "the workloads cut segments ({cuts})");
     eprintln!("wal: {points} crash points verified ({cuts} segment cuts in the clean runs)");
@@ -187,20 +183,18 @@ fn crash_at_every_operation_keeps_every_acknowledged_entry() {
 #[test]
 fn short_writes_and_failed_operations_keep_every_acknowledged_entry() {
     let mut points = 0u64;
-    for seed in 0..crash_seeds(6) {
-        let steps = workload(seed + 500, 40);
-        let clean = fresh();
-        run(&clean, &steps);
-        for n in 0..clean.ops() {
-            for fault in [Fault::ShortWriteAt(n), Fault::FailAt(n)] {
-                let fs = fresh();
-                fs.inject(fault.clone());
-                let o = run(&fs, &steps);
-                for mode in [Reboot::SyncedOnly, Reboot::Everything] {
-                    verify(&fs.reboot(mode), &o, &format!("seed {seed} {fault:?} ({mode:?})"));
-                    points += 1;
-                }
-            }
+    for plan in short_write_or_failure(&[None]) {
+        for seed in 0..crash_seeds(6) {
+            let steps = workload(seed + 500, 40);
+            let (ops, _) = clean_run(&fresh, |fs| run(fs, &steps));
+            points += explore(
+                ops,
+                &fresh,
+                &plan,
+                synced_or_all,
+                |fs| run(fs, &steps),
+                |p| verify(&p.after, p.outcome, &format!("seed {seed} {}", p.label)),
+            );
         }
     }
     eprintln!("wal: {points} short-write / failure points verified");

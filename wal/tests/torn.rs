@@ -11,26 +11,32 @@ fn entry(index: u64, term: u64, size: usize) -> Entry {
 
 /// A WAL with `n` entries in one segment, shrunk to its used bytes.
 fn small_wal(dir: &std::path::Path, n: u64) -> Vec<u8> {
-    let mut w = Wal::create(dir, b"metadata").unwrap();
+    let mut w = Wal::create(dir, b"metadata", &Default::default()).unwrap();
     for i in 1..=n {
         w.save(&HardState { term: 1, vote: 1, commit: i }, &[entry(i, 1, (i * 37 % 300) as usize)]).unwrap();
     }
     w.close().unwrap();
-    let (segs, _) = read_segments(dir).unwrap();
+    let (segs, _) = read_segments(&etcdkit_fs::RealFs, dir).unwrap();
     let seg = &segs[0];
     let bytes = std::fs::read(&seg.path).unwrap()[..seg.records_end as usize].to_vec();
     std::fs::write(&seg.path, &bytes).unwrap();
     bytes
 }
 
-#[test]
-fn torn_tails_read_as_the_valid_prefix_and_repair() {
+/// [`small_wal`] in `<tmp>/wal`: the temp dir, the segment's bytes, the segment.
+fn small_wal_segment(n: u64) -> (tempfile::TempDir, Vec<u8>, etcdkit_wal::Segment) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let full = small_wal(&dir, 40);
-    let (segs, _) = read_segments(&dir).unwrap();
-    let seg = segs[0].path.clone();
-    let frames = segs[0].frames.clone();
+    let full = small_wal(&dir, n);
+    let (mut segs, _) = read_segments(&etcdkit_fs::RealFs, &dir).unwrap();
+    (tmp, full, segs.remove(0))
+}
+
+#[test]
+fn torn_tails_read_as_the_valid_prefix_and_repair() {
+    let (tmp, full, segment) = small_wal_segment(40);
+    let dir = tmp.path().join("wal");
+    let (seg, frames) = (segment.path, segment.frames);
     // Every record boundary, and points inside each record.
     let mut cuts = Vec::new();
     for f in &frames {
@@ -39,25 +45,18 @@ fn torn_tails_read_as_the_valid_prefix_and_repair() {
     }
     for cut in cuts {
         for zero in [false, true] {
-            let mut b = full.clone();
-            // A power loss loses whole sectors: zero from the next 512-byte
-            // boundary (etcd treats a record with an all-zero sector as torn).
-            let cut = if zero { cut.next_multiple_of(512).min(b.len() as u64) } else { cut };
-            if zero {
-                b[cut as usize..].fill(0);
-            } else {
-                b.truncate(cut as usize);
-            }
+            // etcd treats a record with an all-zero sector as torn.
+            let (cut, b) = etcdkit_testkit::crash::tear(&full, cut, zero);
             std::fs::write(&seg, &b).unwrap();
             // Entries whose records end at or before the cut survive.
             let survive = frames.iter().filter(|f| f.record.r#type == 2 && f.offset + 8 + f.len + f.pad <= cut).count();
-            let r = read_all(&dir, Snapshot::default()).unwrap();
+            let r = read_all(&etcdkit_fs::RealFs, &dir, Snapshot::default()).unwrap();
             assert_eq!(r.entries.len(), survive, "cut {cut} zero {zero}");
             for (i, e) in r.entries.iter().enumerate() {
                 assert_eq!(*e, entry(i as u64 + 1, 1, ((i as u64 + 1) * 37 % 300) as usize));
             }
-            let _ = repair(&dir).unwrap();
-            let (w, r2) = Wal::open(&dir, Snapshot::default()).expect("opens after repair");
+            let _ = repair(&etcdkit_fs::RealFs, &dir).unwrap();
+            let (w, r2) = Wal::open(&dir, Snapshot::default(), &Default::default()).expect("opens after repair");
             assert_eq!(r2.entries.len(), survive);
             drop(w);
             let _ = std::fs::remove_file(dir.join(format!("{}.broken", seg.file_name().unwrap().to_string_lossy())));
@@ -70,36 +69,34 @@ fn a_torn_tail_is_repaired_and_writing_continues() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     let full = small_wal(&dir, 10);
-    let (segs, _) = read_segments(&dir).unwrap();
+    let (segs, _) = read_segments(&etcdkit_fs::RealFs, &dir).unwrap();
     let last = segs[0].frames.last().unwrap().clone();
     let mut b = full.clone();
     b.truncate((last.offset + 12) as usize);
     std::fs::write(&segs[0].path, &b).unwrap();
-    assert!(matches!(Wal::open(&dir, Snapshot::default()), Err(Error::UnexpectedEof { .. })));
-    assert!(repair(&dir).unwrap());
+    assert!(matches!(Wal::open(&dir, Snapshot::default(), &Default::default()), Err(Error::UnexpectedEof { .. })));
+    assert!(repair(&etcdkit_fs::RealFs, &dir).unwrap());
     assert!(dir.join(format!("{}.broken", segs[0].name)).exists());
-    let (mut w, r) = Wal::open(&dir, Snapshot::default()).unwrap();
+    let (mut w, r) = Wal::open(&dir, Snapshot::default(), &Default::default()).unwrap();
     let n = r.entries.len() as u64;
     w.save(&HardState { term: 2, vote: 1, commit: n + 1 }, &[entry(n + 1, 2, 10)]).unwrap();
     w.close().unwrap();
-    let r = read_all(&dir, Snapshot::default()).unwrap();
+    let r = read_all(&etcdkit_fs::RealFs, &dir, Snapshot::default()).unwrap();
     assert_eq!(r.entries.last().unwrap().index, n + 1);
     assert_eq!(r.state.term, 2);
 }
 
 #[test]
 fn bit_flips_give_typed_errors_or_a_valid_prefix() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, full, segment) = small_wal_segment(30);
     let dir = tmp.path().join("wal");
-    let full = small_wal(&dir, 30);
-    let (segs, _) = read_segments(&dir).unwrap();
-    let seg = segs[0].path.clone();
+    let seg = segment.path;
     for off in (0..full.len()).step_by(7) {
         for bit in [0u8, 3, 7] {
             let mut b = full.clone();
             b[off] ^= 1 << bit;
             std::fs::write(&seg, &b).unwrap();
-            match read_all(&dir, Snapshot::default()) {
+            match read_all(&etcdkit_fs::RealFs, &dir, Snapshot::default()) {
                 Ok(r) => {
                     // Whatever is returned is an exact prefix of what was written.
                     for (i, e) in r.entries.iter().enumerate() {
@@ -122,7 +119,7 @@ fn bit_flips_give_typed_errors_or_a_valid_prefix() {
                 ) => {}
                 Err(e) => panic!("flip at {off} bit {bit}: unexpected error {e}"),
             }
-            let _ = repair(&dir);
+            let _ = repair(&etcdkit_fs::RealFs, &dir);
         }
     }
 }
@@ -153,7 +150,7 @@ proptest! {
     fn random_save_cut_reopen_reads_back(ops in proptest::collection::vec(op(), 1..60)) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("wal");
-        let mut w = Wal::create_with_segment_size(&dir, b"md", 4096).unwrap();
+        let mut w = Wal::create(&dir, b"md", &etcdkit_wal::Options { segment_size: 4096, ..Default::default() }).unwrap();
         let mut model: Vec<Entry> = Vec::new();
         let mut term = 1;
         // Entries up to `commit` are committed: never rewritten.
@@ -181,10 +178,10 @@ proptest! {
                 }
                 Op::Reopen => {
                     w.close().unwrap();
-                    let (nw, r) = Wal::open(&dir, Snapshot::default()).unwrap();
+                    let opts = etcdkit_wal::Options { segment_size: 4096, ..Default::default() };
+                    let (nw, r) = Wal::open(&dir, Snapshot::default(), &opts).unwrap();
                     prop_assert_eq!(&r.entries, &model);
                     w = nw;
-                    w.set_segment_size(4096);
                 }
                 Op::Conflict(k) => {
                     // A new leader rewrites up to k uncommitted entries with a higher term.
@@ -198,7 +195,7 @@ proptest! {
             }
         }
         w.close().unwrap();
-        let r = read_all(&dir, Snapshot::default()).unwrap();
+        let r = read_all(&etcdkit_fs::RealFs, &dir, Snapshot::default()).unwrap();
         prop_assert_eq!(&r.entries, &model);
         prop_assert!(!r.torn);
     }
@@ -208,7 +205,7 @@ proptest! {
 fn cuts_name_segments_by_first_index_and_release_locks_as_etcd() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let mut w = Wal::create_with_segment_size(&dir, b"md", 2048).unwrap();
+    let mut w = Wal::create(&dir, b"md", &etcdkit_wal::Options { segment_size: 2048, ..Default::default() }).unwrap();
     for i in 1..=60u64 {
         w.save(&HardState { term: 1, vote: 1, commit: i }, &[entry(i, 1, 200)]).unwrap();
     }
@@ -233,11 +230,11 @@ fn cuts_name_segments_by_first_index_and_release_locks_as_etcd() {
     w.release_lock_to(u64::MAX);
     assert_eq!(w.held_segments(), vec![held.last().unwrap().clone()]);
     w.close().unwrap();
-    let r = read_all(&dir, Snapshot::default()).unwrap();
+    let r = read_all(&etcdkit_fs::RealFs, &dir, Snapshot::default()).unwrap();
     assert_eq!(r.entries.len(), 60);
     assert_eq!(r.state.commit, 60);
     // Reading from a snapshot in the middle starts at the right segment.
-    let r = read_all(&dir, Snapshot { index: 30, term: 1 }).unwrap();
+    let r = read_all(&etcdkit_fs::RealFs, &dir, Snapshot { index: 30, term: 1 }).unwrap();
     assert_eq!(r.entries.first().unwrap().index, 31);
     assert!(!r.snapshot_found);
 }
@@ -246,13 +243,13 @@ fn cuts_name_segments_by_first_index_and_release_locks_as_etcd() {
 fn a_wal_open_for_writing_is_locked_against_a_second_writer() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let w = Wal::create(&dir, b"md").unwrap();
+    let w = Wal::create(&dir, b"md", &Default::default()).unwrap();
     // OFD locks conflict between open file descriptions, even in one process.
-    assert!(matches!(Wal::open(&dir, Snapshot::default()), Err(Error::Locked(_))));
+    assert!(matches!(Wal::open(&dir, Snapshot::default(), &Default::default()), Err(Error::Locked(_))));
     drop(w);
-    let (w2, _) = Wal::open(&dir, Snapshot::default()).unwrap();
-    assert!(matches!(Wal::open(&dir, Snapshot::default()), Err(Error::Locked(_))));
+    let (w2, _) = Wal::open(&dir, Snapshot::default(), &Default::default()).unwrap();
+    assert!(matches!(Wal::open(&dir, Snapshot::default(), &Default::default()), Err(Error::Locked(_))));
     // Readers take no lock.
-    assert!(read_all(&dir, Snapshot::default()).is_ok());
+    assert!(read_all(&etcdkit_fs::RealFs, &dir, Snapshot::default()).is_ok());
     drop(w2);
 }

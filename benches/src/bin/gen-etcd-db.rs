@@ -3,11 +3,7 @@
 #![forbid(unsafe_code)]
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() < 3 {
-        eprintln!("usage: gen-etcd-db OUT SIZE_MB [SEED]");
-        std::process::exit(2);
-    }
+    let args = etcdkit_benches::args("gen-etcd-db OUT SIZE_MB [SEED]", 2);
     let out = std::path::Path::new(&args[1]);
     if out.exists() {
         eprintln!("gen-etcd-db: {} exists", out.display());

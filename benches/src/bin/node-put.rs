@@ -15,11 +15,7 @@ use etcdkit_proto::etcdserverpb::PutRequest;
 use etcdkit_raft_node::{Config, Node};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() < 4 {
-        eprintln!("usage: node-put DIR TOTAL CLIENTS [KEY_SPACE]");
-        std::process::exit(2);
-    }
+    let args = etcdkit_benches::args("node-put DIR TOTAL CLIENTS [KEY_SPACE]", 3);
     let dir = std::path::PathBuf::from(&args[1]);
     let total: usize = args[2].parse().expect("TOTAL");
     let clients: usize = args[3].parse().expect("CLIENTS");
@@ -34,12 +30,9 @@ fn main() {
             let (node, next, value) = (node.clone(), next.clone(), value.clone());
             std::thread::spawn(move || {
                 let mut lat = Vec::new();
-                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ w as u64;
+                let mut rng = etcdkit_benches::Rng::new(w as u64);
                 while next.fetch_add(1, Ordering::Relaxed) < total {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let key = (x % key_space).to_be_bytes().to_vec();
+                    let key = rng.below(key_space).to_be_bytes().to_vec();
                     let t = Instant::now();
                     node.put_with(PutRequest { key, value: value.clone(), ..Default::default() }).expect("put");
                     lat.push(t.elapsed());

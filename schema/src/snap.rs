@@ -18,7 +18,7 @@ use etcdkit_proto::raftpb;
 use etcdkit_proto::snappb;
 use etcdkit_proto::walpb;
 
-use etcdkit_fs::{Fs, Open, RealFs};
+use etcdkit_fs::{Fs, Open};
 
 use crate::Error;
 use crate::error::io_err;
@@ -30,12 +30,7 @@ pub fn snap_name(term: u64, index: u64) -> String {
 
 /// Parses a `.snap` file name into (term, index).
 pub fn parse_snap_name(name: &str) -> Option<(u64, u64)> {
-    let stem = name.strip_suffix(".snap")?;
-    let (t, i) = stem.split_once('-')?;
-    if t.len() != 16 || i.len() != 16 {
-        return None;
-    }
-    Some((u64::from_str_radix(t, 16).ok()?, u64::from_str_radix(i, 16).ok()?))
+    etcdkit_wal::names::parse_hex_pair(name, ".snap")
 }
 
 /// The bytes of a `.snap` file holding `s`.
@@ -66,12 +61,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<raftpb::Snapshot, Error> {
 /// Writes `s` to `dir/<term>-<index>.snap` (mode 0666 less the umask), fsynced.
 /// An empty snapshot (index 0) is not written, as in etcd; returns its path
 /// otherwise.
-pub fn save(dir: &Path, s: &raftpb::Snapshot) -> Result<Option<PathBuf>, Error> {
-    save_in(&RealFs, dir, s)
-}
-
-/// [`save`] through `fs`.
-pub fn save_in(fs: &dyn Fs, dir: &Path, s: &raftpb::Snapshot) -> Result<Option<PathBuf>, Error> {
+pub fn save(fs: &dyn Fs, dir: &Path, s: &raftpb::Snapshot) -> Result<Option<PathBuf>, Error> {
     if s.metadata.index == 0 {
         return Ok(None);
     }
@@ -83,23 +73,13 @@ pub fn save_in(fs: &dyn Fs, dir: &Path, s: &raftpb::Snapshot) -> Result<Option<P
 }
 
 /// Reads one `.snap` file.
-pub fn read(path: &Path) -> Result<raftpb::Snapshot, Error> {
-    read_in(&RealFs, path)
-}
-
-/// [`read`] through `fs`.
-pub fn read_in(fs: &dyn Fs, path: &Path) -> Result<raftpb::Snapshot, Error> {
+pub fn read(fs: &dyn Fs, path: &Path) -> Result<raftpb::Snapshot, Error> {
     let bytes = fs.read(path).map_err(io_err("read", path))?;
     decode(path, &bytes)
 }
 
 /// `.snap` file names in `dir`, newest (highest term, then index) first.
-pub fn snap_names(dir: &Path) -> Result<Vec<String>, Error> {
-    snap_names_in(&RealFs, dir)
-}
-
-/// [`snap_names`] through `fs`.
-pub fn snap_names_in(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>, Error> {
+pub fn snap_names(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>, Error> {
     let mut names: Vec<String> = fs
         .read_dir(dir)
         .map_err(io_err("read dir", dir))?
@@ -113,17 +93,12 @@ pub fn snap_names_in(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>, Error> {
 /// Loads the newest valid snapshot of `dir` (etcd `Snapshotter.Load`), or with
 /// `only`, the newest one whose (index, term) is in it (`LoadNewestAvailable`,
 /// given the WAL's snapshot records). Broken files are renamed `.broken`.
-pub fn load_newest(dir: &Path, only: Option<&[walpb::Snapshot]>) -> Result<(PathBuf, raftpb::Snapshot), Error> {
-    load_newest_in(&RealFs, dir, only)
-}
-
-/// [`load_newest`] through `fs`.
-pub fn load_newest_in(
+pub fn load_newest(
     fs: &dyn Fs,
     dir: &Path,
     only: Option<&[walpb::Snapshot]>,
 ) -> Result<(PathBuf, raftpb::Snapshot), Error> {
-    for name in snap_names_in(fs, dir)? {
+    for name in snap_names(fs, dir)? {
         let (term, index) = parse_snap_name(&name).expect("filtered by snap_names");
         if let Some(allowed) = only
             && !allowed.iter().any(|w| w.index == index && w.term == term)
@@ -131,7 +106,7 @@ pub fn load_newest_in(
             continue;
         }
         let path = dir.join(&name);
-        match read_in(fs, &path) {
+        match read(fs, &path) {
             Ok(s) => return Ok((path, s)),
             Err(Error::Io { .. }) => continue,
             Err(_) => {
@@ -146,6 +121,7 @@ pub fn load_newest_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use etcdkit_fs::RealFs;
 
     fn snapshot(index: u64, term: u64) -> raftpb::Snapshot {
         raftpb::Snapshot {
@@ -161,36 +137,41 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(snap_name(3, 0x86), "0000000000000003-0000000000000086.snap");
-        assert_eq!(parse_snap_name("0000000000000003-0000000000000086.snap"), Some((3, 0x86)));
-        assert_eq!(parse_snap_name("db"), None);
-        assert_eq!(parse_snap_name("0000000000000003-0000000000000086.snap.broken"), None);
+        for (name, want) in [
+            ("0000000000000003-0000000000000086.snap", Some((3, 0x86))),
+            ("db", None),
+            ("0000000000000003-0000000000000086.snap.broken", None),
+            ("0000000000000003-0000000000000086.wal", None),
+        ] {
+            assert_eq!(parse_snap_name(name), want, "{name}");
+        }
     }
 
     #[test]
     fn save_load_newest_and_broken_files() {
         let tmp = tempfile::tempdir().unwrap();
-        assert!(save(tmp.path(), &snapshot(0, 0)).unwrap().is_none());
-        save(tmp.path(), &snapshot(5, 2)).unwrap().unwrap();
-        let p9 = save(tmp.path(), &snapshot(9, 2)).unwrap().unwrap();
-        assert_eq!(load_newest(tmp.path(), None).unwrap().1, snapshot(9, 2));
+        assert!(save(&RealFs, tmp.path(), &snapshot(0, 0)).unwrap().is_none());
+        save(&RealFs, tmp.path(), &snapshot(5, 2)).unwrap().unwrap();
+        let p9 = save(&RealFs, tmp.path(), &snapshot(9, 2)).unwrap().unwrap();
+        assert_eq!(load_newest(&RealFs, tmp.path(), None).unwrap().1, snapshot(9, 2));
         let only = [walpb::Snapshot { index: 5, term: 2 }];
-        assert_eq!(load_newest(tmp.path(), Some(&only)).unwrap().1, snapshot(5, 2));
+        assert_eq!(load_newest(&RealFs, tmp.path(), Some(&only)).unwrap().1, snapshot(5, 2));
         // Flip a data byte: CRC mismatch, renamed .broken, the older one wins.
         let mut b = std::fs::read(&p9).unwrap();
         let n = b.len();
         b[n - 20] ^= 1;
         std::fs::write(&p9, &b).unwrap();
-        assert!(matches!(read(&p9), Err(Error::SnapCrcMismatch { .. })));
-        assert_eq!(load_newest(tmp.path(), None).unwrap().1, snapshot(5, 2));
+        assert!(matches!(read(&RealFs, &p9), Err(Error::SnapCrcMismatch { .. })));
+        assert_eq!(load_newest(&RealFs, tmp.path(), None).unwrap().1, snapshot(5, 2));
         assert!(tmp.path().join(format!("{}.broken", snap_name(2, 9))).exists());
         // Empty and garbage files are errors, never panics.
         let e = tmp.path().join(snap_name(9, 10));
         std::fs::write(&e, b"").unwrap();
-        assert!(matches!(read(&e), Err(Error::EmptySnap(_))));
+        assert!(matches!(read(&RealFs, &e), Err(Error::EmptySnap(_))));
         for cut in 0..encode(&snapshot(5, 2)).len() {
             let _ = decode(&e, &encode(&snapshot(5, 2))[..cut]);
         }
         std::fs::write(&e, [0xffu8; 64]).unwrap();
-        assert!(read(&e).is_err());
+        assert!(read(&RealFs, &e).is_err());
     }
 }

@@ -79,5 +79,9 @@ mod tests {
         assert_eq!(Revision::from_key(&t), Some((Revision::new(5, 1), true)));
         assert_eq!(Revision::new(5, 1).key_bytes()[..], a[..]);
         assert_eq!(Revision::from_key(&a[..16]), None);
+        let mut x = t.clone();
+        x[17] = b'x';
+        assert_eq!(Revision::from_key(&x), None);
+        assert_eq!(Revision::from_key(b"consistent_index"), None);
     }
 }

@@ -1,4 +1,4 @@
-//! etcd's bucket schema (3.4), decoded: revision keys of the `key` bucket and
+//! etcd's bucket schema (3.4, declared in `etcdkit_schema::bucket`), decoded: revision keys of the `key` bucket and
 //! the typed values of every bucket, as JSON lines in the form of etcd's own
 //! decoder (`etcdfixture decode`, the fixtures' `decoded.jsonl`).
 //!
@@ -10,42 +10,15 @@
 //! `alarm`: key = `etcdserverpb.AlarmMember`, empty value. `members`:
 //! hex ID → member JSON; `members_removed`: hex ID → `removed`.
 
+pub use etcdkit_mvcc::{KvRef, parse_kv};
 use etcdkit_proto::Message;
 use etcdkit_proto::authpb::{Role, User};
 use etcdkit_proto::etcdserverpb::AlarmMember;
 use etcdkit_proto::gojson::Obj;
 use etcdkit_proto::leasepb::Lease;
 use etcdkit_proto::mvccpb::KeyValue;
-pub use etcdkit_mvcc::{KvRef, parse_kv};
-
-/// An MVCC revision: the store revision of a write and the index of the change in it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Revision {
-    pub main: i64,
-    pub sub: i64,
-}
-
-impl Revision {
-    /// The 17-byte key form.
-    pub fn to_bytes(self) -> [u8; 17] {
-        let mut b = [0u8; 17];
-        b[..8].copy_from_slice(&self.main.to_be_bytes());
-        b[8] = b'_';
-        b[9..].copy_from_slice(&self.sub.to_be_bytes());
-        b
-    }
-}
-
-/// Parses a `key`-bucket key (or a 17-byte revision value): the revision and
-/// whether it marks a tombstone; `None` if it is not one.
-pub fn parse_rev_key(b: &[u8]) -> Option<(Revision, bool)> {
-    if !(b.len() == 17 || b.len() == 18) || b[8] != b'_' || (b.len() == 18 && b[17] != b't') {
-        return None;
-    }
-    let main = i64::from_be_bytes(b[..8].try_into().ok()?);
-    let sub = i64::from_be_bytes(b[9..17].try_into().ok()?);
-    Some((Revision { main, sub }, b.len() == 18))
-}
+use etcdkit_schema::Revision;
+use etcdkit_schema::bucket::{self, ALARM, AUTH, AUTH_ROLES, AUTH_USERS, KEY, LEASE, META, meta};
 
 fn be_u64(v: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(v.try_into().ok()?))
@@ -58,42 +31,28 @@ fn text(b: &[u8]) -> Option<&str> {
 /// `mvccpb.KeyValue` as Go's encoding/json writes it (zero fields omitted).
 pub fn kv_json(kv: &KeyValue) -> String {
     let mut o = Obj::new();
-    if !kv.key.is_empty() {
-        o.bytes("key", &kv.key);
-    }
+    o.bytes_omitempty("key", &kv.key);
     for (k, v) in [("create_revision", kv.create_revision), ("mod_revision", kv.mod_revision), ("version", kv.version)]
     {
-        if v != 0 {
-            o.raw(k, v);
-        }
+        o.int_omitempty(k, v);
     }
-    if !kv.value.is_empty() {
-        o.bytes("value", &kv.value);
-    }
-    if kv.lease != 0 {
-        o.raw("lease", kv.lease);
-    }
+    o.bytes_omitempty("value", &kv.value);
+    o.int_omitempty("lease", kv.lease);
     o.end()
 }
 
 fn lease_json(l: &Lease) -> String {
     let mut o = Obj::new();
     for (k, v) in [("ID", l.id), ("TTL", l.ttl), ("RemainingTTL", l.remaining_ttl)] {
-        if v != 0 {
-            o.raw(k, v);
-        }
+        o.int_omitempty(k, v);
     }
     o.end()
 }
 
 fn user_json(u: &User) -> String {
     let mut o = Obj::new();
-    if !u.name.is_empty() {
-        o.bytes("name", &u.name);
-    }
-    if !u.password.is_empty() {
-        o.bytes("password", &u.password);
-    }
+    o.bytes_omitempty("name", &u.name);
+    o.bytes_omitempty("password", &u.password);
     if !u.roles.is_empty() {
         let roles: Vec<String> = u.roles.iter().map(|r| etcdkit_proto::gojson::string(r)).collect();
         o.raw("roles", format!("[{}]", roles.join(",")));
@@ -110,24 +69,16 @@ fn user_json(u: &User) -> String {
 
 fn role_json(r: &Role) -> String {
     let mut o = Obj::new();
-    if !r.name.is_empty() {
-        o.bytes("name", &r.name);
-    }
+    o.bytes_omitempty("name", &r.name);
     if !r.key_permission.is_empty() {
         let perms: Vec<String> = r
             .key_permission
             .iter()
             .map(|p| {
                 let mut po = Obj::new();
-                if p.perm_type != 0 {
-                    po.raw("permType", p.perm_type);
-                }
-                if !p.key.is_empty() {
-                    po.bytes("key", &p.key);
-                }
-                if !p.range_end.is_empty() {
-                    po.bytes("range_end", &p.range_end);
-                }
+                po.int_omitempty("permType", p.perm_type);
+                po.bytes_omitempty("key", &p.key);
+                po.bytes_omitempty("range_end", &p.range_end);
                 po.end()
             })
             .collect();
@@ -165,8 +116,8 @@ pub fn decode_entry_json(bucket: &str, k: &[u8], v: &[u8]) -> String {
         d.err = Some(e);
         d
     }
-    let d = match bucket {
-        "key" => match parse_rev_key(k) {
+    let d = match bucket.as_bytes() {
+        KEY => match Revision::from_key(k) {
             None => fail(d, format!("not a revision key (len {})", k.len())),
             Some((rev, tomb)) => match KeyValue::decode(v) {
                 Err(e) => fail(d, e.to_string()),
@@ -180,15 +131,15 @@ pub fn decode_entry_json(bucket: &str, k: &[u8], v: &[u8]) -> String {
                 }
             },
         },
-        "meta" => match k {
-            b"consistent_index" => match be_u64(v) {
+        META => match k {
+            meta::CONSISTENT_INDEX => match be_u64(v) {
                 Some(u) => {
                     d.u64 = Some(u);
                     d
                 }
                 None => fail(d, format!("consistent_index len {}", v.len())),
             },
-            b"scheduledCompactRev" | b"finishedCompactRev" => match parse_rev_key(v) {
+            meta::SCHEDULED_COMPACT_REV | meta::FINISHED_COMPACT_REV => match Revision::from_key(v) {
                 Some((r, _)) => {
                     d.rev = Some(r);
                     d
@@ -197,7 +148,7 @@ pub fn decode_entry_json(bucket: &str, k: &[u8], v: &[u8]) -> String {
             },
             _ => d,
         },
-        "lease" => {
+        LEASE => {
             if k.len() == 8 {
                 d.lease_id = be_u64(k).map(|u| u as i64);
             }
@@ -210,36 +161,32 @@ pub fn decode_entry_json(bucket: &str, k: &[u8], v: &[u8]) -> String {
                 }
             }
         }
-        "auth" => {
-            if k == b"authRevision" && v.len() == 8 {
+        AUTH => {
+            if k == bucket::auth::REVISION && v.len() == 8 {
                 d.u64 = be_u64(v);
             }
             d
         }
-        "authUsers" => match User::decode(v) {
+        AUTH_USERS => match User::decode(v) {
             Err(e) => fail(d, e.to_string()),
             Ok(u) => {
                 d.user = Some(user_json(&u));
                 d
             }
         },
-        "authRoles" => match Role::decode(v) {
+        AUTH_ROLES => match Role::decode(v) {
             Err(e) => fail(d, e.to_string()),
             Ok(r) => {
                 d.role = Some(role_json(&r));
                 d
             }
         },
-        "alarm" => match AlarmMember::decode(k) {
+        ALARM => match AlarmMember::decode(k) {
             Err(e) => fail(d, e.to_string()),
             Ok(a) => {
                 let mut o = Obj::new();
-                if a.member_id != 0 {
-                    o.raw("memberID", a.member_id);
-                }
-                if a.alarm != 0 {
-                    o.raw("alarm", a.alarm);
-                }
+                o.int_omitempty("memberID", a.member_id);
+                o.int_omitempty("alarm", a.alarm);
                 d.alarm = Some(o.end());
                 d
             }
@@ -294,18 +241,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn revision_keys() {
-        let r = Revision { main: 5, sub: 1 };
-        assert_eq!(parse_rev_key(&r.to_bytes()), Some((r, false)));
-        let mut t = r.to_bytes().to_vec();
-        t.push(b't');
-        assert_eq!(parse_rev_key(&t), Some((r, true)));
-        t[17] = b'x';
-        assert_eq!(parse_rev_key(&t), None);
-        assert_eq!(parse_rev_key(b"consistent_index"), None);
-    }
-
-    #[test]
     fn decoded_lines_as_etcds_decoder() {
         // Lines of the fixtures' decoded.jsonl (etcdfixture decode).
         let kv = KeyValue {
@@ -316,7 +251,7 @@ mod tests {
             value: b"bar2".to_vec(),
             lease: 0,
         };
-        let k = Revision { main: 3, sub: 0 }.to_bytes();
+        let k = Revision::new(3, 0).key_bytes();
         assert_eq!(
             decode_entry_json("key", &k, &kv.encode_to_vec()),
             r#"{"bucket":"key","key":"AAAAAAAAAANfAAAAAAAAAAA=","rev":{"main":3,"sub":0},"kv":{"key":"Zm9v","create_revision":2,"mod_revision":3,"version":2,"value":"YmFyMg=="}}"#

@@ -1,0 +1,112 @@
+//! etcd's data-dir layout (etcd 3.4 `etcdserver/storage.go`, `server.go`):
+//!
+//! ```text
+//! <data-dir>/
+//!   member/
+//!     wal/   0000000000000000-0000000000000000.wal …   (etcdkit-wal; --wal-dir moves it)
+//!     snap/  <term %016x>-<index %016x>.snap …          (raft snapshots, crate::snap)
+//!            <index %016x>.snap.db                      (a db received from the leader, not yet in place)
+//!            db                                         (the bbolt backend)
+//! ```
+//!
+//! A data dir exists for etcd once its WAL directory does; a new one is built
+//! beside it in `<data-dir>.<what>-tmp` and renamed into place, so a crash
+//! leaves either nothing or the whole tree.
+
+use std::path::{Path, PathBuf};
+
+/// The paths of one member's data dir.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDir {
+    root: PathBuf,
+    wal: Option<PathBuf>,
+}
+
+impl DataDir {
+    /// The data dir at `root` (etcd's `--data-dir`).
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into(), wal: None }
+    }
+
+    /// etcd's default data dir for member `name`: `<name>.etcd`.
+    pub fn default_for(name: &str) -> DataDir {
+        DataDir::new(format!("{name}.etcd"))
+    }
+
+    /// Keeps the WAL in `wal` instead of `member/wal` (etcd's `--wal-dir`).
+    pub fn with_wal_dir(mut self, wal: impl Into<PathBuf>) -> DataDir {
+        self.wal = Some(wal.into());
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `member/`.
+    pub fn member(&self) -> PathBuf {
+        self.root.join("member")
+    }
+
+    /// `member/wal/` (or the `--wal-dir`).
+    pub fn wal(&self) -> PathBuf {
+        self.wal.clone().unwrap_or_else(|| self.member().join("wal"))
+    }
+
+    /// `member/snap/`.
+    pub fn snap(&self) -> PathBuf {
+        self.member().join("snap")
+    }
+
+    /// `member/snap/db`, the bbolt backend.
+    pub fn db(&self) -> PathBuf {
+        self.snap().join("db")
+    }
+
+    /// `member/snap/<index %016x>.snap.db`: a db received with the raft
+    /// snapshot at `index`, moved to [`DataDir::db`] once the snapshot is saved.
+    pub fn received_db(&self, index: u64) -> PathBuf {
+        self.snap().join(format!("{index:016x}.snap.db"))
+    }
+
+    /// `<data-dir>.<what>-tmp`, where a new data dir is built before its rename.
+    pub fn staging(&self, what: &str) -> PathBuf {
+        PathBuf::from(format!("{}.{what}-tmp", self.root.display()))
+    }
+
+    /// Whether etcd would start from this dir rather than bootstrap it (the
+    /// WAL directory exists).
+    pub fn is_initialized(&self, fs: &dyn etcdkit_fs::Fs) -> bool {
+        fs.is_dir(&self.wal())
+    }
+
+    /// Whether the dir holds a backend db.
+    pub fn has_db(&self, fs: &dyn etcdkit_fs::Fs) -> bool {
+        fs.exists(&self.db()) && !fs.is_dir(&self.db())
+    }
+}
+
+/// The directory holding `p` (`.` for a bare file name).
+pub fn parent(p: &Path) -> &Path {
+    match p.parent() {
+        Some(q) if !q.as_os_str().is_empty() => q,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_layout() {
+        let d = DataDir::new("/x/n1.etcd");
+        assert_eq!(d.wal(), Path::new("/x/n1.etcd/member/wal"));
+        assert_eq!(d.db(), Path::new("/x/n1.etcd/member/snap/db"));
+        assert_eq!(d.received_db(0x2a), Path::new("/x/n1.etcd/member/snap/000000000000002a.snap.db"));
+        assert_eq!(d.staging("restore"), Path::new("/x/n1.etcd.restore-tmp"));
+        assert_eq!(d.clone().with_wal_dir("/w").wal(), Path::new("/w"));
+        assert_eq!(parent(Path::new("db")), Path::new("."));
+        assert_eq!(DataDir::default_for("default").root(), Path::new("default.etcd"));
+    }
+}
