@@ -15,6 +15,15 @@
 //! Enum values are etcd's. Note that etcd's `ConfChangeType` (0 AddNode,
 //! 1 RemoveNode, 2 UpdateNode, 3 AddLearnerNode) differs from the tikv `raft`
 //! crate's: convert explicitly at that boundary, never by number.
+//!
+//! ```
+//! use etcdkit_proto::Message;
+//! use etcdkit_proto::raftpb::HardState;
+//! // proto2 with non-nullable fields: zeros are written, as etcd writes them.
+//! let hs = HardState { term: 1, vote: 0, commit: 0 };
+//! assert_eq!(hs.encode_to_vec(), [0x08, 0x01, 0x10, 0x00, 0x18, 0x00]);
+//! assert_eq!(HardState::decode(&hs.encode_to_vec()[..]).unwrap(), hs);
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod authpb;

@@ -18,9 +18,11 @@
 //!   in one process and injects faults; [`tcp::TcpTransport`] connects
 //!   members in different processes.
 //!
-//! ```no_run
+//! ```
 //! use etcdkit_raft_node::{Config, Node};
-//! let node = Node::open(Config::new("n1", "n1.etcd"))?;
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let dir = tmp.path().join("n1.etcd");
+//! let node = Node::open(Config::new("n1", &dir))?;
 //! node.wait_leader(std::time::Duration::from_secs(5))?;
 //! node.put(b"greeting", b"hello")?;
 //! assert_eq!(node.get(b"greeting")?, Some(b"hello".to_vec()));

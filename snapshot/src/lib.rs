@@ -19,11 +19,20 @@
 //! etcd's bucket names, data-dir layout, raft `.snap` files and bootstrap
 //! membership are `etcdkit-schema`'s.
 //!
-//! ```no_run
+//! ```
 //! use etcdkit_snapshot::restore::{RestoreConfig, restore};
-//! let cfg = RestoreConfig::new("n1", "n1=http://127.0.0.1:2380", "tok", "http://127.0.0.1:2380", "n1.etcd");
-//! let done = restore("backup.db".as_ref(), &cfg, &mut |_, _| {})?;
-//! println!("member {:x} of cluster {:x}", done.member_id, done.cluster_id);
+//! use etcdkit_storage::{Db, Options};
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let (db_path, backup, data_dir) = (tmp.path().join("db"), tmp.path().join("backup.db"), tmp.path().join("n1.etcd"));
+//! let db = Db::open(&db_path, Options::default())?;
+//! let rev = etcdkit_schema::Revision::new(2, 0).to_key(false);
+//! db.update(|tx| tx.create_bucket_if_not_exists(etcdkit_schema::bucket::KEY)?.put(&rev, b""))?;
+//! etcdkit_snapshot::save(&db, &backup)?; // the db's pages, then their sha256
+//! let status = etcdkit_snapshot::status(&etcdkit_fs::real(), &backup)?;
+//! assert_eq!(status.total_key, 1);
+//! let cfg = RestoreConfig::new("n1", "n1=http://127.0.0.1:2380", "tok", "http://127.0.0.1:2380", &data_dir);
+//! let done = restore(&backup, &cfg, &mut |_, _| {})?;
+//! assert_eq!(done.members.len(), 1);
 //! # Ok::<(), etcdkit_snapshot::Error>(())
 //! ```
 #![forbid(unsafe_code)]

@@ -15,6 +15,21 @@
 //! - [`repair`] truncates a torn tail as etcd does (keeping a `.broken` copy).
 //!
 //! Framing and CRC rules live in [`record`]; names in [`names`].
+//!
+//! ```
+//! use etcdkit_proto::raftpb::{Entry, HardState};
+//! use etcdkit_proto::walpb::Snapshot;
+//! use etcdkit_wal::{Options, Wal, read_all};
+//! # let tmp = tempfile::tempdir().unwrap();
+//! let dir = tmp.path().join("wal");
+//! let mut wal = Wal::create(&dir, b"metadata", &Options::default())?;
+//! let e = Entry { term: 1, index: 1, r#type: 0, data: Some(b"put".to_vec()) };
+//! wal.save(&HardState { term: 1, vote: 1, commit: 1 }, &[e.clone()])?; // one fdatasync
+//! wal.close()?;
+//! let r = read_all(&etcdkit_fs::RealFs, &dir, Snapshot::default())?;
+//! assert_eq!((r.metadata, r.entries), (b"metadata".to_vec(), vec![e]));
+//! # Ok::<(), etcdkit_wal::Error>(())
+//! ```
 #![forbid(unsafe_code)]
 
 mod error;
