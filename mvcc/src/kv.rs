@@ -18,7 +18,8 @@ pub struct KvRef<'a> {
 }
 
 fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
-    // Bits past the 64th of a 10-byte varint are dropped, as prost drops them.
+    // Bits past the 64th of a 10-byte varint are dropped, as the old
+    // 64-bit loop dropped them (etcd's gogo decoder too; prost refuses them).
     read_varint::<64>(b, at).map(|v| v as u64)
 }
 

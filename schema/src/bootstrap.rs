@@ -29,8 +29,9 @@ use crate::cluster::Cluster;
 use crate::error::io_err;
 use crate::{DataDir, Error, members, snap, v2store};
 
-/// Makes `dir`, whose backend is `db` (open on `dir.db()`, checked by whoever
-/// opened it), a data dir that boots as member `me` of the new `cluster`. The
+/// Makes `dir`, whose backend is `db` (open on `dir.db()`: a new empty db, or
+/// a restored copy whose structure the restore checked), a data dir that boots
+/// as member `me` of the new `cluster`. The
 /// WAL's segments are preallocated to `segment_size` bytes (sparse; etcd:
 /// [`etcdkit_wal::SEGMENT_SIZE`]).
 pub fn write_member_state(

@@ -75,9 +75,9 @@ impl DataDir {
     }
 
     /// Whether etcd would start from this dir rather than bootstrap it (the
-    /// WAL directory exists).
+    /// WAL directory exists; opening it tells what is in it).
     pub fn is_initialized(&self, fs: &dyn etcdkit_fs::Fs) -> bool {
-        fs.is_dir(&self.wal())
+        fs.exists(&self.wal())
     }
 
     /// Whether the dir holds a backend db.

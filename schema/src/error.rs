@@ -17,11 +17,8 @@ pub enum Error {
     Storage(#[from] etcdkit_storage::Error),
     #[error(transparent)]
     Wal(#[from] etcdkit_wal::Error),
-    /// The db's bbolt structure is damaged (bbolt's `Tx.Check` found problems).
-    #[error("{path}: integrity check failed. {} errors found: {}", .problems.len(), .problems.join("; "))]
-    Integrity { path: PathBuf, problems: Vec<String> },
     /// An entry of one of etcd's buckets is not what etcd writes there.
-    #[error("{bucket} bucket entry {key:?}: {what}", bucket = String::from_utf8_lossy(bucket), key = String::from_utf8_lossy(key))]
+    #[error("{bucket} bucket entry {key}: {what}", bucket = String::from_utf8_lossy(bucket), key = show_key(key))]
     Corrupt { bucket: &'static [u8], key: Vec<u8>, what: String },
     /// A raft `.snap` file is empty, or holds no data.
     #[error("{0}: empty snapshot")]
@@ -35,6 +32,14 @@ pub enum Error {
     /// No usable `.snap` file in a snap directory.
     #[error("{0}: no available snapshot")]
     NoSnapshot(PathBuf),
+}
+
+/// A key as text when it is printable, else as hex (lease IDs, revisions).
+fn show_key(k: &[u8]) -> String {
+    match std::str::from_utf8(k) {
+        Ok(s) if s.chars().all(|c| !c.is_control()) => format!("{s:?}"),
+        _ => format!("0x{}", k.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+    }
 }
 
 pub(crate) fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {

@@ -259,10 +259,11 @@ fn crash_at_every_operation_leaves_a_committed_state() {
 fn short_writes_and_failures_then_a_crash_lose_nothing_acknowledged() {
     let mut points = 0u64;
     for seed in 0..crash_seeds(6) {
-        let txs = workload(seed + 1000, 20);
-        let (ops, _) = clean_run(&fresh, |fs| run(fs, &txs));
         let plans = short_write_or_failure(&[Some(1), Some(3), Some(8), Some(20), None]);
         for (i, plan) in plans.iter().enumerate() {
+            // The short writes on one workload, the failures on another.
+            let txs = workload(seed + if i == 0 { 1000 } else { 2000 }, 20);
+            let (ops, _) = clean_run(&fresh, |fs| run(fs, &txs));
             points += explore(
                 ops,
                 &fresh,

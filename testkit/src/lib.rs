@@ -1,7 +1,8 @@
 //! # etcdkit-testkit
 //!
-//! The test infrastructure every crate's tests share (dev only; it depends on
-//! `etcdkit-fs` alone, so even the page store's tests can use it):
+//! The test infrastructure every crate's tests share (dev only; of the
+//! workspace it depends on `etcdkit-fs` alone, so even the page store's tests
+//! can use it):
 //!
 //! - [`Rng`], the project's seeded generator (re-exported from `etcdkit-fs`);
 //! - [`etcd`]: real etcd 3.4 on loopback (`start_etcd`, tracked by its child

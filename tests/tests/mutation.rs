@@ -4,12 +4,34 @@
 //! (The CLI's commands on damaged files: `cli/tests/hostile.rs`.)
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use etcdkit_storage::raw::{FREELIST_FLAG, META_FLAG, Meta, PageHeader, PageRef, freelist_ids};
 use etcdkit_storage::{Bucket, Db, Options, Value, check};
-use etcdkit_tests::{Rng, fixture, fixture_sets};
+use etcdkit_tests::{Rng, etcdkit, fixture, fixture_sets};
+
+/// Every how many mutations the `etcdkit bolt` commands run on the damaged
+/// file too (a process each: the whole corpus would take minutes).
+const CLI_SAMPLE: usize = 16;
+
+/// The CLI's reading commands on `path`.
+fn exercise_cli(path: &Path) {
+    let p = path.to_str().unwrap();
+    for args in [
+        &["bolt", "check", p][..],
+        &["bolt", "dump", "--sha", p],
+        &["bolt", "dump", p],
+        &["bolt", "pages", p],
+        &["bolt", "stats", p],
+        &["bolt", "page", p, "3"],
+    ] {
+        // An answer, problems found (`check`: on stdout, exit 1) or one error line; never a panic.
+        let (_, _, err) = etcdkit(args, None);
+        assert!(err.is_empty() || (err.starts_with("Error: ") && err.lines().count() == 1), "{args:?}: {err}");
+    }
+}
 
 /// Reads every entry of `b`, nested buckets included.
 fn walk(b: &Bucket<'_>) -> etcdkit_storage::Result<usize> {
@@ -51,6 +73,15 @@ fn read_page(tx: &etcdkit_storage::Tx<'_>, id: u64) -> etcdkit_storage::Result<(
 /// entry, the page map, bucket statistics, raw pages), and a small write on a
 /// copy. Damage must give errors, never a panic or a hang.
 fn exercise(path: &Path) {
+    // The meta pages as raw bytes, as `bolt stats` reads them when the file
+    // does not open.
+    let bytes = std::fs::read(path).unwrap();
+    for off in [0usize, 4096] {
+        if let Some(page) = bytes.get(off..off + 80) {
+            let (h, m) = (PageHeader::decode(page), Meta::decode(page));
+            let _ = (h.type_name(), m.validate(off as u64 / 4096));
+        }
+    }
     if let Ok(db) = Db::open(path, Options { read_only: true, ..Default::default() })
         && let Ok(tx) = db.begin()
     {
@@ -87,10 +118,17 @@ fn try_mutation(base: &[u8], dir: &Path, what: String, mutate: impl FnOnce(&mut 
     mutate(&mut bytes);
     let p: PathBuf = dir.join("m.db");
     std::fs::write(&p, &bytes).unwrap();
+    static MUTATIONS: AtomicUsize = AtomicUsize::new(0);
+    let with_cli = MUTATIONS.fetch_add(1, Ordering::Relaxed).is_multiple_of(CLI_SAMPLE);
     let (tx, rx) = mpsc::channel();
     let p2 = p.clone();
     let h = std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(|| exercise(&p2));
+        let r = std::panic::catch_unwind(|| {
+            exercise(&p2);
+            if with_cli {
+                exercise_cli(&p2);
+            }
+        });
         let _ = tx.send(r.is_ok());
     });
     match rx.recv_timeout(Duration::from_secs(30)) {

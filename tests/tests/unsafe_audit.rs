@@ -59,9 +59,20 @@ fn unsafe_code_lives_only_in_the_fs_seam_with_safety_comments() {
     assert_eq!(blocks, 4, "the memory map, the fcntl lock, sync_file_range and the LMDB open of the benchmark's peer");
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     assert!(manifest.contains("unsafe_code = \"deny\""), "workspace lint");
-    for member in
-        ["fs", "proto", "storage", "schema", "mvcc", "wal", "snapshot", "raft-node", "cli", "benches", "tests"]
-    {
+    for member in [
+        "fs",
+        "proto",
+        "storage",
+        "schema",
+        "mvcc",
+        "wal",
+        "snapshot",
+        "raft-node",
+        "cli",
+        "benches",
+        "tests",
+        "testkit",
+    ] {
         let m = std::fs::read_to_string(root.join(member).join("Cargo.toml")).unwrap();
         assert!(m.contains("[lints]\nworkspace = true"), "{member} uses the workspace lints");
     }
