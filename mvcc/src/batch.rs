@@ -25,17 +25,21 @@ pub(crate) struct KeyLog {
 }
 
 impl KeyLog {
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.ents.len()
     }
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.ents.is_empty()
     }
+    #[inline]
     pub(crate) fn entry(&self, i: usize) -> (&[u8], &[u8]) {
         let (off, kl, vl) = self.ents[i];
         let k = off + kl as usize;
         (&self.buf[off..k], &self.buf[k..k + vl as usize])
     }
+    #[inline]
     pub(crate) fn key(&self, i: usize) -> &[u8] {
         let (off, kl, _) = self.ents[i];
         &self.buf[off..off + kl as usize]
@@ -54,9 +58,11 @@ impl KeyLog {
         self.ents.push(entry);
     }
     /// Index of the first entry with key ≥ `from`.
+    #[inline]
     pub(crate) fn lower_bound(&self, from: &[u8]) -> usize {
         self.ents.partition_point(|&(off, kl, _)| &self.buf[off..off + kl as usize] < from)
     }
+    #[inline]
     pub(crate) fn iter_from(&self, i: usize) -> impl Iterator<Item = (&[u8], &[u8])> {
         (i..self.len()).map(move |j| self.entry(j))
     }
@@ -85,23 +91,28 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// A write to a bucket other than `key` (those go through [`Pending::put_rev`]).
+    #[inline]
     pub(crate) fn put(&mut self, bucket: &'static [u8], key: Vec<u8>, value: Vec<u8>) {
         debug_assert!(bucket != KEY, "key-bucket entries are written with put_rev");
         self.writes.entry(bucket).or_default().insert(key, Some(value));
         self.touch();
     }
     /// A `key` bucket entry written in place: revision key, encoded KeyValue.
+    #[inline]
     pub(crate) fn put_rev(&mut self, rev: Revision, tombstone: bool, value: impl FnOnce(&mut Vec<u8>)) {
         self.keys.push(|b| rev.write_key(b, tombstone), value);
         self.touch();
     }
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty() && self.writes.is_empty()
     }
+    #[inline]
     pub(crate) fn delete(&mut self, bucket: &'static [u8], key: Vec<u8>) {
         self.writes.entry(bucket).or_default().insert(key, None);
         self.touch();
     }
+    #[inline]
     pub(crate) fn touch(&mut self) {
         self.ops += 1;
         if self.since.is_none() {
@@ -109,10 +120,12 @@ impl Pending {
         }
     }
     /// Pending `key` bucket entries from `from` on.
+    #[inline]
     pub(crate) fn key_range(&self, from: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.keys.iter_from(self.keys.lower_bound(from))
     }
     /// `Some(Some(v))` pending put, `Some(None)` pending delete, `None` not pending.
+    #[inline]
     pub(crate) fn get(&self, bucket: &'static [u8], key: &[u8]) -> Option<Option<&[u8]>> {
         if bucket == KEY {
             let i = self.keys.lower_bound(key);

@@ -83,7 +83,7 @@ fn write_rev(w: &mut impl FnMut(u128), prev_main: i64, rev: Revision, tomb: bool
 /// Reads a varint at `*pos`; `None` at the end of the bytes (or on a varint
 /// longer than 19 bytes, which this module never writes).
 pub(super) fn get_varint(h: &[u8], pos: &mut usize) -> Option<u128> {
-    crate::kv::read_varint::<128>(h, pos)
+    crate::kv::read_varint::<u128>(h, pos)
 }
 
 /// One revision of a history, with the state of its generation.

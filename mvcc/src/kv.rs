@@ -20,17 +20,35 @@ pub struct KvRef<'a> {
 fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
     // Bits past the 64th of a 10-byte varint are dropped, as the old
     // 64-bit loop dropped them (etcd's gogo decoder too; prost refuses them).
-    read_varint::<64>(b, at).map(|v| v as u64)
+    read_varint::<u64>(b, at)
 }
 
-/// A LEB128 varint of at most `BITS` bits' worth of 7-bit groups at `*at`,
-/// advancing `*at` past it; `None` if it runs off the end or past `BITS`.
-pub(crate) fn read_varint<const BITS: usize>(b: &[u8], at: &mut usize) -> Option<u128> {
-    let mut v: u128 = 0;
-    for shift in (0..BITS).step_by(7) {
+/// An integer a LEB128 varint is read into: `u64` for protobuf fields, `u128`
+/// for the index's histories (whose varints may be longer).
+pub(crate) trait VarintInt:
+    Copy + Default + From<u8> + std::ops::Shl<u32, Output = Self> + std::ops::BitOr<Output = Self>
+{
+    const BITS: u32;
+}
+
+impl VarintInt for u64 {
+    const BITS: u32 = 64;
+}
+
+impl VarintInt for u128 {
+    const BITS: u32 = 128;
+}
+
+/// A LEB128 varint of at most `T::BITS` bits' worth of 7-bit groups at
+/// `*at`, advancing `*at` past it; `None` if it runs off the end or is longer.
+/// Accumulated in `T` itself, so protobuf fields stay on 64-bit arithmetic.
+#[inline]
+pub(crate) fn read_varint<T: VarintInt>(b: &[u8], at: &mut usize) -> Option<T> {
+    let mut v = T::default();
+    for shift in (0..T::BITS).step_by(7) {
         let byte = *b.get(*at)?;
         *at += 1;
-        v |= u128::from(byte & 0x7f) << shift;
+        v = v | (T::from(byte & 0x7f) << shift);
         if byte & 0x80 == 0 {
             return Some(v);
         }

@@ -29,12 +29,14 @@ pub(crate) struct Leases {
 }
 
 impl Leases {
+    #[inline]
     pub(crate) fn attach(&mut self, key: &[u8], id: i64) {
         if let Some(l) = self.by_id.get_mut(&id) {
             l.keys.insert(key.to_vec());
             self.by_key.insert(key.to_vec(), id);
         }
     }
+    #[inline]
     pub(crate) fn detach(&mut self, key: &[u8]) {
         if self.by_key.is_empty() {
             return;

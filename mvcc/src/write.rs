@@ -23,6 +23,7 @@ use crate::{
 
 /// A stored `KeyValue`, its key and value copied once (prost's decoder
 /// copies bytes fields twice).
+#[inline]
 pub(crate) fn decode_kv(b: &[u8], rev: Revision) -> Result<KeyValue> {
     let kv = crate::parse_kv(b)
         .ok_or_else(|| MvccError::Corrupt(format!("revision {}.{}: value is not a KeyValue", rev.main, rev.sub)))?;
@@ -38,6 +39,7 @@ pub(crate) fn decode_kv(b: &[u8], rev: Revision) -> Result<KeyValue> {
 
 /// The revision a read asked for `asked` (0: `current`) answers at, or
 /// etcd's errors for a future or compacted one.
+#[inline]
 pub(crate) fn resolve_rev(asked: i64, current: i64, compacted: i64) -> Result<i64> {
     if asked > current {
         return Err(MvccError::FutureRev { rev: asked, current });
@@ -50,6 +52,7 @@ pub(crate) fn resolve_rev(asked: i64, current: i64, compacted: i64) -> Result<i6
 }
 
 /// The value of revision `r`: pending, else committed.
+#[inline]
 pub(crate) fn get_rev(pending: &Pending, kb: Option<&etcdkit_storage::Bucket<'_>>, r: Revision) -> Result<KeyValue> {
     let key = r.key_bytes();
     let v = match pending.get(KEY, &key) {
@@ -59,6 +62,7 @@ pub(crate) fn get_rev(pending: &Pending, kb: Option<&etcdkit_storage::Bucket<'_>
     decode_kv(v.ok_or_else(|| missing(r))?, r)
 }
 
+#[inline]
 pub(crate) fn missing(r: Revision) -> MvccError {
     MvccError::Corrupt(format!("revision {}.{} missing", r.main, r.sub))
 }
@@ -67,6 +71,7 @@ pub(crate) fn missing(r: Revision) -> MvccError {
 /// `UnsafeRange`). The bucket is read in revision order with one cursor,
 /// stepping to the next record where it is the one wanted (a range's keys
 /// written together sit side by side) and seeking otherwise.
+#[inline]
 pub(crate) fn get_revs(
     pending: &Pending,
     kb: Option<&etcdkit_storage::Bucket<'_>>,
@@ -110,12 +115,14 @@ pub(crate) fn get_revs(
     Ok(out)
 }
 
+#[inline]
 pub(crate) fn rev_value(b: &[u8]) -> Option<i64> {
     Revision::from_key(b).map(|(r, _)| r.main)
 }
 
 /// A range at revision `rev` through the index, values fetched by `get`
 /// (etcd's `rangeKeys` plus the server's filters, sort and limit).
+#[inline]
 pub(crate) fn range_at(
     index: &Index,
     get: &mut dyn FnMut(&[Revision]) -> Result<Vec<KeyValue>>,
@@ -199,6 +206,7 @@ impl Writer<'_> {
         (changed, self.events.unwrap_or_default())
     }
 
+    #[inline]
     pub(crate) fn read_rev(&self) -> i64 {
         if self.changes > 0 { self.begin + 1 } else { self.begin }
     }
