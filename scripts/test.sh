@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ci=false
 case "${CI:-}" in true|1) ci=true ;; esac
 
-pkgs=(etcd-server etcd-client golang-go golang-github-coreos-bbolt-dev)
+pkgs=(etcd-server etcd-client golang-go golang-github-coreos-bbolt-dev golang-etcd-server-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")

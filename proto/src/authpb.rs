@@ -1,12 +1,12 @@
 //! `auth/authpb/auth.proto` (proto3): values of the `authUsers` / `authRoles` buckets.
 
-#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, prost::Message)]
 pub struct UserAddOptions {
     #[prost(bool, tag = "1")]
     pub no_password: bool,
 }
 
-#[derive(Clone, PartialEq, Eq, prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
 pub struct User {
     #[prost(bytes = "vec", tag = "1")]
     pub name: Vec<u8>,
@@ -26,7 +26,7 @@ pub enum PermissionType {
     Readwrite = 2,
 }
 
-#[derive(Clone, PartialEq, Eq, prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
 pub struct Permission {
     #[prost(enumeration = "PermissionType", tag = "1")]
     pub perm_type: i32,
@@ -36,7 +36,7 @@ pub struct Permission {
     pub range_end: Vec<u8>,
 }
 
-#[derive(Clone, PartialEq, Eq, prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
 pub struct Role {
     #[prost(bytes = "vec", tag = "1")]
     pub name: Vec<u8>,

@@ -1,8 +1,20 @@
-//! `etcdserver/etcdserverpb`: `etcdserver.proto` (proto2: the v2 `Request`,
-//! `Metadata`), `raft_internal.proto` and the requests of `rpc.proto` it
-//! carries (proto3).
+//! `etcdserver/etcdserverpb`: `rpc.proto` (proto3: the v3 API's requests,
+//! responses and services), generated at build time from the vendored file
+//! in `proto/proto/etcd` (`tools/protos/strip.py`); and, declared here by
+//! hand because etcd encodes them with gogo's non-nullable proto2 rules,
+//! `etcdserver.proto` (the v2 `Request`, `Metadata`) and `raft_internal.proto`
+//! (what a raft entry carries).
 
-use crate::authpb;
+/// The code prost generates for `rpc.proto` (etcd's comments as its docs).
+#[allow(clippy::all)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
+}
+pub use generated::*;
+
+pub use alarm_request::AlarmAction;
+pub use compare::{CompareResult, CompareTarget};
+pub use range_request::{SortOrder, SortTarget};
 
 /// The WAL's metadata record for etcd: who wrote it.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
@@ -62,213 +74,6 @@ pub struct RequestHeader {
     pub auth_revision: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
-#[repr(i32)]
-pub enum SortOrder {
-    None = 0,
-    Ascend = 1,
-    Descend = 2,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
-#[repr(i32)]
-pub enum SortTarget {
-    Key = 0,
-    Version = 1,
-    Create = 2,
-    Mod = 3,
-    Value = 4,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct RangeRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    pub key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub range_end: Vec<u8>,
-    #[prost(int64, tag = "3")]
-    pub limit: i64,
-    #[prost(int64, tag = "4")]
-    pub revision: i64,
-    #[prost(enumeration = "SortOrder", tag = "5")]
-    pub sort_order: i32,
-    #[prost(enumeration = "SortTarget", tag = "6")]
-    pub sort_target: i32,
-    #[prost(bool, tag = "7")]
-    pub serializable: bool,
-    #[prost(bool, tag = "8")]
-    pub keys_only: bool,
-    #[prost(bool, tag = "9")]
-    pub count_only: bool,
-    #[prost(int64, tag = "10")]
-    pub min_mod_revision: i64,
-    #[prost(int64, tag = "11")]
-    pub max_mod_revision: i64,
-    #[prost(int64, tag = "12")]
-    pub min_create_revision: i64,
-    #[prost(int64, tag = "13")]
-    pub max_create_revision: i64,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct PutRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    pub key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
-    #[prost(int64, tag = "3")]
-    pub lease: i64,
-    #[prost(bool, tag = "4")]
-    pub prev_kv: bool,
-    #[prost(bool, tag = "5")]
-    pub ignore_value: bool,
-    #[prost(bool, tag = "6")]
-    pub ignore_lease: bool,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct DeleteRangeRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    pub key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub range_end: Vec<u8>,
-    #[prost(bool, tag = "3")]
-    pub prev_kv: bool,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct RequestOp {
-    #[prost(oneof = "request_op::Request", tags = "1, 2, 3, 4")]
-    pub request: Option<request_op::Request>,
-}
-
-pub mod request_op {
-    #[derive(Clone, PartialEq, Eq, prost::Oneof)]
-    pub enum Request {
-        #[prost(message, tag = "1")]
-        RequestRange(super::RangeRequest),
-        #[prost(message, tag = "2")]
-        RequestPut(super::PutRequest),
-        #[prost(message, tag = "3")]
-        RequestDeleteRange(super::DeleteRangeRequest),
-        #[prost(message, tag = "4")]
-        RequestTxn(super::TxnRequest),
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
-#[repr(i32)]
-pub enum CompareResult {
-    Equal = 0,
-    Greater = 1,
-    Less = 2,
-    NotEqual = 3,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
-#[repr(i32)]
-pub enum CompareTarget {
-    Version = 0,
-    Create = 1,
-    Mod = 2,
-    Value = 3,
-    Lease = 4,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct Compare {
-    #[prost(enumeration = "CompareResult", tag = "1")]
-    pub result: i32,
-    #[prost(enumeration = "CompareTarget", tag = "2")]
-    pub target: i32,
-    #[prost(bytes = "vec", tag = "3")]
-    pub key: Vec<u8>,
-    #[prost(oneof = "compare::TargetUnion", tags = "4, 5, 6, 7, 8")]
-    pub target_union: Option<compare::TargetUnion>,
-    #[prost(bytes = "vec", tag = "64")]
-    pub range_end: Vec<u8>,
-}
-
-pub mod compare {
-    #[derive(Clone, PartialEq, Eq, prost::Oneof)]
-    pub enum TargetUnion {
-        #[prost(int64, tag = "4")]
-        Version(i64),
-        #[prost(int64, tag = "5")]
-        CreateRevision(i64),
-        #[prost(int64, tag = "6")]
-        ModRevision(i64),
-        #[prost(bytes, tag = "7")]
-        Value(Vec<u8>),
-        #[prost(int64, tag = "8")]
-        Lease(i64),
-    }
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct TxnRequest {
-    #[prost(message, repeated, tag = "1")]
-    pub compare: Vec<Compare>,
-    #[prost(message, repeated, tag = "2")]
-    pub success: Vec<RequestOp>,
-    #[prost(message, repeated, tag = "3")]
-    pub failure: Vec<RequestOp>,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct CompactionRequest {
-    #[prost(int64, tag = "1")]
-    pub revision: i64,
-    #[prost(bool, tag = "2")]
-    pub physical: bool,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct LeaseGrantRequest {
-    #[prost(int64, tag = "1")]
-    pub ttl: i64,
-    #[prost(int64, tag = "2")]
-    pub id: i64,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct LeaseRevokeRequest {
-    #[prost(int64, tag = "1")]
-    pub id: i64,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct LeaseCheckpoint {
-    #[prost(int64, tag = "1")]
-    pub id: i64,
-    #[prost(int64, tag = "2")]
-    pub remaining_ttl: i64,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct LeaseCheckpointRequest {
-    #[prost(message, repeated, tag = "1")]
-    pub checkpoints: Vec<LeaseCheckpoint>,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct AlarmRequest {
-    /// 0 GET, 1 ACTIVATE, 2 DEACTIVATE.
-    #[prost(int32, tag = "1")]
-    pub action: i32,
-    #[prost(uint64, tag = "2")]
-    pub member_id: u64,
-    /// 0 NONE, 1 NOSPACE, 2 CORRUPT.
-    #[prost(int32, tag = "3")]
-    pub alarm: i32,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct AuthEnableRequest {}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct AuthDisableRequest {}
-
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct InternalAuthenticateRequest {
     #[prost(string, tag = "1")]
@@ -279,85 +84,9 @@ pub struct InternalAuthenticateRequest {
     pub simple_token: String,
 }
 
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct AuthUserAddRequest {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub password: String,
-    #[prost(message, optional, tag = "3")]
-    pub options: Option<authpb::UserAddOptions>,
-}
-
-/// A request naming one user (`AuthUserGetRequest`, `AuthUserDeleteRequest`).
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct AuthUserNameRequest {
-    #[prost(string, tag = "1")]
-    pub name: String,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct AuthUserChangePasswordRequest {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub password: String,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct AuthUserGrantRoleRequest {
-    #[prost(string, tag = "1")]
-    pub user: String,
-    #[prost(string, tag = "2")]
-    pub role: String,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct AuthUserRevokeRoleRequest {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub role: String,
-}
-
-/// `AuthUserListRequest` / `AuthRoleListRequest` (no fields).
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct AuthListRequest {}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct AuthRoleAddRequest {
-    #[prost(string, tag = "1")]
-    pub name: String,
-}
-
-/// A request naming one role (`AuthRoleGetRequest`, `AuthRoleDeleteRequest`).
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct AuthRoleNameRequest {
-    #[prost(string, tag = "1")]
-    pub role: String,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct AuthRoleGrantPermissionRequest {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(message, optional, tag = "2")]
-    pub perm: Option<authpb::Permission>,
-}
-
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct AuthRoleRevokePermissionRequest {
-    #[prost(string, tag = "1")]
-    pub role: String,
-    #[prost(bytes = "vec", tag = "2")]
-    pub key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    pub range_end: Vec<u8>,
-}
-
 /// What every etcd 3.x raft entry of type EntryNormal carries (or, from old
 /// members, a bare v2 [`Request`]).
-#[derive(Clone, PartialEq, Eq, prost::Message)]
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct InternalRaftRequest {
     #[prost(uint64, tag = "1")]
     pub id: u64,
@@ -392,9 +121,9 @@ pub struct InternalRaftRequest {
     #[prost(message, optional, tag = "1100")]
     pub auth_user_add: Option<AuthUserAddRequest>,
     #[prost(message, optional, tag = "1101")]
-    pub auth_user_delete: Option<AuthUserNameRequest>,
+    pub auth_user_delete: Option<AuthUserDeleteRequest>,
     #[prost(message, optional, tag = "1102")]
-    pub auth_user_get: Option<AuthUserNameRequest>,
+    pub auth_user_get: Option<AuthUserGetRequest>,
     #[prost(message, optional, tag = "1103")]
     pub auth_user_change_password: Option<AuthUserChangePasswordRequest>,
     #[prost(message, optional, tag = "1104")]
@@ -402,15 +131,15 @@ pub struct InternalRaftRequest {
     #[prost(message, optional, tag = "1105")]
     pub auth_user_revoke_role: Option<AuthUserRevokeRoleRequest>,
     #[prost(message, optional, tag = "1106")]
-    pub auth_user_list: Option<AuthListRequest>,
+    pub auth_user_list: Option<AuthUserListRequest>,
     #[prost(message, optional, tag = "1107")]
-    pub auth_role_list: Option<AuthListRequest>,
+    pub auth_role_list: Option<AuthRoleListRequest>,
     #[prost(message, optional, tag = "1200")]
     pub auth_role_add: Option<AuthRoleAddRequest>,
     #[prost(message, optional, tag = "1201")]
-    pub auth_role_delete: Option<AuthRoleNameRequest>,
+    pub auth_role_delete: Option<AuthRoleDeleteRequest>,
     #[prost(message, optional, tag = "1202")]
-    pub auth_role_get: Option<AuthRoleNameRequest>,
+    pub auth_role_get: Option<AuthRoleGetRequest>,
     #[prost(message, optional, tag = "1203")]
     pub auth_role_grant_permission: Option<AuthRoleGrantPermissionRequest>,
     #[prost(message, optional, tag = "1204")]
@@ -456,14 +185,4 @@ impl InternalRaftRequest {
     pub fn request_id(&self) -> u64 {
         self.header.as_ref().map_or(self.id, |h| h.id)
     }
-}
-
-/// A key of the `alarm` bucket (value empty): which member raised which alarm.
-#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
-pub struct AlarmMember {
-    #[prost(uint64, tag = "1")]
-    pub member_id: u64,
-    /// 0 NONE, 1 NOSPACE, 2 CORRUPT.
-    #[prost(int32, tag = "2")]
-    pub alarm: i32,
 }

@@ -1,8 +1,15 @@
 //! # etcdkit-proto
 //!
-//! etcd 3.4's protobuf messages, defined by hand with `prost` (no `protoc`
-//! needed) from etcd's `.proto` files, so that encoding is **byte-identical** to
-//! etcd's gogo-generated code:
+//! etcd 3.4's protobuf messages, one Rust type per message:
+//!
+//! - the v3 API (`rpc.proto` in [`etcdserverpb`], [`v3lockpb`],
+//!   [`v3electionpb`]) is generated at build time by `prost-build` from etcd's
+//!   `.proto` files vendored in `proto/proto/etcd` (their gogoproto and
+//!   google.api annotations stripped by `tools/protos/strip.py`), compiled by
+//!   the pure-Rust `protox`: no `protoc` needed;
+//! - what etcd writes to disk and to the raft log is declared by hand so that
+//!   its encoding is **byte-identical** to etcd's gogo-generated code (the
+//!   generated API refers to the hand-declared `mvccpb` and `authpb`):
 //!
 //! - proto2 messages with gogo `nullable=false` (raftpb, walpb, snappb,
 //!   etcdserverpb `Request`/`Metadata`) always write their scalar fields, even
@@ -34,6 +41,33 @@ pub mod membership;
 pub mod mvccpb;
 pub mod raftpb;
 pub mod snappb;
+/// etcd's election service (`v3election.proto`), generated.
+#[allow(clippy::all)]
+pub mod v3electionpb {
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.rs"));
+}
+/// etcd's lock service (`v3lock.proto`), generated.
+#[allow(clippy::all)]
+pub mod v3lockpb {
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.rs"));
+}
 pub mod walpb;
 
 pub use prost::Message;
+
+#[cfg(test)]
+mod tests {
+    use super::Message;
+    use super::etcdserverpb::{PutResponse, RangeRequest, ResponseHeader, SortOrder, range_request};
+
+    #[test]
+    fn generated_api_messages_encode_as_etcd() {
+        let header = ResponseHeader { cluster_id: 1, member_id: 2, revision: 3, raft_term: 4 };
+        let put = PutResponse { header: Some(header), prev_kv: None };
+        assert_eq!(put.encode_to_vec(), [0x0a, 0x08, 0x08, 0x01, 0x10, 0x02, 0x18, 0x03, 0x20, 0x04]);
+        // proto3: zero fields are left out; enums are their numbers.
+        let r = RangeRequest { key: b"a".to_vec(), sort_order: SortOrder::Descend as i32, ..Default::default() };
+        assert_eq!(r.encode_to_vec(), [0x0a, 0x01, b'a', 0x28, 0x02]); // sort_order is field 5
+        assert_eq!(range_request::SortTarget::Mod as i32, 3); // KEY, VERSION, CREATE, MOD, VALUE
+    }
+}

@@ -1,6 +1,6 @@
 //! `mvcc/mvccpb/kv.proto` (proto3): values of the `key` bucket, watch events.
 
-#[derive(Clone, PartialEq, Eq, prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
 pub struct KeyValue {
     #[prost(bytes = "vec", tag = "1")]
     pub key: Vec<u8>,
@@ -23,7 +23,7 @@ pub enum EventType {
     Delete = 1,
 }
 
-#[derive(Clone, PartialEq, Eq, prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
 pub struct Event {
     #[prost(enumeration = "EventType", tag = "1")]
     pub r#type: i32,
