@@ -19,9 +19,9 @@ pub(crate) type BucketWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// allocates nothing here).
 #[derive(Default)]
 pub(crate) struct KeyLog {
-    pub(crate) buf: Vec<u8>,
+    buf: Vec<u8>,
     /// (offset in `buf`, key length, value length) per entry.
-    pub(crate) ents: Vec<(usize, u32, u32)>,
+    ents: Vec<(usize, u32, u32)>,
 }
 
 impl KeyLog {
@@ -58,8 +58,7 @@ impl KeyLog {
         self.ents.push(entry);
     }
     /// Index of the first entry with key ≥ `from`.
-    #[inline]
-    pub(crate) fn lower_bound(&self, from: &[u8]) -> usize {
+    fn lower_bound(&self, from: &[u8]) -> usize {
         self.ents.partition_point(|&(off, kl, _)| &self.buf[off..off + kl as usize] < from)
     }
     #[inline]
@@ -112,8 +111,7 @@ impl Pending {
         self.writes.entry(bucket).or_default().insert(key, None);
         self.touch();
     }
-    #[inline]
-    pub(crate) fn touch(&mut self) {
+    fn touch(&mut self) {
         self.ops += 1;
         if self.since.is_none() {
             self.since = Some(Instant::now());

@@ -101,7 +101,7 @@ impl Store {
         Ok(ids)
     }
 
-    pub(crate) fn new_lease_id(&self) -> i64 {
+    fn new_lease_id(&self) -> i64 {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let mut id = (t ^ (self.current_rev as u64).rotate_left(32)) as i64 & i64::MAX;
         while id == 0 || self.leases.by_id.contains_key(&id) {

@@ -84,18 +84,18 @@ impl Store {
 }
 
 /// One thread's part of the index rebuild.
-pub(crate) struct Scan<'a> {
+struct Scan<'a> {
     /// Its keys, sorted, with their histories.
-    pub(crate) keys: KeyRun<'a>,
+    keys: KeyRun<'a>,
     /// Keys whose newest record carries a lease.
-    pub(crate) leases: Vec<(&'a [u8], i64)>,
+    leases: Vec<(&'a [u8], i64)>,
     /// Main revision of the bucket's last record.
-    pub(crate) last_rev: i64,
+    last_rev: i64,
 }
 
 /// Indexes the keys of the `key` bucket whose hash is `part` modulo `parts`
 /// (etcd `restoreIntoIndex`, 3.4.23 rules).
-pub(crate) fn scan_keys<'a>(kb: &etcdkit_storage::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'a>> {
+fn scan_keys<'a>(kb: &etcdkit_storage::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'a>> {
     use std::hash::BuildHasher;
     let hasher = crate::FxBuild::default();
     // Each key's slot in `keys`: the key, its history, the lease of its newest record.
@@ -163,10 +163,10 @@ pub(crate) fn scan_keys<'a>(kb: &etcdkit_storage::Bucket<'a>, part: u64, parts: 
 }
 
 /// Keys (borrowed from the file) with their histories, in key order.
-pub(crate) type KeyRun<'a> = Vec<(&'a [u8], Building)>;
+type KeyRun<'a> = Vec<(&'a [u8], Building)>;
 
 /// Merges sorted runs of distinct keys into one sorted sequence.
-pub(crate) fn merge_sorted<'a>(runs: Vec<KeyRun<'a>>) -> Box<dyn Iterator<Item = (&'a [u8], Building)> + 'a> {
+fn merge_sorted<'a>(runs: Vec<KeyRun<'a>>) -> Box<dyn Iterator<Item = (&'a [u8], Building)> + 'a> {
     let mut it = runs.into_iter();
     let mut acc: Box<dyn Iterator<Item = (&'a [u8], Building)>> = Box::new(it.next().unwrap_or_default().into_iter());
     for r in it {
@@ -176,9 +176,9 @@ pub(crate) fn merge_sorted<'a>(runs: Vec<KeyRun<'a>>) -> Box<dyn Iterator<Item =
 }
 
 /// Two sorted sequences of distinct keys as one.
-pub(crate) struct Merge<A: Iterator, B: Iterator> {
-    pub(crate) a: std::iter::Peekable<A>,
-    pub(crate) b: std::iter::Peekable<B>,
+struct Merge<A: Iterator, B: Iterator> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
 }
 
 impl<'a, A, B> Iterator for Merge<A, B>

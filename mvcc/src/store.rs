@@ -148,14 +148,6 @@ impl Store {
         Ok(s)
     }
 
-    pub(crate) fn watchers(&self) -> &crate::watch::Watchers {
-        &self.watchers
-    }
-
-    pub(crate) fn watchers_mut(&mut self) -> &mut crate::watch::Watchers {
-        &mut self.watchers
-    }
-
     /// The page store underneath.
     pub fn db(&self) -> &Db {
         &self.db
@@ -330,7 +322,7 @@ impl Store {
     }
 
     /// After a write ended: the revision advances if it changed keys.
-    pub(crate) fn advance(&mut self, changed: bool) -> i64 {
+    fn advance(&mut self, changed: bool) -> i64 {
         if changed {
             self.current_rev += 1;
         }

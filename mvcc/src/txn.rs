@@ -44,7 +44,7 @@ impl Store {
         Ok(r)
     }
 
-    pub(crate) fn compare_path(&self, req: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+    fn compare_path(&self, req: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
         let ok = req.compare.iter().all(|c| self.compare(c));
         path.push(ok);
         for op in if ok { &req.success } else { &req.failure } {
@@ -56,7 +56,7 @@ impl Store {
     }
 
     /// etcd's `applyCompare` at the current revision.
-    pub(crate) fn compare(&self, c: &Compare) -> bool {
+    fn compare(&self, c: &Compare) -> bool {
         let req = RangeRequest { key: c.key.clone(), range_end: c.range_end.clone(), ..Default::default() };
         let Ok(rr) = self.range(&req) else { return false };
         if rr.kvs.is_empty() {
@@ -71,7 +71,7 @@ impl Store {
     /// etcd's `checkRequests` for the branches a txn will take: puts must find
     /// their lease (and key, with ignore flags), and no key may be written
     /// twice in one branch.
-    pub(crate) fn check_txn(&self, req: &TxnRequest, path: &[bool], at: &mut usize) -> Result<()> {
+    fn check_txn(&self, req: &TxnRequest, path: &[bool], at: &mut usize) -> Result<()> {
         let ok = path[*at];
         *at += 1;
         let ops = if ok { &req.success } else { &req.failure };
@@ -100,7 +100,7 @@ impl Store {
     }
 }
 
-pub(crate) fn set_txn_rev(r: &mut TxnResult, rev: i64) {
+fn set_txn_rev(r: &mut TxnResult, rev: i64) {
     r.rev = rev;
     for op in &mut r.responses {
         match op {

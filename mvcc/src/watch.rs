@@ -82,7 +82,7 @@ impl Store {
         let (tx, rx) = sync_channel(req.capacity.max(1));
         let current = self.rev();
         let next = if req.start_revision > 0 { req.start_revision } else { current + 1 };
-        let w = self.watchers_mut();
+        let w = &mut self.watchers;
         let id = w.next_id;
         w.next_id += 1;
         w.list.push(Watcher { id, next, synced: next > current, req, tx });
@@ -92,7 +92,7 @@ impl Store {
 
     /// Stops a watcher; `false` if there is none with this ID.
     pub fn cancel_watch(&mut self, id: i64) -> bool {
-        let w = self.watchers_mut();
+        let w = &mut self.watchers;
         let before = w.list.len();
         w.list.retain(|x| x.id != id);
         w.list.len() != before
@@ -100,14 +100,14 @@ impl Store {
 
     /// Watchers still running.
     pub fn watcher_count(&self) -> usize {
-        self.watchers().list.len()
+        self.watchers.list.len()
     }
 
     /// Sends every synced watcher an empty response carrying the current
     /// revision (etcd's progress notification); a full channel skips it.
     pub fn progress(&mut self) {
         let revision = self.rev();
-        for w in &self.watchers().list {
+        for w in &self.watchers.list {
             if w.synced {
                 let _ = w.tx.try_send(WatchResponse { watch_id: w.id, revision, ..Default::default() });
             }
@@ -117,11 +117,11 @@ impl Store {
     /// Delivers the events of the write that made the current revision to the
     /// synced watchers, then lets unsynced ones catch up.
     pub(crate) fn notify(&mut self, events: Vec<Event>) {
-        if self.watchers().is_empty() {
+        if self.watchers.is_empty() {
             return;
         }
         let rev = self.rev();
-        let mut list = std::mem::take(&mut self.watchers_mut().list);
+        let mut list = std::mem::take(&mut self.watchers.list);
         list.retain_mut(|w| {
             if !w.synced || w.next > rev {
                 return true;
@@ -148,7 +148,7 @@ impl Store {
                 Err(TrySendError::Disconnected(_)) => false,
             }
         });
-        self.watchers_mut().list = list;
+        self.watchers.list = list;
         self.sync_watchers();
     }
 
@@ -157,7 +157,7 @@ impl Store {
     pub fn sync_watchers(&mut self) {
         let current = self.rev();
         let compacted = self.compact_rev();
-        let mut list = std::mem::take(&mut self.watchers_mut().list);
+        let mut list = std::mem::take(&mut self.watchers.list);
         list.retain_mut(|w| {
             if w.synced {
                 return true;
@@ -194,7 +194,7 @@ impl Store {
                 Err(TrySendError::Disconnected(_)) => false,
             }
         });
-        self.watchers_mut().list = list;
+        self.watchers.list = list;
     }
 
     fn kv_at(&self, key: &[u8], rev: i64) -> Option<KeyValue> {

@@ -61,9 +61,7 @@ pub(crate) fn get_rev(pending: &Pending, kb: Option<&etcdkit_storage::Bucket<'_>
     };
     decode_kv(v.ok_or_else(|| missing(r))?, r)
 }
-
-#[inline]
-pub(crate) fn missing(r: Revision) -> MvccError {
+fn missing(r: Revision) -> MvccError {
     MvccError::Corrupt(format!("revision {}.{} missing", r.main, r.sub))
 }
 
@@ -205,9 +203,7 @@ impl Writer<'_> {
         }
         (changed, self.events.unwrap_or_default())
     }
-
-    #[inline]
-    pub(crate) fn read_rev(&self) -> i64 {
+    fn read_rev(&self) -> i64 {
         if self.changes > 0 { self.begin + 1 } else { self.begin }
     }
 
