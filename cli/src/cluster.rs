@@ -82,8 +82,7 @@ pub fn cmd_cluster(out: &mut Out, c: &ClusterCmd, data_dir: Option<PathBuf>) -> 
             expect_keys,
             linger,
         } => {
-            let mut cfg =
-                Config::new(name, data_dir.unwrap_or_else(|| DataDir::default_for(name).root().to_path_buf()));
+            let mut cfg = Config::new(name, data_dir.unwrap_or_else(|| DataDir::default_root(name)));
             cfg.initial_cluster = initial_cluster.clone();
             cfg.initial_cluster_token = initial_cluster_token.clone();
             let node = Node::open_tcp(cfg).map_err(err)?;
@@ -136,7 +135,7 @@ fn run(
         names.iter().enumerate().map(|(i, m)| format!("{m}=http://127.0.0.1:{}", 12380 + i)).collect();
     let net = LocalNetwork::new(1);
     let cfg = |name: &str| {
-        let mut c = Config::new(name, base.join(DataDir::default_for(name).root()));
+        let mut c = Config::new(name, base.join(DataDir::default_root(name)));
         c.initial_cluster = cluster.join(",");
         c
     };

@@ -44,7 +44,7 @@ impl Source {
     pub fn new(data_dir: Option<PathBuf>, snapshot: Option<PathBuf>) -> Source {
         match (snapshot, data_dir) {
             (Some(s), _) => Source::Snapshot(s),
-            (None, d) => Source::DataDir(d.unwrap_or_else(|| DataDir::default_for("default").root().to_path_buf())),
+            (None, d) => Source::DataDir(d.unwrap_or_else(|| DataDir::default_root("default"))),
         }
     }
 

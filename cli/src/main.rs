@@ -227,7 +227,7 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Cmd::Wal(WalCmd::Dump { dir }) => etcdkit_cli::wal::cmd_dump(out, &dir, cli.write_out),
         Cmd::Snapshot(SnapshotCmd::Status { file }) => etcdkit_cli::snapshot::cmd_status(out, &file, cli.write_out),
         Cmd::Snapshot(SnapshotCmd::Save { file }) => {
-            let dir = cli.data_dir.clone().unwrap_or_else(|| DataDir::default_for("default").root().to_path_buf());
+            let dir = cli.data_dir.clone().unwrap_or_else(|| DataDir::default_root("default"));
             etcdkit_cli::snapshot::cmd_save(out, &file, &dir)
         }
         Cmd::Snapshot(SnapshotCmd::Restore {
@@ -238,7 +238,7 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
             initial_advertise_peer_urls,
             skip_hash_check,
         }) => {
-            let data_dir = cli.data_dir.clone().unwrap_or_else(|| DataDir::default_for(&name).root().to_path_buf());
+            let data_dir = cli.data_dir.clone().unwrap_or_else(|| DataDir::default_root(&name));
             let mut cfg = RestoreConfig::new(
                 &name,
                 &initial_cluster,

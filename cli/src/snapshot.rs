@@ -105,11 +105,11 @@ impl Drop for Bar {
 }
 
 pub fn cmd_save(out: &mut Out, file: &Path, data_dir: &Path) -> Result<(), CliError> {
-    let db_path = etcdkit_schema::DataDir::new(data_dir).db();
-    if !etcdkit_schema::DataDir::new(data_dir).has_db(&etcdkit_fs::RealFs) {
+    let layout = etcdkit_schema::DataDir::new(data_dir);
+    if !layout.has_db(&etcdkit_fs::RealFs) {
         return Err(CliError::msg(format!("{}: not an etcd data dir (no member/snap/db)", data_dir.display())));
     }
-    let db = Db::open(&db_path, Options { read_only: true, ..Default::default() })?;
+    let db = Db::open(layout.db(), Options { read_only: true, ..Default::default() })?;
     let bar = Bar::new("save");
     etcdkit_snapshot::save_with_progress(&db, file, &mut |d, t| bar.update(d, t))?;
     drop(bar);

@@ -217,8 +217,13 @@ pub fn real() -> Arc<dyn Fs> {
 
 /// Syncs the directory holding `path` (its parent, or `.` for a bare name).
 pub fn sync_parent(fs: &dyn Fs, path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => fs.sync_dir(p),
-        _ => fs.sync_dir(Path::new(".")),
+    fs.sync_dir(parent(path))
+}
+
+/// The directory holding `p` (`.` for a bare file name).
+pub fn parent(p: &Path) -> &Path {
+    match p.parent() {
+        Some(q) if !q.as_os_str().is_empty() => q,
+        _ => Path::new("."),
     }
 }

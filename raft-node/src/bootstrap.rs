@@ -76,7 +76,7 @@ fn build_data_dir(cfg: &Config, fill: impl FnOnce(&DataDir) -> Result<()>) -> Re
         sync_dir(fs, dir)
     } else {
         fs.rename(tmp.root(), dir).map_err(Error::io("rename", tmp.root()))?;
-        sync_dir(fs, etcdkit_schema::parent(dir))
+        sync_dir(fs, etcdkit_fs::parent(dir))
     }
 }
 

@@ -20,7 +20,6 @@
 //!   finished on the next open, as etcd does.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use etcdkit_mvcc::Store;
 use etcdkit_proto::Message as _;
@@ -28,7 +27,7 @@ use etcdkit_proto::etcdserverpb::{InternalRaftRequest, Metadata, RequestHeader};
 use etcdkit_proto::membership;
 use etcdkit_proto::raftpb;
 use etcdkit_proto::walpb;
-use etcdkit_schema::{snap, v2store};
+use etcdkit_schema::{DataDir, snap, v2store};
 use etcdkit_wal::Wal;
 use raft::eraftpb::{self, ConfState, MessageType};
 use raft::{RawNode, StateRole};
@@ -77,7 +76,8 @@ pub struct Member {
     raw: RawNode<LogStore>,
     wal: Wal,
     store: Store,
-    snap_dir: PathBuf,
+    /// Where the data dir's files are (`cfg.data_dir` in etcd's layout).
+    layout: DataDir,
     members: BTreeMap<u64, membership::Member>,
     removed_ids: BTreeSet<u64>,
     conf_state: ConfState,
@@ -217,7 +217,7 @@ impl Member {
             raw,
             wal,
             store,
-            snap_dir,
+            layout,
             members,
             removed_ids,
             conf_state: meta.get_conf_state().clone(),
@@ -675,7 +675,7 @@ impl Member {
                 term: self.applied_term,
             },
         };
-        snap::save(&**self.cfg.fs(), &self.snap_dir, &s)?;
+        snap::save(&**self.cfg.fs(), &self.layout.snap(), &s)?;
         self.wal.save_snapshot(walpb::Snapshot { index: self.applied, term: self.applied_term })?;
         self.snapshot_index = self.applied;
         let keep_from = self.applied.saturating_sub(self.cfg.catch_up_entries);
@@ -689,7 +689,7 @@ impl Member {
     /// Installs a leader's snapshot: the db it carries replaces ours.
     fn install_snapshot(&mut self, s: eraftpb::Snapshot) -> Result<()> {
         let meta = s.get_metadata().clone();
-        let pending = self.cfg.layout().received_db(meta.index);
+        let pending = self.layout.received_db(meta.index);
         let fs = self.cfg.fs().clone();
         write_synced(&*fs, &pending, &s.data)?;
         let cs = convert::conf_state_to_etcd(meta.get_conf_state());
@@ -702,12 +702,12 @@ impl Member {
             data: Some(v2store::bootstrap_store_json(&members.values().cloned().collect::<Vec<_>>())),
             metadata: raftpb::SnapshotMetadata { conf_state: cs, index: meta.index, term: meta.term },
         };
-        snap::save(&*fs, &self.snap_dir, &rs)?;
+        snap::save(&*fs, &self.layout.snap(), &rs)?;
         self.wal.save_snapshot(walpb::Snapshot { index: meta.index, term: meta.term })?;
         self.wal.sync()?;
-        let db = self.cfg.layout().db();
+        let db = self.layout.db();
         fs.rename(&pending, &db).map_err(Error::io("rename", &pending))?;
-        sync_dir(&*fs, &self.snap_dir)?;
+        sync_dir(&*fs, &self.layout.snap())?;
         // The old store (and its lock) belong to the replaced file.
         self.store = Store::open(&db, self.cfg.store.clone())?;
         (self.members, self.removed_ids) = apply::load_members(self.store.db())?;

@@ -28,9 +28,9 @@ impl DataDir {
         DataDir { root: root.into(), wal: None }
     }
 
-    /// etcd's default data dir for member `name`: `<name>.etcd`.
-    pub fn default_for(name: &str) -> DataDir {
-        DataDir::new(format!("{name}.etcd"))
+    /// etcd's default `--data-dir` for member `name`: `<name>.etcd`.
+    pub fn default_root(name: &str) -> PathBuf {
+        PathBuf::from(format!("{name}.etcd"))
     }
 
     /// Keeps the WAL in `wal` instead of `member/wal` (etcd's `--wal-dir`).
@@ -86,14 +86,6 @@ impl DataDir {
     }
 }
 
-/// The directory holding `p` (`.` for a bare file name).
-pub fn parent(p: &Path) -> &Path {
-    match p.parent() {
-        Some(q) if !q.as_os_str().is_empty() => q,
-        _ => Path::new("."),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,7 +98,7 @@ mod tests {
         assert_eq!(d.received_db(0x2a), Path::new("/x/n1.etcd/member/snap/000000000000002a.snap.db"));
         assert_eq!(d.staging("restore"), Path::new("/x/n1.etcd.restore-tmp"));
         assert_eq!(d.clone().with_wal_dir("/w").wal(), Path::new("/w"));
-        assert_eq!(parent(Path::new("db")), Path::new("."));
-        assert_eq!(DataDir::default_for("default").root(), Path::new("default.etcd"));
+        assert_eq!(etcdkit_fs::parent(Path::new("db")), Path::new("."));
+        assert_eq!(DataDir::default_root("default"), Path::new("default.etcd"));
     }
 }

@@ -35,6 +35,6 @@ pub mod snap;
 pub mod v2store;
 
 pub use bootstrap::{sync_dir, write_member_state};
-pub use datadir::{DataDir, parent};
+pub use datadir::DataDir;
 pub use error::Error;
 pub use revision::{REV_BYTES_LEN, Revision};

@@ -15,12 +15,13 @@ pub fn member_key(id: u64) -> String {
     format!("{id:x}")
 }
 
+/// The member ID a key of either bucket names, if it is one.
+pub fn id_of_key(k: &[u8]) -> Option<u64> {
+    u64::from_str_radix(std::str::from_utf8(k).ok()?, 16).ok()
+}
+
 fn parse_id(bucket: &'static [u8], k: &[u8]) -> Result<u64, Error> {
-    std::str::from_utf8(k).ok().and_then(|s| u64::from_str_radix(s, 16).ok()).ok_or_else(|| Error::Corrupt {
-        bucket,
-        key: k.to_vec(),
-        what: "key is not a hex member ID".into(),
-    })
+    id_of_key(k).ok_or_else(|| Error::Corrupt { bucket, key: k.to_vec(), what: "key is not a hex member ID".into() })
 }
 
 /// The members (by ID) and the IDs of removed members.

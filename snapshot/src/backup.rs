@@ -16,7 +16,6 @@ use etcdkit_fs::Open;
 
 use crate::writeback::with_writeback;
 use etcdkit_schema::bucket::KEY;
-use etcdkit_schema::parent;
 
 /// What `etcdctl snapshot status` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,7 +201,7 @@ pub fn save_with_progress(db: &Db, path: &Path, progress: &mut crate::Progress<'
     match r {
         Ok(n) => {
             fs.rename(&part, path).map_err(io_err("rename", &part))?;
-            let dir = parent(path);
+            let dir = etcdkit_fs::parent(path);
             fs.sync_dir(dir).map_err(io_err("fsync", dir))?;
             Ok(n)
         }

@@ -94,7 +94,7 @@ impl Default for RestoreConfig {
             "default=http://localhost:2380",
             "etcd-cluster",
             "http://localhost:2380",
-            DataDir::default_for("default").root(),
+            DataDir::default_root("default"),
         )
     }
 }
@@ -150,7 +150,7 @@ pub fn restore(snapshot: &Path, cfg: &RestoreConfig, progress: &mut Progress<'_>
                 fs.remove_dir_all(dir).map_err(io_err("remove", dir))?;
             }
             fs.rename(&tmp, dir).map_err(io_err("rename", &tmp))?;
-            etcdkit_schema::sync_dir(fs, etcdkit_schema::parent(dir))?;
+            etcdkit_schema::sync_dir(fs, etcdkit_fs::parent(dir))?;
             Ok(Restored {
                 data_dir: dir.clone(),
                 member_id: me,

@@ -237,16 +237,14 @@ fn walk(tx: &Tx<'_>, size: u64, hashed: &AtomicU64, progress: &mut Progress<'_>)
                 MEMBERS => {
                     members += 1;
                     match Member::from_json(v) {
-                        Ok(m) if format!("{:x}", m.id).as_bytes() == k => {}
+                        Ok(m) if etcdkit_schema::members::member_key(m.id).as_bytes() == k => {}
                         Ok(m) => {
                             problem(format!("members: key {:?} holds member {:x}", String::from_utf8_lossy(k), m.id))
                         }
                         Err(err) => problem(format!("members: {:?}: {err}", String::from_utf8_lossy(k))),
                     }
                 }
-                MEMBERS_REMOVED
-                    if std::str::from_utf8(k).ok().and_then(|s| u64::from_str_radix(s, 16).ok()).is_none() =>
-                {
+                MEMBERS_REMOVED if etcdkit_schema::members::id_of_key(k).is_none() => {
                     problem(format!("members_removed: key {:?} is not a member ID", String::from_utf8_lossy(k)));
                 }
                 AUTH if k == bucket::auth::REVISION && v.len() != 8 => {

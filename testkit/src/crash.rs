@@ -32,8 +32,6 @@ pub struct Point<'a, O> {
     pub faulted: &'a SimFs,
     /// What the faulted run returned.
     pub outcome: &'a O,
-    /// The operation the fault was planned at, counted from the end of `fresh()`.
-    pub op: u64,
     /// `op N/TOTAL <faults> (<reboot>)`, for assertion messages.
     pub label: String,
 }
@@ -80,7 +78,7 @@ where
         let outcome = run(&fs);
         for (mode, name) in reboots(n) {
             let label = format!("op {n}/{ops} {faults:?} ({name})");
-            verify(Point { after: fs.reboot(mode), faulted: &fs, outcome: &outcome, op: n, label });
+            verify(Point { after: fs.reboot(mode), faulted: &fs, outcome: &outcome, label });
             points += 1;
         }
     }
@@ -139,12 +137,11 @@ pub fn synced_or_all(_: u64) -> [(Reboot, &'static str); 2] {
 /// boundary on. Returns the effective cut and the bytes.
 pub fn tear(full: &[u8], cut: u64, zero: bool) -> (u64, Vec<u8>) {
     let mut b = full.to_vec();
+    let cut = if zero { cut.next_multiple_of(512).min(b.len() as u64) } else { cut };
     if zero {
-        let cut = cut.next_multiple_of(512).min(b.len() as u64);
         b[cut as usize..].fill(0);
-        (cut, b)
     } else {
         b.truncate(cut as usize);
-        (cut, b)
     }
+    (cut, b)
 }

@@ -63,12 +63,17 @@ pub fn fixture_text(set: &str, name: &str) -> Option<String> {
     fixture(set, name).map(|p| std::fs::read_to_string(p).unwrap())
 }
 
-/// Extracts a set's `datadir.tar.gz` under `dest`; returns `dest/datadir`.
-pub fn extract_datadir(set: &str, dest: &Path) -> Option<PathBuf> {
-    let tar = fixture(set, "datadir.tar.gz")?;
+/// Extracts a set's `<name>.tar.gz` under `dest`; returns `dest/<name>`.
+fn extract(set: &str, name: &str, dest: &Path) -> Option<PathBuf> {
+    let tar = fixture(set, &format!("{name}.tar.gz"))?;
     let st = Command::new("tar").arg("-xzf").arg(&tar).arg("-C").arg(dest).status().expect("run tar");
     assert!(st.success(), "tar -xzf {}", tar.display());
-    Some(dest.join("datadir"))
+    Some(dest.join(name))
+}
+
+/// Extracts a set's `datadir.tar.gz` under `dest`; returns `dest/datadir`.
+pub fn extract_datadir(set: &str, dest: &Path) -> Option<PathBuf> {
+    extract(set, "datadir", dest)
 }
 
 /// Every fixture set that ships a data dir, each extracted into a temp dir of
@@ -83,10 +88,7 @@ pub fn fixture_datadirs() -> impl Iterator<Item = (usize, String, tempfile::Temp
 
 /// Extracts a set's `restored.tar.gz` under `dest`; returns `dest/restored`.
 pub fn extract_restored(set: &str, dest: &Path) -> Option<PathBuf> {
-    let tar = fixture(set, "restored.tar.gz")?;
-    let st = Command::new("tar").arg("-xzf").arg(&tar).arg("-C").arg(dest).status().expect("run tar");
-    assert!(st.success(), "tar -xzf {}", tar.display());
-    Some(dest.join("restored"))
+    extract(set, "restored", dest)
 }
 
 /// The `etcdkit` binary: `cargo test --workspace` builds it (for the CLI's

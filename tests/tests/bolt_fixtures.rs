@@ -2,7 +2,7 @@
 //! exactly as real bbolt does: dump, dump --sha, page map, stats, check.
 
 use etcdkit_storage::{Db, Options, check};
-use etcdkit_tests::{boltref, etcdkit_ok, extract_datadir, fixture, fixture_sets, fixture_text, run_boltref};
+use etcdkit_tests::{boltref, etcdkit_ok, fixture, fixture_datadirs, fixture_sets, fixture_text, run_boltref};
 
 fn open_ro(p: &std::path::Path) -> Db {
     Db::open(p, Options { read_only: true, ..Default::default() }).unwrap()
@@ -42,9 +42,7 @@ fn snapshot_pages_and_stats_equal_real_bbolt() {
 #[test]
 fn datadir_dbs_read_like_real_bbolt() {
     let reference = boltref();
-    for set in fixture_sets() {
-        let tmp = tempfile::tempdir().unwrap();
-        let Some(dir) = extract_datadir(&set, tmp.path()) else { continue };
+    for (_, set, _tmp, dir) in fixture_datadirs() {
         let db_path = dir.join("member/snap/db");
         let ours = etcdkit_ok(&["bolt", "dump", "--sha", db_path.to_str().unwrap()]);
         let db = open_ro(&db_path);

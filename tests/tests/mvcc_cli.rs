@@ -157,9 +157,7 @@ fn hashkv_equals_etcds_on_fixture_data_dirs() {
     use etcdkit_storage::Options;
     let Some((etcd, ctl)) = etcd_binaries() else { return };
     let mut checked = 0;
-    for (i, set) in etcdkit_tests::fixture_sets().into_iter().enumerate() {
-        let tmp = tempfile::tempdir().unwrap();
-        let Some(dir) = etcdkit_tests::extract_datadir(&set, tmp.path()) else { continue };
+    for (i, set, _tmp, dir) in etcdkit_tests::fixture_datadirs() {
         let ro = StoreOptions { db: Options { read_only: true, ..Default::default() }, ..Default::default() };
         let store = Store::open(dir.join("member/snap/db"), ro).unwrap();
         if store.db().begin().unwrap().bucket(b"members").unwrap().map_or(0, |b| b.iter().count()) > 1 {

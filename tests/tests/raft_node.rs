@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use etcdkit_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 use etcdkit_raft_node::{Config, Member, Node};
-use etcdkit_tests::{b64, etcd_binaries, extract_datadir, fixture_sets, fixture_text, start_etcd};
+use etcdkit_tests::{b64, etcd_binaries, fixture_datadirs, fixture_text, start_etcd};
 
 /// (create, mod, version, value, lease) by key.
 type Kvs = BTreeMap<Vec<u8>, (i64, i64, i64, Vec<u8>, i64)>;
@@ -95,9 +95,7 @@ fn real_etcd_boots_on_a_node_data_dir() {
 
 #[test]
 fn a_node_opens_real_etcd_data_dirs() {
-    for set in fixture_sets() {
-        let tmp = tempfile::tempdir().unwrap();
-        let Some(dir) = extract_datadir(&set, tmp.path()) else { continue };
+    for (_, set, _tmp, dir) in fixture_datadirs() {
         let want: serde_json::Value = serde_json::from_str(&fixture_text(&set, "kvs.json").unwrap()).unwrap();
         // Replay without ticking: no election, no lease expiry; the store as etcd left it + the WAL.
         let mut cfg = Config::new("default", &dir);

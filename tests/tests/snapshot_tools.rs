@@ -8,7 +8,9 @@ use etcdkit_snapshot::inspect::{Change, KeySpace, diff};
 use etcdkit_snapshot::status;
 use etcdkit_snapshot::verify::{Trailer, verify};
 use etcdkit_storage::{Db, Options};
-use etcdkit_tests::{etcd_binaries, extract_datadir, fixture, fixture_sets, fixture_text, json_lines, start_etcd};
+use etcdkit_tests::{
+    etcd_binaries, extract_datadir, fixture, fixture_datadirs, fixture_sets, fixture_text, json_lines, start_etcd,
+};
 
 #[test]
 fn inspect_equals_etcds_decoder() {
@@ -105,9 +107,7 @@ fn verify_finds_schema_damage_and_a_wrong_trailer() {
 #[test]
 fn snap_files_of_real_data_dirs() {
     let mut seen = 0;
-    for set in fixture_sets() {
-        let tmp = tempfile::tempdir().unwrap();
-        let Some(dir) = extract_datadir(&set, tmp.path()) else { continue };
+    for (_, set, _tmp, dir) in fixture_datadirs() {
         let snap_dir = dir.join("member/snap");
         let names = snap::snap_names(&RealFs, &snap_dir).unwrap();
         if names.is_empty() {
