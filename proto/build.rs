@@ -3,6 +3,9 @@
 //! pure-Rust `protox` as the compiler: no `protoc` on build machines. The
 //! messages etcd stores on disk (`mvccpb`, `authpb`) stay the hand-declared
 //! ones of this crate, which the generated code refers to.
+//!
+//! With the `grpc` feature the same run also generates tonic's service
+//! traits (servers) and clients next to the messages: one set of types.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -14,6 +17,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["proto"])?;
     let mut cfg = prost_build::Config::new();
     cfg.extern_path(".mvccpb", "crate::mvccpb").extern_path(".authpb", "crate::authpb");
-    cfg.compile_fds(fds)?;
+    if std::env::var_os("CARGO_FEATURE_GRPC").is_some() {
+        tonic_prost_build::configure()
+            .build_server(true)
+            .build_client(true)
+            .build_transport(false)
+            .compile_fds_with_config(fds, cfg)?;
+    } else {
+        cfg.compile_fds(fds)?;
+    }
     Ok(())
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the reference tools when missing, builds the
 # project's real-bbolt checker (tools/boltref), then runs formatting and lint
-# checks, every test, a compile check of the benchmarks, and a short run of
-# every fuzz target (fuzz/smoke.sh).
+# checks, every test, a compile check of the benchmarks, etcd's own e2e tests
+# that etcdkit serves (scripts/e2e-etcdkit.list), and a short run of every
+# fuzz target (fuzz/smoke.sh).
 #
 # Outside CI, if the reference tools cannot be installed (not root, no network),
 # the tests that need them are skipped with a loud message. With CI=true any
@@ -55,5 +56,14 @@ set -e
 sum() { grep -E '^test result:' target/test-output.txt | grep -oE "[0-9]+ $1" | awk '{s+=$1} END {print s+0}'; }
 echo "tests: $(sum passed) passed, $(sum failed) failed"
 [ "$status" = 0 ] || exit "$status"
+# etcd 3.4's own e2e suite against etcdkit (as `etcd`) and the real etcdctl:
+# the tests listed in scripts/e2e-etcdkit.list (scripts/e2e.sh with no list
+# runs every single-member test, e.g. against real etcd).
+if command -v go >/dev/null && [ -d /usr/share/gocode/src/go.etcd.io/etcd/tests/e2e ] && command -v etcdctl >/dev/null; then
+  cargo build -p etcdkit-cli --quiet
+  E2E_CACHE="$PWD/target/e2e-cache" scripts/e2e.sh target/debug/etcdkit "$(command -v etcdctl)" @scripts/e2e-etcdkit.list
+elif $ci; then
+  echo "test.sh: cannot run etcd's e2e suite (Go, golang-etcd-server-dev or etcdctl missing)" >&2; exit 1
+fi
 # Every fuzz target for a short fixed time (the longer mode: fuzz/README.md).
 fuzz/smoke.sh

@@ -270,6 +270,16 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
 }
 
 fn main() -> ExitCode {
+    // A multi-call binary: under the name `etcd` (a symlink) it is the
+    // server, as is `etcdkit serve`; both take etcd's own flags.
+    let args: Vec<String> = std::env::args().collect();
+    let program = args.first().map(|a| a.rsplit('/').next().unwrap_or(a)).unwrap_or_default();
+    if program == "etcd" {
+        return etcdkit_server::serve::main(&args[1..]);
+    }
+    if args.get(1).map(String::as_str) == Some("serve") {
+        return etcdkit_server::serve::main(&args[2..]);
+    }
     let cli = Cli::parse();
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());

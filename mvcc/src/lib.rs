@@ -68,7 +68,7 @@ pub use kv::{Fx, FxBuild, KvRef, encode_kv, parse_kv};
 pub use lessor::LeaseInfo;
 pub use store::{DeleteResult, PutResult, RangeResult, Store, StoreOptions};
 pub use txn::{ResponseOp, TxnResult, compare_kv};
-pub use watch::{WatchRequest, WatchResponse};
+pub use watch::{Offer, WatchRequest, WatchResponse, WatchSink};
 
 pub(crate) type Result<T, E = MvccError> = std::result::Result<T, E>;
 

@@ -45,6 +45,34 @@ pub struct WatchResponse {
     pub canceled: bool,
 }
 
+/// What offering a response to a watcher's [`WatchSink`] gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offer {
+    Sent,
+    /// The sink holds all it can: the watcher falls behind and catches up later.
+    Full,
+    /// Nobody receives any more: the watcher is dropped.
+    Closed,
+}
+
+/// Where a watcher's responses go. The store only ever *offers* (it never
+/// waits on a watcher), so a sink must answer at once. A bounded
+/// `std::sync::mpsc::SyncSender` is one ([`Store::watch`]); a server plugs in
+/// its async channel ([`Store::watch_to`]).
+pub trait WatchSink: Send {
+    fn offer(&self, r: WatchResponse) -> Offer;
+}
+
+impl WatchSink for SyncSender<WatchResponse> {
+    fn offer(&self, r: WatchResponse) -> Offer {
+        match self.try_send(r) {
+            Ok(()) => Offer::Sent,
+            Err(TrySendError::Full(_)) => Offer::Full,
+            Err(TrySendError::Disconnected(_)) => Offer::Closed,
+        }
+    }
+}
+
 pub(crate) struct Watcher {
     id: i64,
     req: WatchRequest,
@@ -52,7 +80,7 @@ pub(crate) struct Watcher {
     next: i64,
     /// Whether `next` is beyond the current revision (live delivery).
     synced: bool,
-    tx: SyncSender<WatchResponse>,
+    tx: Box<dyn WatchSink>,
 }
 
 #[derive(Default)]
@@ -76,18 +104,28 @@ impl Store {
     /// Starts a watcher; its responses arrive on the returned receiver.
     /// A start revision below the compaction revision is `Compacted`.
     pub fn watch(&mut self, req: WatchRequest) -> Result<(i64, Receiver<WatchResponse>), MvccError> {
+        let (tx, rx) = sync_channel(req.capacity.max(1));
+        let id = self.watch_to(req, Box::new(tx))?;
+        self.sync_watchers();
+        Ok((id, rx))
+    }
+
+    /// Starts a watcher whose responses are offered to `tx`; returns its ID.
+    /// (`req.capacity` is the sink's business here.) Nothing is offered
+    /// before this returns: a watcher that starts in the past catches up at
+    /// the next [`Store::sync_watchers`] (or write), so a server can tell its
+    /// client "created" before the first event.
+    pub fn watch_to(&mut self, req: WatchRequest, tx: Box<dyn WatchSink>) -> Result<i64, MvccError> {
         if req.start_revision > 0 && req.start_revision < self.compact_rev() {
             return Err(MvccError::Compacted { rev: req.start_revision, compacted: self.compact_rev() });
         }
-        let (tx, rx) = sync_channel(req.capacity.max(1));
         let current = self.rev();
         let next = if req.start_revision > 0 { req.start_revision } else { current + 1 };
         let w = &mut self.watchers;
         let id = w.next_id;
         w.next_id += 1;
         w.list.push(Watcher { id, next, synced: next > current, req, tx });
-        self.sync_watchers();
-        Ok((id, rx))
+        Ok(id)
     }
 
     /// Stops a watcher; `false` if there is none with this ID.
@@ -106,10 +144,16 @@ impl Store {
     /// Sends every synced watcher an empty response carrying the current
     /// revision (etcd's progress notification); a full channel skips it.
     pub fn progress(&mut self) {
+        self.progress_of(None)
+    }
+
+    /// [`Store::progress`] for the watchers in `ids` only (one client
+    /// stream's progress request), or all of them with `None`.
+    pub fn progress_of(&mut self, ids: Option<&[i64]>) {
         let revision = self.rev();
         for w in &self.watchers.list {
-            if w.synced {
-                let _ = w.tx.try_send(WatchResponse { watch_id: w.id, revision, ..Default::default() });
+            if w.synced && ids.is_none_or(|ids| ids.contains(&w.id)) {
+                let _ = w.tx.offer(WatchResponse { watch_id: w.id, revision, ..Default::default() });
             }
         }
     }
@@ -136,16 +180,16 @@ impl Store {
                     e.prev_kv = self.kv_at(&e.kv.key, rev - 1);
                 }
             }
-            match w.tx.try_send(WatchResponse { watch_id: w.id, revision: rev, events: evs, ..Default::default() }) {
-                Ok(()) => {
+            match w.tx.offer(WatchResponse { watch_id: w.id, revision: rev, events: evs, ..Default::default() }) {
+                Offer::Sent => {
                     w.next = rev + 1;
                     true
                 }
-                Err(TrySendError::Full(_)) => {
+                Offer::Full => {
                     w.synced = false;
                     true
                 }
-                Err(TrySendError::Disconnected(_)) => false,
+                Offer::Closed => false,
             }
         });
         self.watchers.list = list;
@@ -171,7 +215,7 @@ impl Store {
                     ..Default::default()
                 };
                 // Cancelled once told; kept (to retry) while its channel is full.
-                return matches!(w.tx.try_send(r), Err(TrySendError::Full(_)));
+                return w.tx.offer(r) == Offer::Full;
             }
             let range = KeyRange::new(&w.req.key, &w.req.range_end);
             let evs = match self.events(range, w.next, w.req.prev_kv) {
@@ -183,15 +227,14 @@ impl Store {
                 w.synced = true;
                 return true;
             }
-            match w.tx.try_send(WatchResponse { watch_id: w.id, revision: current, events: evs, ..Default::default() })
-            {
-                Ok(()) => {
+            match w.tx.offer(WatchResponse { watch_id: w.id, revision: current, events: evs, ..Default::default() }) {
+                Offer::Sent => {
                     w.next = current + 1;
                     w.synced = true;
                     true
                 }
-                Err(TrySendError::Full(_)) => true,
-                Err(TrySendError::Disconnected(_)) => false,
+                Offer::Full => true,
+                Offer::Closed => false,
             }
         });
         self.watchers.list = list;

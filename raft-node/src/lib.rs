@@ -48,5 +48,5 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use local::Local;
 pub use member::{Member, Output};
-pub use node::{LeaseTtl, Node, Pending, Status};
+pub use node::{Gauges, LeaseTtl, Node, Pending, Status};
 pub use transport::{Faults, LocalNetwork, Transport};

@@ -9,12 +9,16 @@
 //! has a blocking form and a [`Pending`] form that can be polled.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use etcdkit_mvcc::{DeleteResult, LeaseInfo, PutResult, RangeResult, TxnResult, WatchRequest, WatchResponse};
+use etcdkit_mvcc::{
+    DeleteResult, LeaseInfo, PutResult, RangeResult, TxnResult, WatchRequest, WatchResponse, WatchSink,
+};
 use etcdkit_proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, InternalRaftRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
     RangeRequest, TxnRequest,
@@ -70,8 +74,48 @@ pub struct Status {
     pub revision: i64,
     pub compact_revision: i64,
     pub db_size: u64,
+    /// `db_size` less the free pages (etcd's `dbSizeInUse`).
+    pub db_size_in_use: u64,
     pub is_learner: bool,
     pub removed: bool,
+}
+
+/// What the node's thread last saw, readable at once from any thread (for
+/// response headers and metrics): updated after every loop turn.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    term: AtomicU64,
+    leader: AtomicU64,
+    revision: AtomicI64,
+    applied: AtomicU64,
+    commit: AtomicU64,
+}
+
+impl Gauges {
+    pub fn term(&self) -> u64 {
+        self.term.load(Relaxed)
+    }
+    pub fn leader(&self) -> u64 {
+        self.leader.load(Relaxed)
+    }
+    /// The store's current revision.
+    pub fn revision(&self) -> i64 {
+        self.revision.load(Relaxed)
+    }
+    pub fn applied_index(&self) -> u64 {
+        self.applied.load(Relaxed)
+    }
+    pub fn commit_index(&self) -> u64 {
+        self.commit.load(Relaxed)
+    }
+
+    fn update(&self, m: &Member) {
+        self.term.store(m.term(), Relaxed);
+        self.leader.store(m.leader(), Relaxed);
+        self.revision.store(m.store().rev(), Relaxed);
+        self.applied.store(m.applied_index(), Relaxed);
+        self.commit.store(m.commit_index(), Relaxed);
+    }
 }
 
 /// A lease's time to live (etcd's `LeaseTimeToLive` answer).
@@ -84,7 +128,26 @@ pub struct LeaseTtl {
     pub keys: Vec<Vec<u8>>,
 }
 
-type Reply<T> = Sender<Result<T>>;
+/// Where an answer goes: a blocking caller's channel ([`Pending`]) or an
+/// async caller's callback (the `*_then` methods). Called at most once; a
+/// reply dropped unanswered (the node stopped) reads as [`Error::Stopped`].
+struct Reply<T>(Option<Box<dyn FnOnce(Result<T>) + Send>>);
+
+impl<T: Send + 'static> Reply<T> {
+    fn to(f: impl FnOnce(Result<T>) + Send + 'static) -> Reply<T> {
+        Reply(Some(Box::new(f)))
+    }
+
+    fn send(mut self, r: Result<T>) {
+        self.answer(r)
+    }
+
+    fn answer(&mut self, r: Result<T>) {
+        if let Some(f) = self.0.take() {
+            f(r)
+        }
+    }
+}
 /// Linearizable reads of one batch: (request, reply, deadline).
 type ReadBatch = Vec<(RangeRequest, Reply<RangeResult>, Instant)>;
 
@@ -93,10 +156,13 @@ enum Cmd {
     Propose(Box<InternalRaftRequest>, Reply<Response>, Instant),
     ConfChange(raftpb::ConfChange, Reply<Response>, Instant),
     Read(RangeRequest, bool, Reply<RangeResult>, Instant),
-    Watch(WatchRequest, Reply<(i64, Receiver<WatchResponse>)>),
+    Watch(WatchRequest, Box<dyn WatchSink>, Reply<(i64, i64)>),
     CancelWatch(i64),
+    Progress(Vec<i64>),
     KeepAlive(i64, Reply<i64>),
     TimeToLive(i64, Reply<LeaseTtl>),
+    Leases(Reply<Vec<i64>>),
+    CopyDb(std::path::PathBuf, Reply<u64>),
     Members(Reply<Vec<membership::Member>>),
     HashKv(i64, Reply<(u32, i64, i64)>),
     Status(Reply<Status>),
@@ -116,6 +182,7 @@ pub struct Node {
     /// Proposals sent and not yet answered (the bound behind `max_pending`).
     inflight: Arc<std::sync::atomic::AtomicUsize>,
     max_pending: usize,
+    gauges: Arc<Gauges>,
 }
 
 impl Node {
@@ -163,9 +230,12 @@ impl Node {
         transport.update_members(&member.members());
         let inflight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let inflight2 = inflight.clone();
+        let gauges = Arc::new(Gauges::default());
+        gauges.update(&member);
+        let gauges2 = gauges.clone();
         let thread = std::thread::Builder::new()
             .name(format!("etcdkit-node-{id:x}"))
-            .spawn(move || Driver::new(member, transport, inflight2).run(rx))
+            .spawn(move || Driver::new(member, transport, inflight2, gauges2).run(rx))
             .map_err(Error::io("spawn", &cfg.data_dir))?;
         Ok(Node {
             tx,
@@ -175,6 +245,7 @@ impl Node {
             timeout: cfg.request_timeout,
             inflight,
             max_pending: cfg.max_pending,
+            gauges,
         })
     }
 
@@ -186,25 +257,45 @@ impl Node {
         self.cluster_id
     }
 
-    fn call<T>(&self, make: impl FnOnce(Reply<T>, Instant) -> Cmd) -> Pending<T> {
+    /// Term, leader, revision and indexes as of the node's last loop turn.
+    pub fn gauges(&self) -> &Gauges {
+        &self.gauges
+    }
+
+    fn call<T: Send + 'static>(&self, make: impl FnOnce(Reply<T>, Instant) -> Cmd) -> Pending<T> {
         let (rtx, rrx) = channel();
         let deadline = Instant::now() + self.timeout;
-        if self.tx.send(make(rtx.clone(), deadline)).is_err() {
-            let _ = rtx.send(Err(Error::Stopped));
-        }
+        // A command the node never takes drops its reply: `wait` reads Stopped.
+        let _ = self.tx.send(make(Reply::to(move |r| drop(rtx.send(r))), deadline));
         Pending { rx: rrx, deadline }
     }
 
+    fn call_then<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>, Instant) -> Cmd,
+        done: impl FnOnce(Result<T>) + Send + 'static,
+    ) {
+        let deadline = Instant::now() + self.timeout;
+        let _ = self.tx.send(make(Reply::to(done), deadline));
+    }
+
     fn propose(&self, req: InternalRaftRequest) -> Pending<Response> {
-        use std::sync::atomic::Ordering::Relaxed;
+        let (rtx, rrx) = channel();
+        let deadline = Instant::now() + self.timeout;
+        self.propose_then(req, move |r| drop(rtx.send(r)));
+        Pending { rx: rrx, deadline }
+    }
+
+    /// Proposes `req` and calls `done` with what applying it gives (or the
+    /// error: too many pending, timeout, stopped) on the node's thread:
+    /// `done` must not block (an async caller's oneshot send).
+    pub fn propose_then(&self, req: InternalRaftRequest, done: impl FnOnce(Result<Response>) + Send + 'static) {
         let n = self.inflight.fetch_add(1, Relaxed);
         if n >= self.max_pending {
             self.inflight.fetch_sub(1, Relaxed);
-            let (rtx, rrx) = channel();
-            let _ = rtx.send(Err(Error::TooManyRequests { pending: n }));
-            return Pending { rx: rrx, deadline: Instant::now() };
+            return done(Err(Error::TooManyRequests { pending: n }));
         }
-        self.call(|r, d| Cmd::Propose(Box::new(req), r, d))
+        self.call_then(|r, d| Cmd::Propose(Box::new(req), r, d), done);
     }
 
     /// Proposes any request (the answer is whatever applying it gives).
@@ -270,6 +361,16 @@ impl Node {
         self.call(|r, d| Cmd::Read(req, serializable, r, d))
     }
 
+    /// A range whose answer goes to `done` (on the node's thread: it must not block).
+    pub fn range_then(
+        &self,
+        req: RangeRequest,
+        serializable: bool,
+        done: impl FnOnce(Result<RangeResult>) + Send + 'static,
+    ) {
+        self.call_then(|r, d| Cmd::Read(req, serializable, r, d), done)
+    }
+
     /// The value of `key` (linearizable), if any.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let r = self.range(RangeRequest { key: key.to_vec(), ..Default::default() })?;
@@ -304,9 +405,43 @@ impl Node {
         self.call(|r, _| Cmd::TimeToLive(id, r)).wait()
     }
 
+    /// Writes a consistent copy of the backend db (what etcd's snapshot RPC
+    /// streams) to `path`; returns its size. The store's pending batch is
+    /// committed first, so the copy holds every write answered so far.
+    pub fn copy_db(&self, path: &std::path::Path) -> Result<u64> {
+        let path = path.to_path_buf();
+        self.call(|r, _| Cmd::CopyDb(path, r)).wait()
+    }
+
+    /// The IDs of every lease, in order.
+    pub fn leases(&self) -> Result<Vec<i64>> {
+        self.call(|r, _| Cmd::Leases(r)).wait()
+    }
+
     /// Watches this member's store (events as it applies them).
     pub fn watch(&self, req: WatchRequest) -> Result<(i64, Receiver<WatchResponse>)> {
-        self.call(|r, _| Cmd::Watch(req, r)).wait()
+        let (tx, rx) = sync_channel(req.capacity.max(1));
+        let (id, _) = self.call(|r, _| Cmd::Watch(req, Box::new(tx), r)).wait()?;
+        Ok((id, rx))
+    }
+
+    /// Watches this member's store, offering the responses to `sink` (a
+    /// server's async channel). `created` gets the watcher's ID and the
+    /// store revision at its start, on the node's thread and before the
+    /// sink is offered anything (so "created" can precede the events).
+    pub fn watch_to(
+        &self,
+        req: WatchRequest,
+        sink: Box<dyn WatchSink>,
+        created: impl FnOnce(Result<(i64, i64)>) + Send + 'static,
+    ) {
+        self.call_then(|r, _| Cmd::Watch(req, sink, r), created)
+    }
+
+    /// Sends the watchers `ids` that are synced the current revision (etcd's
+    /// progress notification).
+    pub fn watch_progress(&self, ids: Vec<i64>) {
+        let _ = self.tx.send(Cmd::Progress(ids));
     }
 
     pub fn cancel_watch(&self, id: i64) {
@@ -426,10 +561,16 @@ struct Driver {
     /// Proposals made while there was no leader: tried again every tick
     /// until their deadline (an election usually ends first).
     parked: Vec<Cmd>,
+    gauges: Arc<Gauges>,
 }
 
 impl Driver {
-    fn new(member: Member, transport: Arc<dyn Transport>, inflight: Arc<std::sync::atomic::AtomicUsize>) -> Driver {
+    fn new(
+        member: Member,
+        transport: Arc<dyn Transport>,
+        inflight: Arc<std::sync::atomic::AtomicUsize>,
+        gauges: Arc<Gauges>,
+    ) -> Driver {
         Driver {
             member,
             transport,
@@ -439,6 +580,7 @@ impl Driver {
             next_read: 1,
             inflight,
             parked: Vec::new(),
+            gauges,
         }
     }
 
@@ -448,6 +590,7 @@ impl Driver {
         let mut stop: Option<Sender<()>> = None;
         let mut kill: Option<Sender<()>> = None;
         let mut ticks: u64 = 0;
+        let mut last_publish: Option<u64> = None;
         let r = loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             let first = match rx.recv_timeout(wait) {
@@ -497,10 +640,16 @@ impl Driver {
                 }
                 self.retry_reads();
                 ticks += 1;
-                // Publish name and client URLs once there is a leader (etcd's `publish`).
-                let every = self.member.config().election_ticks as u64;
-                if self.member.leader() != 0 && !self.member.is_removed() && ticks.is_multiple_of(every.max(1)) {
-                    let _ = self.member.publish_attributes();
+                // Publish name and client URLs once there is a leader (etcd's
+                // `publish`): at once, then again every election timeout
+                // until the membership has them.
+                let every = (self.member.config().election_ticks as u64).max(1);
+                if self.member.leader() != 0
+                    && !self.member.is_removed()
+                    && last_publish.is_none_or(|t| ticks >= t + every)
+                    && self.member.publish_attributes().unwrap_or(false)
+                {
+                    last_publish = Some(ticks);
                 }
                 if self.member.leader() != 0 {
                     for c in std::mem::take(&mut self.parked) {
@@ -526,7 +675,6 @@ impl Driver {
     }
 
     fn handle(&mut self, c: Cmd) -> Result<()> {
-        use std::sync::atomic::Ordering::Relaxed;
         match c {
             Cmd::Raft(m) => self.member.step(m)?,
             Cmd::Propose(req, reply, deadline) => match self.member.propose((*req).clone()) {
@@ -538,7 +686,7 @@ impl Driver {
                 }
                 Err(e) => {
                     self.inflight.fetch_sub(1, Relaxed);
-                    let _ = reply.send(Err(e));
+                    reply.send(Err(e));
                 }
             },
             Cmd::ConfChange(cc, reply, deadline) => match self.member.propose_conf_change(cc.clone()) {
@@ -550,21 +698,25 @@ impl Driver {
                     self.parked.push(Cmd::ConfChange(cc, reply, deadline));
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(e));
+                    reply.send(Err(e));
                 }
             },
             Cmd::Read(req, serializable, reply, deadline) => {
                 if self.member.is_removed() {
-                    let _ = reply.send(Err(Error::Removed));
+                    reply.send(Err(Error::Removed));
                 } else if serializable {
-                    let _ = reply.send(self.member.store().range(&req).map_err(Error::from));
+                    reply.send(self.member.store().range(&req).map_err(Error::from));
                 } else {
                     self.new_reads.push((req, reply, deadline));
                 }
             }
-            Cmd::Watch(req, reply) => {
-                let _ = reply.send(self.member.store_mut().watch(req).map_err(Error::from));
+            Cmd::Watch(req, sink, reply) => {
+                let store = self.member.store_mut();
+                let rev = store.rev();
+                reply.send(store.watch_to(req, sink).map(|id| (id, rev)).map_err(Error::from));
+                store.sync_watchers();
             }
+            Cmd::Progress(ids) => self.member.store_mut().progress_of(Some(&ids)),
             Cmd::CancelWatch(id) => {
                 self.member.store_mut().cancel_watch(id);
             }
@@ -574,7 +726,7 @@ impl Driver {
                 } else {
                     Err(Error::NotLeader { leader: self.member.leader() })
                 };
-                let _ = reply.send(r);
+                reply.send(r);
             }
             Cmd::TimeToLive(id, reply) => {
                 let s = self.member.store();
@@ -587,18 +739,25 @@ impl Driver {
                     }),
                     None => Ok(LeaseTtl { id, granted_ttl: 0, ttl: -1, keys: Vec::new() }),
                 };
-                let _ = reply.send(r);
+                reply.send(r);
+            }
+            Cmd::CopyDb(path, reply) => reply.send(self.copy_db(&path)),
+            Cmd::Leases(reply) => {
+                reply.send(Ok(self.member.store().leases().map(|l| l.id).collect()));
             }
             Cmd::HashKv(rev, reply) => {
-                let _ = reply.send(self.member.store().hash_kv(rev).map_err(Error::from));
+                reply.send(self.member.store().hash_kv(rev).map_err(Error::from));
             }
             Cmd::Members(reply) => {
-                let _ = reply.send(Ok(self.member.members()));
+                reply.send(Ok(self.member.members()));
             }
             Cmd::Status(reply) => {
                 let m = &self.member;
                 let me = m.members().into_iter().find(|x| x.id == m.id());
-                let _ = reply.send(Ok(Status {
+                let db = m.store().db();
+                let db_size = db.begin().map(|t| t.size()).unwrap_or(0);
+                let (free, _) = db.freelist_counts();
+                reply.send(Ok(Status {
                     member_id: m.id(),
                     cluster_id: m.cluster_id(),
                     leader: m.leader(),
@@ -607,7 +766,8 @@ impl Driver {
                     applied_index: m.applied_index(),
                     revision: m.store().rev(),
                     compact_revision: m.store().compact_rev(),
-                    db_size: m.store().db().begin().map(|t| t.size()).unwrap_or(0),
+                    db_size,
+                    db_size_in_use: db_size.saturating_sub(free as u64 * db.page_size() as u64),
                     is_learner: me.is_some_and(|x| x.is_learner),
                     removed: m.is_removed(),
                 }));
@@ -618,8 +778,15 @@ impl Driver {
         Ok(())
     }
 
+    fn copy_db(&mut self, path: &std::path::Path) -> Result<u64> {
+        let fs = self.member.config().fs().clone();
+        self.member.store_mut().commit()?;
+        let dst = fs.open(path, etcdkit_fs::Open::Truncate { mode: 0o600 }).map_err(Error::io("create", path))?;
+        let tx = self.member.store().db().begin()?;
+        Ok(tx.copy_to_file(&*dst, 64 << 20, &mut |_| {})?)
+    }
+
     fn process(&mut self) -> Result<()> {
-        use std::sync::atomic::Ordering::Relaxed;
         if !self.new_reads.is_empty() {
             let ctx = self.next_read;
             self.next_read += 1;
@@ -635,14 +802,14 @@ impl Driver {
             }
             if let Some((reply, _)) = self.waiters.remove(&id) {
                 self.inflight.fetch_sub(1, Relaxed);
-                let _ = reply.send(r);
+                reply.send(r);
             }
         }
         for ctx in out.reads {
             let Ok(b) = <[u8; 8]>::try_from(ctx.as_slice()) else { continue };
             if let Some((batch, _)) = self.reads.remove(&u64::from_be_bytes(b)) {
                 for (req, reply, _) in batch {
-                    let _ = reply.send(self.member.store().range(&req).map_err(Error::from));
+                    reply.send(self.member.store().range(&req).map_err(Error::from));
                 }
             }
         }
@@ -650,6 +817,7 @@ impl Driver {
             self.fail_all();
         }
         self.expire();
+        self.gauges.update(&self.member);
         Ok(())
     }
 
@@ -667,12 +835,11 @@ impl Driver {
     }
 
     fn expire(&mut self) {
-        use std::sync::atomic::Ordering::Relaxed;
         let now = Instant::now();
         let before = self.waiters.len();
         self.waiters.retain(|_, (reply, deadline)| {
             if now > *deadline {
-                let _ = reply.send(Err(Error::Timeout));
+                reply.answer(Err(Error::Timeout));
                 false
             } else {
                 true
@@ -680,9 +847,9 @@ impl Driver {
         });
         self.inflight.fetch_sub(before - self.waiters.len(), Relaxed);
         for (batch, _) in self.reads.values_mut() {
-            batch.retain(|(_, reply, deadline)| {
+            batch.retain_mut(|(_, reply, deadline)| {
                 if now > *deadline {
-                    let _ = reply.send(Err(Error::Timeout));
+                    reply.answer(Err(Error::Timeout));
                     false
                 } else {
                     true
@@ -691,14 +858,14 @@ impl Driver {
         }
         self.reads.retain(|_, (b, _)| !b.is_empty());
         let inflight = &self.inflight;
-        self.parked.retain(|c| match c {
+        self.parked.retain_mut(|c| match c {
             Cmd::Propose(_, reply, deadline) if now > *deadline => {
                 inflight.fetch_sub(1, Relaxed);
-                let _ = reply.send(Err(Error::NoLeader));
+                reply.answer(Err(Error::NoLeader));
                 false
             }
             Cmd::ConfChange(_, reply, deadline) if now > *deadline => {
-                let _ = reply.send(Err(Error::NoLeader));
+                reply.answer(Err(Error::NoLeader));
                 false
             }
             _ => true,
@@ -706,28 +873,27 @@ impl Driver {
     }
 
     fn fail_all(&mut self) {
-        use std::sync::atomic::Ordering::Relaxed;
         let removed = self.member.is_removed();
         let err = || if removed { Error::Removed } else { Error::Stopped };
         for (_, (reply, _)) in self.waiters.drain() {
             self.inflight.fetch_sub(1, Relaxed);
-            let _ = reply.send(Err(err()));
+            reply.send(Err(err()));
         }
         for c in self.parked.drain(..) {
             match c {
                 Cmd::Propose(_, reply, _) => {
                     self.inflight.fetch_sub(1, Relaxed);
-                    let _ = reply.send(Err(err()));
+                    reply.send(Err(err()));
                 }
                 Cmd::ConfChange(_, reply, _) => {
-                    let _ = reply.send(Err(err()));
+                    reply.send(Err(err()));
                 }
                 _ => {}
             }
         }
         for (_, (batch, _)) in self.reads.drain() {
             for (_, reply, _) in batch {
-                let _ = reply.send(Err(err()));
+                reply.send(Err(err()));
             }
         }
     }

@@ -69,6 +69,12 @@ impl DataDir {
         self.snap().join(format!("{index:016x}.snap.db"))
     }
 
+    /// `member/snap/<seq %016x>.send-tmp`: a copy of the db being streamed to
+    /// a client (the Maintenance service's snapshot), removed once sent.
+    pub fn sending_db(&self, seq: u64) -> PathBuf {
+        self.snap().join(format!("{seq:016x}.send-tmp"))
+    }
+
     /// `<data-dir>.<what>-tmp`, where a new data dir is built before its rename.
     pub fn staging(&self, what: &str) -> PathBuf {
         PathBuf::from(format!("{}.{what}-tmp", self.root.display()))

@@ -1,0 +1,107 @@
+//! What every service shares: the member, the limits, and the bridges from
+//! async handlers to the member's thread.
+//!
+//! Writes and linearizable reads use the node's callback API (`*_then`),
+//! answered through a oneshot: a request waiting for raft holds no thread.
+//! The rare calls that have only a blocking form run on tokio's blocking pool.
+
+use std::sync::Arc;
+
+use etcdkit_mvcc::RangeResult;
+use etcdkit_proto::etcdserverpb::{InternalRaftRequest, RangeRequest, ResponseHeader};
+use etcdkit_raft_node::{Error as NodeError, Node, Response};
+use tokio::sync::oneshot;
+use tonic::Status;
+
+use crate::error::{self, REQUEST_TOO_LARGE};
+
+/// The limits etcd's flags set on requests.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// `--max-txn-ops` (etcd: 128).
+    pub max_txn_ops: usize,
+    /// `--max-request-bytes` (etcd: 1.5 MiB): the largest raft proposal.
+    pub max_request_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_txn_ops: 128, max_request_bytes: 1536 * 1024 }
+    }
+}
+
+/// gRPC frames may exceed `max_request_bytes` by this much (etcd's
+/// `grpcOverheadBytes`): the proposal's own check then says "too large".
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// The member and its settings, shared by every service.
+pub struct Core {
+    pub node: Arc<Node>,
+    pub limits: Limits,
+}
+
+impl Core {
+    /// etcd's response header: this cluster and member, the current raft
+    /// term, and `rev` (or the store's current revision when 0).
+    pub fn header(&self, rev: i64) -> Option<ResponseHeader> {
+        let g = self.node.gauges();
+        Some(ResponseHeader {
+            cluster_id: self.node.cluster_id(),
+            member_id: self.node.id(),
+            revision: if rev == 0 { g.revision() } else { rev },
+            raft_term: g.term(),
+        })
+    }
+
+    /// A header without a revision (etcd's Cluster answers and the
+    /// compaction cancel of a watcher carry none).
+    pub fn header_no_rev(&self) -> Option<ResponseHeader> {
+        let mut h = self.header(0);
+        if let Some(h) = h.as_mut() {
+            h.revision = 0;
+        }
+        h
+    }
+
+    /// Proposes `req` through raft; the answer is what applying it gave.
+    pub async fn propose(&self, req: InternalRaftRequest) -> Result<Response, Status> {
+        if prost::Message::encoded_len(&req) > self.limits.max_request_bytes {
+            return Err(REQUEST_TOO_LARGE.into());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.node.propose_then(req, move |r| drop(tx.send(r)));
+        answer(rx).await
+    }
+
+    /// A range: linearizable (ReadIndex) unless `serializable`.
+    pub async fn range(&self, req: RangeRequest, serializable: bool) -> Result<RangeResult, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.node.range_then(req, serializable, move |r| drop(tx.send(r)));
+        answer(rx).await
+    }
+
+    /// Runs one of the node's blocking calls off the async threads.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Node) -> Result<T, NodeError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let node = self.node.clone();
+        match tokio::task::spawn_blocking(move || f(&node)).await {
+            Ok(r) => r.map_err(error::status),
+            Err(_) => Err(error::STOPPED.into()),
+        }
+    }
+}
+
+async fn answer<T>(rx: oneshot::Receiver<Result<T, NodeError>>) -> Result<T, Status> {
+    match rx.await {
+        Ok(r) => r.map_err(error::status),
+        // The node dropped the request unanswered: it has stopped.
+        Err(_) => Err(error::STOPPED.into()),
+    }
+}
+
+/// The node answered a request with the wrong kind of response: a bug here.
+pub fn unexpected(r: Response) -> Status {
+    Status::internal(format!("etcdkit: unexpected answer {r:?}"))
+}

@@ -1,0 +1,389 @@
+//! etcd 3.4's command line (`etcdmain/config.go`), parsed as Go's `flag`
+//! package parses it: `-name` or `--name`, `--name=value` or `--name value`,
+//! booleans as `--flag` or `--flag=false`; an unknown flag is an error
+//! (exit 2). Flags not given come from `ETCD_<NAME>` variables (a variable
+//! that a flag also sets is refused, as etcd refuses it).
+//!
+//! Every flag etcd 3.4 has is accepted. Those this server does not act on
+//! yet are listed by [`Flags::ignored`], and `serve` says so in the log once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::ServeError;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bool,
+    Value,
+}
+use Kind::{Bool, Value};
+
+/// (name, kind, default, acted on). Defaults are etcd 3.4's.
+const FLAGS: &[(&str, Kind, &str, bool)] = &[
+    // member
+    ("name", Value, "default", true),
+    ("data-dir", Value, "", true),
+    ("wal-dir", Value, "", true),
+    ("snapshot-count", Value, "100000", true),
+    ("heartbeat-interval", Value, "100", true),
+    ("election-timeout", Value, "1000", true),
+    ("initial-election-tick-advance", Bool, "true", false),
+    ("listen-peer-urls", Value, "http://localhost:2380", true),
+    ("listen-client-urls", Value, "http://localhost:2379", true),
+    ("max-snapshots", Value, "5", false),
+    ("max-wals", Value, "5", false),
+    ("cors", Value, "", false),
+    ("quota-backend-bytes", Value, "0", false),
+    ("backend-batch-limit", Value, "0", false),
+    ("backend-batch-interval", Value, "0s", false),
+    ("max-txn-ops", Value, "128", true),
+    ("max-request-bytes", Value, "1572864", true),
+    ("grpc-keepalive-min-time", Value, "5s", false),
+    ("grpc-keepalive-interval", Value, "2h0m0s", false),
+    ("grpc-keepalive-timeout", Value, "20s", false),
+    ("max-concurrent-streams", Value, "4294967295", true),
+    // clustering
+    ("initial-advertise-peer-urls", Value, "http://localhost:2380", true),
+    ("initial-cluster", Value, "", true),
+    ("initial-cluster-state", Value, "new", true),
+    ("initial-cluster-token", Value, "etcd-cluster", true),
+    ("advertise-client-urls", Value, "http://localhost:2379", true),
+    ("discovery", Value, "", false),
+    ("discovery-fallback", Value, "proxy", false),
+    ("discovery-proxy", Value, "", false),
+    ("discovery-srv", Value, "", false),
+    ("discovery-srv-name", Value, "", false),
+    ("strict-reconfig-check", Bool, "true", false),
+    ("pre-vote", Bool, "false", false),
+    ("auto-compaction-retention", Value, "0", false),
+    ("auto-compaction-mode", Value, "periodic", false),
+    ("enable-v2", Bool, "false", false),
+    // proxy (v2, not served)
+    ("proxy", Value, "off", false),
+    ("proxy-failure-wait", Value, "5000", false),
+    ("proxy-refresh-interval", Value, "30000", false),
+    ("proxy-dial-timeout", Value, "1000", false),
+    ("proxy-write-timeout", Value, "5000", false),
+    ("proxy-read-timeout", Value, "0", false),
+    // security
+    ("cert-file", Value, "", false),
+    ("key-file", Value, "", false),
+    ("client-cert-auth", Bool, "false", false),
+    ("client-crl-file", Value, "", false),
+    ("client-cert-allowed-hostname", Value, "", false),
+    ("trusted-ca-file", Value, "", false),
+    ("auto-tls", Bool, "false", false),
+    ("peer-cert-file", Value, "", false),
+    ("peer-key-file", Value, "", false),
+    ("peer-client-cert-auth", Bool, "false", false),
+    ("peer-trusted-ca-file", Value, "", false),
+    ("peer-cert-allowed-cn", Value, "", false),
+    ("peer-cert-allowed-hostname", Value, "", false),
+    ("peer-auto-tls", Bool, "false", false),
+    ("self-signed-cert-validity", Value, "1", false),
+    ("peer-crl-file", Value, "", false),
+    ("cipher-suites", Value, "", false),
+    ("host-whitelist", Value, "*", false),
+    // logging
+    ("logger", Value, "capnslog", true),
+    ("log-outputs", Value, "default", false),
+    ("log-output", Value, "default", false),
+    ("debug", Bool, "false", true),
+    ("log-level", Value, "info", true),
+    ("log-package-levels", Value, "", false),
+    // version, unsafe, auth
+    ("version", Bool, "false", true),
+    ("config-file", Value, "", false),
+    ("force-new-cluster", Bool, "false", false),
+    ("unsafe-no-fsync", Bool, "false", false),
+    ("enable-pprof", Bool, "false", false),
+    ("metrics", Value, "basic", false),
+    ("listen-metrics-urls", Value, "", false),
+    ("auth-token", Value, "simple", false),
+    ("auth-token-ttl", Value, "300", false),
+    ("bcrypt-cost", Value, "10", false),
+    ("enable-grpc-gateway", Bool, "true", false),
+    // experimental
+    ("experimental-initial-corrupt-check", Bool, "false", false),
+    ("experimental-corrupt-check-time", Value, "0s", false),
+    ("experimental-enable-v2v3", Value, "", false),
+    ("experimental-enable-lease-checkpoint", Bool, "false", false),
+    ("experimental-enable-lease-checkpoint-persist", Bool, "false", false),
+    ("experimental-compaction-batch-limit", Value, "1000", false),
+    ("experimental-peer-skip-client-san-verification", Bool, "false", false),
+    ("experimental-watch-progress-notify-interval", Value, "10m0s", true),
+    ("experimental-warning-apply-duration", Value, "100ms", false),
+    ("experimental-backend-bbolt-freelist-type", Value, "map", false),
+];
+
+/// etcd 3.4's deprecated flags, accepted and ignored (`cfg.ignored`).
+const IGNORED: &[&str] = &[
+    "cluster-active-size",
+    "cluster-remove-delay",
+    "cluster-sync-interval",
+    "config",
+    "force",
+    "max-result-buffer",
+    "max-retry-attempts",
+    "peer-heartbeat-interval",
+    "peer-election-timeout",
+    "retry-interval",
+    "snapshot",
+    "v",
+    "vv",
+    "experimental-auth-token-ttl",
+];
+
+/// The parsed command line: every flag's value (given, from the
+/// environment, or etcd's default).
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    values: BTreeMap<&'static str, String>,
+    /// Flags given on the command line or by an `ETCD_*` variable.
+    set: Vec<&'static str>,
+    /// `ETCD_*` variables used, for the log ("recognized and used …").
+    pub env_used: Vec<(String, String)>,
+    /// `ETCD_*` variables no flag has (etcd warns about them).
+    pub env_unknown: Vec<String>,
+}
+
+/// What parsing ended with.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Flags),
+    /// `--help`/`-h`: print the usage, exit 0.
+    Help,
+    /// A bad flag: the message Go's `flag` prints, exit 2.
+    Usage(String),
+}
+
+fn lookup(name: &str) -> Option<(&'static str, Kind)> {
+    FLAGS
+        .iter()
+        .find(|f| f.0 == name)
+        .map(|f| (f.0, f.1))
+        .or_else(|| IGNORED.iter().find(|f| **f == name).map(|f| (*f, Value)))
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+impl Flags {
+    /// Parses `args` (without the program name) and then the `ETCD_*`
+    /// variables of `env` for the flags not given.
+    pub fn parse(args: &[String], env: &[(String, String)]) -> Result<Parsed, ServeError> {
+        let mut f = Flags::default();
+        let mut i = 0;
+        while i < args.len() {
+            let a = &args[i];
+            i += 1;
+            if a == "--" {
+                break;
+            }
+            let Some(body) = a.strip_prefix("--").or_else(|| a.strip_prefix('-')).filter(|b| !b.is_empty()) else {
+                // Go stops at the first non-flag; etcd refuses any.
+                return Err(ServeError::Flag(format!("'{a}' is not a valid flag")));
+            };
+            if body.starts_with('-') || body.starts_with('=') {
+                return Ok(Parsed::Usage(format!("bad flag syntax: {a}")));
+            }
+            let (name, inline) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (body, None),
+            };
+            if name == "h" || name == "help" {
+                return Ok(Parsed::Help);
+            }
+            let Some((name, kind)) = lookup(name) else {
+                return Ok(Parsed::Usage(format!("flag provided but not defined: -{name}")));
+            };
+            let value = match (kind, inline) {
+                (Bool, None) => "true".to_string(),
+                (Bool, Some(v)) => match parse_bool(&v) {
+                    Some(b) => b.to_string(),
+                    None => return Ok(Parsed::Usage(format!("invalid boolean value {v:?} for -{name}: parse error"))),
+                },
+                (Value, Some(v)) => v,
+                (Value, None) => match args.get(i) {
+                    Some(v) => {
+                        i += 1;
+                        v.clone()
+                    }
+                    None => return Ok(Parsed::Usage(format!("flag needs an argument: -{name}"))),
+                },
+            };
+            f.values.insert(name, value);
+            if !f.set.contains(&name) {
+                f.set.push(name);
+            }
+        }
+        if let Some(extra) = args.get(i) {
+            return Err(ServeError::Flag(format!("'{extra}' is not a valid flag")));
+        }
+        f.apply_env(env)?;
+        Ok(Parsed::Run(f))
+    }
+
+    /// etcd's `SetFlagsFromEnv("ETCD", …)`.
+    fn apply_env(&mut self, env: &[(String, String)]) -> Result<(), ServeError> {
+        let var = |name: &str| format!("ETCD_{}", name.replace('-', "_").to_uppercase());
+        let given: Vec<String> = self.set.iter().map(|n| var(n)).collect();
+        for (k, v) in env {
+            if !k.starts_with("ETCD_") || v.is_empty() {
+                continue;
+            }
+            if given.contains(k) {
+                return Err(ServeError::Flag(format!(
+                    "conflicting environment variable {k:?} is shadowed by corresponding command-line flag (either unset environment variable or disable flag)"
+                )));
+            }
+            match FLAGS.iter().find(|f| var(f.0) == *k) {
+                Some(&(name, kind, _, _)) => {
+                    let value = if kind == Bool {
+                        match parse_bool(v) {
+                            Some(b) => b.to_string(),
+                            None => return Err(ServeError::Flag(format!("invalid value {v:?} for {k}: parse error"))),
+                        }
+                    } else {
+                        v.clone()
+                    };
+                    self.values.insert(name, value);
+                    self.set.push(name);
+                    self.env_used.push((k.clone(), v.clone()));
+                }
+                None => self.env_unknown.push(format!("{k}={v}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The flag's value, or etcd's default.
+    pub fn get(&self, name: &str) -> &str {
+        if let Some(v) = self.values.get(name) {
+            return v;
+        }
+        FLAGS.iter().find(|f| f.0 == name).map(|f| f.2).unwrap_or_else(|| panic!("no flag {name}"))
+    }
+
+    pub fn is_set(&self, name: &str) -> bool {
+        self.set.contains(&name)
+    }
+
+    pub fn bool(&self, name: &str) -> bool {
+        parse_bool(self.get(name)).unwrap_or(false)
+    }
+
+    /// An integer flag (etcd's `uint`/`int64` flags).
+    pub fn int<T: std::str::FromStr>(&self, name: &str) -> Result<T, ServeError> {
+        let v = self.get(name);
+        v.parse().map_err(|_| ServeError::Flag(format!("invalid value {v:?} for flag -{name}: parse error")))
+    }
+
+    /// A Go duration flag (`10m0s`, `200ms`).
+    pub fn duration(&self, name: &str) -> Result<Duration, ServeError> {
+        let v = self.get(name);
+        parse_go_duration(v)
+            .ok_or_else(|| ServeError::Flag(format!("invalid value {v:?} for flag -{name}: parse error")))
+    }
+
+    /// Flags given that this server accepts but does not act on yet.
+    pub fn ignored(&self) -> Vec<&'static str> {
+        self.set.iter().copied().filter(|n| IGNORED.contains(n) || FLAGS.iter().any(|f| f.0 == *n && !f.3)).collect()
+    }
+}
+
+/// Go's `time.ParseDuration`: a sequence of decimal numbers with units
+/// `ns us µs ms s m h` (`1h2m0.5s`), or `0`.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_end..];
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+/// What `etcd --help` prints first (etcd's usage line).
+pub const USAGE: &str = "Usage:\n\n  etcd [flags]\n    Start an etcd server.\n\n  etcd --version\n    Show the version of etcd.\n\n  etcd -h | --help\n    Show the help information about etcd.\n\n  etcd --config-file\n    Path to the server configuration file. Note that if a configuration file is provided, other command line flags and environment variables will be ignored.\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Flags {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        match Flags::parse(&args, &env).unwrap() {
+            Parsed::Run(f) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn go_flag_syntax() {
+        let f = run(
+            &["-name", "n1", "--data-dir=/x", "--client-cert-auth", "--pre-vote=false", "--snapshot-count", "5"],
+            &[],
+        );
+        assert_eq!(f.get("name"), "n1");
+        assert_eq!(f.get("data-dir"), "/x");
+        assert!(f.bool("client-cert-auth"));
+        assert!(!f.bool("pre-vote"));
+        assert_eq!(f.int::<u64>("snapshot-count").unwrap(), 5);
+        assert_eq!(f.get("listen-client-urls"), "http://localhost:2379");
+        assert_eq!(f.ignored(), vec!["client-cert-auth", "pre-vote"]);
+    }
+
+    #[test]
+    fn unknown_flags_and_positional_args_are_refused() {
+        let p = Flags::parse(&["--bogus".into()], &[]).unwrap();
+        assert!(matches!(p, Parsed::Usage(m) if m == "flag provided but not defined: -bogus"));
+        assert!(Flags::parse(&["extra".into()], &[]).is_err());
+        assert!(matches!(Flags::parse(&["--name".into()], &[]).unwrap(), Parsed::Usage(_)));
+        assert!(matches!(Flags::parse(&["--help".into()], &[]).unwrap(), Parsed::Help));
+    }
+
+    #[test]
+    fn environment_fills_what_flags_do_not_set() {
+        let f = run(&["--name", "a"], &[("ETCD_DATA_DIR", "/d"), ("ETCD_NOPE", "1"), ("HOME", "/root")]);
+        assert_eq!(f.get("data-dir"), "/d");
+        assert_eq!(f.env_unknown, vec!["ETCD_NOPE=1"]);
+        let args = vec!["--name".to_string(), "a".to_string()];
+        assert!(Flags::parse(&args, &[("ETCD_NAME".into(), "b".into())]).is_err());
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("10m0s"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_go_duration("200ms"), Some(Duration::from_millis(200)));
+        assert_eq!(parse_go_duration("1h1.5s"), Some(Duration::from_secs_f64(3601.5)));
+        assert_eq!(parse_go_duration("5"), None);
+    }
+}

@@ -1,0 +1,110 @@
+//! The Lease service (etcd's `v3rpc/lease.go`): grant and revoke go through
+//! raft; keep-alives are answered by the leader's lessor, as etcd does.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use etcdkit_mvcc::MvccError;
+use etcdkit_proto::etcdserverpb::lease_server::Lease;
+use etcdkit_proto::etcdserverpb::{
+    InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use etcdkit_raft_node::{Error as NodeError, Response};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tonic::{Request, Response as Reply, Status, Streaming};
+
+use crate::core::{Core, unexpected};
+use crate::error::LEASE_TTL_TOO_LARGE;
+
+/// etcd's `MaxLeaseTTL`: 9,000,000,000 seconds.
+const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
+pub struct LeaseService(pub Arc<Core>);
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Reply<LeaseGrantResponse>, Status> {
+        let req = req.into_inner();
+        if req.ttl > MAX_LEASE_TTL {
+            return Err(LEASE_TTL_TOO_LARGE.into());
+        }
+        match self.0.propose(InternalRaftRequest { lease_grant: Some(req), ..Default::default() }).await? {
+            Response::LeaseGrant(l) => Ok(Reply::new(LeaseGrantResponse {
+                header: self.0.header(0),
+                id: l.id,
+                ttl: l.ttl,
+                error: String::new(),
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Reply<LeaseRevokeResponse>, Status> {
+        let req = req.into_inner();
+        match self.0.propose(InternalRaftRequest { lease_revoke: Some(req), ..Default::default() }).await? {
+            Response::LeaseRevoke { rev } => Ok(Reply::new(LeaseRevokeResponse { header: self.0.header(rev) })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    type LeaseKeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Reply<Self::LeaseKeepAliveStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (out, rx) = mpsc::channel(16);
+        let core = self.0.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    m = inbound.message() => m,
+                    _ = out.closed() => return,
+                };
+                let Ok(Some(req)) = msg else { return };
+                let id = req.id;
+                // A lease that does not exist renews to TTL 0 (etcd's answer, not an error).
+                let r = core
+                    .blocking(move |n| match n.lease_keepalive(id) {
+                        Err(NodeError::Mvcc(MvccError::LeaseNotFound(_))) => Ok(0),
+                        r => r,
+                    })
+                    .await;
+                let end = r.is_err();
+                let resp = r.map(|ttl| LeaseKeepAliveResponse { header: core.header(0), id, ttl });
+                if out.send(resp).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        Ok(Reply::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Reply<LeaseTimeToLiveResponse>, Status> {
+        let req = req.into_inner();
+        let id = req.id;
+        let t = self.0.blocking(move |n| n.lease_time_to_live(id)).await?;
+        Ok(Reply::new(LeaseTimeToLiveResponse {
+            header: self.0.header(0),
+            id: t.id,
+            ttl: t.ttl,
+            granted_ttl: t.granted_ttl,
+            keys: if req.keys { t.keys } else { Vec::new() },
+        }))
+    }
+
+    async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Reply<LeaseLeasesResponse>, Status> {
+        let ids = self.0.blocking(|n| n.leases()).await?;
+        Ok(Reply::new(LeaseLeasesResponse {
+            header: self.0.header(0),
+            leases: ids.into_iter().map(|id| LeaseStatus { id }).collect(),
+        }))
+    }
+}

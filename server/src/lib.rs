@@ -1,0 +1,173 @@
+//! # etcdkit-server: etcd's v3 API on an etcdkit member
+//!
+//! `etcdkit serve` (and the binary under the name `etcd`): one process that
+//! etcd's clients cannot tell from etcd 3.4. It runs a raft member
+//! (`etcdkit-raft-node`) on the data dir and serves, on every client URL,
+//! etcd's gRPC services and its HTTP endpoints on the same port.
+//!
+//! One file per service, as etcd's `etcdserver/api/v3rpc`: [`kv`], [`watch`],
+//! [`lease`], [`cluster`], [`maintenance`]; errors are translated to etcd's
+//! codes and messages in [`error`] only; what the services share (the
+//! member, the limits, the async bridges) is [`core`]. [`flags`] is etcd's
+//! command line, [`listen`] its client URLs, [`log`] its log lines.
+//!
+//! Requests become the node's calls: writes are proposed through raft and
+//! answered once applied; reads are linearizable (ReadIndex) unless
+//! `serializable`; watchers are offered their events by the member's thread
+//! and never block it.
+
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod core;
+pub mod error;
+pub mod flags;
+pub mod http;
+pub mod kv;
+pub mod lease;
+pub mod listen;
+pub mod log;
+pub mod maintenance;
+pub mod serve;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcdkit_proto::etcdserverpb::cluster_server::ClusterServer;
+use etcdkit_proto::etcdserverpb::kv_server::KvServer;
+use etcdkit_proto::etcdserverpb::lease_server::LeaseServer;
+use etcdkit_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use etcdkit_proto::etcdserverpb::watch_server::WatchServer;
+use etcdkit_raft_node::Node;
+use tokio::sync::watch as signal;
+
+use crate::core::{Core, GRPC_OVERHEAD_BYTES, Limits};
+use crate::listen::ListenUrl;
+
+/// The etcd release whose API and behaviour this server implements: what
+/// `Status`, `/version` and `/metrics` report (clients gate features on it).
+pub const SERVER_VERSION: &str = "3.4.23";
+/// The cluster version a 3.4 member reports.
+pub const CLUSTER_VERSION: &str = "3.4.0";
+
+/// Errors that stop the server from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A flag, an `ETCD_*` variable or a config file etcd would refuse.
+    #[error("{0}")]
+    Flag(String),
+    #[error("listen {url}: {source}")]
+    Listen { url: String, source: std::io::Error },
+    #[error(transparent)]
+    Node(#[from] etcdkit_raft_node::Error),
+    #[error("{0}")]
+    Runtime(std::io::Error),
+}
+
+/// What `etcdkit serve` runs: the member's configuration and how it serves.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub node: etcdkit_raft_node::Config,
+    /// `--listen-client-urls`.
+    pub listen_client_urls: Vec<ListenUrl>,
+    pub limits: Limits,
+    /// `--max-concurrent-streams` (etcd: unlimited, i.e. `u32::MAX`).
+    pub max_concurrent_streams: u32,
+    /// `--experimental-watch-progress-notify-interval` (etcd: 10 minutes).
+    pub watch_progress_notify_interval: Duration,
+}
+
+/// A running server: [`Server::stop`] stops accepting, lets in-flight
+/// requests finish, then closes the member (its WAL synced, its db committed).
+pub struct Server {
+    node: Arc<Node>,
+    stop: signal::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    addrs: Vec<std::net::SocketAddr>,
+}
+
+impl Server {
+    /// Opens the member, binds every client URL and starts serving.
+    pub async fn start(cfg: ServeConfig) -> Result<Server, ServeError> {
+        let node_cfg = cfg.node.clone();
+        let data_dir = node_cfg.layout();
+        let node = Arc::new(tokio::task::spawn_blocking(move || Node::open(node_cfg)).await.map_err(join_err)??);
+        let core = Arc::new(Core { node: node.clone(), limits: cfg.limits });
+        let router = router(&core, &cfg, data_dir);
+        let (stop, stopped) = signal::channel(false);
+        let mut tasks = Vec::new();
+        let mut addrs = Vec::new();
+        for url in &cfg.listen_client_urls {
+            match url {
+                ListenUrl::Tcp { tls: false, host, port } => {
+                    let l = listen::bind_tcp(host, *port).await?;
+                    addrs.push(l.local_addr().map_err(ServeError::Runtime)?);
+                    tracing::info!(target: "embed", "serving insecure client requests on {}, this is strongly discouraged!", addrs.last().expect("pushed"));
+                    let task = listen::serve(
+                        l,
+                        router.clone(),
+                        stopped.clone(),
+                        cfg.max_concurrent_streams,
+                        Duration::from_secs(5),
+                    );
+                    tasks.push(tokio::spawn(task));
+                }
+                other => return Err(ServeError::Flag(format!("etcdkit: listening on {other:?} is not supported yet"))),
+            }
+        }
+        Ok(Server { node, stop, tasks, addrs })
+    }
+
+    /// The bound client addresses (a `:0` URL gets its port here).
+    pub fn local_addrs(&self) -> &[std::net::SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// Stops accepting, lets open requests finish (bounded), closes the member.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let node = self.node;
+        tokio::task::spawn_blocking(move || node.close()).await.map_err(join_err)??;
+        Ok(())
+    }
+}
+
+fn join_err(e: tokio::task::JoinError) -> ServeError {
+    ServeError::Runtime(std::io::Error::other(e))
+}
+
+/// Every service and endpoint on one router: gRPC by its paths
+/// (`/etcdserverpb.KV/Range`, …), HTTP by its own.
+fn router(core: &Arc<Core>, cfg: &ServeConfig, data_dir: etcdkit_schema::DataDir) -> axum::Router {
+    let max_recv = cfg.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let kv = KvServer::new(kv::KvService(core.clone())).max_decoding_message_size(max_recv);
+    let watch = WatchServer::new(watch::WatchService {
+        core: core.clone(),
+        progress_interval: cfg.watch_progress_notify_interval,
+    })
+    .max_decoding_message_size(max_recv);
+    let lease = LeaseServer::new(lease::LeaseService(core.clone())).max_decoding_message_size(max_recv);
+    let cluster = ClusterServer::new(cluster::ClusterService(core.clone())).max_decoding_message_size(max_recv);
+    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService {
+        core: core.clone(),
+        data_dir,
+        snapshots: Default::default(),
+    })
+    .max_decoding_message_size(max_recv)
+    .max_encoding_message_size(usize::MAX);
+    let grpc = tonic::service::Routes::new(kv)
+        .add_service(watch)
+        .add_service(lease)
+        .add_service(cluster)
+        .add_service(maintenance)
+        .into_axum_router();
+    grpc.merge(http::routes(core.clone()))
+}

@@ -1,0 +1,102 @@
+//! Client URLs and the listeners behind them: gRPC (HTTP/2) and HTTP/1 on
+//! one port, as etcd serves them, told apart per connection by hyper.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::ServeError;
+
+/// A URL etcd listens on: `http://host:port` (`https` once TLS is set up),
+/// or `unix://path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenUrl {
+    Tcp { tls: bool, host: String, port: u16 },
+    Unix { tls: bool, path: String },
+}
+
+impl ListenUrl {
+    /// Parses one URL as etcd's `types.NewURLs` accepts it.
+    pub fn parse(url: &str) -> Result<ListenUrl, ServeError> {
+        let bad = |why: &str| ServeError::Flag(format!("invalid URL {url:?}: {why}"));
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
+        let rest = rest.trim_end_matches('/');
+        match scheme {
+            "http" | "https" => {
+                let (host, port) =
+                    rest.rsplit_once(':').ok_or_else(|| bad("URL address does not have the form \"host:port\""))?;
+                let port = port.parse::<u16>().map_err(|_| bad("bad port"))?;
+                let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+                Ok(ListenUrl::Tcp { tls: scheme == "https", host, port })
+            }
+            "unix" | "unixs" => Ok(ListenUrl::Unix { tls: scheme == "unixs", path: rest.to_string() }),
+            _ => Err(bad("URL scheme must be http, https, unix, or unixs")),
+        }
+    }
+
+    /// Parses etcd's comma-separated list.
+    pub fn parse_list(urls: &str) -> Result<Vec<ListenUrl>, ServeError> {
+        urls.split(',').filter(|u| !u.is_empty()).map(ListenUrl::parse).collect()
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ListenUrl::Tcp { tls: true, .. } | ListenUrl::Unix { tls: true, .. })
+    }
+}
+
+/// Binds a TCP URL (a host name is resolved; `localhost` binds loopback).
+pub async fn bind_tcp(host: &str, port: u16) -> Result<TcpListener, ServeError> {
+    let addr = format!("{host}:{port}");
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&addr)
+        .await
+        .map_err(|e| ServeError::Listen { url: addr.clone(), source: e })?
+        .collect();
+    let first = addrs.first().ok_or_else(|| ServeError::Flag(format!("{addr}: no address")))?;
+    TcpListener::bind(first).await.map_err(|e| ServeError::Listen { url: addr.clone(), source: e })
+}
+
+/// Accepts connections until `stop` turns true, serving each with `router`
+/// over HTTP/1 or HTTP/2 (gRPC); then lets open connections finish their
+/// requests (bounded by `drain`).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+    max_streams: u32,
+    drain: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(max_streams)
+        // etcd's --grpc-keepalive-interval / --grpc-keepalive-timeout defaults.
+        .keep_alive_interval(Some(Duration::from_secs(7200)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder.http1().timer(TokioTimer::new());
+    loop {
+        tokio::select! {
+            conn = listener.accept() => {
+                let Ok((stream, _)) = conn else { continue };
+                let _ = stream.set_nodelay(true);
+                let svc = TowerToHyperService::new(router.clone());
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
+}

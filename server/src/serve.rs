@@ -1,0 +1,202 @@
+//! `etcdkit serve` / `etcd`: etcd's command line to a running server, until
+//! SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use etcdkit_raft_node::Config;
+
+use crate::core::Limits;
+use crate::flags::{Flags, Parsed, USAGE};
+use crate::listen::ListenUrl;
+use crate::{SERVER_VERSION, ServeConfig, ServeError, Server};
+
+/// Runs the server with etcd's command line `args` (without the program
+/// name) and the process environment; returns etcd's exit code.
+pub fn main(args: &[String]) -> ExitCode {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let flags = match Flags::parse(args, &env) {
+        Ok(Parsed::Run(f)) => f,
+        Ok(Parsed::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Usage(msg)) => {
+            eprintln!("{msg}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("etcdmain: error verifying flags, {e}. See 'etcd --help'.");
+            return ExitCode::from(1);
+        }
+    };
+    if flags.bool("version") {
+        println!(
+            "etcd Version: {SERVER_VERSION}\nGit SHA: etcdkit-{}\nGo Version: none (Rust)\nGo OS/Arch: {}/{}",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        );
+        return ExitCode::SUCCESS;
+    }
+    let level = if flags.bool("debug") { "debug" } else { flags.get("log-level") };
+    crate::log::init(level);
+    let cfg = match config(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(target: "etcdmain", "error verifying flags, {e}. See 'etcd --help'.");
+            return ExitCode::from(1);
+        }
+    };
+    for (k, v) in &flags.env_used {
+        tracing::info!(target: "flags", "recognized and used environment variable {k}={v}");
+    }
+    for kv in &flags.env_unknown {
+        tracing::warn!(target: "flags", "unrecognized environment variable {kv}");
+    }
+    for f in flags.ignored() {
+        tracing::warn!(target: "etcdmain", "flag --{f} is accepted but not acted on by etcdkit yet");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(target: "etcdmain", "cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(target: "etcdmain", "{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// etcd's flags as a [`ServeConfig`].
+pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
+    let name = f.get("name").to_string();
+    if f.is_set("wal-dir") && !f.get("wal-dir").is_empty() {
+        return Err(ServeError::Flag("--wal-dir: a WAL outside the data dir is not supported by etcdkit yet".into()));
+    }
+    if f.get("logger") != "capnslog" && f.get("logger") != "zap" {
+        return Err(ServeError::Flag(format!("unknown logger option {:?}", f.get("logger"))));
+    }
+    let data_dir = match f.get("data-dir") {
+        "" => etcdkit_schema::DataDir::default_root(&name),
+        d => d.into(),
+    };
+    let mut node = Config::new(&name, data_dir);
+    let peer_urls = f.get("initial-advertise-peer-urls").to_string();
+    node.initial_cluster = match f.get("initial-cluster") {
+        // etcd: `<name>=<initial advertise peer URLs>` when not given.
+        "" => peer_urls.split(',').map(|u| format!("{name}={u}")).collect::<Vec<_>>().join(","),
+        c => c.to_string(),
+    };
+    node.initial_advertise_peer_urls = peer_urls;
+    node.initial_cluster_token = f.get("initial-cluster-token").to_string();
+    node.advertise_client_urls = f.get("advertise-client-urls").split(',').map(str::to_string).collect();
+    node.join_existing = match f.get("initial-cluster-state") {
+        "new" => false,
+        "existing" => true,
+        other => {
+            return Err(ServeError::Flag(format!(
+                "invalid value {other:?} for flag -initial-cluster-state: valid values are \"new\", \"existing\""
+            )));
+        }
+    };
+    node.snapshot_count = f.int("snapshot-count")?;
+    let heartbeat: u64 = f.int("heartbeat-interval")?;
+    let election: u64 = f.int("election-timeout")?;
+    // etcd's checks (embed.Config.Validate).
+    if heartbeat == 0 || 5 * heartbeat > election {
+        return Err(ServeError::Flag(format!(
+            "--election-timeout[{election}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat}ms]"
+        )));
+    }
+    if election > 50_000 {
+        return Err(ServeError::Flag(format!(
+            "--election-timeout[{election}ms] is too long, and should be set less than 50000ms"
+        )));
+    }
+    node.tick_interval = Duration::from_millis(heartbeat);
+    node.election_ticks = (election / heartbeat) as usize;
+    node.request_timeout = Duration::from_secs(5) + 2 * Duration::from_millis(election);
+    let limits = Limits { max_txn_ops: f.int("max-txn-ops")?, max_request_bytes: f.int("max-request-bytes")? };
+    let progress = f.duration("experimental-watch-progress-notify-interval")?;
+    Ok(ServeConfig {
+        node,
+        listen_client_urls: ListenUrl::parse_list(f.get("listen-client-urls"))?,
+        limits,
+        max_concurrent_streams: f.int("max-concurrent-streams")?,
+        // etcd: 0 keeps the default; under 100 ms is raised to 100 ms.
+        watch_progress_notify_interval: if progress.is_zero() {
+            Duration::from_secs(600)
+        } else {
+            progress.max(Duration::from_millis(100))
+        },
+    })
+}
+
+/// Serves until SIGTERM or SIGINT, printing etcd's readiness lines.
+async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
+    let name = cfg.node.name.clone();
+    let name2 = name.clone();
+    let client_urls = cfg.node.advertise_client_urls.clone();
+    let server = Server::start(cfg).await?;
+    let node = server.node().clone();
+    // etcd logs these once the member has a leader and has published its
+    // name and client URLs through raft (tools wait for the lines).
+    let node2 = node.clone();
+    let urls = client_urls.clone();
+    let published =
+        tokio::task::spawn_blocking(move || wait_published(&node2, &name, &urls, Duration::from_secs(60))).await;
+    match published {
+        Ok(Ok(())) => {
+            let cluster = node.cluster_id();
+            tracing::info!(target: "etcdserver", "published {{Name:{name2} ClientURLs:[{}]}} to cluster {cluster:x}", client_urls.join(" "));
+            tracing::info!(target: "embed", "ready to serve client requests");
+            tracing::info!(target: "etcdserver/membership", "set the initial cluster version to 3.4");
+            tracing::info!(target: "etcdserver/api", "enabled capabilities for version 3.4");
+        }
+        Ok(Err(e)) => tracing::warn!(target: "etcdserver", "not published yet ({e}); serving anyway"),
+        Err(e) => tracing::warn!(target: "etcdserver", "not published yet ({e}); serving anyway"),
+    }
+    wait_for_signal().await;
+    tracing::info!(target: "etcdmain", "received terminated signal, shutting down...");
+    server.stop().await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers there is no way to be told to stop: run on.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Waits (bounded) until the membership holds this member's name: its
+/// attributes went through raft.
+fn wait_published(
+    node: &etcdkit_raft_node::Node,
+    name: &str,
+    client_urls: &[String],
+    timeout: Duration,
+) -> Result<(), ServeError> {
+    let end = std::time::Instant::now() + timeout;
+    node.wait_leader(timeout)?;
+    loop {
+        let members = node.member_list()?;
+        if members.iter().any(|m| m.id == node.id() && m.name == name && m.client_urls == client_urls) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > end {
+            return Err(ServeError::Node(etcdkit_raft_node::Error::Timeout));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
