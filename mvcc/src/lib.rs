@@ -46,6 +46,7 @@
 mod batch;
 mod clock;
 mod compaction;
+mod defrag;
 mod events;
 mod hash;
 mod history;

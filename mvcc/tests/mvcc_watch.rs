@@ -138,3 +138,27 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// A defragmentation swaps the file under the store: the keyspace, the
+/// hash and the running watchers carry on, and the file shrinks.
+#[test]
+fn defragment_keeps_the_keyspace_and_the_watchers() {
+    let (dir, mut s) = store(1);
+    for i in 0..400 {
+        put(&mut s, &format!("k{}", i % 40), &"v".repeat(500));
+    }
+    s.compact(s.rev()).unwrap();
+    let (_, rx) = s.watch(WatchRequest { key: b"w".to_vec(), capacity: 8, ..Default::default() }).unwrap();
+    let hash = s.hash_kv(0).unwrap();
+    let (before, after) = s.defragment(&dir.path().join("db.tmp")).unwrap();
+    assert!(after < before, "{after} >= {before}");
+    assert_eq!(s.hash_kv(0).unwrap(), hash);
+    assert!(!dir.path().join("db.tmp").exists());
+    let rev = put(&mut s, "w", "after");
+    let mut got = Vec::new();
+    drain(&rx, &mut got);
+    assert_eq!(got, vec![(rev, b"w".to_vec(), false)]);
+    drop(s);
+    let s = Store::open(dir.path().join("db"), StoreOptions::default()).unwrap();
+    assert_eq!(s.rev(), rev);
+}

@@ -163,6 +163,7 @@ enum Cmd {
     TimeToLive(i64, Reply<LeaseTtl>),
     Leases(Reply<Vec<i64>>),
     CopyDb(std::path::PathBuf, Reply<u64>),
+    Defrag(Reply<(u64, u64)>),
     Members(Reply<Vec<membership::Member>>),
     HashKv(i64, Reply<(u32, i64, i64)>),
     Status(Reply<Status>),
@@ -411,6 +412,13 @@ impl Node {
     pub fn copy_db(&self, path: &std::path::Path) -> Result<u64> {
         let path = path.to_path_buf();
         self.call(|r, _| Cmd::CopyDb(path, r)).wait()
+    }
+
+    /// Defragments this member's db (etcd's `Maintenance.Defragment`): the
+    /// member stops serving for the copy's time. Returns the sizes before
+    /// and after.
+    pub fn defragment(&self) -> Result<(u64, u64)> {
+        self.call(|r, _| Cmd::Defrag(r)).wait()
     }
 
     /// The IDs of every lease, in order.
@@ -742,6 +750,10 @@ impl Driver {
                 reply.send(r);
             }
             Cmd::CopyDb(path, reply) => reply.send(self.copy_db(&path)),
+            Cmd::Defrag(reply) => {
+                let tmp = self.member.config().layout().defrag_tmp();
+                reply.send(self.member.store_mut().defragment(&tmp).map_err(Error::from));
+            }
             Cmd::Leases(reply) => {
                 reply.send(Ok(self.member.store().leases().map(|l| l.id).collect()));
             }

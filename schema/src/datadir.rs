@@ -75,6 +75,18 @@ impl DataDir {
         self.snap().join(format!("{seq:016x}.send-tmp"))
     }
 
+    /// `member/snap/db.defrag-tmp`: the packed copy a defragmentation
+    /// writes before it replaces [`DataDir::db`].
+    pub fn defrag_tmp(&self) -> PathBuf {
+        self.snap().join("db.defrag-tmp")
+    }
+
+    /// `fixtures/<kind>` (`client`, `peer`): where etcd's `--auto-tls` /
+    /// `--peer-auto-tls` keep the self-signed certificate they make.
+    pub fn auto_tls(&self, kind: &str) -> PathBuf {
+        self.root.join("fixtures").join(kind)
+    }
+
     /// `<data-dir>.<what>-tmp`, where a new data dir is built before its rename.
     pub fn staging(&self, what: &str) -> PathBuf {
         PathBuf::from(format!("{}.{what}-tmp", self.root.display()))

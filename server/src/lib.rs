@@ -29,6 +29,7 @@ pub mod listen;
 pub mod log;
 pub mod maintenance;
 pub mod serve;
+pub mod tls;
 pub mod watch;
 
 use std::sync::Arc;
@@ -76,6 +77,8 @@ pub struct ServeConfig {
     pub max_concurrent_streams: u32,
     /// `--experimental-watch-progress-notify-interval` (etcd: 10 minutes).
     pub watch_progress_notify_interval: Duration,
+    /// The client TLS flags (`https://` client URLs need a certificate).
+    pub tls: tls::TlsInfo,
 }
 
 /// A running server: [`Server::stop`] stops accepting, lets in-flight
@@ -98,19 +101,43 @@ impl Server {
         let (stop, stopped) = signal::channel(false);
         let mut tasks = Vec::new();
         let mut addrs = Vec::new();
+        let acceptor = if cfg.tls.enabled() {
+            let hosts: Vec<String> = cfg
+                .listen_client_urls
+                .iter()
+                .filter_map(|u| match u {
+                    ListenUrl::Tcp { host, .. } => Some(host.clone()),
+                    ListenUrl::Unix { .. } => None,
+                })
+                .collect();
+            let auto_dir = cfg.node.layout().auto_tls("client");
+            Some(tokio_rustls::TlsAcceptor::from(tls::server_config(&cfg.tls, &auto_dir, &hosts)?))
+        } else {
+            None
+        };
         for url in &cfg.listen_client_urls {
             match url {
-                ListenUrl::Tcp { tls: false, host, port } => {
+                ListenUrl::Tcp { tls, host, port } => {
+                    let tls = match (tls, &acceptor) {
+                        (false, _) => None,
+                        (true, Some(a)) => Some(a.clone()),
+                        (true, None) => {
+                            return Err(ServeError::Flag(format!(
+                                "TLS key/cert (--cert-file, --key-file) must be provided for client url https://{host}:{port} with HTTPS scheme"
+                            )));
+                        }
+                    };
                     let l = listen::bind_tcp(host, *port).await?;
-                    addrs.push(l.local_addr().map_err(ServeError::Runtime)?);
-                    tracing::info!(target: "embed", "serving insecure client requests on {}, this is strongly discouraged!", addrs.last().expect("pushed"));
-                    let task = listen::serve(
-                        l,
-                        router.clone(),
-                        stopped.clone(),
-                        cfg.max_concurrent_streams,
-                        Duration::from_secs(5),
-                    );
+                    let addr = l.local_addr().map_err(ServeError::Runtime)?;
+                    addrs.push(addr);
+                    if tls.is_some() {
+                        tracing::info!(target: "embed", "serving client requests on {addr}");
+                    } else {
+                        tracing::info!(target: "embed", "serving insecure client requests on {addr}, this is strongly discouraged!");
+                    }
+                    let drain = Duration::from_secs(5);
+                    let task =
+                        listen::serve(l, tls, router.clone(), stopped.clone(), cfg.max_concurrent_streams, drain);
                     tasks.push(tokio::spawn(task));
                 }
                 other => return Err(ServeError::Flag(format!("etcdkit: listening on {other:?} is not supported yet"))),

@@ -11,6 +11,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::ServeError;
 
@@ -62,11 +63,15 @@ pub async fn bind_tcp(host: &str, port: u16) -> Result<TcpListener, ServeError> 
     TcpListener::bind(first).await.map_err(|e| ServeError::Listen { url: addr.clone(), source: e })
 }
 
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
 /// Accepts connections until `stop` turns true, serving each with `router`
-/// over HTTP/1 or HTTP/2 (gRPC); then lets open connections finish their
-/// requests (bounded by `drain`).
+/// over HTTP/1 or HTTP/2 (gRPC), in TLS when `tls` is given; then lets open
+/// connections finish their requests (bounded by `drain`).
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     router: Router,
     mut stop: watch::Receiver<bool>,
     max_streams: u32,
@@ -87,11 +92,23 @@ pub async fn serve(
             conn = listener.accept() => {
                 let Ok((stream, _)) = conn else { continue };
                 let _ = stream.set_nodelay(true);
-                let svc = TowerToHyperService::new(router.clone());
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
+                let (router, builder, watcher, tls) = (router.clone(), builder.clone(), graceful.watcher(), tls.clone());
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    let svc = TowerToHyperService::new(router);
+                    match tls {
+                        None => {
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                            let _ = watcher.watch(conn.into_owned()).await;
+                        }
+                        Some(acceptor) => {
+                            // A client that never finishes its handshake (or fails it) is dropped.
+                            let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await else {
+                                return;
+                            };
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                            let _ = watcher.watch(conn.into_owned()).await;
+                        }
+                    }
                 });
             }
             _ = stop.changed() => break,

@@ -59,8 +59,14 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
+    /// As etcd: no header, and errors as they are (code Unknown).
     async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        Err(Status::unimplemented("etcdkit: online defragment is not implemented yet"))
+        let node = self.core.node.clone();
+        match tokio::task::spawn_blocking(move || node.defragment()).await {
+            Ok(Ok(_)) => Ok(Response::new(DefragmentResponse { header: None })),
+            Ok(Err(e)) => Err(Status::unknown(e.to_string())),
+            Err(e) => Err(Status::unknown(e.to_string())),
+        }
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {

@@ -9,6 +9,7 @@ use etcdkit_raft_node::Config;
 use crate::core::Limits;
 use crate::flags::{Flags, Parsed, USAGE};
 use crate::listen::ListenUrl;
+use crate::tls::TlsInfo;
 use crate::{SERVER_VERSION, ServeConfig, ServeError, Server};
 
 /// Runs the server with etcd's command line `args` (without the program
@@ -129,6 +130,15 @@ pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
         listen_client_urls: ListenUrl::parse_list(f.get("listen-client-urls"))?,
         limits,
         max_concurrent_streams: f.int("max-concurrent-streams")?,
+        tls: TlsInfo {
+            cert_file: path(f, "cert-file"),
+            key_file: path(f, "key-file"),
+            trusted_ca_file: path(f, "trusted-ca-file"),
+            client_cert_auth: f.bool("client-cert-auth"),
+            crl_file: path(f, "client-crl-file"),
+            auto_tls: f.bool("auto-tls"),
+            cipher_suites: f.get("cipher-suites").split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        },
         // etcd: 0 keeps the default; under 100 ms is raised to 100 ms.
         watch_progress_notify_interval: if progress.is_zero() {
             Duration::from_secs(600)
@@ -136,6 +146,10 @@ pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
             progress.max(Duration::from_millis(100))
         },
     })
+}
+
+fn path(f: &Flags, name: &str) -> Option<std::path::PathBuf> {
+    Some(f.get(name)).filter(|p| !p.is_empty()).map(Into::into)
 }
 
 /// Serves until SIGTERM or SIGINT, printing etcd's readiness lines.

@@ -1,0 +1,141 @@
+//! Client TLS as etcd 3.4 sets it up (`pkg/transport/listener.go`), with
+//! rustls: `--cert-file`/`--key-file` (or `--auto-tls`, a self-signed
+//! certificate made at start), `--trusted-ca-file` with `--client-cert-auth`
+//! (client certificates required and verified), `--client-crl-file`
+//! (revoked client certificates refused), `--cipher-suites` (Go's names).
+//! ALPN offers `h2` and `http/1.1`: gRPC and the HTTP endpoints share a port.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+use crate::ServeError;
+
+/// etcd's client TLS flags.
+#[derive(Clone, Debug, Default)]
+pub struct TlsInfo {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub trusted_ca_file: Option<PathBuf>,
+    pub client_cert_auth: bool,
+    pub crl_file: Option<PathBuf>,
+    pub auto_tls: bool,
+    /// `--cipher-suites`: Go's names (`TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`, …).
+    pub cipher_suites: Vec<String>,
+}
+
+impl TlsInfo {
+    /// Whether a certificate is configured (or will be made).
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() || self.auto_tls
+    }
+}
+
+fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> ServeError {
+    ServeError::Flag(format!("{what} {}: {e}", path.display()))
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ServeError> {
+    let all: Result<Vec<_>, _> =
+        CertificateDer::pem_file_iter(path).map_err(|e| err("read certificates", path, e))?.collect();
+    let all = all.map_err(|e| err("parse certificates", path, e))?;
+    if all.is_empty() {
+        return Err(err("read certificates", path, "no certificate in the file"));
+    }
+    Ok(all)
+}
+
+/// The provider with etcd's `--cipher-suites` (TLS 1.2 suites by Go's names;
+/// TLS 1.3 suites are not configurable in Go either and stay on).
+fn provider(names: &[String]) -> Result<CryptoProvider, ServeError> {
+    // `ring`'s provider has no post-quantum key exchange (deprecated for
+    // that in rustls 0.23.48); neither has etcd 3.4's Go, and the other
+    // provider (aws-lc-rs) needs cmake and a long C build on CI machines.
+    #[allow(deprecated)]
+    let mut p = rustls::crypto::ring::default_provider();
+    if names.is_empty() {
+        return Ok(p);
+    }
+    let mut suites = Vec::new();
+    for n in names {
+        // Go's names are IANA's; rustls's Debug names are the same.
+        let found = p.cipher_suites.iter().find(|s| format!("{:?}", s.suite()) == *n);
+        match found {
+            Some(s) => suites.push(*s),
+            None => return Err(ServeError::Flag(format!("unexpected TLS cipher suite {n:?}"))),
+        }
+    }
+    suites.extend(p.cipher_suites.iter().filter(|s| s.tls13().is_some()).copied());
+    p.cipher_suites = suites;
+    Ok(p)
+}
+
+/// A self-signed certificate for `hosts` (etcd's `--auto-tls`), written as
+/// etcd writes it under `<dir>/cert.pem` and `key.pem`.
+fn self_cert(dir: &Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), ServeError> {
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    let mut names: Vec<String> = hosts.to_vec();
+    if names.is_empty() {
+        names.push("localhost".into());
+    }
+    let key = rcgen::KeyPair::generate().map_err(|e| err("generate a key for", dir, e))?;
+    let mut params = rcgen::CertificateParams::new(names).map_err(|e| err("certificate for", dir, e))?;
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "etcd");
+    let cert = params.self_signed(&key).map_err(|e| err("self-sign for", dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| err("create", dir, e))?;
+    std::fs::write(&cert_path, cert.pem()).map_err(|e| err("write", &cert_path, e))?;
+    std::fs::write(&key_path, key.serialize_pem()).map_err(|e| err("write", &key_path, e))?;
+    Ok((cert_path, key_path))
+}
+
+/// rustls's server configuration for `info`; `auto_dir` and `hosts` are
+/// where and for whom `--auto-tls` makes its certificate.
+pub fn server_config(info: &TlsInfo, auto_dir: &Path, hosts: &[String]) -> Result<Arc<ServerConfig>, ServeError> {
+    let (cert_file, key_file) = match (&info.cert_file, &info.key_file) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ if info.auto_tls => self_cert(auto_dir, hosts)?,
+        _ => return Err(ServeError::Flag("TLS needs both --cert-file and --key-file".into())),
+    };
+    let chain = certs(&cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(&key_file).map_err(|e| err("read the key", &key_file, e))?;
+    let provider = Arc::new(provider(&info.cipher_suites)?);
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Flag(format!("TLS: {e}")))?;
+    // Auto TLS verifies no client (etcd: client certificate auth needs a CA).
+    let builder = match (&info.trusted_ca_file, info.client_cert_auth && !info.auto_tls) {
+        (Some(ca), true) => {
+            let mut roots = RootCertStore::empty();
+            for c in certs(ca)? {
+                roots.add(c).map_err(|e| err("trust", ca, e))?;
+            }
+            let mut v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if let Some(crl) = &info.crl_file {
+                let der = std::fs::read(crl).map_err(|e| err("read", crl, e))?;
+                // etcd's CRL file is DER (Go's x509.ParseCRL also takes PEM).
+                let crls: Vec<CertificateRevocationListDer<'static>> = if der.starts_with(b"-----BEGIN") {
+                    CertificateRevocationListDer::pem_slice_iter(&der)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| err("parse", crl, e))?
+                } else {
+                    vec![CertificateRevocationListDer::from(der)]
+                };
+                v = v.with_crls(crls).only_check_end_entity_revocation().allow_unknown_revocation_status();
+            }
+            builder.with_client_cert_verifier(v.build().map_err(|e| err("client verifier for", ca, e))?)
+        }
+        (None, true) => return Err(ServeError::Flag("--client-cert-auth needs --trusted-ca-file".into())),
+        _ => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_single_cert(chain, key).map_err(|e| err("use the certificate", &cert_file, e))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
