@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::core::Core;
-use crate::{CLUSTER_VERSION, SERVER_VERSION};
+use crate::{CLUSTER_MINOR, CLUSTER_VERSION, SERVER_VERSION};
 
 pub fn routes(core: Arc<Core>) -> Router {
     Router::new()
@@ -62,7 +62,7 @@ async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
     gauge(
         "etcd_cluster_version",
         "Which version is running. 1 for 'cluster_version' label with current cluster version",
-        &format!("{{cluster_version=\"{CLUSTER_VERSION}\"}}"),
+        &format!("{{cluster_version=\"{CLUSTER_MINOR}\"}}"),
         "1".into(),
     );
     gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", "", g.revision().to_string());

@@ -49,8 +49,10 @@ use crate::listen::ListenUrl;
 /// The etcd release whose API and behaviour this server implements: what
 /// `Status`, `/version` and `/metrics` report (clients gate features on it).
 pub const SERVER_VERSION: &str = "3.4.23";
-/// The cluster version a 3.4 member reports.
+/// The cluster version a 3.4 member reports (`/version`).
 pub const CLUSTER_VERSION: &str = "3.4.0";
+/// The same as etcd's logs and metrics label it (`version.Cluster`).
+pub const CLUSTER_MINOR: &str = "3.4";
 
 /// Errors that stop the server from starting or running.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use crate::core::Limits;
 use crate::flags::{Flags, Parsed, USAGE};
 use crate::listen::ListenUrl;
 use crate::tls::TlsInfo;
-use crate::{SERVER_VERSION, ServeConfig, ServeError, Server};
+use crate::{CLUSTER_MINOR, SERVER_VERSION, ServeConfig, ServeError, Server};
 
 /// Runs the server with etcd's command line `args` (without the program
 /// name) and the process environment; returns etcd's exit code.
@@ -170,8 +170,8 @@ async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
             let cluster = node.cluster_id();
             tracing::info!(target: "etcdserver", "published {{Name:{name2} ClientURLs:[{}]}} to cluster {cluster:x}", client_urls.join(" "));
             tracing::info!(target: "embed", "ready to serve client requests");
-            tracing::info!(target: "etcdserver/membership", "set the initial cluster version to 3.4");
-            tracing::info!(target: "etcdserver/api", "enabled capabilities for version 3.4");
+            tracing::info!(target: "etcdserver/membership", "set the initial cluster version to {CLUSTER_MINOR}");
+            tracing::info!(target: "etcdserver/api", "enabled capabilities for version {CLUSTER_MINOR}");
         }
         Ok(Err(e)) => tracing::warn!(target: "etcdserver", "not published yet ({e}); serving anyway"),
         Err(e) => tracing::warn!(target: "etcdserver", "not published yet ({e}); serving anyway"),
