@@ -15,6 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(files, ["proto"])?;
+    // The descriptors themselves, for the JSON gateway's reflection.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("etcd_api.fds"), prost::Message::encode_to_vec(&fds))?;
     let mut cfg = prost_build::Config::new();
     cfg.extern_path(".mvccpb", "crate::mvccpb").extern_path(".authpb", "crate::authpb");
     if std::env::var_os("CARGO_FEATURE_GRPC").is_some() {

@@ -55,6 +55,11 @@ pub mod walpb;
 
 pub use prost::Message;
 
+/// The encoded `FileDescriptorSet` of the vendored API files (rpc, kv, auth,
+/// v3lock, v3election): what a reflection-based codec (the JSON gateway)
+/// needs to know etcd's messages by name.
+pub const API_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/etcd_api.fds"));
+
 #[cfg(test)]
 mod tests {
     use super::Message;

@@ -13,7 +13,8 @@ use etcdkit_proto::etcdserverpb::{
 };
 use etcdkit_raft_node::{Error as NodeError, Response};
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response as Reply, Status, Streaming};
 
 use crate::core::{Core, unexpected};
@@ -56,32 +57,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Reply<Self::LeaseKeepAliveStream>, Status> {
-        let mut inbound = req.into_inner();
-        let (out, rx) = mpsc::channel(16);
-        let core = self.0.clone();
-        tokio::spawn(async move {
-            loop {
-                let msg = tokio::select! {
-                    m = inbound.message() => m,
-                    _ = out.closed() => return,
-                };
-                let Ok(Some(req)) = msg else { return };
-                let id = req.id;
-                // A lease that does not exist renews to TTL 0 (etcd's answer, not an error).
-                let r = core
-                    .blocking(move |n| match n.lease_keepalive(id) {
-                        Err(NodeError::Mvcc(MvccError::LeaseNotFound(_))) => Ok(0),
-                        r => r,
-                    })
-                    .await;
-                let end = r.is_err();
-                let resp = r.map(|ttl| LeaseKeepAliveResponse { header: core.header(0), id, ttl });
-                if out.send(resp).await.is_err() || end {
-                    return;
-                }
-            }
-        });
-        Ok(Reply::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Reply::new(Box::pin(keep_alive(self.0.clone(), req.into_inner()))))
     }
 
     async fn lease_time_to_live(
@@ -107,4 +83,36 @@ impl Lease for LeaseService {
             leases: ids.into_iter().map(|id| LeaseStatus { id }).collect(),
         }))
     }
+}
+
+/// Serves one keep-alive stream whose requests come from `inbound` (gRPC or
+/// the JSON gateway). It ends when the client closes its side (etcd's OK).
+pub fn keep_alive<S>(core: Arc<Core>, mut inbound: S) -> ReceiverStream<Result<LeaseKeepAliveResponse, Status>>
+where
+    S: Stream<Item = Result<LeaseKeepAliveRequest, Status>> + Unpin + Send + 'static,
+{
+    let (out, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                m = inbound.next() => m,
+                _ = out.closed() => return,
+            };
+            let Some(Ok(req)) = msg else { return };
+            let id = req.id;
+            // A lease that does not exist renews to TTL 0 (etcd's answer, not an error).
+            let r = core
+                .blocking(move |n| match n.lease_keepalive(id) {
+                    Err(NodeError::Mvcc(MvccError::LeaseNotFound(_))) => Ok(0),
+                    r => r,
+                })
+                .await;
+            let end = r.is_err();
+            let resp = r.map(|ttl| LeaseKeepAliveResponse { header: core.header(0), id, ttl });
+            if out.send(resp).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
 }

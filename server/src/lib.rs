@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod core;
 pub mod error;
 pub mod flags;
+pub mod gateway;
 pub mod http;
 pub mod kv;
 pub mod lease;
@@ -177,26 +178,38 @@ fn join_err(e: tokio::task::JoinError) -> ServeError {
 /// (`/etcdserverpb.KV/Range`, …), HTTP by its own.
 fn router(core: &Arc<Core>, cfg: &ServeConfig, data_dir: etcdkit_schema::DataDir) -> axum::Router {
     let max_recv = cfg.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    let kv = KvServer::new(kv::KvService(core.clone())).max_decoding_message_size(max_recv);
+    let services = Arc::new(gateway::Services {
+        core: core.clone(),
+        kv: Arc::new(kv::KvService(core.clone())),
+        lease: Arc::new(lease::LeaseService(core.clone())),
+        cluster: Arc::new(cluster::ClusterService(core.clone())),
+        maintenance: Arc::new(maintenance::MaintenanceService {
+            core: core.clone(),
+            data_dir,
+            snapshots: Default::default(),
+        }),
+        progress_interval: cfg.watch_progress_notify_interval,
+        streams: Arc::new(tokio::sync::Semaphore::new(
+            (cfg.max_concurrent_streams as usize).min(tokio::sync::Semaphore::MAX_PERMITS),
+        )),
+    });
+    let kv = KvServer::from_arc(services.kv.clone()).max_decoding_message_size(max_recv);
     let watch = WatchServer::new(watch::WatchService {
         core: core.clone(),
         progress_interval: cfg.watch_progress_notify_interval,
     })
     .max_decoding_message_size(max_recv);
-    let lease = LeaseServer::new(lease::LeaseService(core.clone())).max_decoding_message_size(max_recv);
-    let cluster = ClusterServer::new(cluster::ClusterService(core.clone())).max_decoding_message_size(max_recv);
-    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService {
-        core: core.clone(),
-        data_dir,
-        snapshots: Default::default(),
-    })
-    .max_decoding_message_size(max_recv)
-    .max_encoding_message_size(usize::MAX);
+    let lease = LeaseServer::from_arc(services.lease.clone()).max_decoding_message_size(max_recv);
+    let cluster = ClusterServer::from_arc(services.cluster.clone()).max_decoding_message_size(max_recv);
+    let maintenance = MaintenanceServer::from_arc(services.maintenance.clone())
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
     let grpc = tonic::service::Routes::new(kv)
         .add_service(watch)
         .add_service(lease)
         .add_service(cluster)
         .add_service(maintenance)
         .into_axum_router();
+    let grpc = grpc.merge(gateway::routes(services));
     grpc.merge(http::routes(core.clone()))
 }

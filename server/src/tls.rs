@@ -50,6 +50,26 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ServeError> {
     Ok(all)
 }
 
+/// Go's TLS 1.2 suites that rustls does not implement.
+const GO_ONLY_SUITES: &[&str] = &[
+    "TLS_RSA_WITH_RC4_128_SHA",
+    "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+];
+
 /// The provider with etcd's `--cipher-suites` (TLS 1.2 suites by Go's names;
 /// TLS 1.3 suites are not configurable in Go either and stay on).
 fn provider(names: &[String]) -> Result<CryptoProvider, ServeError> {
@@ -63,12 +83,23 @@ fn provider(names: &[String]) -> Result<CryptoProvider, ServeError> {
     }
     let mut suites = Vec::new();
     for n in names {
-        // Go's names are IANA's; rustls's Debug names are the same.
-        let found = p.cipher_suites.iter().find(|s| format!("{:?}", s.suite()) == *n);
-        match found {
+        // Go's names are IANA's, but for the two ChaCha20 suites.
+        let iana = match n.as_str() {
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => format!("{n}_SHA256"),
+            _ => n.clone(),
+        };
+        match p.cipher_suites.iter().find(|s| format!("{:?}", s.suite()) == iana) {
             Some(s) => suites.push(*s),
+            // Suites Go has and rustls refuses to offer (CBC, RSA key
+            // exchange, 3DES, RC4) are left out.
+            None if GO_ONLY_SUITES.contains(&n.as_str()) => {
+                tracing::warn!(target: "embed", "TLS cipher suite {n} is not offered by etcdkit (rustls has no such suite)")
+            }
             None => return Err(ServeError::Flag(format!("unexpected TLS cipher suite {n:?}"))),
         }
+    }
+    if suites.is_empty() {
+        return Err(ServeError::Flag(format!("none of the TLS cipher suites {names:?} is available")));
     }
     suites.extend(p.cipher_suites.iter().filter(|s| s.tls13().is_some()).copied());
     p.cipher_suites = suites;

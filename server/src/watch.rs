@@ -22,7 +22,8 @@ use etcdkit_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchRespons
 use etcdkit_proto::mvccpb;
 use etcdkit_raft_node::Error as NodeError;
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::core::Core;
@@ -43,20 +44,24 @@ impl Watch for WatchService {
     type WatchStream = Pin<Box<dyn Stream<Item = Out> + Send>>;
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
-        let inbound = req.into_inner();
-        let (out, rx) = mpsc::channel::<Out>(16);
-        let (items, queue) = mpsc::unbounded_channel();
-        let s = WatchStream {
-            core: self.core.clone(),
-            out,
-            items,
-            queued: Arc::new(AtomicUsize::new(0)),
-            watchers: HashMap::new(),
-            next_id: 0,
-        };
-        tokio::spawn(s.run(inbound, queue, self.progress_interval));
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        let out = open(self.core.clone(), self.progress_interval, req.into_inner());
+        Ok(Response::new(Box::pin(out)))
     }
+}
+
+/// Serves one watch stream whose requests come from `inbound` (a gRPC
+/// stream, or the JSON gateway's decoded body); the answers come out of the
+/// returned stream.
+pub fn open<S>(core: Arc<Core>, progress_interval: Duration, inbound: S) -> ReceiverStream<Out>
+where
+    S: Stream<Item = Result<WatchRequest, Status>> + Unpin + Send + 'static,
+{
+    let (out, rx) = mpsc::channel::<Out>(16);
+    let (items, queue) = mpsc::unbounded_channel();
+    let s =
+        WatchStream { core, out, items, queued: Arc::new(AtomicUsize::new(0)), watchers: HashMap::new(), next_id: 0 };
+    tokio::spawn(s.run(inbound, queue, progress_interval));
+    ReceiverStream::new(rx)
 }
 
 /// What the member's thread puts in a stream's queue.
@@ -109,26 +114,24 @@ struct WatchStream {
 }
 
 impl WatchStream {
-    async fn run(
-        mut self,
-        mut inbound: Streaming<WatchRequest>,
-        mut queue: mpsc::UnboundedReceiver<Item>,
-        progress_interval: Duration,
-    ) {
+    async fn run<S>(mut self, mut inbound: S, mut queue: mpsc::UnboundedReceiver<Item>, progress_interval: Duration)
+    where
+        S: Stream<Item = Result<WatchRequest, Status>> + Unpin + Send,
+    {
         let mut progress = tokio::time::interval(progress_interval);
         progress.tick().await;
         let mut reading = true;
         loop {
             let alive = tokio::select! {
-                msg = inbound.message(), if reading => match msg {
-                    Ok(Some(req)) => self.request(req).await,
+                msg = inbound.next(), if reading => match msg {
+                    Some(Ok(req)) => self.request(req).await,
                     // The client closed its sending side: as etcd, keep
                     // sending events until it cancels the call.
-                    Ok(None) => {
+                    None => {
                         reading = false;
                         true
                     }
-                    Err(_) => false,
+                    Some(Err(_)) => false,
                 },
                 Some(item) = queue.recv() => self.item(item).await,
                 _ = progress.tick() => {
