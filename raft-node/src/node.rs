@@ -421,7 +421,7 @@ impl Node {
         self.call(|r, _| Cmd::Defrag(r)).wait()
     }
 
-    /// The IDs of every lease, in order.
+    /// The IDs of every lease, the soonest to expire first (as etcd lists them).
     pub fn leases(&self) -> Result<Vec<i64>> {
         self.call(|r, _| Cmd::Leases(r)).wait()
     }
@@ -755,7 +755,11 @@ impl Driver {
                 reply.send(self.member.store_mut().defragment(&tmp).map_err(Error::from));
             }
             Cmd::Leases(reply) => {
-                reply.send(Ok(self.member.store().leases().map(|l| l.id).collect()));
+                // etcd lists them soonest expiry first.
+                let store = self.member.store();
+                let mut ls: Vec<(u64, i64)> = store.leases().map(|l| (l.expires_ms, l.id)).collect();
+                ls.sort_unstable();
+                reply.send(Ok(ls.into_iter().map(|(_, id)| id).collect()));
             }
             Cmd::HashKv(rev, reply) => {
                 reply.send(self.member.store().hash_kv(rev).map_err(Error::from));
