@@ -37,6 +37,8 @@ pub enum Response {
     },
     /// The membership after a conf change.
     Members(Vec<membership::Member>),
+    /// The alarms an alarm request answers (listed, raised or cleared).
+    Alarms(Vec<etcdkit_proto::etcdserverpb::AlarmMember>),
     /// Requests that answer nothing (v2 attribute updates, empty entries).
     Empty,
 }
@@ -58,7 +60,7 @@ pub fn apply_request(store: &mut Store, req: &InternalRaftRequest) -> Result<Res
         Response::LeaseGrant(store.lease_grant(g.id, g.ttl)?)
     } else if let Some(r) = &req.lease_revoke {
         Response::LeaseRevoke { rev: store.lease_revoke(r.id)? }
-    } else if req.lease_checkpoint.is_some() || req.alarm.is_some() {
+    } else if req.lease_checkpoint.is_some() {
         Response::Empty
     } else if let Some(v2) = &req.v2 {
         apply_v2(store.db(), v2)?;

@@ -63,6 +63,12 @@ pub enum Error {
     ConfChangePending,
     #[error("etcdserver: can only promote a learner member")]
     NotLearner(u64),
+    /// The NOSPACE alarm is raised: requests that grow the db are refused.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// The CORRUPT alarm is raised: every request is refused.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
     #[error("etcdserver: unsupported request {0}")]
     Unsupported(&'static str),
 }

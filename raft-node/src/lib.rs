@@ -31,6 +31,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod alarm;
 mod apply;
 mod bootstrap;
 mod config;

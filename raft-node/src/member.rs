@@ -80,6 +80,8 @@ pub struct Member {
     layout: DataDir,
     members: BTreeMap<u64, membership::Member>,
     removed_ids: BTreeSet<u64>,
+    /// The raised alarms (the `alarm` bucket).
+    alarms: crate::alarm::Alarms,
     conf_state: ConfState,
     applied: u64,
     applied_term: u64,
@@ -182,6 +184,7 @@ impl Member {
             .map_err(|e| Error::DataDir { path: wal_dir.clone(), what: format!("WAL metadata: {e}") })?;
         let store = Store::open(&db_path, cfg.store.clone())?;
         let (members, removed_ids) = apply::load_members(store.db())?;
+        let alarms = crate::alarm::Alarms::load(store.db())?;
 
         let entries: Vec<eraftpb::Entry> = read.entries.iter().map(convert::entry_from_etcd).collect();
         let meta = convert::snapshot_meta_from_etcd(&snap_meta);
@@ -220,6 +223,7 @@ impl Member {
             layout,
             members,
             removed_ids,
+            alarms,
             conf_state: meta.get_conf_state().clone(),
             applied: snap_meta.index,
             applied_term: snap_meta.term,
@@ -285,6 +289,11 @@ impl Member {
     /// Whether a conf change removed this member: it takes no more requests.
     pub fn is_removed(&self) -> bool {
         self.removed
+    }
+
+    /// The raised alarms.
+    pub fn alarms(&self) -> Vec<etcdkit_proto::etcdserverpb::AlarmMember> {
+        self.alarms.list()
     }
 
     /// The membership as the `members` bucket holds it.
@@ -593,7 +602,13 @@ impl Member {
                                 .map_err(|err| Error::BadEntry { index: e.index, what: err.to_string() })?;
                             let id = req.request_id();
                             let lease_revoke = req.lease_revoke.as_ref().map(|r| r.id);
-                            let r = apply::apply_request(&mut self.store, &req);
+                            let r = if let Some(a) = &req.alarm {
+                                self.alarms.apply(self.store.db(), a).map(Response::Alarms)
+                            } else if let Some(e) = self.alarms.refuses(&req) {
+                                Err(e)
+                            } else {
+                                apply::apply_request(&mut self.store, &req)
+                            };
                             if req.v2.is_some() {
                                 // Member attributes may have changed.
                                 (self.members, self.removed_ids) = apply::load_members(self.store.db())?;
@@ -711,6 +726,7 @@ impl Member {
         // The old store (and its lock) belong to the replaced file.
         self.store = Store::open(&db, self.cfg.store.clone())?;
         (self.members, self.removed_ids) = apply::load_members(self.store.db())?;
+        self.alarms = crate::alarm::Alarms::load(self.store.db())?;
         self.raw.mut_store().mem().wl().apply_snapshot(s)?;
         self.conf_state = meta.get_conf_state().clone();
         self.applied = meta.index;

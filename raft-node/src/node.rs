@@ -78,6 +78,8 @@ pub struct Status {
     pub db_size_in_use: u64,
     pub is_learner: bool,
     pub removed: bool,
+    /// The raised alarms.
+    pub alarms: Vec<etcdkit_proto::etcdserverpb::AlarmMember>,
 }
 
 /// What the node's thread last saw, readable at once from any thread (for
@@ -89,6 +91,7 @@ pub struct Gauges {
     revision: AtomicI64,
     applied: AtomicU64,
     commit: AtomicU64,
+    db_size: AtomicU64,
 }
 
 impl Gauges {
@@ -108,6 +111,10 @@ impl Gauges {
     pub fn commit_index(&self) -> u64 {
         self.commit.load(Relaxed)
     }
+    /// The backend db's size in bytes (what the space quota is checked against).
+    pub fn db_size(&self) -> u64 {
+        self.db_size.load(Relaxed)
+    }
 
     fn update(&self, m: &Member) {
         self.term.store(m.term(), Relaxed);
@@ -115,6 +122,9 @@ impl Gauges {
         self.revision.store(m.store().rev(), Relaxed);
         self.applied.store(m.applied_index(), Relaxed);
         self.commit.store(m.commit_index(), Relaxed);
+        if let Ok(tx) = m.store().db().begin() {
+            self.db_size.store(tx.size(), Relaxed);
+        }
     }
 }
 
@@ -786,6 +796,7 @@ impl Driver {
                     db_size_in_use: db_size.saturating_sub(free as u64 * db.page_size() as u64),
                     is_learner: me.is_some_and(|x| x.is_learner),
                     removed: m.is_removed(),
+                    alarms: m.alarms(),
                 }));
             }
             Cmd::Campaign => self.member.campaign()?,

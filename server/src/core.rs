@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use etcdkit_mvcc::RangeResult;
-use etcdkit_proto::etcdserverpb::{InternalRaftRequest, RangeRequest, ResponseHeader};
+use etcdkit_proto::etcdserverpb::{
+    AlarmAction, AlarmRequest, AlarmType, InternalRaftRequest, RangeRequest, ResponseHeader,
+};
 use etcdkit_raft_node::{Error as NodeError, Node, Response};
 use tokio::sync::oneshot;
 use tonic::Status;
@@ -38,6 +40,8 @@ pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 pub struct Core {
     pub node: Arc<Node>,
     pub limits: Limits,
+    /// `--quota-backend-bytes` (etcd: 0 means 2 GiB; negative: no quota).
+    pub quota: Option<u64>,
 }
 
 impl Core {
@@ -63,11 +67,33 @@ impl Core {
         h
     }
 
+    /// etcd's quota check before a request that grows the db: past the
+    /// quota, the NOSPACE alarm is raised (through raft) and the request
+    /// refused.
+    async fn check_quota(&self, req: &InternalRaftRequest) -> Result<(), Status> {
+        let Some(quota) = self.quota else { return Ok(()) };
+        let cost = etcdkit_raft_node::alarm::quota_cost(req);
+        if cost == 0 || self.node.gauges().db_size() + cost < quota {
+            return Ok(());
+        }
+        let alarm = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: self.node.id(),
+            alarm: AlarmType::Nospace as i32,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.node
+            .propose_then(InternalRaftRequest { alarm: Some(alarm), ..Default::default() }, move |r| drop(tx.send(r)));
+        answer(rx).await?;
+        Err(error::NO_SPACE.into())
+    }
+
     /// Proposes `req` through raft; the answer is what applying it gave.
     pub async fn propose(&self, req: InternalRaftRequest) -> Result<Response, Status> {
         if prost::Message::encoded_len(&req) > self.limits.max_request_bytes {
             return Err(REQUEST_TOO_LARGE.into());
         }
+        self.check_quota(&req).await?;
         let (tx, rx) = oneshot::channel();
         self.node.propose_then(req, move |r| drop(tx.send(r)));
         answer(rx).await

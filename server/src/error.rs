@@ -78,6 +78,8 @@ pub fn status(e: NodeError) -> Status {
         NodeError::MemberExists(_) => Some(MEMBER_EXIST),
         NodeError::PeerUrlExists => Some(PEER_URL_EXIST),
         NodeError::NotLearner(_) => Some(MEMBER_NOT_LEARNER),
+        NodeError::NoSpace => Some(NO_SPACE),
+        NodeError::Corrupt => Some(CORRUPT),
         _ => None,
     };
     match known {

@@ -34,7 +34,7 @@ const FLAGS: &[(&str, Kind, &str, bool)] = &[
     ("max-snapshots", Value, "5", false),
     ("max-wals", Value, "5", false),
     ("cors", Value, "", false),
-    ("quota-backend-bytes", Value, "0", false),
+    ("quota-backend-bytes", Value, "0", true),
     ("backend-batch-limit", Value, "0", false),
     ("backend-batch-interval", Value, "0s", false),
     ("max-txn-ops", Value, "128", true),

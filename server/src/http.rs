@@ -20,10 +20,13 @@ pub fn routes(core: Arc<Core>) -> Router {
         .with_state(core)
 }
 
-/// etcd 3.4: healthy when there is a leader and a linearizable read
-/// answers; `{"health":"true"}` (200) or `{"health":"false"}` (503).
+/// etcd 3.4: healthy when there is a leader, no alarm is raised, and a
+/// linearizable read answers; `{"health":"true"}` (200) or
+/// `{"health":"false"}` (503).
 async fn health(State(core): State<Arc<Core>>) -> impl IntoResponse {
-    let ok = core.node.gauges().leader() != 0
+    let no_alarm = core.blocking(|n| n.status()).await.is_ok_and(|s| s.alarms.is_empty());
+    let ok = no_alarm
+        && core.node.gauges().leader() != 0
         && core
             .range(etcdkit_proto::etcdserverpb::RangeRequest { key: b"health".to_vec(), ..Default::default() }, false)
             .await

@@ -80,6 +80,8 @@ pub struct ServeConfig {
     pub max_concurrent_streams: u32,
     /// `--experimental-watch-progress-notify-interval` (etcd: 10 minutes).
     pub watch_progress_notify_interval: Duration,
+    /// The backend's space quota (`--quota-backend-bytes`; `None`: none).
+    pub quota_backend_bytes: Option<u64>,
     /// The client TLS flags (`https://` client URLs need a certificate).
     pub tls: tls::TlsInfo,
 }
@@ -99,7 +101,7 @@ impl Server {
         let node_cfg = cfg.node.clone();
         let data_dir = node_cfg.layout();
         let node = Arc::new(tokio::task::spawn_blocking(move || Node::open(node_cfg)).await.map_err(join_err)??);
-        let core = Arc::new(Core { node: node.clone(), limits: cfg.limits });
+        let core = Arc::new(Core { node: node.clone(), limits: cfg.limits, quota: cfg.quota_backend_bytes });
         let router = router(&core, &cfg, data_dir);
         let (stop, stopped) = signal::channel(false);
         let mut tasks = Vec::new();

@@ -7,12 +7,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use etcdkit_proto::etcdserverpb::alarm_request::AlarmAction;
 use etcdkit_proto::etcdserverpb::maintenance_server::Maintenance;
 use etcdkit_proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest,
-    HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
-    StatusResponse,
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse,
+    HashRequest, HashResponse, InternalRaftRequest, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
+    SnapshotResponse, StatusRequest, StatusResponse,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -22,6 +21,7 @@ use tonic::{Request, Response, Status};
 use crate::SERVER_VERSION;
 use crate::core::Core;
 use crate::error;
+use etcdkit_raft_node::Response as NodeResponse;
 
 /// Bytes per snapshot message (etcd's 32 KiB).
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
@@ -35,11 +35,13 @@ pub struct MaintenanceService {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
+    /// Through raft, as etcd: no header, and errors as they are (Unknown).
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        match AlarmAction::try_from(req.into_inner().action) {
-            // No alarm is ever raised yet (no quota, no corruption check): none to list.
-            Ok(AlarmAction::Get) => Ok(Response::new(AlarmResponse { header: None, alarms: vec![] })),
-            _ => Err(Status::unimplemented("etcdkit: raising and clearing alarms is not implemented yet")),
+        let req = InternalRaftRequest { alarm: Some(req.into_inner()), ..Default::default() };
+        match self.core.propose(req).await {
+            Ok(NodeResponse::Alarms(alarms)) => Ok(Response::new(AlarmResponse { header: None, alarms })),
+            Ok(other) => Err(crate::core::unexpected(other)),
+            Err(s) => Err(Status::unknown(s.message().to_string())),
         }
     }
 
@@ -53,7 +55,15 @@ impl Maintenance for MaintenanceService {
             raft_index: s.commit_index,
             raft_term: s.term,
             raft_applied_index: s.applied_index,
-            errors: vec![],
+            // etcd's gogo text form of each alarm, trailing space included.
+            errors: s
+                .alarms
+                .iter()
+                .map(|a| {
+                    let name = AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name());
+                    format!("memberID:{} alarm:{name} ", a.member_id)
+                })
+                .collect(),
             db_size_in_use: s.db_size_in_use as i64,
             is_learner: s.is_learner,
         }))

@@ -130,6 +130,12 @@ pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
         listen_client_urls: ListenUrl::parse_list(f.get("listen-client-urls"))?,
         limits,
         max_concurrent_streams: f.int("max-concurrent-streams")?,
+        // etcd: 0 is the default quota (2 GiB), a negative one none.
+        quota_backend_bytes: match f.int::<i64>("quota-backend-bytes")? {
+            0 => Some(2 << 30),
+            q if q < 0 => None,
+            q => Some(q as u64),
+        },
         tls: TlsInfo {
             cert_file: path(f, "cert-file"),
             key_file: path(f, "key-file"),
