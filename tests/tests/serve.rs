@@ -399,3 +399,118 @@ fn data_dirs_both_ways() {
     let (ok, _, err) = etcdctl(&c, &["--endpoints", &p.endpoint, "get", "k10", "--rev", "40"]);
     assert!(!ok && err.contains("required revision has been compacted"), "{err}");
 }
+
+/// Open file descriptors and resident memory (KiB) of process `pid`.
+fn fds_and_rss(pid: u32) -> (usize, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (fds, rss)
+}
+
+/// Bad input gets etcd's error or a closed connection, never a crash, and
+/// the server's descriptors come back to their level: garbage on the port,
+/// a gRPC frame that is not protobuf, requests over the size and txn-ops
+/// limits, thousands of connect/disconnect cycles and idle connections, a
+/// watcher killed mid-stream.
+#[test]
+fn bad_input_is_refused_and_survived() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let Some((_, c)) = etcd_binaries() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let kit = etcdkit_as_etcd(tmp.path());
+    let p = start_etcd(&kit, "n1", &tmp.path().join("bad.etcd"), 26140, 26141, None);
+    p.ctl_retry(&c, &["put", "k", "v"]);
+    let pid = {
+        let out = Command::new("pgrep").args(["-f", "bad.etcd"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().parse::<u32>().unwrap()
+    };
+    let addr = "127.0.0.1:26140";
+    let before = fds_and_rss(pid);
+
+    // Garbage, then an HTTP/2 preface followed by garbage: the connection closes.
+    for junk in [&b"\x00\xffnot a protocol\r\n\r\n"[..], &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xde\xad\xbe\xef"[..]] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(junk).unwrap();
+        let mut buf = [0u8; 4096];
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+    // A gRPC frame whose payload is not a RangeRequest: an error status, not a crash.
+    let frame = tmp.path().join("frame.bin");
+    std::fs::write(&frame, [0u8, 0, 0, 0, 3, 0xff, 0xff, 0xff]).unwrap();
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-i",
+            "--http2-prior-knowledge",
+            "-m",
+            "5",
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", frame.display()))
+        .arg(format!("http://{addr}/etcdserverpb.KV/Range"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("grpc-status:") && !text.contains("grpc-status: 0"), "{text}");
+
+    // Over --max-request-bytes (1.5 MiB) and over the gRPC frame limit (2 MiB).
+    let big = "x".repeat(1_600_000);
+    // (The value on stdin: an argument that long is over the kernel's limit.)
+    let (ok, _, err) = etcdctl_stdin(&c, &["--endpoints", &p.endpoint, "put", "big"], Some(&big));
+    assert!(!ok && err.contains("etcdserver: request is too large"), "{err}");
+    let huge = "x".repeat(2_200_000);
+    let (ok, _, err) = etcdctl_stdin(&c, &["--endpoints", &p.endpoint, "put", "huge"], Some(&huge));
+    assert!(!ok && err.contains("ResourceExhausted"), "{err}");
+    // A txn over --max-txn-ops (128).
+    let txn: String = "\n".to_string() + &(0..129).map(|i| format!("put t{i} v\n")).collect::<String>() + "\n\n";
+    let (ok, _, err) = etcdctl_stdin(&c, &["--endpoints", &p.endpoint, "txn"], Some(&txn));
+    assert!(!ok && err.contains("etcdserver: too many operations in txn request"), "{err}");
+
+    // Connect/disconnect cycles, and idle connections held then dropped.
+    for _ in 0..2000 {
+        drop(TcpStream::connect(addr).unwrap());
+    }
+    let idle: Vec<TcpStream> = (0..500).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    assert!(fds_and_rss(pid).0 >= before.0 + 400, "idle connections are held");
+    drop(idle);
+    // A watcher killed mid-stream.
+    let mut w = Command::new(&c)
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &p.endpoint, "watch", "--prefix", ""])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    w.kill().unwrap();
+    w.wait().unwrap();
+
+    // Still serving, and back to its level (bounded wait for closes to land).
+    assert_eq!(ctl(&p, &c, &["get", "k", "--print-value-only"]), "v\n");
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = fds_and_rss(pid);
+        if now.0 <= before.0 + 5 && now.1 <= before.1 + 64 * 1024 {
+            break;
+        }
+        assert!(Instant::now() < end, "descriptors / RSS did not come back: {before:?} -> {now:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
