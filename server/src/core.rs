@@ -42,6 +42,8 @@ pub struct Core {
     pub limits: Limits,
     /// `--quota-backend-bytes` (etcd: 0 means 2 GiB; negative: no quota).
     pub quota: Option<u64>,
+    /// The counters `/metrics` shows.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Core {

@@ -46,34 +46,103 @@ async fn version() -> impl IntoResponse {
 
 async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
     let g = core.node.gauges();
+    let id = core.node.id();
+    let status = core.blocking(|n| n.status()).await.ok();
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, labels: &str, v: String| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {v}\n"));
+    let mut metric = |name: &str, kind: &str, help: &str, labels: &str, v: String| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{labels} {v}\n"));
     };
-    gauge(
+    metric(
         "etcd_server_has_leader",
+        "gauge",
         "Whether or not a leader exists. 1 is existence, 0 is not.",
         "",
         u8::from(g.leader() != 0).to_string(),
     );
-    gauge(
+    metric(
+        "etcd_server_is_leader",
+        "gauge",
+        "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+        "",
+        u8::from(g.leader() == id).to_string(),
+    );
+    metric(
+        "etcd_server_id",
+        "gauge",
+        "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+        &format!("{{server_id=\"{id:x}\"}}"),
+        "1".into(),
+    );
+    metric(
+        "etcd_server_proposals_committed_total",
+        "gauge",
+        "The total number of consensus proposals committed.",
+        "",
+        g.commit_index().to_string(),
+    );
+    metric(
+        "etcd_server_proposals_applied_total",
+        "gauge",
+        "The total number of consensus proposals applied.",
+        "",
+        g.applied_index().to_string(),
+    );
+    metric(
         "etcd_server_version",
+        "gauge",
         "Which version is running. 1 for 'server_version' label with current version.",
         &format!("{{server_version=\"{SERVER_VERSION}\"}}"),
         "1".into(),
     );
-    gauge(
+    metric(
         "etcd_cluster_version",
+        "gauge",
         "Which version is running. 1 for 'cluster_version' label with current cluster version",
         &format!("{{cluster_version=\"{CLUSTER_MINOR}\"}}"),
         "1".into(),
     );
-    gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", "", g.revision().to_string());
-    gauge(
-        "etcd_server_is_leader",
-        "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+    metric(
+        "etcd_mvcc_db_total_size_in_bytes",
+        "gauge",
+        "Total size of the underlying database physically allocated in bytes.",
         "",
-        u8::from(g.leader() == core.node.id()).to_string(),
+        g.db_size().to_string(),
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    if let Some(s) = &status {
+        metric(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "gauge",
+            "Total size of the underlying database logically in use in bytes.",
+            "",
+            s.db_size_in_use.to_string(),
+        );
+    }
+    // The keys alive now: a serializable count over the whole keyspace.
+    let all = etcdkit_proto::etcdserverpb::RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        count_only: true,
+        ..Default::default()
+    };
+    if let Ok(r) = core.range(all, true).await {
+        metric("etcd_debugging_mvcc_keys_total", "gauge", "Total number of keys.", "", r.count.to_string());
+    }
+    metric(
+        "etcd_debugging_mvcc_current_revision",
+        "gauge",
+        "The current revision of store.",
+        "",
+        g.revision().to_string(),
+    );
+    if let Some(q) = core.quota {
+        metric(
+            "etcd_server_quota_backend_bytes",
+            "gauge",
+            "Current backend storage quota size in bytes.",
+            "",
+            q.to_string(),
+        );
+    }
+    core.metrics.render(&mut out);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use etcdkit_mvcc::{DeleteResult, KeyRange, PutResult, RangeResult, ResponseOp as Op, TxnResult};
 use etcdkit_proto::etcdserverpb::kv_server::Kv;
@@ -28,6 +29,7 @@ impl Kv for KvService {
         check_range(&req)?;
         let serializable = req.serializable;
         let r = self.0.range(req, serializable).await?;
+        self.0.metrics.ranges.fetch_add(1, Relaxed);
         Ok(Reply::new(range_response(self.0.header(r.rev), r)))
     }
 
@@ -35,7 +37,10 @@ impl Kv for KvService {
         let req = req.into_inner();
         check_put(&req)?;
         match self.0.propose(InternalRaftRequest { put: Some(req), ..Default::default() }).await? {
-            Response::Put(r) => Ok(Reply::new(put_response(self.0.header(r.rev), r))),
+            Response::Put(r) => {
+                self.0.metrics.puts.fetch_add(1, Relaxed);
+                Ok(Reply::new(put_response(self.0.header(r.rev), r)))
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -44,7 +49,10 @@ impl Kv for KvService {
         let req = req.into_inner();
         check_key(&req.key)?;
         match self.0.propose(InternalRaftRequest { delete_range: Some(req), ..Default::default() }).await? {
-            Response::DeleteRange(r) => Ok(Reply::new(delete_response(self.0.header(r.rev), r))),
+            Response::DeleteRange(r) => {
+                self.0.metrics.deletes.fetch_add(1, Relaxed);
+                Ok(Reply::new(delete_response(self.0.header(r.rev), r)))
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -58,7 +66,10 @@ impl Kv for KvService {
         // from a ReadIndex; the answer is the same, one proposal slower).
         let r = self.0.propose(InternalRaftRequest { txn: Some(req), ..Default::default() }).await?;
         match r {
-            Response::Txn(r) => Ok(Reply::new(txn_response(self.0.header(r.rev), r))),
+            Response::Txn(r) => {
+                count_ops(&self.0.metrics, &r);
+                Ok(Reply::new(txn_response(self.0.header(r.rev), r)))
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -69,6 +80,22 @@ impl Kv for KvService {
             Response::Compact { rev } => Ok(Reply::new(CompactionResponse { header: self.0.header(rev) })),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+/// etcd counts a txn, and the operations it ran, each in its own counter.
+fn count_ops(m: &crate::metrics::Metrics, t: &TxnResult) {
+    m.txns.fetch_add(1, Relaxed);
+    for op in &t.responses {
+        match op {
+            Op::Range(_) => m.ranges.fetch_add(1, Relaxed),
+            Op::Put(_) => m.puts.fetch_add(1, Relaxed),
+            Op::DeleteRange(_) => m.deletes.fetch_add(1, Relaxed),
+            Op::Txn(t) => {
+                count_ops(m, t);
+                0
+            }
+        };
     }
 }
 

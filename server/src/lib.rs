@@ -29,6 +29,7 @@ pub mod lease;
 pub mod listen;
 pub mod log;
 pub mod maintenance;
+pub mod metrics;
 pub mod serve;
 pub mod tls;
 pub mod watch;
@@ -101,7 +102,12 @@ impl Server {
         let node_cfg = cfg.node.clone();
         let data_dir = node_cfg.layout();
         let node = Arc::new(tokio::task::spawn_blocking(move || Node::open(node_cfg)).await.map_err(join_err)??);
-        let core = Arc::new(Core { node: node.clone(), limits: cfg.limits, quota: cfg.quota_backend_bytes });
+        let core = Arc::new(Core {
+            node: node.clone(),
+            limits: cfg.limits,
+            quota: cfg.quota_backend_bytes,
+            metrics: Default::default(),
+        });
         let router = router(&core, &cfg, data_dir);
         let (stop, stopped) = signal::channel(false);
         let mut tasks = Vec::new();
@@ -211,7 +217,8 @@ fn router(core: &Arc<Core>, cfg: &ServeConfig, data_dir: etcdkit_schema::DataDir
         .add_service(lease)
         .add_service(cluster)
         .add_service(maintenance)
-        .into_axum_router();
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(core.metrics.clone(), metrics::track));
     let grpc = grpc.merge(gateway::routes(services));
     grpc.merge(http::routes(core.clone()))
 }
