@@ -26,6 +26,7 @@ use etcdkit_proto::etcdserverpb::cluster_server::Cluster;
 use etcdkit_proto::etcdserverpb::kv_server::Kv;
 use etcdkit_proto::etcdserverpb::lease_server::Lease;
 use etcdkit_proto::etcdserverpb::maintenance_server::Maintenance;
+use etcdkit_proto::v3electionpb::election_server::Election;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -45,6 +46,7 @@ pub struct Services {
     pub lease: Arc<LeaseService>,
     pub cluster: Arc<ClusterService>,
     pub maintenance: Arc<MaintenanceService>,
+    pub election: Arc<crate::election::ElectionService>,
     pub progress_interval: Duration,
     /// Calls in progress through the gateway, at most
     /// `--max-concurrent-streams`: etcd's gateway is a gRPC client on one
@@ -219,14 +221,13 @@ fn holding<T>(
 }
 
 macro_rules! unary_route {
-    ($router:ident, $s:ident, $path:literal, $svc:ident . $method:ident, $req:literal, $resp:literal) => {{
+    ($router:ident, $s:ident, $path:literal, $svc:ident . $method:ident, $pkg:literal, $req:literal, $resp:literal) => {{
         let s = $s.clone();
         $router = $router.route(
             $path,
             post(move |body: Bytes| async move {
                 let Ok(_permit) = s.streams.acquire().await else { return error(crate::error::STOPPED.into()) };
-                unary(body, concat!("etcdserverpb.", $req), concat!("etcdserverpb.", $resp), |r| s.$svc.$method(r))
-                    .await
+                unary(body, concat!($pkg, ".", $req), concat!($pkg, ".", $resp), |r| s.$svc.$method(r)).await
             }),
         );
     }};
@@ -235,19 +236,44 @@ macro_rules! unary_route {
 /// The gateway's routes under `/v3`, `/v3beta` and `/v3alpha`.
 pub fn routes(s: Arc<Services>) -> Router {
     let mut api = Router::new();
-    unary_route!(api, s, "/kv/range", kv.range, "RangeRequest", "RangeResponse");
-    unary_route!(api, s, "/kv/put", kv.put, "PutRequest", "PutResponse");
-    unary_route!(api, s, "/kv/deleterange", kv.delete_range, "DeleteRangeRequest", "DeleteRangeResponse");
-    unary_route!(api, s, "/kv/txn", kv.txn, "TxnRequest", "TxnResponse");
-    unary_route!(api, s, "/kv/compaction", kv.compact, "CompactionRequest", "CompactionResponse");
-    unary_route!(api, s, "/lease/grant", lease.lease_grant, "LeaseGrantRequest", "LeaseGrantResponse");
-    unary_route!(api, s, "/lease/revoke", lease.lease_revoke, "LeaseRevokeRequest", "LeaseRevokeResponse");
-    unary_route!(api, s, "/kv/lease/revoke", lease.lease_revoke, "LeaseRevokeRequest", "LeaseRevokeResponse");
+    unary_route!(api, s, "/kv/range", kv.range, "etcdserverpb", "RangeRequest", "RangeResponse");
+    unary_route!(api, s, "/kv/put", kv.put, "etcdserverpb", "PutRequest", "PutResponse");
+    unary_route!(
+        api,
+        s,
+        "/kv/deleterange",
+        kv.delete_range,
+        "etcdserverpb",
+        "DeleteRangeRequest",
+        "DeleteRangeResponse"
+    );
+    unary_route!(api, s, "/kv/txn", kv.txn, "etcdserverpb", "TxnRequest", "TxnResponse");
+    unary_route!(api, s, "/kv/compaction", kv.compact, "etcdserverpb", "CompactionRequest", "CompactionResponse");
+    unary_route!(api, s, "/lease/grant", lease.lease_grant, "etcdserverpb", "LeaseGrantRequest", "LeaseGrantResponse");
+    unary_route!(
+        api,
+        s,
+        "/lease/revoke",
+        lease.lease_revoke,
+        "etcdserverpb",
+        "LeaseRevokeRequest",
+        "LeaseRevokeResponse"
+    );
+    unary_route!(
+        api,
+        s,
+        "/kv/lease/revoke",
+        lease.lease_revoke,
+        "etcdserverpb",
+        "LeaseRevokeRequest",
+        "LeaseRevokeResponse"
+    );
     unary_route!(
         api,
         s,
         "/lease/timetolive",
         lease.lease_time_to_live,
+        "etcdserverpb",
         "LeaseTimeToLiveRequest",
         "LeaseTimeToLiveResponse"
     );
@@ -256,17 +282,43 @@ pub fn routes(s: Arc<Services>) -> Router {
         s,
         "/kv/lease/timetolive",
         lease.lease_time_to_live,
+        "etcdserverpb",
         "LeaseTimeToLiveRequest",
         "LeaseTimeToLiveResponse"
     );
-    unary_route!(api, s, "/lease/leases", lease.lease_leases, "LeaseLeasesRequest", "LeaseLeasesResponse");
-    unary_route!(api, s, "/kv/lease/leases", lease.lease_leases, "LeaseLeasesRequest", "LeaseLeasesResponse");
-    unary_route!(api, s, "/cluster/member/add", cluster.member_add, "MemberAddRequest", "MemberAddResponse");
+    unary_route!(
+        api,
+        s,
+        "/lease/leases",
+        lease.lease_leases,
+        "etcdserverpb",
+        "LeaseLeasesRequest",
+        "LeaseLeasesResponse"
+    );
+    unary_route!(
+        api,
+        s,
+        "/kv/lease/leases",
+        lease.lease_leases,
+        "etcdserverpb",
+        "LeaseLeasesRequest",
+        "LeaseLeasesResponse"
+    );
+    unary_route!(
+        api,
+        s,
+        "/cluster/member/add",
+        cluster.member_add,
+        "etcdserverpb",
+        "MemberAddRequest",
+        "MemberAddResponse"
+    );
     unary_route!(
         api,
         s,
         "/cluster/member/remove",
         cluster.member_remove,
+        "etcdserverpb",
         "MemberRemoveRequest",
         "MemberRemoveResponse"
     );
@@ -275,32 +327,71 @@ pub fn routes(s: Arc<Services>) -> Router {
         s,
         "/cluster/member/update",
         cluster.member_update,
+        "etcdserverpb",
         "MemberUpdateRequest",
         "MemberUpdateResponse"
     );
-    unary_route!(api, s, "/cluster/member/list", cluster.member_list, "MemberListRequest", "MemberListResponse");
+    unary_route!(
+        api,
+        s,
+        "/cluster/member/list",
+        cluster.member_list,
+        "etcdserverpb",
+        "MemberListRequest",
+        "MemberListResponse"
+    );
     unary_route!(
         api,
         s,
         "/cluster/member/promote",
         cluster.member_promote,
+        "etcdserverpb",
         "MemberPromoteRequest",
         "MemberPromoteResponse"
     );
-    unary_route!(api, s, "/maintenance/alarm", maintenance.alarm, "AlarmRequest", "AlarmResponse");
-    unary_route!(api, s, "/maintenance/status", maintenance.status, "StatusRequest", "StatusResponse");
-    unary_route!(api, s, "/maintenance/defragment", maintenance.defragment, "DefragmentRequest", "DefragmentResponse");
+    unary_route!(api, s, "/maintenance/alarm", maintenance.alarm, "etcdserverpb", "AlarmRequest", "AlarmResponse");
+    unary_route!(api, s, "/maintenance/status", maintenance.status, "etcdserverpb", "StatusRequest", "StatusResponse");
+    unary_route!(
+        api,
+        s,
+        "/maintenance/defragment",
+        maintenance.defragment,
+        "etcdserverpb",
+        "DefragmentRequest",
+        "DefragmentResponse"
+    );
     // etcd 3.4 maps both Hash and HashKV to this path; grpc-gateway's mux
     // serves the one registered last, HashKV.
-    unary_route!(api, s, "/maintenance/hash", maintenance.hash_kv, "HashKVRequest", "HashKVResponse");
+    unary_route!(api, s, "/maintenance/hash", maintenance.hash_kv, "etcdserverpb", "HashKVRequest", "HashKVResponse");
     unary_route!(
         api,
         s,
         "/maintenance/transfer-leadership",
         maintenance.move_leader,
+        "etcdserverpb",
         "MoveLeaderRequest",
         "MoveLeaderResponse"
     );
+    unary_route!(
+        api,
+        s,
+        "/election/campaign",
+        election.campaign,
+        "v3electionpb",
+        "CampaignRequest",
+        "CampaignResponse"
+    );
+    unary_route!(
+        api,
+        s,
+        "/election/proclaim",
+        election.proclaim,
+        "v3electionpb",
+        "ProclaimRequest",
+        "ProclaimResponse"
+    );
+    unary_route!(api, s, "/election/leader", election.leader, "v3electionpb", "LeaderRequest", "LeaderResponse");
+    unary_route!(api, s, "/election/resign", election.resign, "v3electionpb", "ResignRequest", "ResignResponse");
     let w = s.clone();
     api = api.route(
         "/watch",

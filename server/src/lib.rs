@@ -19,7 +19,9 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod concurrency;
 pub mod core;
+pub mod election;
 pub mod error;
 pub mod flags;
 pub mod gateway;
@@ -27,6 +29,7 @@ pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod listen;
+pub mod lock;
 pub mod log;
 pub mod maintenance;
 pub mod metrics;
@@ -42,6 +45,8 @@ use etcdkit_proto::etcdserverpb::kv_server::KvServer;
 use etcdkit_proto::etcdserverpb::lease_server::LeaseServer;
 use etcdkit_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use etcdkit_proto::etcdserverpb::watch_server::WatchServer;
+use etcdkit_proto::v3electionpb::election_server::ElectionServer;
+use etcdkit_proto::v3lockpb::lock_server::LockServer;
 use etcdkit_raft_node::Node;
 use tokio::sync::watch as signal;
 
@@ -196,6 +201,7 @@ fn router(core: &Arc<Core>, cfg: &ServeConfig, data_dir: etcdkit_schema::DataDir
             data_dir,
             snapshots: Default::default(),
         }),
+        election: Arc::new(election::ElectionService(core.clone())),
         progress_interval: cfg.watch_progress_notify_interval,
         streams: Arc::new(tokio::sync::Semaphore::new(
             (cfg.max_concurrent_streams as usize).min(tokio::sync::Semaphore::MAX_PERMITS),
@@ -217,6 +223,8 @@ fn router(core: &Arc<Core>, cfg: &ServeConfig, data_dir: etcdkit_schema::DataDir
         .add_service(lease)
         .add_service(cluster)
         .add_service(maintenance)
+        .add_service(LockServer::new(lock::LockService(core.clone())).max_decoding_message_size(max_recv))
+        .add_service(ElectionServer::from_arc(services.election.clone()).max_decoding_message_size(max_recv))
         .into_axum_router()
         .layer(axum::middleware::from_fn_with_state(core.metrics.clone(), metrics::track));
     let grpc = grpc.merge(gateway::routes(services));

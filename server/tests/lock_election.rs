@@ -1,0 +1,93 @@
+//! The Lock and Election services over gRPC, through tonic's generated
+//! clients against a server on a loopback port: a second locker waits for
+//! the first to unlock; a campaign waits for the leader to resign; the
+//! leader proclaims and is observed.
+
+use std::time::Duration;
+
+use etcdkit_proto::etcdserverpb::lease_client::LeaseClient;
+use etcdkit_proto::etcdserverpb::LeaseGrantRequest;
+use etcdkit_proto::v3electionpb::election_client::ElectionClient;
+use etcdkit_proto::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest};
+use etcdkit_proto::v3lockpb::lock_client::LockClient;
+use etcdkit_proto::v3lockpb::{LockRequest, UnlockRequest};
+use etcdkit_server::listen::ListenUrl;
+use etcdkit_server::{ServeConfig, Server};
+
+async fn server(dir: &std::path::Path) -> (Server, String) {
+    let mut node = etcdkit_raft_node::Config::new("n1", dir.join("n1.etcd"));
+    node.store.db.no_sync = true;
+    let cfg = ServeConfig {
+        node,
+        listen_client_urls: vec![ListenUrl::Tcp { tls: false, host: "127.0.0.1".into(), port: 0 }],
+        limits: Default::default(),
+        max_concurrent_streams: u32::MAX,
+        watch_progress_notify_interval: Duration::from_secs(600),
+        quota_backend_bytes: None,
+        tls: Default::default(),
+    };
+    let s = Server::start(cfg).await.unwrap();
+    let url = format!("http://{}", s.local_addrs()[0]);
+    let node = s.node().clone();
+    tokio::task::spawn_blocking(move || node.wait_leader(Duration::from_secs(10))).await.unwrap().unwrap();
+    (s, url)
+}
+
+async fn channel(url: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().connect().await.unwrap()
+}
+
+async fn lease(url: &str) -> i64 {
+    let mut c = LeaseClient::new(channel(url).await);
+    c.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await.unwrap().into_inner().id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_locker_waits_for_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, url) = server(dir.path()).await;
+    let (l1, l2) = (lease(&url).await, lease(&url).await);
+    let mut c = LockClient::new(channel(&url).await);
+    let first = c.lock(LockRequest { name: b"m".to_vec(), lease: l1 }).await.unwrap().into_inner();
+    assert_eq!(first.key, format!("m/{l1:x}").into_bytes());
+    let mut c2 = c.clone();
+    let second = tokio::spawn(async move { c2.lock(LockRequest { name: b"m".to_vec(), lease: l2 }).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the second locker got the lock while the first held it");
+    c.unlock(UnlockRequest { key: first.key }).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), second).await.unwrap().unwrap().unwrap().into_inner();
+    assert_eq!(got.key, format!("m/{l2:x}").into_bytes());
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_proclaim_resign() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, url) = server(dir.path()).await;
+    let (l1, l2) = (lease(&url).await, lease(&url).await);
+    let mut c = ElectionClient::new(channel(&url).await);
+    let name = b"e".to_vec();
+    let leader = c
+        .campaign(CampaignRequest { name: name.clone(), lease: l1, value: b"one".to_vec() })
+        .await
+        .unwrap()
+        .into_inner()
+        .leader
+        .unwrap();
+    let mut c2 = c.clone();
+    let n2 = name.clone();
+    let second =
+        tokio::spawn(async move { c2.campaign(CampaignRequest { name: n2, lease: l2, value: b"two".to_vec() }).await });
+    c.proclaim(ProclaimRequest { leader: Some(leader.clone()), value: b"uno".to_vec() }).await.unwrap();
+    let now = c.leader(LeaderRequest { name: name.clone() }).await.unwrap().into_inner().kv.unwrap();
+    assert_eq!(now.value, b"uno");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!second.is_finished());
+    c.resign(ResignRequest { leader: Some(leader) }).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), second).await.unwrap().unwrap().unwrap();
+    let now = c.leader(LeaderRequest { name }).await.unwrap().into_inner().kv.unwrap();
+    assert_eq!(now.value, b"two");
+    let err = c.proclaim(ProclaimRequest { leader: None, value: vec![] }).await.unwrap_err();
+    assert_eq!(err.message(), "\"leader\" field must be provided");
+    s.stop().await.unwrap();
+}
