@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use etcdkit_proto::etcdserverpb::lease_client::LeaseClient;
 use etcdkit_proto::etcdserverpb::LeaseGrantRequest;
+use etcdkit_proto::etcdserverpb::lease_client::LeaseClient;
 use etcdkit_proto::v3electionpb::election_client::ElectionClient;
 use etcdkit_proto::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest};
 use etcdkit_proto::v3lockpb::lock_client::LockClient;

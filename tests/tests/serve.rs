@@ -514,3 +514,42 @@ fn bad_input_is_refused_and_survived() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// etcd 3.4's Go client (`clientv3`, Debian's source) runs one workload —
+/// puts, prefix gets, a CAS txn, a watch from a past revision, a lease kept
+/// alive then expired, a snapshot — against real etcd and against etcdkit,
+/// and sees the same (`tests/go/clientv3-workload`).
+#[test]
+fn go_clientv3_sees_the_same() {
+    let Some((etcd, _)) = etcd_binaries() else { return };
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("go/clientv3-workload");
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go");
+    let bin = out_dir.join("clientv3-workload");
+    let built = Command::new("go")
+        .args(["build", "-o", bin.to_str().unwrap(), "."])
+        .current_dir(&src)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", out_dir.join("cache"))
+        .env("GOFLAGS", "")
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        etcdkit_tests::missing("go and golang-etcd-server-dev (the Go client's source)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let kit = etcdkit_as_etcd(tmp.path());
+    let run = |p: &EtcdProc, snap: &str| {
+        p.ctl_retry(&etcdkit_tests::etcd_binaries().unwrap().1, &["endpoint", "health"]);
+        let out = Command::new(&bin)
+            .args([p.endpoint.trim_start_matches("http://"), tmp.path().join(snap).to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let theirs = run(&start_etcd(&etcd, "n1", &tmp.path().join("e.etcd"), 26150, 26151, None), "e.snap");
+    let ours = run(&start_etcd(&kit, "n1", &tmp.path().join("k.etcd"), 26160, 26161, None), "k.snap");
+    assert!(theirs.contains("lease expired, key gone") && theirs.contains("trailer ok true"), "{theirs}");
+    assert_eq!(ours, theirs);
+}
