@@ -358,7 +358,7 @@ mod tests {
         assert!(!f.bool("pre-vote"));
         assert_eq!(f.int::<u64>("snapshot-count").unwrap(), 5);
         assert_eq!(f.get("listen-client-urls"), "http://localhost:2379");
-        assert_eq!(f.ignored(), vec!["client-cert-auth", "pre-vote"]);
+        assert_eq!(f.ignored(), vec!["pre-vote"]);
     }
 
     #[test]
