@@ -60,6 +60,20 @@ pub async fn txn(core: &Core, t: TxnRequest) -> Result<TxnResult, Status> {
     }
 }
 
+/// clientv3's first step of a mutex or a campaign: `key` put with `value`
+/// on `lease` unless it exists. Returns the txn's answer and the key's
+/// create revision (ours, or the one it already had).
+pub async fn put_if_absent(core: &Core, key: &[u8], value: &[u8], lease: i64) -> Result<(TxnResult, i64), Status> {
+    let t = TxnRequest {
+        compare: vec![create_revision_is(key, 0)],
+        success: vec![op(put(key, value, lease))],
+        failure: vec![op(get(key))],
+    };
+    let r = txn(core, t).await?;
+    let rev = if r.succeeded { r.rev } else { first_kv(&r, 0).map_or(r.rev, |kv| kv.create_revision) };
+    Ok((r, rev))
+}
+
 /// The first range answer of a txn branch.
 pub fn first_kv(r: &TxnResult, at: usize) -> Option<KeyValue> {
     match r.responses.get(at) {

@@ -16,7 +16,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::concurrency::{
-    Abandon, by_create, create_revision_is, delete, first_kv, get, lease_key, op, put, txn, wait_deletes,
+    Abandon, by_create, create_revision_is, delete, first_kv, lease_key, op, put, put_if_absent, txn, wait_deletes,
 };
 use crate::core::Core;
 
@@ -48,20 +48,11 @@ impl Election for ElectionService {
     async fn campaign(&self, req: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
         let req = req.into_inner();
         let key = lease_key(&req.name, req.lease);
-        let t = TxnRequest {
-            compare: vec![create_revision_is(&key, 0)],
-            success: vec![op(put(&key, &req.value, req.lease))],
-            failure: vec![op(get(&key))],
-        };
-        let r = txn(&self.0, t).await?;
+        let (r, rev) = put_if_absent(&self.0, &key, &req.value, req.lease).await?;
         let guard = Abandon::new(&self.0, &key);
-        let mut leader = LeaderKey { name: req.name.clone(), key: key.clone(), rev: r.rev, lease: req.lease };
-        if !r.succeeded {
-            let kv = first_kv(&r, 0);
-            leader.rev = kv.as_ref().map_or(r.rev, |kv| kv.create_revision);
-            if kv.is_some_and(|kv| kv.value != req.value) {
-                proclaim(&self.0, &leader, &req.value).await?;
-            }
+        let leader = LeaderKey { name: req.name.clone(), key: key.clone(), rev, lease: req.lease };
+        if !r.succeeded && first_kv(&r, 0).is_some_and(|kv| kv.value != req.value) {
+            proclaim(&self.0, &leader, &req.value).await?;
         }
         wait_deletes(&self.0, &req.name, leader.rev - 1).await?;
         guard.disarm();

@@ -8,7 +8,7 @@ use etcdkit_proto::v3lockpb::lock_server::Lock;
 use etcdkit_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use tonic::{Request, Response, Status};
 
-use crate::concurrency::{Abandon, create_revision_is, delete, first_kv, get, lease_key, op, put, txn, wait_deletes};
+use crate::concurrency::{Abandon, delete, lease_key, op, put_if_absent, txn, wait_deletes};
 use crate::core::Core;
 
 pub struct LockService(pub Arc<Core>);
@@ -20,13 +20,7 @@ impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let req = req.into_inner();
         let key = lease_key(&req.name, req.lease);
-        let t = TxnRequest {
-            compare: vec![create_revision_is(&key, 0)],
-            success: vec![op(put(&key, b"", req.lease))],
-            failure: vec![op(get(&key))],
-        };
-        let r = txn(&self.0, t).await?;
-        let my_rev = if r.succeeded { r.rev } else { first_kv(&r, 0).map_or(r.rev, |kv| kv.create_revision) };
+        let (_, my_rev) = put_if_absent(&self.0, &key, b"", req.lease).await?;
         let guard = Abandon::new(&self.0, &key);
         let rev = wait_deletes(&self.0, &req.name, my_rev - 1).await?;
         guard.disarm();

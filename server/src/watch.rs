@@ -167,6 +167,15 @@ impl WatchStream {
         self.out.send(Ok(r)).await.is_ok()
     }
 
+    /// Stops a created watcher and tells the client (etcd's cancel answer).
+    async fn cancel(&mut self, id: i64) -> bool {
+        if let Some(sid) = self.watchers.remove(&id).and_then(|w| w.store_id) {
+            self.core.node.cancel_watch(sid);
+        }
+        let header = self.core.header(0);
+        self.send(WatchResponse { header, watch_id: id, canceled: true, ..Default::default() }).await
+    }
+
     async fn request(&mut self, req: WatchRequest) -> bool {
         match req.request_union {
             Some(RequestUnion::CreateRequest(c)) => self.create(c).await,
@@ -174,16 +183,7 @@ impl WatchStream {
                 let id = c.watch_id;
                 match self.watchers.get_mut(&id) {
                     Some(w) if w.store_id.is_none() => w.cancelled = true,
-                    Some(w) => {
-                        if let Some(sid) = w.store_id {
-                            self.core.node.cancel_watch(sid);
-                        }
-                        self.watchers.remove(&id);
-                        let header = self.core.header(0);
-                        return self
-                            .send(WatchResponse { header, watch_id: id, canceled: true, ..Default::default() })
-                            .await;
-                    }
+                    Some(_) => return self.cancel(id).await,
                     None => {}
                 }
                 true
@@ -258,12 +258,7 @@ impl WatchStream {
                             return false;
                         }
                         if cancelled {
-                            self.core.node.cancel_watch(sid);
-                            self.watchers.remove(&id);
-                            let header = self.core.header(0);
-                            return self
-                                .send(WatchResponse { header, watch_id: id, canceled: true, ..Default::default() })
-                                .await;
+                            return self.cancel(id).await;
                         }
                         true
                     }
