@@ -173,6 +173,7 @@ enum Cmd {
     TimeToLive(i64, Reply<LeaseTtl>),
     Leases(Reply<Vec<i64>>),
     CopyDb(std::path::PathBuf, Reply<u64>),
+    Hash(Reply<u32>),
     Defrag(Reply<(u64, u64)>),
     Members(Reply<Vec<membership::Member>>),
     HashKv(i64, Reply<(u32, i64, i64)>),
@@ -473,6 +474,12 @@ impl Node {
         self.call(|r, _| Cmd::HashKv(rev, r)).wait()
     }
 
+    /// etcd's backend hash of this member's whole db (every bucket but the
+    /// consistent index), after committing what is pending.
+    pub fn hash(&self) -> Result<u32> {
+        self.call(|r, _| Cmd::Hash(r)).wait()
+    }
+
     /// The membership (the `members` bucket, as `etcdctl member list`).
     pub fn member_list(&self) -> Result<Vec<membership::Member>> {
         self.call(|r, _| Cmd::Members(r)).wait()
@@ -760,6 +767,7 @@ impl Driver {
                 reply.send(r);
             }
             Cmd::CopyDb(path, reply) => reply.send(self.copy_db(&path)),
+            Cmd::Hash(reply) => reply.send(self.member.store_mut().hash().map_err(Error::from)),
             Cmd::Defrag(reply) => {
                 let tmp = self.member.config().layout().defrag_tmp();
                 reply.send(self.member.store_mut().defragment(&tmp).map_err(Error::from));

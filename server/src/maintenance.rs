@@ -80,7 +80,8 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(Status::unimplemented("etcdkit: Hash is not implemented yet (HashKV is)"))
+        let hash = self.core.blocking(|n| n.hash()).await?;
+        Ok(Response::new(HashResponse { header: self.core.header(0), hash }))
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
