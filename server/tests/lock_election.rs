@@ -11,31 +11,9 @@ use etcdkit_proto::v3electionpb::election_client::ElectionClient;
 use etcdkit_proto::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest};
 use etcdkit_proto::v3lockpb::lock_client::LockClient;
 use etcdkit_proto::v3lockpb::{LockRequest, UnlockRequest};
-use etcdkit_server::listen::ListenUrl;
-use etcdkit_server::{ServeConfig, Server};
 
-async fn server(dir: &std::path::Path) -> (Server, String) {
-    let mut node = etcdkit_raft_node::Config::new("n1", dir.join("n1.etcd"));
-    node.store.db.no_sync = true;
-    let cfg = ServeConfig {
-        node,
-        listen_client_urls: vec![ListenUrl::Tcp { tls: false, host: "127.0.0.1".into(), port: 0 }],
-        limits: Default::default(),
-        max_concurrent_streams: u32::MAX,
-        watch_progress_notify_interval: Duration::from_secs(600),
-        quota_backend_bytes: None,
-        tls: Default::default(),
-    };
-    let s = Server::start(cfg).await.unwrap();
-    let url = format!("http://{}", s.local_addrs()[0]);
-    let node = s.node().clone();
-    tokio::task::spawn_blocking(move || node.wait_leader(Duration::from_secs(10))).await.unwrap().unwrap();
-    (s, url)
-}
-
-async fn channel(url: &str) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().connect().await.unwrap()
-}
+mod common;
+use common::{channel, server};
 
 async fn lease(url: &str) -> i64 {
     let mut c = LeaseClient::new(channel(url).await);
