@@ -39,6 +39,8 @@ pub enum Response {
     Members(Vec<membership::Member>),
     /// The alarms an alarm request answers (listed, raised or cleared).
     Alarms(Vec<etcdkit_proto::etcdserverpb::AlarmMember>),
+    /// What an auth request answered.
+    Auth(crate::auth::AuthAnswer),
     /// Requests that answer nothing (v2 attribute updates, empty entries).
     Empty,
 }
@@ -154,10 +156,14 @@ pub fn validate(
             Ok(None)
         }
         ConfChangeType::ConfChangeUpdateNode => {
-            if !members.contains_key(&cc.node_id) {
-                return Err(Error::MemberNotFound(cc.node_id));
+            let old = members.get(&cc.node_id).ok_or(Error::MemberNotFound(cc.node_id))?;
+            let m = ctx()?;
+            if members.values().filter(|o| o.id != m.id).flat_map(|o| &o.peer_urls).any(|u| m.peer_urls.contains(u)) {
+                return Err(Error::PeerUrlExists);
             }
-            Ok(Some(ctx()?))
+            // An update changes the peer URLs only (etcd's
+            // `UpdateRaftAttributes`): name and client URLs stay.
+            Ok(Some(membership::Member { peer_urls: m.peer_urls, ..old.clone() }))
         }
     }
 }
@@ -188,6 +194,12 @@ pub fn promote_member(members: &[membership::Member], id: u64) -> Result<ConfCha
     }
     let m = membership::Member { is_learner: false, ..m.clone() };
     Ok(ConfChange { id: 0, r#type: ConfChangeType::ConfChangeAddNode as i32, node_id: id, context: Some(m.to_json()) })
+}
+
+/// etcd's `member update`: member `id`'s new peer URLs.
+pub fn update_member(id: u64, peer_urls: &[String]) -> ConfChange {
+    let m = membership::Member { id, peer_urls: peer_urls.to_vec(), ..Default::default() };
+    ConfChange { id: 0, r#type: ConfChangeType::ConfChangeUpdateNode as i32, node_id: id, context: Some(m.to_json()) }
 }
 
 /// Writes a validated conf change to the membership buckets.

@@ -54,6 +54,10 @@ pub struct Config {
     pub store: StoreOptions,
     /// Size at which WAL segments are cut (etcd: 64,000,000; smaller in tests).
     pub wal_segment_size: u64,
+    /// How long an unused simple auth token lives (`--auth-token-ttl`, 300 s).
+    pub auth_token_ttl: Duration,
+    /// bcrypt's cost for user passwords (`--bcrypt-cost`, 10).
+    pub bcrypt_cost: u32,
 }
 
 impl Config {
@@ -79,6 +83,8 @@ impl Config {
             request_timeout: Duration::from_secs(7),
             store: StoreOptions::batched(),
             wal_segment_size: etcdkit_wal::SEGMENT_SIZE,
+            auth_token_ttl: Duration::from_secs(300),
+            bcrypt_cost: 10,
         }
     }
 

@@ -69,6 +69,9 @@ pub enum Error {
     /// The CORRUPT alarm is raised: every request is refused.
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
+    /// etcd's auth errors (permission denied, user not found, …).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     #[error("etcdserver: unsupported request {0}")]
     Unsupported(&'static str),
 }

@@ -33,6 +33,7 @@
 
 pub mod alarm;
 mod apply;
+pub mod auth;
 mod bootstrap;
 mod config;
 mod convert;

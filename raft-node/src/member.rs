@@ -82,6 +82,8 @@ pub struct Member {
     removed_ids: BTreeSet<u64>,
     /// The raised alarms (the `alarm` bucket).
     alarms: crate::alarm::Alarms,
+    /// Users, roles and tokens (shared with the server, which checks reads).
+    auth: std::sync::Arc<crate::auth::AuthStore>,
     conf_state: ConfState,
     applied: u64,
     applied_term: u64,
@@ -185,6 +187,7 @@ impl Member {
         let store = Store::open(&db_path, cfg.store.clone())?;
         let (members, removed_ids) = apply::load_members(store.db())?;
         let alarms = crate::alarm::Alarms::load(store.db())?;
+        let auth = std::sync::Arc::new(crate::auth::AuthStore::load(store.db(), cfg.auth_token_ttl, cfg.bcrypt_cost)?);
 
         let entries: Vec<eraftpb::Entry> = read.entries.iter().map(convert::entry_from_etcd).collect();
         let meta = convert::snapshot_meta_from_etcd(&snap_meta);
@@ -224,6 +227,7 @@ impl Member {
             members,
             removed_ids,
             alarms,
+            auth,
             conf_state: meta.get_conf_state().clone(),
             applied: snap_meta.index,
             applied_term: snap_meta.term,
@@ -291,6 +295,11 @@ impl Member {
         self.removed
     }
 
+    /// The auth store (users, roles, tokens).
+    pub fn auth(&self) -> &std::sync::Arc<crate::auth::AuthStore> {
+        &self.auth
+    }
+
     /// The raised alarms.
     pub fn alarms(&self) -> Vec<etcdkit_proto::etcdserverpb::AlarmMember> {
         self.alarms.list()
@@ -336,7 +345,12 @@ impl Member {
             let due = self.revoking.get(&id).is_none_or(|t| self.ticks >= t + retry);
             if due {
                 self.revoking.insert(id, self.ticks);
+                // The member revokes as root (etcd uses a root token), at
+                // any auth revision.
+                let header =
+                    RequestHeader { id: self.ids.next(), username: crate::auth::ROOT.into(), auth_revision: u64::MAX };
                 let req = InternalRaftRequest {
+                    header: Some(header),
                     lease_revoke: Some(etcdkit_proto::etcdserverpb::LeaseRevokeRequest { id }),
                     ..Default::default()
                 };
@@ -386,14 +400,12 @@ impl Member {
         {
             g.id = (self.ids.next() & (i64::MAX as u64)) as i64;
         }
-        let id = match &req.header {
-            Some(h) if h.id != 0 => h.id,
-            _ => {
-                let id = self.ids.next();
-                req.header = Some(RequestHeader { id, ..Default::default() });
-                id
-            }
-        };
+        // The header may name the caller (user, auth revision): keep them.
+        let h = req.header.get_or_insert_with(RequestHeader::default);
+        if h.id == 0 {
+            h.id = self.ids.next();
+        }
+        let id = h.id;
         self.raw.propose(Vec::new(), req.encode_to_vec()).map_err(no_leader)?;
         Ok(id)
     }
@@ -606,6 +618,15 @@ impl Member {
                                 self.alarms.apply(self.store.db(), a).map(Response::Alarms)
                             } else if let Some(e) = self.alarms.refuses(&req) {
                                 Err(e)
+                            } else if let Some(r) = self.auth.apply(self.store.db(), &req, e.index) {
+                                r.map(Response::Auth)
+                            } else if let Err(denied) = self.auth.check_write(&req, |id| {
+                                self.store
+                                    .lease(id)
+                                    .map(|l| l.keys.iter().map(Vec::as_slice).collect())
+                                    .unwrap_or_default()
+                            }) {
+                                Err(denied.into())
                             } else {
                                 apply::apply_request(&mut self.store, &req)
                             };
@@ -727,6 +748,7 @@ impl Member {
         self.store = Store::open(&db, self.cfg.store.clone())?;
         (self.members, self.removed_ids) = apply::load_members(self.store.db())?;
         self.alarms = crate::alarm::Alarms::load(self.store.db())?;
+        self.auth.reload(self.store.db())?;
         self.raw.mut_store().mem().wl().apply_snapshot(s)?;
         self.conf_state = meta.get_conf_state().clone();
         self.applied = meta.index;

@@ -195,6 +195,7 @@ pub struct Node {
     inflight: Arc<std::sync::atomic::AtomicUsize>,
     max_pending: usize,
     gauges: Arc<Gauges>,
+    auth: Arc<crate::auth::AuthStore>,
 }
 
 impl Node {
@@ -245,6 +246,7 @@ impl Node {
         let gauges = Arc::new(Gauges::default());
         gauges.update(&member);
         let gauges2 = gauges.clone();
+        let auth = member.auth().clone();
         let thread = std::thread::Builder::new()
             .name(format!("etcdkit-node-{id:x}"))
             .spawn(move || Driver::new(member, transport, inflight2, gauges2).run(rx))
@@ -258,6 +260,7 @@ impl Node {
             inflight,
             max_pending: cfg.max_pending,
             gauges,
+            auth,
         })
     }
 
@@ -267,6 +270,11 @@ impl Node {
 
     pub fn cluster_id(&self) -> u64 {
         self.cluster_id
+    }
+
+    /// The member's auth store: users, roles, tokens and permission checks.
+    pub fn auth(&self) -> &crate::auth::AuthStore {
+        &self.auth
     }
 
     /// Term, leader, revision and indexes as of the node's last loop turn.
@@ -496,6 +504,11 @@ impl Node {
     /// Removes a member (it stops serving once it applies its removal).
     pub fn member_remove(&self, id: u64) -> Result<Vec<membership::Member>> {
         self.conf_change(crate::remove_member(id))
+    }
+
+    /// Gives member `id` new peer URLs.
+    pub fn member_update(&self, id: u64, peer_urls: &[String]) -> Result<Vec<membership::Member>> {
+        self.conf_change(crate::apply::update_member(id, peer_urls))
     }
 
     /// Promotes a learner to a voting member.

@@ -41,6 +41,7 @@ fn check_urls(urls: &[String]) -> Result<(), Status> {
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        self.0.admin(&req).await?;
         let req = req.into_inner();
         check_urls(&req.peer_ur_ls)?;
         let (urls, learner) = (req.peer_ur_ls, req.is_learner);
@@ -54,16 +55,19 @@ impl Cluster for ClusterService {
     }
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.0.admin(&req).await?;
         let id = req.into_inner().id;
         let list = self.0.blocking(move |n| n.member_remove(id)).await?;
         Ok(Response::new(MemberRemoveResponse { header: self.0.header_no_rev(), members: members(list) }))
     }
 
-    async fn member_update(
-        &self,
-        _req: Request<MemberUpdateRequest>,
-    ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(Status::unimplemented("etcdkit: member update is not implemented yet"))
+    async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.0.admin(&req).await?;
+        let req = req.into_inner();
+        check_urls(&req.peer_ur_ls)?;
+        let (id, urls) = (req.id, req.peer_ur_ls);
+        let list = self.0.blocking(move |n| n.member_update(id, &urls)).await?;
+        Ok(Response::new(MemberUpdateResponse { header: self.0.header_no_rev(), members: members(list) }))
     }
 
     async fn member_list(&self, _req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
@@ -75,6 +79,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.0.admin(&req).await?;
         let id = req.into_inner().id;
         let list = self.0.blocking(move |n| n.member_promote(id)).await?;
         Ok(Response::new(MemberPromoteResponse { header: self.0.header_no_rev(), members: members(list) }))

@@ -44,6 +44,8 @@ pub struct Core {
     pub quota: Option<u64>,
     /// The counters `/metrics` shows.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// How auth tokens are made and checked (`--auth-token`).
+    pub tokens: crate::token::TokenProvider,
 }
 
 impl Core {

@@ -46,6 +46,7 @@ impl Election for ElectionService {
     /// anew if it was there with another), then the wait for every key
     /// created before it to go; the client's leaving resigns.
     async fn campaign(&self, req: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
+        self.0.check_prefix(&req, &req.get_ref().name).await?;
         let req = req.into_inner();
         let key = lease_key(&req.name, req.lease);
         let (r, rev) = put_if_absent(&self.0, &key, &req.value, req.lease).await?;
@@ -60,6 +61,8 @@ impl Election for ElectionService {
     }
 
     async fn proclaim(&self, req: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
+        let name = req.get_ref().leader.as_ref().map(|l| l.name.clone()).unwrap_or_default();
+        self.0.check_prefix(&req, &name).await?;
         let req = req.into_inner();
         let leader = req.leader.ok_or_else(missing_leader)?;
         let rev = proclaim(&self.0, &leader, &req.value).await?;
@@ -67,6 +70,7 @@ impl Election for ElectionService {
     }
 
     async fn leader(&self, req: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
+        self.0.check_prefix(&req, &req.get_ref().name).await?;
         let name = req.into_inner().name;
         let (kv, rev) = by_create(&self.0, &name, false, 0).await?;
         let kv = kv.ok_or_else(|| Status::unknown("election: no leader"))?;
@@ -78,6 +82,7 @@ impl Election for ElectionService {
     /// The leader each time it changes (or proclaims): polled from the
     /// member every 100 ms, each change sent once.
     async fn observe(&self, req: Request<LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
+        self.0.check_prefix(&req, &req.get_ref().name).await?;
         let name = req.into_inner().name;
         let core = self.0.clone();
         let (tx, rx) = mpsc::channel(16);
@@ -111,6 +116,8 @@ impl Election for ElectionService {
     }
 
     async fn resign(&self, req: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
+        let key = req.get_ref().leader.as_ref().map(|l| l.key.clone()).unwrap_or_default();
+        self.0.check_prefix(&req, &key).await?;
         let leader = req.into_inner().leader.ok_or_else(missing_leader)?;
         let t = TxnRequest {
             compare: vec![create_revision_is(&leader.key, leader.rev)],

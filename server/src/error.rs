@@ -4,6 +4,7 @@
 
 use etcdkit_mvcc::MvccError;
 use etcdkit_raft_node::Error as NodeError;
+use etcdkit_raft_node::auth::AuthError;
 use tonic::{Code, Status};
 
 /// An etcd API error: a gRPC code and etcd's message for it.
@@ -46,6 +47,54 @@ rpc_errors! {
     TIMEOUT = Unavailable, "etcdserver: request timed out";
     CORRUPT = DataLoss, "etcdserver: corrupt cluster";
     BAD_LEADER_TRANSFEREE = FailedPrecondition, "etcdserver: bad leader transferee";
+    ROOT_USER_NOT_EXIST = FailedPrecondition, "etcdserver: root user does not exist";
+    ROOT_ROLE_NOT_EXIST = FailedPrecondition, "etcdserver: root user does not have root role";
+    USER_ALREADY_EXIST = FailedPrecondition, "etcdserver: user name already exists";
+    USER_EMPTY = InvalidArgument, "etcdserver: user name is empty";
+    USER_NOT_FOUND = FailedPrecondition, "etcdserver: user name not found";
+    ROLE_ALREADY_EXIST = FailedPrecondition, "etcdserver: role name already exists";
+    ROLE_NOT_FOUND = FailedPrecondition, "etcdserver: role name not found";
+    ROLE_EMPTY = InvalidArgument, "etcdserver: role name is empty";
+    AUTH_FAILED = InvalidArgument, "etcdserver: authentication failed, invalid user ID or password";
+    PERMISSION_DENIED = PermissionDenied, "etcdserver: permission denied";
+    ROLE_NOT_GRANTED = FailedPrecondition, "etcdserver: role is not granted to the user";
+    PERMISSION_NOT_GRANTED = FailedPrecondition, "etcdserver: permission is not granted to the role";
+    INVALID_AUTH_TOKEN = Unauthenticated, "etcdserver: invalid auth token";
+    INVALID_AUTH_MGMT = InvalidArgument, "etcdserver: invalid auth management";
+    AUTH_OLD_REVISION = InvalidArgument, "etcdserver: revision of auth store is old";
+}
+
+/// An auth error as etcd's table names it (`None`: etcd has no name for it
+/// and sends its own text as Unknown).
+fn auth(e: AuthError) -> Option<RpcError> {
+    Some(match e {
+        AuthError::RootUserNotExist => ROOT_USER_NOT_EXIST,
+        AuthError::RootRoleNotExist => ROOT_ROLE_NOT_EXIST,
+        AuthError::UserAlreadyExist => USER_ALREADY_EXIST,
+        AuthError::UserEmpty => USER_EMPTY,
+        AuthError::UserNotFound => USER_NOT_FOUND,
+        AuthError::RoleAlreadyExist => ROLE_ALREADY_EXIST,
+        AuthError::RoleNotFound => ROLE_NOT_FOUND,
+        AuthError::RoleEmpty => ROLE_EMPTY,
+        AuthError::AuthFailed => AUTH_FAILED,
+        AuthError::PermissionDenied => PERMISSION_DENIED,
+        AuthError::RoleNotGranted => ROLE_NOT_GRANTED,
+        AuthError::PermissionNotGranted => PERMISSION_NOT_GRANTED,
+        AuthError::AuthNotEnabled => AUTH_NOT_ENABLED,
+        AuthError::InvalidAuthToken => INVALID_AUTH_TOKEN,
+        AuthError::InvalidAuthMgmt => INVALID_AUTH_MGMT,
+        AuthError::AuthOldRevision => AUTH_OLD_REVISION,
+        _ => return None,
+    })
+}
+
+/// etcd's Maintenance service returns the auth store's errors untranslated:
+/// Unknown, with the auth package's own words ("auth: permission denied").
+pub fn maintenance_auth(s: Status) -> Status {
+    match s.message().strip_prefix("etcdserver: ") {
+        Some(rest) if s.code() != Code::Unknown => Status::unknown(format!("auth: {rest}")),
+        _ => s,
+    }
 }
 
 impl From<RpcError> for Status {
@@ -80,6 +129,7 @@ pub fn status(e: NodeError) -> Status {
         NodeError::NotLearner(_) => Some(MEMBER_NOT_LEARNER),
         NodeError::NoSpace => Some(NO_SPACE),
         NodeError::Corrupt => Some(CORRUPT),
+        NodeError::Auth(a) => auth(*a),
         _ => None,
     };
     match known {

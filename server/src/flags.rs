@@ -100,9 +100,9 @@ const FLAGS: &[(&str, Kind, &str, bool)] = &[
     ("enable-pprof", Bool, "false", false),
     ("metrics", Value, "basic", false),
     ("listen-metrics-urls", Value, "", false),
-    ("auth-token", Value, "simple", false),
-    ("auth-token-ttl", Value, "300", false),
-    ("bcrypt-cost", Value, "10", false),
+    ("auth-token", Value, "simple", true),
+    ("auth-token-ttl", Value, "300", true),
+    ("bcrypt-cost", Value, "10", true),
     ("enable-grpc-gateway", Bool, "true", false),
     // experimental
     ("experimental-initial-corrupt-check", Bool, "false", false),

@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use etcdkit_proto::etcdserverpb::auth_server::Auth;
 use etcdkit_proto::etcdserverpb::cluster_server::Cluster;
 use etcdkit_proto::etcdserverpb::kv_server::Kv;
 use etcdkit_proto::etcdserverpb::lease_server::Lease;
@@ -47,6 +48,7 @@ pub struct Services {
     pub cluster: Arc<ClusterService>,
     pub maintenance: Arc<MaintenanceService>,
     pub election: Arc<crate::election::ElectionService>,
+    pub auth: Arc<crate::auth::AuthService>,
     pub progress_interval: Duration,
     /// Calls in progress through the gateway, at most
     /// `--max-concurrent-streams`: etcd's gateway is a gRPC client on one
@@ -105,8 +107,27 @@ fn error(s: Status) -> Response {
     (http_status(s.code()), [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// grpc-gateway passes the `Authorization` header on as metadata, and marks
+/// its calls (etcd then ignores the gateway's own client certificate).
+fn request<T>(headers: &HeaderMap, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Ok(v) = v.parse()
+    {
+        r.metadata_mut().insert("authorization", v);
+    }
+    r.metadata_mut().insert("grpcgateway-accept", tonic::metadata::MetadataValue::from_static("application/json"));
+    r
+}
+
+/// The credentials a gateway stream carries.
+fn credentials(headers: &HeaderMap) -> crate::auth::Credentials {
+    crate::auth::Credentials::from_metadata(request(headers, ()).metadata())
+}
+
 /// A unary call: the body as `req`'s message, the answer as `resp`'s.
 async fn unary<Req, Resp, Fut>(
+    headers: HeaderMap,
     body: Bytes,
     req: &'static str,
     resp: &'static str,
@@ -125,7 +146,7 @@ where
         Ok(r) => r,
         Err(s) => return error(s),
     };
-    match call(tonic::Request::new(r)).await {
+    match call(request(&headers, r)).await {
         Ok(answer) => {
             ([(header::CONTENT_TYPE, "application/json")], to_json(resp, &answer.into_inner())).into_response()
         }
@@ -225,9 +246,9 @@ macro_rules! unary_route {
         let s = $s.clone();
         $router = $router.route(
             $path,
-            post(move |body: Bytes| async move {
+            post(move |headers: HeaderMap, body: Bytes| async move {
                 let Ok(_permit) = s.streams.acquire().await else { return error(crate::error::STOPPED.into()) };
-                unary(body, concat!($pkg, ".", $req), concat!($pkg, ".", $resp), |r| s.$svc.$method(r)).await
+                unary(headers, body, concat!($pkg, ".", $req), concat!($pkg, ".", $resp), |r| s.$svc.$method(r)).await
             }),
         );
     }};
@@ -392,15 +413,119 @@ pub fn routes(s: Arc<Services>) -> Router {
     );
     unary_route!(api, s, "/election/leader", election.leader, "v3electionpb", "LeaderRequest", "LeaderResponse");
     unary_route!(api, s, "/election/resign", election.resign, "v3electionpb", "ResignRequest", "ResignResponse");
+    unary_route!(api, s, "/auth/enable", auth.auth_enable, "etcdserverpb", "AuthEnableRequest", "AuthEnableResponse");
+    unary_route!(
+        api,
+        s,
+        "/auth/disable",
+        auth.auth_disable,
+        "etcdserverpb",
+        "AuthDisableRequest",
+        "AuthDisableResponse"
+    );
+    unary_route!(
+        api,
+        s,
+        "/auth/authenticate",
+        auth.authenticate,
+        "etcdserverpb",
+        "AuthenticateRequest",
+        "AuthenticateResponse"
+    );
+    unary_route!(api, s, "/auth/user/add", auth.user_add, "etcdserverpb", "AuthUserAddRequest", "AuthUserAddResponse");
+    unary_route!(api, s, "/auth/user/get", auth.user_get, "etcdserverpb", "AuthUserGetRequest", "AuthUserGetResponse");
+    unary_route!(
+        api,
+        s,
+        "/auth/user/list",
+        auth.user_list,
+        "etcdserverpb",
+        "AuthUserListRequest",
+        "AuthUserListResponse"
+    );
+    unary_route!(
+        api,
+        s,
+        "/auth/user/delete",
+        auth.user_delete,
+        "etcdserverpb",
+        "AuthUserDeleteRequest",
+        "AuthUserDeleteResponse"
+    );
+    unary_route!(
+        api,
+        s,
+        "/auth/user/changepw",
+        auth.user_change_password,
+        "etcdserverpb",
+        "AuthUserChangePasswordRequest",
+        "AuthUserChangePasswordResponse"
+    );
+    unary_route!(
+        api,
+        s,
+        "/auth/user/grant",
+        auth.user_grant_role,
+        "etcdserverpb",
+        "AuthUserGrantRoleRequest",
+        "AuthUserGrantRoleResponse"
+    );
+    unary_route!(
+        api,
+        s,
+        "/auth/user/revoke",
+        auth.user_revoke_role,
+        "etcdserverpb",
+        "AuthUserRevokeRoleRequest",
+        "AuthUserRevokeRoleResponse"
+    );
+    unary_route!(api, s, "/auth/role/add", auth.role_add, "etcdserverpb", "AuthRoleAddRequest", "AuthRoleAddResponse");
+    unary_route!(api, s, "/auth/role/get", auth.role_get, "etcdserverpb", "AuthRoleGetRequest", "AuthRoleGetResponse");
+    unary_route!(
+        api,
+        s,
+        "/auth/role/list",
+        auth.role_list,
+        "etcdserverpb",
+        "AuthRoleListRequest",
+        "AuthRoleListResponse"
+    );
+    unary_route!(
+        api,
+        s,
+        "/auth/role/delete",
+        auth.role_delete,
+        "etcdserverpb",
+        "AuthRoleDeleteRequest",
+        "AuthRoleDeleteResponse"
+    );
+    unary_route!(
+        api,
+        s,
+        "/auth/role/grant",
+        auth.role_grant_permission,
+        "etcdserverpb",
+        "AuthRoleGrantPermissionRequest",
+        "AuthRoleGrantPermissionResponse"
+    );
+    unary_route!(
+        api,
+        s,
+        "/auth/role/revoke",
+        auth.role_revoke_permission,
+        "etcdserverpb",
+        "AuthRoleRevokePermissionRequest",
+        "AuthRoleRevokePermissionResponse"
+    );
     let w = s.clone();
     api = api.route(
         "/watch",
-        post(move |body: Body| async move {
+        post(move |headers: HeaderMap, body: Body| async move {
             let Ok(permit) = w.streams.clone().acquire_owned().await else {
                 return error(crate::error::STOPPED.into());
             };
             let inbound = body_messages(body, "etcdserverpb.WatchRequest");
-            let out = crate::watch::open(w.core.clone(), w.progress_interval, inbound);
+            let out = crate::watch::open(w.core.clone(), w.progress_interval, credentials(&headers), inbound);
             json_lines("etcdserverpb.WatchResponse", holding(permit, out))
         }),
     );
@@ -419,11 +544,11 @@ pub fn routes(s: Arc<Services>) -> Router {
     let m = s.clone();
     api = api.route(
         "/maintenance/snapshot",
-        post(move |_body: Bytes| async move {
+        post(move |headers: HeaderMap, _body: Bytes| async move {
             let Ok(permit) = m.streams.clone().acquire_owned().await else {
                 return error(crate::error::STOPPED.into());
             };
-            let req = tonic::Request::new(etcdkit_proto::etcdserverpb::SnapshotRequest {});
+            let req = request(&headers, etcdkit_proto::etcdserverpb::SnapshotRequest {});
             match m.maintenance.snapshot(req).await {
                 Ok(stream) => json_lines("etcdserverpb.SnapshotResponse", holding(permit, stream.into_inner())),
                 Err(e) => error(e),

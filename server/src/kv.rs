@@ -17,7 +17,9 @@ use etcdkit_proto::etcdserverpb::{
 use etcdkit_raft_node::Response;
 use tonic::{Request, Response as Reply, Status};
 
+use crate::auth::Credentials;
 use crate::core::{Core, unexpected};
+use crate::error;
 use crate::error::{DUPLICATE_KEY, EMPTY_KEY, KEY_NOT_FOUND, LEASE_PROVIDED, TOO_MANY_OPS, VALUE_PROVIDED};
 
 pub struct KvService(pub Arc<Core>);
@@ -25,8 +27,10 @@ pub struct KvService(pub Arc<Core>);
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Reply<RangeResponse>, Status> {
+        let who = self.0.who(&Credentials::of(&req)).await?;
         let req = req.into_inner();
         check_range(&req)?;
+        self.0.node.auth().check_range(who.as_ref(), &req.key, &req.range_end).map_err(|e| error::status(e.into()))?;
         let serializable = req.serializable;
         let r = self.0.range(req, serializable).await?;
         self.0.metrics.ranges.fetch_add(1, Relaxed);
@@ -34,9 +38,10 @@ impl Kv for KvService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Reply<PutResponse>, Status> {
+        let who = self.0.who(&Credentials::of(&req)).await?;
         let req = req.into_inner();
         check_put(&req)?;
-        match self.0.propose(InternalRaftRequest { put: Some(req), ..Default::default() }).await? {
+        match self.0.propose_as(who.as_ref(), InternalRaftRequest { put: Some(req), ..Default::default() }).await? {
             Response::Put(r) => {
                 self.0.metrics.puts.fetch_add(1, Relaxed);
                 Ok(Reply::new(put_response(self.0.header(r.rev), r)))
@@ -46,9 +51,11 @@ impl Kv for KvService {
     }
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Reply<DeleteRangeResponse>, Status> {
+        let who = self.0.who(&Credentials::of(&req)).await?;
         let req = req.into_inner();
         check_key(&req.key)?;
-        match self.0.propose(InternalRaftRequest { delete_range: Some(req), ..Default::default() }).await? {
+        let del = InternalRaftRequest { delete_range: Some(req), ..Default::default() };
+        match self.0.propose_as(who.as_ref(), del).await? {
             Response::DeleteRange(r) => {
                 self.0.metrics.deletes.fetch_add(1, Relaxed);
                 Ok(Reply::new(delete_response(self.0.header(r.rev), r)))
@@ -58,13 +65,14 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Reply<TxnResponse>, Status> {
+        let who = self.0.who(&Credentials::of(&req)).await?;
         let req = req.into_inner();
         check_txn(&req, self.0.limits.max_txn_ops)?;
         check_intervals(&req.success)?;
         check_intervals(&req.failure)?;
         // A txn goes through raft even when it only reads (etcd serves those
         // from a ReadIndex; the answer is the same, one proposal slower).
-        let r = self.0.propose(InternalRaftRequest { txn: Some(req), ..Default::default() }).await?;
+        let r = self.0.propose_as(who.as_ref(), InternalRaftRequest { txn: Some(req), ..Default::default() }).await?;
         match r {
             Response::Txn(r) => {
                 count_ops(&self.0.metrics, &r);
@@ -75,8 +83,8 @@ impl Kv for KvService {
     }
 
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Reply<CompactionResponse>, Status> {
-        let req = req.into_inner();
-        match self.0.propose(InternalRaftRequest { compaction: Some(req), ..Default::default() }).await? {
+        let compaction = InternalRaftRequest { compaction: Some(*req.get_ref()), ..Default::default() };
+        match self.0.propose_for(&req, compaction).await? {
             Response::Compact { rev } => Ok(Reply::new(CompactionResponse { header: self.0.header(rev) })),
             other => Err(unexpected(other)),
         }

@@ -28,11 +28,11 @@ pub struct LeaseService(pub Arc<Core>);
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Reply<LeaseGrantResponse>, Status> {
-        let req = req.into_inner();
-        if req.ttl > MAX_LEASE_TTL {
+        if req.get_ref().ttl > MAX_LEASE_TTL {
             return Err(LEASE_TTL_TOO_LARGE.into());
         }
-        match self.0.propose(InternalRaftRequest { lease_grant: Some(req), ..Default::default() }).await? {
+        let grant = InternalRaftRequest { lease_grant: Some(*req.get_ref()), ..Default::default() };
+        match self.0.propose_for(&req, grant).await? {
             Response::LeaseGrant(l) => Ok(Reply::new(LeaseGrantResponse {
                 header: self.0.header(0),
                 id: l.id,
@@ -44,8 +44,8 @@ impl Lease for LeaseService {
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Reply<LeaseRevokeResponse>, Status> {
-        let req = req.into_inner();
-        match self.0.propose(InternalRaftRequest { lease_revoke: Some(req), ..Default::default() }).await? {
+        let revoke = InternalRaftRequest { lease_revoke: Some(*req.get_ref()), ..Default::default() };
+        match self.0.propose_for(&req, revoke).await? {
             Response::LeaseRevoke { rev } => Ok(Reply::new(LeaseRevokeResponse { header: self.0.header(rev) })),
             other => Err(unexpected(other)),
         }

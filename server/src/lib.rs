@@ -18,9 +18,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod cluster;
 pub mod concurrency;
 pub mod core;
+mod der;
 pub mod election;
 pub mod error;
 pub mod flags;
@@ -35,11 +37,13 @@ pub mod maintenance;
 pub mod metrics;
 pub mod serve;
 pub mod tls;
+pub mod token;
 pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use etcdkit_proto::etcdserverpb::auth_server::AuthServer;
 use etcdkit_proto::etcdserverpb::cluster_server::ClusterServer;
 use etcdkit_proto::etcdserverpb::kv_server::KvServer;
 use etcdkit_proto::etcdserverpb::lease_server::LeaseServer;
@@ -90,6 +94,8 @@ pub struct ServeConfig {
     pub quota_backend_bytes: Option<u64>,
     /// The client TLS flags (`https://` client URLs need a certificate).
     pub tls: tls::TlsInfo,
+    /// `--auth-token`: `simple`, `jwt,…` options, or empty (see [`token`]).
+    pub auth_token: String,
 }
 
 /// A running server: [`Server::stop`] stops accepting, lets in-flight
@@ -104,6 +110,7 @@ pub struct Server {
 impl Server {
     /// Opens the member, binds every client URL and starts serving.
     pub async fn start(cfg: ServeConfig) -> Result<Server, ServeError> {
+        let tokens = token::TokenProvider::parse(&cfg.auth_token)?;
         let node_cfg = cfg.node.clone();
         let data_dir = node_cfg.layout();
         let node = Arc::new(tokio::task::spawn_blocking(move || Node::open(node_cfg)).await.map_err(join_err)??);
@@ -112,6 +119,7 @@ impl Server {
             limits: cfg.limits,
             quota: cfg.quota_backend_bytes,
             metrics: Default::default(),
+            tokens,
         });
         let router = router(&core, &cfg, data_dir);
         let (stop, stopped) = signal::channel(false);
@@ -202,6 +210,7 @@ fn router(core: &Arc<Core>, cfg: &ServeConfig, data_dir: etcdkit_schema::DataDir
             snapshots: Default::default(),
         }),
         election: Arc::new(election::ElectionService(core.clone())),
+        auth: Arc::new(auth::AuthService(core.clone())),
         progress_interval: cfg.watch_progress_notify_interval,
         streams: Arc::new(tokio::sync::Semaphore::new(
             (cfg.max_concurrent_streams as usize).min(tokio::sync::Semaphore::MAX_PERMITS),
@@ -225,6 +234,7 @@ fn router(core: &Arc<Core>, cfg: &ServeConfig, data_dir: etcdkit_schema::DataDir
         .add_service(maintenance)
         .add_service(LockServer::new(lock::LockService(core.clone())).max_decoding_message_size(max_recv))
         .add_service(ElectionServer::from_arc(services.election.clone()).max_decoding_message_size(max_recv))
+        .add_service(AuthServer::from_arc(services.auth.clone()).max_decoding_message_size(max_recv))
         .into_axum_router()
         .layer(axum::middleware::from_fn_with_state(core.metrics.clone(), metrics::track));
     let grpc = grpc.merge(gateway::routes(services));

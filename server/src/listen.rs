@@ -94,9 +94,9 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let (router, builder, watcher, tls) = (router.clone(), builder.clone(), graceful.watcher(), tls.clone());
                 tokio::spawn(async move {
-                    let svc = TowerToHyperService::new(router);
                     match tls {
                         None => {
+                            let svc = TowerToHyperService::new(router);
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                             let _ = watcher.watch(conn.into_owned()).await;
                         }
@@ -105,6 +105,15 @@ pub async fn serve(
                             let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await else {
                                 return;
                             };
+                            // The verified client certificate's CN names the
+                            // caller of this connection's requests (etcd's
+                            // `--client-cert-auth` user).
+                            let cn = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| crate::der::common_name(c));
+                            let router = match cn {
+                                Some(cn) => router.layer(axum::Extension(crate::auth::PeerCn(cn.into()))),
+                                None => router,
+                            };
+                            let svc = TowerToHyperService::new(router);
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                             let _ = watcher.watch(conn.into_owned()).await;
                         }

@@ -18,6 +18,7 @@ impl Lock for LockService {
     /// clientv3's `Mutex.Lock`: put our key if absent, then wait for every
     /// key created before it to go; the client's leaving deletes it.
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        self.0.check_prefix(&req, &req.get_ref().name).await?;
         let req = req.into_inner();
         let key = lease_key(&req.name, req.lease);
         let (_, my_rev) = put_if_absent(&self.0, &key, b"", req.lease).await?;
@@ -28,6 +29,7 @@ impl Lock for LockService {
     }
 
     async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
+        self.0.check_prefix(&req, &req.get_ref().key).await?;
         let key = req.into_inner().key;
         let r = txn(&self.0, TxnRequest { success: vec![op(delete(&key))], ..Default::default() }).await?;
         Ok(Response::new(UnlockResponse { header: self.0.header(r.rev) }))

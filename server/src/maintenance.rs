@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 
 use crate::SERVER_VERSION;
 use crate::core::Core;
-use crate::error;
+use crate::error::{self, maintenance_auth};
 use etcdkit_raft_node::Response as NodeResponse;
 
 /// Bytes per snapshot message (etcd's 32 KiB).
@@ -37,8 +37,8 @@ pub struct MaintenanceService {
 impl Maintenance for MaintenanceService {
     /// Through raft, as etcd: no header, and errors as they are (Unknown).
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        let req = InternalRaftRequest { alarm: Some(req.into_inner()), ..Default::default() };
-        match self.core.propose(req).await {
+        let alarm = InternalRaftRequest { alarm: Some(*req.get_ref()), ..Default::default() };
+        match self.core.propose_for(&req, alarm).await {
             Ok(NodeResponse::Alarms(alarms)) => Ok(Response::new(AlarmResponse { header: None, alarms })),
             Ok(other) => Err(crate::core::unexpected(other)),
             Err(s) => Err(Status::unknown(s.message().to_string())),
@@ -70,7 +70,8 @@ impl Maintenance for MaintenanceService {
     }
 
     /// As etcd: no header, and errors as they are (code Unknown).
-    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        self.core.admin(&req).await.map_err(maintenance_auth)?;
         let node = self.core.node.clone();
         match tokio::task::spawn_blocking(move || node.defragment()).await {
             Ok(Ok(_)) => Ok(Response::new(DefragmentResponse { header: None })),
@@ -79,12 +80,14 @@ impl Maintenance for MaintenanceService {
         }
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.core.admin(&req).await.map_err(maintenance_auth)?;
         let hash = self.core.blocking(|n| n.hash()).await?;
         Ok(Response::new(HashResponse { header: self.core.header(0), hash }))
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        self.core.admin(&req).await.map_err(maintenance_auth)?;
         let rev = req.into_inner().revision;
         let (hash, current, compacted) = self.core.blocking(move |n| n.hash_kv(rev)).await?;
         Ok(Response::new(HashKvResponse { header: self.core.header(current), hash, compact_revision: compacted }))
@@ -94,7 +97,8 @@ impl Maintenance for MaintenanceService {
 
     /// etcd's stream: the db in 32 KiB messages, each saying how many bytes
     /// follow it, then one message holding the sha256 of those bytes.
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.core.admin(&req).await.map_err(maintenance_auth)?;
         let path = self.data_dir.sending_db(self.snapshots.fetch_add(1, Relaxed));
         let p = path.clone();
         let size = self.core.blocking(move |n| n.copy_db(&p)).await?;

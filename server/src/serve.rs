@@ -125,6 +125,12 @@ pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
     node.request_timeout = Duration::from_secs(5) + 2 * Duration::from_millis(election);
     let limits = Limits { max_txn_ops: f.int("max-txn-ops")?, max_request_bytes: f.int("max-request-bytes")? };
     let progress = f.duration("experimental-watch-progress-notify-interval")?;
+    // etcd: a TTL of 0 is the default 300 s; a cost outside bcrypt's 4..=31 is 10.
+    node.auth_token_ttl = Duration::from_secs(match f.int::<u64>("auth-token-ttl")? {
+        0 => 300,
+        t => t,
+    });
+    node.bcrypt_cost = f.int("bcrypt-cost")?;
     Ok(ServeConfig {
         node,
         listen_client_urls: ListenUrl::parse_list(f.get("listen-client-urls"))?,
@@ -145,6 +151,7 @@ pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
             auto_tls: f.bool("auto-tls"),
             cipher_suites: f.get("cipher-suites").split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
         },
+        auth_token: f.get("auth-token").to_string(),
         // etcd: 0 keeps the default; under 100 ms is raised to 100 ms.
         watch_progress_notify_interval: if progress.is_zero() {
             Duration::from_secs(600)

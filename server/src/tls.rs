@@ -12,6 +12,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{RootCertStore, ServerConfig};
 
 use crate::ServeError;
@@ -127,6 +128,72 @@ fn self_cert(dir: &Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), ServeEr
     Ok((cert_path, key_path))
 }
 
+/// Client certificate verification as Go's: webpki's, and also a client
+/// certificate that is itself one of the trusted CA certificates (Go
+/// verifies it as a chain of one; webpki refuses a CA certificate as an end
+/// entity). Such a certificate must still be within its validity period.
+#[derive(Debug)]
+struct TrustedLeaf {
+    inner: Arc<dyn ClientCertVerifier>,
+    trusted: Vec<CertificateDer<'static>>,
+}
+
+impl ClientCertVerifier for TrustedLeaf {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self.inner.verify_client_cert(end_entity, intermediates, now) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let now = now.as_secs() as i64;
+                let in_time = crate::der::validity(end_entity).is_some_and(|(from, to)| from <= now && now <= to);
+                if in_time && self.trusted.iter().any(|t| t.as_ref() == end_entity.as_ref()) {
+                    Ok(ClientCertVerified::assertion())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// rustls's server configuration for `info`; `auto_dir` and `hosts` are
 /// where and for whom `--auto-tls` makes its certificate.
 pub fn server_config(info: &TlsInfo, auto_dir: &Path, hosts: &[String]) -> Result<Arc<ServerConfig>, ServeError> {
@@ -161,7 +228,8 @@ pub fn server_config(info: &TlsInfo, auto_dir: &Path, hosts: &[String]) -> Resul
                 };
                 v = v.with_crls(crls).only_check_end_entity_revocation().allow_unknown_revocation_status();
             }
-            builder.with_client_cert_verifier(v.build().map_err(|e| err("client verifier for", ca, e))?)
+            let inner = v.build().map_err(|e| err("client verifier for", ca, e))?;
+            builder.with_client_cert_verifier(Arc::new(TrustedLeaf { inner, trusted: certs(ca)? }))
         }
         (None, true) => return Err(ServeError::Flag("--client-cert-auth needs --trusted-ca-file".into())),
         _ => builder.with_no_client_auth(),

@@ -26,6 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Credentials;
 use crate::core::Core;
 
 /// Responses a stream's queue holds before its watchers fall behind.
@@ -44,7 +45,8 @@ impl Watch for WatchService {
     type WatchStream = Pin<Box<dyn Stream<Item = Out> + Send>>;
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
-        let out = open(self.core.clone(), self.progress_interval, req.into_inner());
+        let creds = Credentials::of(&req);
+        let out = open(self.core.clone(), self.progress_interval, creds, req.into_inner());
         Ok(Response::new(Box::pin(out)))
     }
 }
@@ -52,14 +54,21 @@ impl Watch for WatchService {
 /// Serves one watch stream whose requests come from `inbound` (a gRPC
 /// stream, or the JSON gateway's decoded body); the answers come out of the
 /// returned stream.
-pub fn open<S>(core: Arc<Core>, progress_interval: Duration, inbound: S) -> ReceiverStream<Out>
+pub fn open<S>(core: Arc<Core>, progress_interval: Duration, creds: Credentials, inbound: S) -> ReceiverStream<Out>
 where
     S: Stream<Item = Result<WatchRequest, Status>> + Unpin + Send + 'static,
 {
     let (out, rx) = mpsc::channel::<Out>(16);
     let (items, queue) = mpsc::unbounded_channel();
-    let s =
-        WatchStream { core, out, items, queued: Arc::new(AtomicUsize::new(0)), watchers: HashMap::new(), next_id: 0 };
+    let s = WatchStream {
+        core,
+        creds,
+        out,
+        items,
+        queued: Arc::new(AtomicUsize::new(0)),
+        watchers: HashMap::new(),
+        next_id: 0,
+    };
     tokio::spawn(s.run(inbound, queue, progress_interval));
     ReceiverStream::new(rx)
 }
@@ -105,6 +114,8 @@ struct Watcher {
 
 struct WatchStream {
     core: Arc<Core>,
+    /// Who opened the stream: each watcher is checked as theirs.
+    creds: Credentials,
     out: mpsc::Sender<Out>,
     items: mpsc::UnboundedSender<Item>,
     queued: Arc<AtomicUsize>,
@@ -197,6 +208,11 @@ impl WatchStream {
         }
     }
 
+    async fn permitted(&self, key: &[u8], range_end: &[u8]) -> Result<(), Status> {
+        let who = self.core.who(&self.creds).await?;
+        self.core.node.auth().check_range(who.as_ref(), key, range_end).map_err(|e| crate::error::status(e.into()))
+    }
+
     async fn create(&mut self, c: WatchCreateRequest) -> bool {
         let id = if c.watch_id != 0 {
             c.watch_id
@@ -214,6 +230,13 @@ impl WatchStream {
             cancel_reason: reason.into(),
             ..Default::default()
         };
+        // etcd checks read permission on the range when a watcher is
+        // created (its key empty: from "\0"); a refusal leaves the stream open.
+        let key: &[u8] = if c.key.is_empty() { &[0] } else { &c.key };
+        if let Err(s) = self.permitted(key, &c.range_end).await {
+            let r = refuse(&format!("rpc error: code = {:?} desc = {}", s.code(), s.message()));
+            return self.send(r).await;
+        }
         if self.watchers.contains_key(&id) {
             let r = refuse("mvcc: duplicate watch ID provided on the WatchStream");
             return self.send(r).await;

@@ -23,6 +23,7 @@ pub async fn server(dir: &std::path::Path) -> (Server, String) {
         watch_progress_notify_interval: Duration::from_secs(600),
         quota_backend_bytes: None,
         tls: Default::default(),
+        auth_token: "simple".into(),
     };
     let s = Server::start(cfg).await.unwrap();
     let url = format!("http://{}", s.local_addrs()[0]);
