@@ -14,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ci=false
 case "${CI:-}" in true|1) ci=true ;; esac
 
-pkgs=(etcd-server etcd-client golang-go golang-github-coreos-bbolt-dev golang-etcd-server-dev)
+pkgs=(etcd-server etcd-client golang-go golang-github-coreos-bbolt-dev golang-etcd-server-dev protobuf-compiler)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
@@ -40,6 +40,25 @@ if command -v go >/dev/null && [ -f /usr/share/gocode/src/go.etcd.io/bbolt/db.go
   export ETCDKIT_BOLTREF="$PWD/target/boltref"
 elif $ci; then
   echo "test.sh: cannot build boltref (Go or bbolt source missing)" >&2; exit 1
+fi
+
+# The Python client etcd3 (PyPI) for the real-client comparison test, in a
+# venv of its own.
+if [ ! -x target/pyenv/bin/python ] || ! PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python target/pyenv/bin/python -c 'import etcd3' 2>/dev/null; then
+  mkdir -p target
+  if ! python3 -m venv target/pyenv 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get install -y --no-install-recommends python3-venv python3-pip >/dev/null 2>&1 ||
+        { apt-get update >/dev/null && apt-get install -y --no-install-recommends python3-venv python3-pip >/dev/null; } || true
+    fi
+    python3 -m venv target/pyenv || true
+  fi
+  [ -x target/pyenv/bin/pip ] && target/pyenv/bin/pip install -q etcd3 || true
+fi
+if PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python target/pyenv/bin/python -c 'import etcd3' 2>/dev/null; then
+  export ETCDKIT_PYTHON="$PWD/target/pyenv/bin/python"
+elif $ci; then
+  echo "test.sh: cannot install the Python etcd3 client (pip install etcd3)" >&2; exit 1
 fi
 
 cargo fmt --all -- --check

@@ -218,9 +218,10 @@ impl Jwt {
         }
         let claims: serde_json::Value =
             serde_json::from_slice(&B64.decode(claims).map_err(|_| invalid)?).map_err(|_| invalid)?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        // jwt-go: valid through the whole second `exp` names.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as f64;
         match claims.get("exp").and_then(|e| e.as_f64()) {
-            Some(exp) if now < exp => {}
+            Some(exp) if now <= exp => {}
             _ => return Err(invalid),
         }
         let user = claims.get("username").and_then(|u| u.as_str()).ok_or(invalid)?;

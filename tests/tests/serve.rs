@@ -553,3 +553,76 @@ fn go_clientv3_sees_the_same() {
     assert!(theirs.contains("lease expired, key gone") && theirs.contains("trailer ok true"), "{theirs}");
     assert_eq!(ours, theirs);
 }
+
+/// The Python client `etcd3` (PyPI) runs one workload — puts, prefix gets, a
+/// CAS txn, a watch from a past revision, a lease kept alive then expired, a
+/// snapshot — against real etcd and against etcdkit, and sees the same
+/// (`tests/python/etcd3_workload.py`). The interpreter is `$ETCDKIT_PYTHON`
+/// (scripts/test.sh makes a venv with etcd3), else `python3`.
+#[test]
+fn python_etcd3_sees_the_same() {
+    let Some((etcd, c)) = etcd_binaries() else { return };
+    let python = std::env::var("ETCDKIT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_etcd3 = Command::new(&python)
+        .args(["-c", "import etcd3"])
+        .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_etcd3 {
+        etcdkit_tests::missing("Python with the etcd3 package (pip install etcd3)");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/etcd3_workload.py");
+    let tmp = tempfile::tempdir().unwrap();
+    let kit = etcdkit_as_etcd(tmp.path());
+    let run = |p: &EtcdProc, snap: &str| {
+        p.ctl_retry(&c, &["endpoint", "health"]);
+        let out = Command::new(&python)
+            .arg(&script)
+            .args([p.endpoint.trim_start_matches("http://"), tmp.path().join(snap).to_str().unwrap()])
+            .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let theirs = run(&start_etcd(&etcd, "n1", &tmp.path().join("e.etcd"), 26170, 26171, None), "e.snap");
+    let ours = run(&start_etcd(&kit, "n1", &tmp.path().join("k.etcd"), 26180, 26181, None), "k.snap");
+    assert!(theirs.contains("lease expired, key gone") && theirs.contains("trailer ok True"), "{theirs}");
+    assert_eq!(ours, theirs);
+}
+
+/// The Rust client `etcd-client` (crates.io) runs the same workload against
+/// real etcd and against etcdkit and sees the same
+/// (`tests/rust/etcd-client-workload`, a crate outside the workspace: its
+/// build needs `protoc`).
+#[test]
+fn rust_etcd_client_sees_the_same() {
+    let Some((etcd, c)) = etcd_binaries() else { return };
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("rust/etcd-client-workload");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("etcd-client-workload");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(&cargo)
+        .args(["build", "--quiet", "--locked", "--manifest-path"])
+        .arg(src.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        etcdkit_tests::missing("protoc and crates.io (to build the etcd-client workload)");
+        return;
+    }
+    let bin = target.join("debug/etcd-client-workload");
+    let tmp = tempfile::tempdir().unwrap();
+    let kit = etcdkit_as_etcd(tmp.path());
+    let run = |p: &EtcdProc, snap: &str| {
+        p.ctl_retry(&c, &["endpoint", "health"]);
+        let out =
+            Command::new(&bin).args([p.endpoint.as_str(), tmp.path().join(snap).to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let theirs = run(&start_etcd(&etcd, "n1", &tmp.path().join("e.etcd"), 26190, 26191, None), "e.snap");
+    let ours = run(&start_etcd(&kit, "n1", &tmp.path().join("k.etcd"), 26200, 26201, None), "k.snap");
+    assert!(theirs.contains("lease expired, key gone") && theirs.contains("trailer ok true"), "{theirs}");
+    assert_eq!(ours, theirs);
+}
