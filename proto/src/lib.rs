@@ -53,7 +53,7 @@ pub mod v3lockpb {
 }
 pub mod walpb;
 
-pub use prost::Message;
+pub use prost::{DecodeError, Message};
 
 /// The encoded `FileDescriptorSet` of the vendored API files (rpc, kv, auth,
 /// v3lock, v3election): what a reflection-based codec (the JSON gateway)

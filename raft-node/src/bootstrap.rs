@@ -52,6 +52,36 @@ fn bootstrap_join(cfg: &Config) -> Result<()> {
 }
 
 fn build_data_dir(cfg: &Config, fill: impl FnOnce(&DataDir) -> Result<()>) -> Result<()> {
+    build_in_place(cfg, fill)?;
+    let Some(wal_dir) = &cfg.wal_dir else { return Ok(()) };
+    // `--wal-dir`: the new WAL moves there (an existing empty dir is
+    // replaced; one with files is refused, as etcd refuses it).
+    let fs = &**cfg.fs();
+    let built = DataDir::new(&cfg.data_dir).wal();
+    if fs.exists(wal_dir) {
+        let entries = fs.read_dir(wal_dir).map_err(Error::io("read", wal_dir))?;
+        if !entries.is_empty() {
+            return Err(Error::DataDir {
+                path: wal_dir.clone(),
+                what: "--wal-dir holds files but no WAL of this data dir".into(),
+            });
+        }
+        fs.remove_dir_all(wal_dir).map_err(Error::io("remove", wal_dir))?;
+    }
+    let parent = etcdkit_fs::parent(wal_dir);
+    fs.create_dir_all(parent, 0o700).map_err(Error::io("mkdir", parent))?;
+    fs.rename(&built, wal_dir).map_err(|e| Error::DataDir {
+        path: wal_dir.clone(),
+        what: format!(
+            "cannot move the new WAL here from {} ({e}; etcdkit needs --wal-dir on the data dir's file system)",
+            built.display()
+        ),
+    })?;
+    sync_dir(fs, parent)?;
+    sync_dir(fs, &DataDir::new(&cfg.data_dir).member())
+}
+
+fn build_in_place(cfg: &Config, fill: impl FnOnce(&DataDir) -> Result<()>) -> Result<()> {
     let fs = &**cfg.fs();
     let dir = &cfg.data_dir;
     let tmp = DataDir::new(DataDir::new(dir).staging("bootstrap"));

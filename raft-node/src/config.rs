@@ -54,6 +54,8 @@ pub struct Config {
     pub store: StoreOptions,
     /// Size at which WAL segments are cut (etcd: 64,000,000; smaller in tests).
     pub wal_segment_size: u64,
+    /// Where the WAL lives when not in `member/wal` (etcd's `--wal-dir`).
+    pub wal_dir: Option<PathBuf>,
     /// How long an unused simple auth token lives (`--auth-token-ttl`, 300 s).
     pub auth_token_ttl: Duration,
     /// bcrypt's cost for user passwords (`--bcrypt-cost`, 10).
@@ -83,6 +85,7 @@ impl Config {
             request_timeout: Duration::from_secs(7),
             store: StoreOptions::batched(),
             wal_segment_size: etcdkit_wal::SEGMENT_SIZE,
+            wal_dir: None,
             auth_token_ttl: Duration::from_secs(300),
             bcrypt_cost: 10,
         }
@@ -90,7 +93,11 @@ impl Config {
 
     /// The data dir's layout.
     pub fn layout(&self) -> etcdkit_schema::DataDir {
-        etcdkit_schema::DataDir::new(&self.data_dir)
+        let d = etcdkit_schema::DataDir::new(&self.data_dir);
+        match &self.wal_dir {
+            Some(w) => d.with_wal_dir(w),
+            None => d,
+        }
     }
 
     /// How the member's WAL is written.

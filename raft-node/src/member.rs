@@ -610,7 +610,7 @@ impl Member {
                     if fresh {
                         self.store.set_consistent_index(e.index);
                         if !e.data.is_empty() {
-                            let req = InternalRaftRequest::decode(&e.data[..])
+                            let req = decode_normal(&e.data)
                                 .map_err(|err| Error::BadEntry { index: e.index, what: err.to_string() })?;
                             let id = req.request_id();
                             let lease_revoke = req.lease_revoke.as_ref().map(|r| r.id);
@@ -773,9 +773,52 @@ impl Member {
     }
 }
 
+/// An `EntryNormal`'s request: an `InternalRaftRequest`, or — when the
+/// data is not one — a bare v2 `Request`, which etcd 3.4 proposes to publish
+/// member attributes and the cluster version (etcd's `MaybeUnmarshal`
+/// fallback in `applyEntryNormal`).
+fn decode_normal(data: &[u8]) -> std::result::Result<InternalRaftRequest, etcdkit_proto::DecodeError> {
+    match InternalRaftRequest::decode(data) {
+        Ok(r) => Ok(r),
+        Err(e) => match etcdkit_proto::etcdserverpb::Request::decode(data) {
+            Ok(v2) => Ok(InternalRaftRequest {
+                header: Some(RequestHeader { id: v2.id, ..Default::default() }),
+                v2: Some(v2),
+                ..Default::default()
+            }),
+            Err(_) => Err(e),
+        },
+    }
+}
+
 fn no_leader(e: raft::Error) -> Error {
     match e {
         raft::Error::ProposalDropped => Error::NoLeader,
         e => Error::Raft(e),
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    #[test]
+    fn bare_v2_requests_decode_as_etcd_applies_them() {
+        let v2 = etcdkit_proto::etcdserverpb::Request {
+            id: 7,
+            method: "PUT".into(),
+            path: "/0/members/8e9e05c52164694d/attributes".into(),
+            val: r#"{"name":"n1","clientURLs":["http://127.0.0.1:2379"]}"#.into(),
+            ..Default::default()
+        };
+        let req = decode_normal(&v2.encode_to_vec()).unwrap();
+        assert_eq!(req.v2.as_ref(), Some(&v2));
+        assert_eq!(req.request_id(), 7);
+        let put = InternalRaftRequest {
+            put: Some(etcdkit_proto::etcdserverpb::PutRequest { key: b"k".to_vec(), ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(decode_normal(&put.encode_to_vec()).unwrap(), put);
+        assert!(decode_normal(&[0xff, 0xff, 0xff]).is_err());
     }
 }

@@ -77,9 +77,6 @@ pub fn main(args: &[String]) -> ExitCode {
 /// etcd's flags as a [`ServeConfig`].
 pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
     let name = f.get("name").to_string();
-    if f.is_set("wal-dir") && !f.get("wal-dir").is_empty() {
-        return Err(ServeError::Flag("--wal-dir: a WAL outside the data dir is not supported by etcdkit yet".into()));
-    }
     if f.get("logger") != "capnslog" && f.get("logger") != "zap" {
         return Err(ServeError::Flag(format!("unknown logger option {:?}", f.get("logger"))));
     }
@@ -88,6 +85,7 @@ pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
         d => d.into(),
     };
     let mut node = Config::new(&name, data_dir);
+    node.wal_dir = Some(f.get("wal-dir")).filter(|w| !w.is_empty()).map(Into::into);
     let peer_urls = f.get("initial-advertise-peer-urls").to_string();
     node.initial_cluster = match f.get("initial-cluster") {
         // etcd: `<name>=<initial advertise peer URLs>` when not given.

@@ -130,6 +130,19 @@ pub fn start_etcd(
     peer_port: u16,
     initial_cluster: Option<&str>,
 ) -> EtcdProc {
+    start_etcd_with(etcd, name, dir, client_port, peer_port, initial_cluster, &[])
+}
+
+/// [`start_etcd`] with more flags (`extra`).
+pub fn start_etcd_with(
+    etcd: &Path,
+    name: &str,
+    dir: &Path,
+    client_port: u16,
+    peer_port: u16,
+    initial_cluster: Option<&str>,
+    extra: &[&str],
+) -> EtcdProc {
     let ep = format!("http://127.0.0.1:{client_port}");
     let pu = format!("http://127.0.0.1:{peer_port}");
     let log = dir.with_extension("etcd.log");
@@ -142,6 +155,7 @@ pub fn start_etcd(
     if let Some(c) = initial_cluster {
         cmd.args(["--initial-cluster", c]);
     }
+    cmd.args(extra);
     let child = cmd
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("create the etcd log"))

@@ -324,9 +324,20 @@ fn ctl_json(p: &EtcdProc, c: &Path, args: &[&str]) -> serde_json::Value {
 
 /// What a client sees of a member's state, without the fields that differ
 /// between two servers of the same data (member ID in headers, raft term).
-fn served_state(p: &EtcdProc, c: &Path) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
-    let kvs = p.get_all(c, None);
-    let mut leases = ctl_json(p, c, &["lease", "list"]);
+/// (`user`: `name:password` when the data dir has auth enabled.)
+fn served_state(
+    p: &EtcdProc,
+    c: &Path,
+    user: Option<&str>,
+) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+    let kvs = p.get_all(c, user);
+    let as_user = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = user.map(|u| vec!["--user".into(), u.into()]).unwrap_or_default();
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    };
+    let leases_args = as_user(&["lease", "list"]);
+    let mut leases = ctl_json(p, c, &leases_args.iter().map(String::as_str).collect::<Vec<_>>());
     // Listed soonest expiry first: leases of equal TTL in either order.
     if let Some(ls) = leases["leases"].as_array_mut() {
         ls.sort_by_key(|l| l["id"].as_i64());
@@ -345,9 +356,10 @@ fn data_dirs_both_ways() {
     let kit = etcdkit_as_etcd(tmp.path());
     let mut served = 0;
     for (i, set, _t, dir) in etcdkit_tests::fixture_datadirs() {
-        if etcdkit_tests::root_password(&set).is_some() {
-            continue; // auth-enabled: etcdkit has no auth store yet
-        }
+        // Auth-enabled sets are read as root (etcdkit checks the users,
+        // roles and bcrypt hashes real etcd wrote).
+        let user = etcdkit_tests::root_password(&set).map(|pw| format!("root:{pw}"));
+        let user = user.as_deref();
         let db = etcdkit_storage::Db::open(
             dir.join("member/snap/db"),
             etcdkit_storage::Options { read_only: true, ..Default::default() },
@@ -363,10 +375,10 @@ fn data_dirs_both_ways() {
         let port = 26200 + 10 * i as u16;
         let theirs = {
             let p = start_etcd(&etcd, "n1", &copy, port, port + 1, None);
-            served_state(&p, &c)
+            served_state(&p, &c, user)
         };
         let p = start_etcd(&kit, "n1", &dir, port + 2, port + 3, None);
-        let ours = served_state(&p, &c);
+        let ours = served_state(&p, &c, user);
         assert_eq!(ours.0, theirs.0, "{set}: keys");
         assert_eq!(ours.1, theirs.1, "{set}: leases");
         let ids = |m: &serde_json::Value| {
@@ -390,14 +402,39 @@ fn data_dirs_both_ways() {
         ctl(&p, &c, &["put", "leased", "x", "--lease", &id]);
         ctl(&p, &c, &["del", "k01", "k05"]);
         ctl(&p, &c, &["compact", "50"]);
-        served_state(&p, &c)
+        served_state(&p, &c, None)
     };
     let p = start_etcd(&etcd, "n1", &dir, 26292, 26293, None);
-    let after = served_state(&p, &c);
+    let after = served_state(&p, &c, None);
     assert_eq!(after.0, before.0, "keys");
     assert_eq!(after.1, before.1, "leases");
     let (ok, _, err) = etcdctl(&c, &["--endpoints", &p.endpoint, "get", "k10", "--rev", "40"]);
     assert!(!ok && err.contains("required revision has been compacted"), "{err}");
+}
+
+/// `--wal-dir`: a data dir whose WAL lives elsewhere, written by etcdkit
+/// and served by real etcd, then written on by real etcd and served by
+/// etcdkit again.
+#[test]
+fn wal_dir_both_ways() {
+    let Some((etcd, c)) = etcd_binaries() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let kit = etcdkit_as_etcd(tmp.path());
+    let (dir, wal) = (tmp.path().join("w.etcd"), tmp.path().join("wal"));
+    let wal_flag = ["--wal-dir", wal.to_str().unwrap()];
+    {
+        let p = etcdkit_tests::start_etcd_with(&kit, "n1", &dir, 26300, 26301, None, &wal_flag);
+        p.ctl_retry(&c, &["put", "a", "1"]);
+    }
+    assert!(wal.join("0000000000000000-0000000000000000.wal").exists(), "the WAL is in --wal-dir");
+    assert!(!dir.join("member/wal").exists(), "and not in the data dir");
+    {
+        let p = etcdkit_tests::start_etcd_with(&etcd, "n1", &dir, 26302, 26303, None, &wal_flag);
+        assert_eq!(p.ctl_retry(&c, &["get", "a", "--print-value-only"]), "1\n");
+        p.ctl_retry(&c, &["put", "b", "2"]);
+    }
+    let p = etcdkit_tests::start_etcd_with(&kit, "n1", &dir, 26304, 26305, None, &wal_flag);
+    assert_eq!(p.ctl_retry(&c, &["get", "b", "--print-value-only"]), "2\n");
 }
 
 /// Open file descriptors and resident memory (KiB) of process `pid`.
