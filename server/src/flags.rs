@@ -94,7 +94,7 @@ const FLAGS: &[(&str, Kind, &str, bool)] = &[
     ("log-package-levels", Value, "", false),
     // version, unsafe, auth
     ("version", Bool, "false", true),
-    ("config-file", Value, "", false),
+    ("config-file", Value, "", true),
     ("force-new-cluster", Bool, "false", false),
     ("unsafe-no-fsync", Bool, "false", false),
     ("enable-pprof", Bool, "false", false),
@@ -264,6 +264,79 @@ impl Flags {
         Ok(())
     }
 
+    /// etcd's `--config-file`: a YAML file whose keys are the flags' names
+    /// (lists are joined with commas; `client-transport-security` and
+    /// `peer-transport-security` hold the TLS flags without their `client-`
+    /// / `peer-` prefix). When it is given etcd ignores every other flag and
+    /// `ETCD_*` variable, and so does this. Keys no flag has are returned
+    /// (etcd ignores them; `serve` warns).
+    pub fn from_yaml(text: &str) -> Result<(Flags, Vec<String>), ServeError> {
+        use yaml_rust2::{Yaml, YamlLoader};
+        let bad = |why: String| ServeError::Flag(format!("config file: {why}"));
+        let docs = YamlLoader::load_from_str(text).map_err(|e| bad(e.to_string()))?;
+        let mut f = Flags::default();
+        let mut unknown = Vec::new();
+        let Some(root) = docs.first() else { return Ok((f, unknown)) };
+        let Yaml::Hash(map) = root else { return Err(bad("not a mapping of flag names to values".into())) };
+        let scalar = |v: &Yaml| -> Option<String> {
+            match v {
+                Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
+                Yaml::Integer(i) => Some(i.to_string()),
+                Yaml::Boolean(b) => Some(b.to_string()),
+                Yaml::Array(a) => a
+                    .iter()
+                    .map(|x| match x {
+                        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
+                        Yaml::Integer(i) => Some(i.to_string()),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .map(|v| v.join(",")),
+                _ => None,
+            }
+        };
+        let mut set = |f: &mut Flags, key: &str, v: &Yaml| -> Result<(), ServeError> {
+            if matches!(v, Yaml::Null) {
+                return Ok(());
+            }
+            let Some((name, kind)) = lookup(key) else {
+                unknown.push(key.to_string());
+                return Ok(());
+            };
+            let value = scalar(v).ok_or_else(|| bad(format!("{key}: not a value")))?;
+            let value = if kind == Bool {
+                parse_bool(&value).ok_or_else(|| bad(format!("{key}: {value:?} is not a boolean")))?.to_string()
+            } else {
+                value
+            };
+            f.values.insert(name, value);
+            if !f.set.contains(&name) {
+                f.set.push(name);
+            }
+            Ok(())
+        };
+        for (k, v) in map {
+            let Yaml::String(key) = k else { return Err(bad(format!("key {k:?} is not a name"))) };
+            match (key.as_str(), v) {
+                ("client-transport-security" | "peer-transport-security", Yaml::Hash(tls)) => {
+                    let peer = key.starts_with("peer");
+                    for (tk, tv) in tls {
+                        let Yaml::String(tk) = tk else { continue };
+                        let name = match (peer, tk.as_str()) {
+                            (false, "crl-file") => "client-crl-file".to_string(),
+                            (false, t) => t.to_string(),
+                            (true, "crl-file") => "peer-crl-file".to_string(),
+                            (true, t) => format!("peer-{t}"),
+                        };
+                        set(&mut f, &name, tv)?;
+                    }
+                }
+                (key, v) => set(&mut f, key, v)?,
+            }
+        }
+        Ok((f, unknown))
+    }
+
     /// The flag's value, or etcd's default.
     pub fn get(&self, name: &str) -> &str {
         if let Some(v) = self.values.get(name) {
@@ -336,6 +409,52 @@ pub const USAGE: &str = "Usage:\n\n  etcd [flags]\n    Start an etcd server.\n\n
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_file_as_etcd_reads_it() {
+        // The shape of etcd 3.4's etcd.conf.yml.sample.
+        let yaml = r#"
+# This is the configuration file for the etcd server.
+name: 'n1'
+data-dir: /var/lib/etcd
+wal-dir:
+snapshot-count: 10000
+heartbeat-interval: 100
+listen-client-urls: https://127.0.0.1:2379,https://10.0.0.1:2379
+initial-cluster-state: 'new'
+strict-reconfig-check: false
+enable-v2: true
+log-outputs: [stderr]
+client-transport-security:
+  cert-file: /etc/etcd/server.crt
+  key-file: /etc/etcd/server.key
+  client-cert-auth: true
+  trusted-ca-file: /etc/etcd/ca.crt
+  crl-file: /etc/etcd/revoked.crl
+  auto-tls: false
+peer-transport-security:
+  cert-file: /etc/etcd/peer.crt
+  auto-tls: true
+unknown-setting: 3
+"#;
+        let (f, unknown) = Flags::from_yaml(yaml).unwrap();
+        assert_eq!(f.get("name"), "n1");
+        assert_eq!(f.get("data-dir"), "/var/lib/etcd");
+        assert_eq!(f.get("wal-dir"), "", "an empty value keeps the default");
+        assert_eq!(f.int::<u64>("snapshot-count").unwrap(), 10000);
+        assert_eq!(f.get("listen-client-urls"), "https://127.0.0.1:2379,https://10.0.0.1:2379");
+        assert!(!f.bool("strict-reconfig-check") && f.bool("enable-v2"));
+        assert_eq!(f.get("log-outputs"), "stderr");
+        assert_eq!(f.get("cert-file"), "/etc/etcd/server.crt");
+        assert!(f.bool("client-cert-auth"));
+        assert_eq!(f.get("client-crl-file"), "/etc/etcd/revoked.crl");
+        assert_eq!(f.get("peer-cert-file"), "/etc/etcd/peer.crt");
+        assert!(f.bool("peer-auto-tls"));
+        assert_eq!(unknown, vec!["unknown-setting".to_string()]);
+        assert!(Flags::from_yaml("client-cert-auth: maybe").is_err());
+        assert!(Flags::from_yaml("- a list").is_err());
+        assert!(Flags::from_yaml("name: [unclosed").is_err());
+    }
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Flags {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

@@ -16,7 +16,7 @@ use crate::{CLUSTER_MINOR, SERVER_VERSION, ServeConfig, ServeError, Server};
 /// name) and the process environment; returns etcd's exit code.
 pub fn main(args: &[String]) -> ExitCode {
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let flags = match Flags::parse(args, &env) {
+    let mut flags = match Flags::parse(args, &env) {
         Ok(Parsed::Run(f)) => f,
         Ok(Parsed::Help) => {
             println!("{USAGE}");
@@ -40,8 +40,29 @@ pub fn main(args: &[String]) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    // etcd: with --config-file, the file is the whole configuration.
+    let mut unknown_keys = Vec::new();
+    let config_file = flags.get("config-file").to_string();
+    if !config_file.is_empty() {
+        let loaded = std::fs::read_to_string(&config_file)
+            .map_err(|e| ServeError::Flag(format!("config file {config_file}: {e}")))
+            .and_then(|text| Flags::from_yaml(&text));
+        match loaded {
+            Ok((f, unknown)) => (flags, unknown_keys) = (f, unknown),
+            Err(e) => {
+                eprintln!("etcdmain: error verifying flags, {e}. See 'etcd --help'.");
+                return ExitCode::from(1);
+            }
+        }
+    }
     let level = if flags.bool("debug") { "debug" } else { flags.get("log-level") };
     crate::log::init(level);
+    if !config_file.is_empty() {
+        tracing::info!(target: "etcdmain", "Loading server configuration from {config_file:?}. Other configuration command line flags and environment variables will be ignored if provided.");
+    }
+    for k in &unknown_keys {
+        tracing::warn!(target: "etcdmain", "config file key {k:?} is not an etcd 3.4 setting; ignored");
+    }
     let cfg = match config(&flags) {
         Ok(c) => c,
         Err(e) => {

@@ -100,7 +100,7 @@ impl Jwt {
     fn new(kv: &std::collections::BTreeMap<&str, &str>) -> Result<Jwt, ServeError> {
         let method = kv.get("sign-method").copied().unwrap_or_default().to_string();
         let ttl = match kv.get("ttl") {
-            Some(d) => go_duration(d).ok_or_else(|| bad(format!("invalid duration {d:?}")))?,
+            Some(d) => crate::flags::parse_go_duration(d).ok_or_else(|| bad(format!("invalid duration {d:?}")))?,
             None => Duration::from_secs(300),
         };
         let read = |k: &str| -> Result<Option<&Path>, ServeError> { Ok(kv.get(k).map(Path::new)) };
@@ -240,34 +240,6 @@ fn public_key(p: &Path) -> Result<Vec<u8>, ServeError> {
     crate::der::sequence_body(&spki).and_then(crate::der::spki_key).ok_or_else(unreadable)
 }
 
-/// Go's `time.ParseDuration` for the units tokens use (`300ms`, `1s`,
-/// `5m`, `1h30m`).
-pub fn go_duration(s: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += value * scale;
-        rest = &rest[u..];
-    }
-    Some(Duration::from_secs_f64(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,9 +252,7 @@ mod tests {
         assert!(TokenProvider::parse("jwt,sign-method=RS256,sign-method=RS256").is_err());
         assert!(TokenProvider::parse("jwt,sign-method=none").is_err());
         assert!(TokenProvider::parse("jwt,sign-method=RS256").is_err(), "no key");
-        assert_eq!(go_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(go_duration("300ms"), Some(Duration::from_millis(300)));
-        assert_eq!(go_duration("5x"), None);
+        assert!(TokenProvider::parse("jwt,sign-method=RS256,ttl=5x").is_err());
         let p = simple_prefix();
         assert!(p.len() == 16 && p.chars().all(|c| c.is_ascii_alphabetic()));
     }

@@ -437,6 +437,49 @@ fn wal_dir_both_ways() {
     assert_eq!(p.ctl_retry(&c, &["get", "b", "--print-value-only"]), "2\n");
 }
 
+/// `--config-file`: the YAML file is the whole configuration (the other
+/// flags are ignored, as etcd ignores them).
+#[test]
+fn config_file_is_the_configuration() {
+    let Some((_, c)) = etcd_binaries() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let kit = etcdkit_as_etcd(tmp.path());
+    let dir = tmp.path().join("from-yaml.etcd");
+    let yaml = tmp.path().join("etcd.yml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "name: yaml-member\ndata-dir: {}\nlisten-client-urls: http://127.0.0.1:26310\n\
+             advertise-client-urls: http://127.0.0.1:26310\nlisten-peer-urls: http://127.0.0.1:26311\n\
+             initial-advertise-peer-urls: http://127.0.0.1:26311\n\
+             initial-cluster: yaml-member=http://127.0.0.1:26311\nmax-txn-ops: 2\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    // The command line names another member, dir and port: all ignored.
+    let ignored = tmp.path().join("ignored.etcd");
+    let p = etcdkit_tests::start_etcd_with(
+        &kit,
+        "other",
+        &ignored,
+        26310,
+        26312,
+        None,
+        &["--config-file", yaml.to_str().unwrap()],
+    );
+    p.ctl_retry(&c, &["put", "k", "v"]);
+    let members = ctl_json(&p, &c, &["member", "list"]);
+    assert_eq!(members["members"][0]["name"], "yaml-member");
+    assert!(dir.join("member/wal").exists() && !ignored.exists());
+    let (ok, _, err) = etcdctl_stdin(
+        &c,
+        &["--endpoints", &p.endpoint, "txn"],
+        Some("mod(\"a\") = \"0\"\n\nput a 1\nput b 2\nput c 3\n\n\n"),
+    );
+    assert!(!ok && err.contains("too many operations in txn request"), "max-txn-ops from the file: {err}");
+}
+
 /// Open file descriptors and resident memory (KiB) of process `pid`.
 fn fds_and_rss(pid: u32) -> (usize, u64) {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
