@@ -67,7 +67,7 @@ pub use index::{KeyRange, prefix_end};
 pub use key_index::{KeyAt, RevSet};
 pub use kv::{Fx, FxBuild, KvRef, encode_kv, parse_kv};
 pub use lessor::LeaseInfo;
-pub use store::{DeleteResult, PutResult, RangeResult, Store, StoreOptions};
+pub use store::{CommitObserver, DeleteResult, PutResult, RangeResult, Store, StoreOptions};
 pub use txn::{ResponseOp, TxnResult, compare_kv};
 pub use watch::{Offer, WatchRequest, WatchResponse, WatchSink};
 

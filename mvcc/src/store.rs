@@ -20,6 +20,9 @@ use crate::{
     write::{Writer, get_revs, range_at, resolve_rev},
 };
 
+/// Called with the duration of each backend (bbolt) commit.
+pub type CommitObserver = std::sync::Arc<dyn Fn(Duration) + Send + Sync>;
+
 /// How to open a [`Store`].
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -87,6 +90,8 @@ pub struct DeleteResult {
 
 /// etcd's MVCC key-value store on one bbolt-format file (see the module docs).
 pub struct Store {
+    /// Told how long each backend commit took (metrics).
+    on_commit: Option<CommitObserver>,
     pub(crate) db: Db,
     pub(crate) opts: StoreOptions,
     pub(crate) index: Index,
@@ -123,6 +128,7 @@ impl Store {
             })?;
         }
         let mut s = Store {
+            on_commit: None,
             db,
             opts,
             index: Index::default(),
@@ -213,6 +219,7 @@ impl Store {
             return Ok(());
         }
         self.poisoned = true;
+        let start = std::time::Instant::now();
         let mut tx = self.db.begin_rw()?;
         let mut keys = std::mem::take(&mut self.pending.keys);
         if !keys.is_empty() {
@@ -236,12 +243,27 @@ impl Store {
             }
         }
         tx.commit()?;
+        if let Some(observe) = &self.on_commit {
+            observe(start.elapsed());
+        }
         keys.clear();
         self.pending.keys = keys;
         self.pending.ops = 0;
         self.pending.since = None;
         self.poisoned = false;
         Ok(())
+    }
+
+    /// Has `observe` told the duration of every later backend commit.
+    pub fn set_commit_observer(&mut self, observe: CommitObserver) {
+        self.on_commit = Some(observe);
+    }
+
+    /// Commits the pending batch if it is full or older than the batch
+    /// interval (etcd's backend commits on a 100 ms timer; call this from one).
+    pub fn commit_if_due(&mut self) -> Result<()> {
+        self.usable()?;
+        self.maybe_flush()
     }
 
     /// Commits if the batch is full or old enough.

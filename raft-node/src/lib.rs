@@ -43,6 +43,7 @@ mod logstore;
 mod member;
 mod node;
 pub mod tcp;
+pub mod timing;
 pub mod transport;
 
 pub use apply::{Response, add_member, promote_member, remove_member};

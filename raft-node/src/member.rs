@@ -82,6 +82,8 @@ pub struct Member {
     removed_ids: BTreeSet<u64>,
     /// The raised alarms (the `alarm` bucket).
     alarms: crate::alarm::Alarms,
+    /// WAL fsync and backend commit latencies (shared with metrics).
+    timings: std::sync::Arc<crate::timing::DiskTimings>,
     /// Users, roles and tokens (shared with the server, which checks reads).
     auth: std::sync::Arc<crate::auth::AuthStore>,
     conf_state: ConfState,
@@ -184,7 +186,12 @@ impl Member {
         };
         let md = Metadata::decode(read.metadata.as_slice())
             .map_err(|e| Error::DataDir { path: wal_dir.clone(), what: format!("WAL metadata: {e}") })?;
-        let store = Store::open(&db_path, cfg.store.clone())?;
+        let timings = std::sync::Arc::new(crate::timing::DiskTimings::default());
+        let mut store = Store::open(&db_path, cfg.store.clone())?;
+        observe_commits(&mut store, &timings);
+        let mut wal = wal;
+        let t = timings.clone();
+        wal.set_sync_observer(std::sync::Arc::new(move |d| t.wal_fsync.observe(d)));
         let (members, removed_ids) = apply::load_members(store.db())?;
         let alarms = crate::alarm::Alarms::load(store.db())?;
         let auth = std::sync::Arc::new(crate::auth::AuthStore::load(store.db(), cfg.auth_token_ttl, cfg.bcrypt_cost)?);
@@ -228,6 +235,7 @@ impl Member {
             removed_ids,
             alarms,
             auth,
+            timings,
             conf_state: meta.get_conf_state().clone(),
             applied: snap_meta.index,
             applied_term: snap_meta.term,
@@ -293,6 +301,11 @@ impl Member {
     /// Whether a conf change removed this member: it takes no more requests.
     pub fn is_removed(&self) -> bool {
         self.removed
+    }
+
+    /// The disk latency histograms.
+    pub fn timings(&self) -> &std::sync::Arc<crate::timing::DiskTimings> {
+        &self.timings
     }
 
     /// The auth store (users, roles, tokens).
@@ -511,6 +524,9 @@ impl Member {
         }
         self.was_leader = leader;
         self.maybe_snapshot()?;
+        // A batch of applied writes is committed once it is old enough even
+        // when no more writes come (etcd's backend commit timer).
+        self.store.commit_if_due()?;
         Ok(out)
     }
 
@@ -746,6 +762,7 @@ impl Member {
         sync_dir(&*fs, &self.layout.snap())?;
         // The old store (and its lock) belong to the replaced file.
         self.store = Store::open(&db, self.cfg.store.clone())?;
+        observe_commits(&mut self.store, &self.timings);
         (self.members, self.removed_ids) = apply::load_members(self.store.db())?;
         self.alarms = crate::alarm::Alarms::load(self.store.db())?;
         self.auth.reload(self.store.db())?;
@@ -771,6 +788,11 @@ impl Member {
         self.wal.sync()?;
         Ok(())
     }
+}
+
+fn observe_commits(store: &mut Store, t: &std::sync::Arc<crate::timing::DiskTimings>) {
+    let t = t.clone();
+    store.set_commit_observer(std::sync::Arc::new(move |d| t.backend_commit.observe(d)));
 }
 
 /// An `EntryNormal`'s request: an `InternalRaftRequest`, or — when the

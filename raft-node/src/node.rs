@@ -196,6 +196,7 @@ pub struct Node {
     max_pending: usize,
     gauges: Arc<Gauges>,
     auth: Arc<crate::auth::AuthStore>,
+    timings: Arc<crate::timing::DiskTimings>,
 }
 
 impl Node {
@@ -247,6 +248,7 @@ impl Node {
         gauges.update(&member);
         let gauges2 = gauges.clone();
         let auth = member.auth().clone();
+        let timings = member.timings().clone();
         let thread = std::thread::Builder::new()
             .name(format!("etcdkit-node-{id:x}"))
             .spawn(move || Driver::new(member, transport, inflight2, gauges2).run(rx))
@@ -261,6 +263,7 @@ impl Node {
             max_pending: cfg.max_pending,
             gauges,
             auth,
+            timings,
         })
     }
 
@@ -270,6 +273,11 @@ impl Node {
 
     pub fn cluster_id(&self) -> u64 {
         self.cluster_id
+    }
+
+    /// WAL fsync and backend commit latencies.
+    pub fn timings(&self) -> &crate::timing::DiskTimings {
+        &self.timings
     }
 
     /// The member's auth store: users, roles, tokens and permission checks.

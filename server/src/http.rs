@@ -143,6 +143,31 @@ async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
             q.to_string(),
         );
     }
+    let t = core.node.timings();
+    histogram(
+        &mut out,
+        "etcd_disk_wal_fsync_duration_seconds",
+        "The latency distributions of fsync called by WAL.",
+        &t.wal_fsync,
+    );
+    histogram(
+        &mut out,
+        "etcd_disk_backend_commit_duration_seconds",
+        "The latency distributions of commit called by backend.",
+        &t.backend_commit,
+    );
     core.metrics.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+}
+
+/// A histogram in Prometheus' text format (cumulative `le` buckets, `+Inf`,
+/// `_sum`, `_count`).
+fn histogram(out: &mut String, name: &str, help: &str, h: &etcdkit_raft_node::timing::Histogram) {
+    use std::fmt::Write;
+    let (buckets, count, sum) = h.snapshot();
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (le, n) in buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}");
 }

@@ -23,3 +23,38 @@ async fn hash_is_the_backend_hash() {
     let mut store = etcdkit_mvcc::Store::open(db, Default::default()).unwrap();
     assert_eq!(store.hash().unwrap(), served);
 }
+
+/// `/metrics` has etcd's disk latency histograms, counting the WAL's
+/// fsyncs and the backend's commits (the batch commits without more writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_fsyncs_and_commits() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (s, url) = common::server(dir.path()).await;
+    let mut kv = KvClient::new(common::channel(&url).await);
+    for i in 0..5 {
+        kv.put(PutRequest { key: format!("k{i}").into_bytes(), ..Default::default() }).await.unwrap();
+    }
+    let count = |text: &str, name: &str| -> u64 {
+        let line = text.lines().find(|l| l.starts_with(&format!("{name}_count "))).expect(name);
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut c = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
+        c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut text = String::new();
+        c.read_to_string(&mut text).await.unwrap();
+        assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.001\"}"), "{text}");
+        let (fsyncs, commits) = (
+            count(&text, "etcd_disk_wal_fsync_duration_seconds"),
+            count(&text, "etcd_disk_backend_commit_duration_seconds"),
+        );
+        if fsyncs >= 5 && commits >= 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "fsyncs {fsyncs}, commits {commits}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    s.stop().await.unwrap();
+}

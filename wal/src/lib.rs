@@ -38,4 +38,6 @@ pub mod record;
 mod wal;
 
 pub use error::{Error, Result};
-pub use wal::{Options, ReadAll, SEGMENT_SIZE, Segment, Wal, read_all, read_segments, repair, valid_snapshot_entries};
+pub use wal::{
+    Options, ReadAll, SEGMENT_SIZE, Segment, SyncObserver, Wal, read_all, read_segments, repair, valid_snapshot_entries,
+};

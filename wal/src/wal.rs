@@ -359,7 +359,12 @@ pub struct Wal {
     /// Segments cut so far (names the next `.tmp`).
     cuts: u64,
     pipeline: Option<Pipeline>,
+    /// Told how long each fdatasync of [`Wal::sync`] took (metrics).
+    on_sync: Option<SyncObserver>,
 }
+
+/// Called with the duration of each WAL fdatasync.
+pub type SyncObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 impl Drop for Wal {
     fn drop(&mut self) {
@@ -403,6 +408,7 @@ impl Wal {
             segment_size,
             cuts: 0,
             pipeline: None,
+            on_sync: None,
         };
         w.encode(CRC_TYPE, None);
         w.encode(METADATA_TYPE, Some(metadata.to_vec()));
@@ -454,6 +460,7 @@ impl Wal {
             segment_size: opts.segment_size,
             cuts: 0,
             pipeline: None,
+            on_sync: None,
         };
         Ok((w, r))
     }
@@ -498,8 +505,18 @@ impl Wal {
     /// Writes everything appended and fdatasyncs the tail segment.
     pub fn sync(&mut self) -> Result<()> {
         self.flush()?;
+        let start = std::time::Instant::now();
         let (p, f) = self.tail();
-        f.sync_data().map_err(|e| Error::io("fdatasync", p, e))
+        f.sync_data().map_err(|e| Error::io("fdatasync", p, e))?;
+        if let Some(observe) = &self.on_sync {
+            observe(start.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Has `observe` told the duration of every later fdatasync.
+    pub fn set_sync_observer(&mut self, observe: SyncObserver) {
+        self.on_sync = Some(observe);
     }
 
     fn save_state(&mut self, st: &HardState) {
