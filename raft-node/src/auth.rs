@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use etcdkit_proto::Message;
 use etcdkit_proto::authpb::{Permission, Role, User, UserAddOptions};
 use etcdkit_proto::etcdserverpb::request_op::Request as Op;
-use etcdkit_proto::etcdserverpb::{InternalRaftRequest, RequestOp, TxnRequest};
+use etcdkit_proto::etcdserverpb::{InternalRaftRequest, RequestHeader, RequestOp, TxnRequest};
 use etcdkit_schema::bucket::{self, AUTH, AUTH_ROLES, AUTH_USERS};
 use etcdkit_storage::Db;
 use parking_lot::{Mutex, RwLock};
@@ -91,6 +91,14 @@ pub struct AuthInfo {
 
 /// The name of the all-powerful role.
 pub const ROOT: &str = "root";
+
+/// Marks `req` (when it names no caller) as the member's own: it acts as
+/// root at any auth revision, as etcd's internal requests carry a root
+/// token. For requests from inside the process (the library API, the
+/// member's lease expiry, a server's own bookkeeping), never for a client's.
+pub fn as_member(req: &mut InternalRaftRequest) {
+    req.header.get_or_insert_with(|| RequestHeader { id: 0, username: ROOT.into(), auth_revision: u64::MAX });
+}
 
 /// What an applied auth request answers.
 #[derive(Clone, Debug, PartialEq, Eq)]

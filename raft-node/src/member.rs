@@ -358,15 +358,12 @@ impl Member {
             let due = self.revoking.get(&id).is_none_or(|t| self.ticks >= t + retry);
             if due {
                 self.revoking.insert(id, self.ticks);
-                // The member revokes as root (etcd uses a root token), at
-                // any auth revision.
-                let header =
-                    RequestHeader { id: self.ids.next(), username: crate::auth::ROOT.into(), auth_revision: u64::MAX };
-                let req = InternalRaftRequest {
-                    header: Some(header),
+                // The member revokes as root (etcd uses a root token).
+                let mut req = InternalRaftRequest {
                     lease_revoke: Some(etcdkit_proto::etcdserverpb::LeaseRevokeRequest { id }),
                     ..Default::default()
                 };
+                crate::auth::as_member(&mut req);
                 // A failed proposal is retried after `retry` ticks.
                 let _ = self.propose(req);
             }

@@ -92,6 +92,7 @@ pub struct Gauges {
     applied: AtomicU64,
     commit: AtomicU64,
     db_size: AtomicU64,
+    watchers: AtomicU64,
 }
 
 impl Gauges {
@@ -116,7 +117,13 @@ impl Gauges {
         self.db_size.load(Relaxed)
     }
 
+    /// Watchers the store serves (every stream's, synced or catching up).
+    pub fn watchers(&self) -> u64 {
+        self.watchers.load(Relaxed)
+    }
+
     fn update(&self, m: &Member) {
+        self.watchers.store(m.store().watcher_count() as u64, Relaxed);
         self.term.store(m.term(), Relaxed);
         self.leader.store(m.leader(), Relaxed);
         self.revision.store(m.store().rev(), Relaxed);
@@ -307,7 +314,11 @@ impl Node {
         let _ = self.tx.send(make(Reply::to(done), deadline));
     }
 
-    fn propose(&self, req: InternalRaftRequest) -> Pending<Response> {
+    /// The library API's proposals: the process's own, so they act as root
+    /// when auth is on (a client's go through [`Node::propose_then`] with
+    /// their caller in the header).
+    fn propose(&self, mut req: InternalRaftRequest) -> Pending<Response> {
+        crate::auth::as_member(&mut req);
         let (rtx, rrx) = channel();
         let deadline = Instant::now() + self.timeout;
         self.propose_then(req, move |r| drop(rtx.send(r)));

@@ -114,10 +114,11 @@ impl Core {
         r.and(w).map_err(|e| crate::error::status(e.into()))
     }
 
-    /// Proposes `req` as `who` (etcd puts the caller in the raft header).
+    /// Proposes a client's `req` as `who` (etcd puts the caller in the raft
+    /// header; nobody is an empty user, refused where auth requires one).
     pub async fn propose_as(&self, who: Option<&AuthInfo>, mut req: InternalRaftRequest) -> Result<Response, Status> {
+        let h = req.header.get_or_insert_with(Default::default);
         if let Some(w) = who {
-            let h = req.header.get_or_insert_with(Default::default);
             h.username = w.user.clone();
             h.auth_revision = w.revision;
         }

@@ -92,8 +92,12 @@ impl Core {
         Err(error::NO_SPACE.into())
     }
 
-    /// Proposes `req` through raft; the answer is what applying it gave.
-    pub async fn propose(&self, req: InternalRaftRequest) -> Result<Response, Status> {
+    /// Proposes `req` through raft; the answer is what applying it gave. A
+    /// request without a header is the server's own (a quota alarm, the
+    /// steps of a lock its caller was checked for) and acts as the member;
+    /// a client's goes through `propose_as`.
+    pub async fn propose(&self, mut req: InternalRaftRequest) -> Result<Response, Status> {
+        etcdkit_raft_node::auth::as_member(&mut req);
         if prost::Message::encoded_len(&req) > self.limits.max_request_bytes {
             return Err(REQUEST_TOO_LARGE.into());
         }

@@ -127,6 +127,7 @@ async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
     if let Ok(r) = core.range(all, true).await {
         metric("etcd_debugging_mvcc_keys_total", "gauge", "Total number of keys.", "", r.count.to_string());
     }
+    metric("etcd_debugging_mvcc_watcher_total", "gauge", "Total number of watchers.", "", g.watchers().to_string());
     metric(
         "etcd_debugging_mvcc_current_revision",
         "gauge",

@@ -140,32 +140,32 @@ impl Server {
             None
         };
         for url in &cfg.listen_client_urls {
-            match url {
-                ListenUrl::Tcp { tls, host, port } => {
-                    let tls = match (tls, &acceptor) {
-                        (false, _) => None,
-                        (true, Some(a)) => Some(a.clone()),
-                        (true, None) => {
-                            return Err(ServeError::Flag(format!(
-                                "TLS key/cert (--cert-file, --key-file) must be provided for client url https://{host}:{port} with HTTPS scheme"
-                            )));
-                        }
-                    };
+            let tls = match (url.is_tls(), &acceptor) {
+                (false, _) => None,
+                (true, Some(a)) => Some(a.clone()),
+                (true, None) => {
+                    return Err(ServeError::Flag(format!(
+                        "TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme"
+                    )));
+                }
+            };
+            let (l, shown) = match url {
+                ListenUrl::Tcp { host, port, .. } => {
                     let l = listen::bind_tcp(host, *port).await?;
                     let addr = l.local_addr().map_err(ServeError::Runtime)?;
                     addrs.push(addr);
-                    if tls.is_some() {
-                        tracing::info!(target: "embed", "serving client requests on {addr}");
-                    } else {
-                        tracing::info!(target: "embed", "serving insecure client requests on {addr}, this is strongly discouraged!");
-                    }
-                    let drain = Duration::from_secs(5);
-                    let task =
-                        listen::serve(l, tls, router.clone(), stopped.clone(), cfg.max_concurrent_streams, drain);
-                    tasks.push(tokio::spawn(task));
+                    (listen::Listener::Tcp(l), addr.to_string())
                 }
-                other => return Err(ServeError::Flag(format!("etcdkit: listening on {other:?} is not supported yet"))),
+                ListenUrl::Unix { path, .. } => (listen::Listener::Unix(listen::bind_unix(path)?), path.clone()),
+            };
+            if tls.is_some() {
+                tracing::info!(target: "embed", "serving client requests on {shown}");
+            } else {
+                tracing::info!(target: "embed", "serving insecure client requests on {shown}, this is strongly discouraged!");
             }
+            let drain = Duration::from_secs(5);
+            let task = listen::serve(l, tls, router.clone(), stopped.clone(), cfg.max_concurrent_streams, drain);
+            tasks.push(tokio::spawn(task));
         }
         Ok(Server { node, stop, tasks, addrs })
     }

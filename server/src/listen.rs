@@ -52,6 +52,22 @@ impl ListenUrl {
     }
 }
 
+impl std::fmt::Display for ListenUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenUrl::Tcp { tls, host, port } => {
+                let scheme = if *tls { "https" } else { "http" };
+                if host.contains(':') {
+                    write!(f, "{scheme}://[{host}]:{port}")
+                } else {
+                    write!(f, "{scheme}://{host}:{port}")
+                }
+            }
+            ListenUrl::Unix { tls, path } => write!(f, "{}://{path}", if *tls { "unixs" } else { "unix" }),
+        }
+    }
+}
+
 /// Binds a TCP URL (a host name is resolved; `localhost` binds loopback).
 pub async fn bind_tcp(host: &str, port: u16) -> Result<TcpListener, ServeError> {
     let addr = format!("{host}:{port}");
@@ -63,6 +79,42 @@ pub async fn bind_tcp(host: &str, port: u16) -> Result<TcpListener, ServeError> 
     TcpListener::bind(first).await.map_err(|e| ServeError::Listen { url: addr.clone(), source: e })
 }
 
+/// A bound client listener: TCP, or a unix socket (`unix://path`).
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+/// A byte stream a [`Listener`] accepted.
+pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Conn for T {}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Box<dyn Conn>> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok(Box::new(s))
+            }
+            Listener::Unix(l) => Ok(Box::new(l.accept().await?.0)),
+        }
+    }
+}
+
+/// Binds a unix socket at `path`, replacing a stale socket file (as etcd's
+/// `NewUnixListener` does).
+pub fn bind_unix(path: &str) -> Result<tokio::net::UnixListener, ServeError> {
+    let p = std::path::Path::new(path);
+    if std::fs::symlink_metadata(p).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_socket()
+    }) {
+        let _ = std::fs::remove_file(p);
+    }
+    tokio::net::UnixListener::bind(p).map_err(|e| ServeError::Listen { url: format!("unix://{path}"), source: e })
+}
+
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
@@ -70,7 +122,7 @@ const HANDSHAKE: Duration = Duration::from_secs(10);
 /// over HTTP/1 or HTTP/2 (gRPC), in TLS when `tls` is given; then lets open
 /// connections finish their requests (bounded by `drain`).
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     tls: Option<TlsAcceptor>,
     router: Router,
     mut stop: watch::Receiver<bool>,
@@ -83,6 +135,11 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(max_streams)
+        // Go gRPC's largest connection window (its BDP estimate's cap). h2
+        // also sizes its guard against floods of small DATA frames from it
+        // (half the window): a client opening thousands of watches at once
+        // (kube-apiserver) sends as many small frames.
+        .initial_connection_window_size(16 << 20)
         // etcd's --grpc-keepalive-interval / --grpc-keepalive-timeout defaults.
         .keep_alive_interval(Some(Duration::from_secs(7200)))
         .keep_alive_timeout(Duration::from_secs(20));
@@ -90,8 +147,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             conn = listener.accept() => {
-                let Ok((stream, _)) = conn else { continue };
-                let _ = stream.set_nodelay(true);
+                let Ok(stream) = conn else { continue };
                 let (router, builder, watcher, tls) = (router.clone(), builder.clone(), graceful.watcher(), tls.clone());
                 tokio::spawn(async move {
                     match tls {
