@@ -306,7 +306,12 @@ impl AuthStore {
 
     /// A read of `(key, range_end)` by `who` (`None`: no credentials).
     pub fn check_range(&self, who: Option<&AuthInfo>, key: &[u8], range_end: &[u8]) -> Result<(), AuthError> {
-        self.state.read().permitted(who.unwrap_or(&AuthInfo::default()), Access::Read, key, range_end)
+        self.check(who, Access::Read, key, range_end)
+    }
+
+    /// `access` to `(key, range_end)` by `who` (`None`: no credentials).
+    pub fn check(&self, who: Option<&AuthInfo>, access: Access, key: &[u8], range_end: &[u8]) -> Result<(), AuthError> {
+        self.state.read().permitted(who.unwrap_or(&AuthInfo::default()), access, key, range_end)
     }
 
     /// The admin check (the user holds `root`) for the server's admin-only

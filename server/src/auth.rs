@@ -13,7 +13,7 @@ use std::time::Duration;
 use etcdkit_proto::etcdserverpb::auth_server::Auth;
 use etcdkit_proto::etcdserverpb::*;
 use etcdkit_raft_node::Response;
-use etcdkit_raft_node::auth::{AuthAnswer, AuthError, AuthInfo};
+use etcdkit_raft_node::auth::{Access, AuthAnswer, AuthError, AuthInfo};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response as Reply, Status};
 
@@ -102,16 +102,10 @@ impl Core {
         let who = self.who(&Credentials::of(req)).await?;
         let end = etcdkit_mvcc::prefix_end(prefix);
         let auth = self.node.auth();
-        let r = auth.check_range(who.as_ref(), prefix, &end);
-        let w = auth.check_write(
-            &InternalRaftRequest {
-                header: who.map(|w| RequestHeader { id: 0, username: w.user, auth_revision: w.revision }),
-                delete_range: Some(DeleteRangeRequest { key: prefix.to_vec(), range_end: end, ..Default::default() }),
-                ..Default::default()
-            },
-            |_| Vec::new(),
-        );
-        r.and(w).map_err(|e| crate::error::status(e.into()))
+        [Access::Read, Access::Write]
+            .into_iter()
+            .try_for_each(|a| auth.check(who.as_ref(), a, prefix, &end))
+            .map_err(|e| crate::error::status(e.into()))
     }
 
     /// Proposes a client's `req` as `who` (etcd puts the caller in the raft

@@ -211,9 +211,10 @@ pub fn server_config(info: &TlsInfo, auto_dir: &Path, hosts: &[String]) -> Resul
     // Auto TLS verifies no client (etcd: client certificate auth needs a CA).
     let builder = match (&info.trusted_ca_file, info.client_cert_auth && !info.auto_tls) {
         (Some(ca), true) => {
+            let trusted = certs(ca)?;
             let mut roots = RootCertStore::empty();
-            for c in certs(ca)? {
-                roots.add(c).map_err(|e| err("trust", ca, e))?;
+            for c in &trusted {
+                roots.add(c.clone()).map_err(|e| err("trust", ca, e))?;
             }
             let mut v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             if let Some(crl) = &info.crl_file {
@@ -229,7 +230,7 @@ pub fn server_config(info: &TlsInfo, auto_dir: &Path, hosts: &[String]) -> Resul
                 v = v.with_crls(crls).only_check_end_entity_revocation().allow_unknown_revocation_status();
             }
             let inner = v.build().map_err(|e| err("client verifier for", ca, e))?;
-            builder.with_client_cert_verifier(Arc::new(TrustedLeaf { inner, trusted: certs(ca)? }))
+            builder.with_client_cert_verifier(Arc::new(TrustedLeaf { inner, trusted }))
         }
         (None, true) => return Err(ServeError::Flag("--client-cert-auth needs --trusted-ca-file".into())),
         _ => builder.with_no_client_auth(),
