@@ -29,7 +29,7 @@ pub enum ConfChangeTransition {
     ConfChangeTransitionJointExplicit = 2,
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
+#[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct Entry {
     #[prost(enumeration = "EntryType", required, tag = "1")]
     pub r#type: i32,
@@ -118,4 +118,60 @@ pub struct Snapshot {
     pub data: Option<Vec<u8>>,
     #[prost(message, required, tag = "2")]
     pub metadata: SnapshotMetadata,
+}
+
+/// raftpb.MessageType: the messages members exchange (the same numbers as
+/// the tikv `raft` crate's `eraftpb::MessageType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum MessageType {
+    MsgHup = 0,
+    MsgBeat = 1,
+    MsgProp = 2,
+    MsgApp = 3,
+    MsgAppResp = 4,
+    MsgVote = 5,
+    MsgVoteResp = 6,
+    MsgSnap = 7,
+    MsgHeartbeat = 8,
+    MsgHeartbeatResp = 9,
+    MsgUnreachable = 10,
+    MsgSnapStatus = 11,
+    MsgCheckQuorum = 12,
+    MsgTransferLeader = 13,
+    MsgTimeoutNow = 14,
+    MsgReadIndex = 15,
+    MsgReadIndexResp = 16,
+    MsgPreVote = 17,
+    MsgPreVoteResp = 18,
+}
+
+/// raftpb.Message: what members send each other over the peer protocol.
+/// Every field but `context` is written even when zero, as gogo writes it.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Message {
+    #[prost(enumeration = "MessageType", required, tag = "1")]
+    pub r#type: i32,
+    #[prost(uint64, required, tag = "2")]
+    pub to: u64,
+    #[prost(uint64, required, tag = "3")]
+    pub from: u64,
+    #[prost(uint64, required, tag = "4")]
+    pub term: u64,
+    #[prost(uint64, required, tag = "5")]
+    pub log_term: u64,
+    #[prost(uint64, required, tag = "6")]
+    pub index: u64,
+    #[prost(message, repeated, tag = "7")]
+    pub entries: Vec<Entry>,
+    #[prost(uint64, required, tag = "8")]
+    pub commit: u64,
+    #[prost(message, required, tag = "9")]
+    pub snapshot: Snapshot,
+    #[prost(bool, required, tag = "10")]
+    pub reject: bool,
+    #[prost(uint64, required, tag = "11")]
+    pub reject_hint: u64,
+    #[prost(bytes = "vec", optional, tag = "12")]
+    pub context: Option<Vec<u8>>,
 }

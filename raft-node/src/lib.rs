@@ -36,7 +36,7 @@ mod apply;
 pub mod auth;
 mod bootstrap;
 mod config;
-mod convert;
+pub mod convert;
 mod error;
 mod local;
 mod logstore;
@@ -52,4 +52,6 @@ pub use error::{Error, Result};
 pub use local::Local;
 pub use member::{Member, Output};
 pub use node::{Gauges, LeaseTtl, Node, Pending, Status};
-pub use transport::{Faults, LocalNetwork, Transport};
+/// raft-rs's message types, as [`Transport`] carries them.
+pub use raft::eraftpb;
+pub use transport::{Faults, Inbox, LocalNetwork, Transport};

@@ -209,12 +209,12 @@ pub struct Node {
 impl Node {
     /// Opens (or bootstraps) a single-member node in `cfg.data_dir`.
     pub fn open(cfg: Config) -> Result<Node> {
-        Self::open_with(cfg, |_, _| Ok(Arc::new(NoPeers)))
+        Self::open_with(cfg, |_, _, _| Ok(Arc::new(NoPeers)))
     }
 
     /// Opens a member of a cluster whose members share `net` (in-process).
     pub fn open_on(cfg: Config, net: &LocalNetwork) -> Result<Node> {
-        Self::open_with(cfg, |id, inbox| {
+        Self::open_with(cfg, |id, _, inbox| {
             net.register(id, inbox);
             Ok(Arc::new(net.clone()))
         })
@@ -230,24 +230,25 @@ impl Node {
             .ok_or_else(|| Error::Config(format!("no peer URL to listen on ({url:?})")))?;
         let peers: Vec<(u64, String)> =
             member.members().into_iter().filter_map(|m| Some((m.id, m.peer_urls.first()?.clone()))).collect();
-        Self::start(member, |_, inbox| {
+        Self::start(member, |_, _, inbox| {
             Ok(crate::tcp::TcpTransport::start(&listen, &peers, inbox)? as Arc<dyn Transport>)
         })
     }
 
-    /// Opens a member whose transport `make` builds from the member ID and
-    /// the inbox where the transport must deliver peers' messages.
-    pub fn open_with(cfg: Config, make: impl FnOnce(u64, Inbox) -> Result<Arc<dyn Transport>>) -> Result<Node> {
+    /// Opens a member whose transport `make` builds from the member ID, the
+    /// cluster ID and the inbox where the transport must deliver peers'
+    /// messages.
+    pub fn open_with(cfg: Config, make: impl FnOnce(u64, u64, Inbox) -> Result<Arc<dyn Transport>>) -> Result<Node> {
         Self::start(Member::open(cfg)?, make)
     }
 
-    fn start(member: Member, make: impl FnOnce(u64, Inbox) -> Result<Arc<dyn Transport>>) -> Result<Node> {
+    fn start(member: Member, make: impl FnOnce(u64, u64, Inbox) -> Result<Arc<dyn Transport>>) -> Result<Node> {
         let cfg = member.config().clone();
         let (tx, rx) = sync_channel::<Cmd>(cfg.max_pending.max(1024) * 2);
         let (id, cluster_id) = (member.id(), member.cluster_id());
         let raft_tx = tx.clone();
         // Raft messages are dropped, never blocked on, when the node is swamped.
-        let transport = make(id, Arc::new(move |m| drop(raft_tx.try_send(Cmd::Raft(m)))))?;
+        let transport = make(id, cluster_id, Arc::new(move |m| drop(raft_tx.try_send(Cmd::Raft(m)))))?;
         transport.update_members(&member.members());
         let inflight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let inflight2 = inflight.clone();

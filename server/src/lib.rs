@@ -35,6 +35,7 @@ pub mod lock;
 pub mod log;
 pub mod maintenance;
 pub mod metrics;
+pub mod peer;
 pub mod serve;
 pub mod tls;
 pub mod token;
@@ -96,12 +97,18 @@ pub struct ServeConfig {
     pub tls: tls::TlsInfo,
     /// `--auth-token`: `simple`, `jwt,…` options, or empty (see [`token`]).
     pub auth_token: String,
+    /// `--listen-peer-urls`: where the peer protocol ([`peer`]) is served
+    /// (none: a member that cannot be reached by others).
+    pub listen_peer_urls: Vec<ListenUrl>,
+    /// The peer TLS flags (`--peer-cert-file`, …).
+    pub peer_tls: tls::TlsInfo,
 }
 
 /// A running server: [`Server::stop`] stops accepting, lets in-flight
 /// requests finish, then closes the member (its WAL synced, its db committed).
 pub struct Server {
     node: Arc<Node>,
+    transport: Option<peer::PeerTransport>,
     stop: signal::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     addrs: Vec<std::net::SocketAddr>,
@@ -111,9 +118,37 @@ impl Server {
     /// Opens the member, binds every client URL and starts serving.
     pub async fn start(cfg: ServeConfig) -> Result<Server, ServeError> {
         let tokens = token::TokenProvider::parse(&cfg.auth_token)?;
-        let node_cfg = cfg.node.clone();
+        // Peer listeners first: a port in use stops the start before the
+        // data dir is touched (as etcd binds before it opens the member).
+        let mut peer_listeners = Vec::new();
+        for url in &cfg.listen_peer_urls {
+            peer_listeners.push((url.clone(), bind(url).await?));
+        }
+        let dialer = peer::client::Dialer { tls: tls::peer_client_config(&cfg.peer_tls, &cfg.node.layout())? };
+        let mut node_cfg = cfg.node.clone();
+        if node_cfg.join_existing && !node_cfg.layout().is_initialized(&**node_cfg.fs()) {
+            node_cfg.join_ids = Some(peer::join::cluster_ids(&node_cfg, &dialer).await?);
+        }
         let data_dir = node_cfg.layout();
-        let node = Arc::new(tokio::task::spawn_blocking(move || Node::open(node_cfg)).await.map_err(join_err)??);
+        let advertised: Vec<String> =
+            node_cfg.initial_advertise_peer_urls.split(',').filter(|u| !u.is_empty()).map(str::to_string).collect();
+        let rt = tokio::runtime::Handle::current();
+        let multi = !cfg.listen_peer_urls.is_empty();
+        let (node, transport) = tokio::task::spawn_blocking(move || {
+            let mut made = None;
+            let node = Node::open_with(node_cfg, |id, cluster_id, inbox| {
+                if !multi {
+                    return Ok(Arc::new(etcdkit_raft_node::transport::NoPeers) as Arc<dyn etcdkit_raft_node::Transport>);
+                }
+                let t = peer::PeerTransport::new(peer::Local { id, cluster_id, urls: advertised }, inbox, rt, dialer);
+                made = Some(t.clone());
+                Ok(Arc::new(t) as Arc<dyn etcdkit_raft_node::Transport>)
+            })?;
+            Ok::<_, etcdkit_raft_node::Error>((node, made))
+        })
+        .await
+        .map_err(join_err)??;
+        let node = Arc::new(node);
         let core = Arc::new(Core {
             node: node.clone(),
             limits: cfg.limits,
@@ -139,6 +174,38 @@ impl Server {
         } else {
             None
         };
+        if let Some(t) = &transport {
+            let peer_router = peer::http::routes(t.shared.clone()).merge(peer::http::member_routes(core.clone()));
+            let peer_acceptor = if cfg.peer_tls.enabled() {
+                let hosts: Vec<String> = cfg
+                    .listen_peer_urls
+                    .iter()
+                    .filter_map(|u| match u {
+                        ListenUrl::Tcp { host, .. } => Some(host.clone()),
+                        ListenUrl::Unix { .. } => None,
+                    })
+                    .collect();
+                let auto_dir = cfg.node.layout().auto_tls("peer");
+                Some(tokio_rustls::TlsAcceptor::from(tls::server_config(&cfg.peer_tls, &auto_dir, &hosts)?))
+            } else {
+                None
+            };
+            for (url, l) in peer_listeners {
+                let tls = match (url.is_tls(), &peer_acceptor) {
+                    (false, _) => None,
+                    (true, Some(a)) => Some(a.clone()),
+                    (true, None) => {
+                        return Err(ServeError::Flag(format!(
+                            "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url {url} with HTTPS scheme"
+                        )));
+                    }
+                };
+                tracing::info!(target: "embed", "serving peer traffic on {url}");
+                let task =
+                    listen::serve(l, tls, peer_router.clone(), stopped.clone(), u32::MAX, Duration::from_secs(1));
+                tasks.push(tokio::spawn(task));
+            }
+        }
         for url in &cfg.listen_client_urls {
             let tls = match (url.is_tls(), &acceptor) {
                 (false, _) => None,
@@ -149,14 +216,14 @@ impl Server {
                     )));
                 }
             };
-            let (l, shown) = match url {
-                ListenUrl::Tcp { host, port, .. } => {
-                    let l = listen::bind_tcp(host, *port).await?;
-                    let addr = l.local_addr().map_err(ServeError::Runtime)?;
+            let l = bind(url).await?;
+            let shown = match &l {
+                listen::Listener::Tcp(t) => {
+                    let addr = t.local_addr().map_err(ServeError::Runtime)?;
                     addrs.push(addr);
-                    (listen::Listener::Tcp(l), addr.to_string())
+                    addr.to_string()
                 }
-                ListenUrl::Unix { path, .. } => (listen::Listener::Unix(listen::bind_unix(path)?), path.clone()),
+                listen::Listener::Unix(_) => url.to_string(),
             };
             if tls.is_some() {
                 tracing::info!(target: "embed", "serving client requests on {shown}");
@@ -167,7 +234,12 @@ impl Server {
             let task = listen::serve(l, tls, router.clone(), stopped.clone(), cfg.max_concurrent_streams, drain);
             tasks.push(tokio::spawn(task));
         }
-        Ok(Server { node, stop, tasks, addrs })
+        Ok(Server { node, transport, stop, tasks, addrs })
+    }
+
+    /// The peer transport (`None` without peer URLs).
+    pub fn transport(&self) -> Option<&peer::PeerTransport> {
+        self.transport.as_ref()
     }
 
     /// The bound client addresses (a `:0` URL gets its port here).
@@ -189,6 +261,13 @@ impl Server {
         tokio::task::spawn_blocking(move || node.close()).await.map_err(join_err)??;
         Ok(())
     }
+}
+
+async fn bind(url: &ListenUrl) -> Result<listen::Listener, ServeError> {
+    Ok(match url {
+        ListenUrl::Tcp { host, port, .. } => listen::Listener::Tcp(listen::bind_tcp(host, *port).await?),
+        ListenUrl::Unix { path, .. } => listen::Listener::Unix(listen::bind_unix(path)?),
+    })
 }
 
 fn join_err(e: tokio::task::JoinError) -> ServeError {

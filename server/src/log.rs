@@ -41,6 +41,18 @@ fn timestamp() -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:06}", rem / 3600, rem / 60 % 60, rem % 60, now.subsec_micros())
 }
 
+/// Go's `time.Time` JSON form (RFC 3339 with nanoseconds, UTC).
+pub fn rfc3339_nanos(t: std::time::SystemTime) -> String {
+    let now = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    let nanos = format!(".{:09}", now.subsec_nanos());
+    let nanos = nanos.trim_end_matches('0');
+    let nanos = if nanos == "." { "" } else { nanos };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{nanos}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

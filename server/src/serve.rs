@@ -171,6 +171,16 @@ pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
             cipher_suites: f.get("cipher-suites").split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
         },
         auth_token: f.get("auth-token").to_string(),
+        listen_peer_urls: ListenUrl::parse_list(f.get("listen-peer-urls"))?,
+        peer_tls: TlsInfo {
+            cert_file: path(f, "peer-cert-file"),
+            key_file: path(f, "peer-key-file"),
+            trusted_ca_file: path(f, "peer-trusted-ca-file"),
+            client_cert_auth: f.bool("peer-client-cert-auth"),
+            crl_file: path(f, "peer-crl-file"),
+            auto_tls: f.bool("peer-auto-tls"),
+            cipher_suites: f.get("cipher-suites").split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        },
         // etcd: 0 keeps the default; under 100 ms is raised to 100 ms.
         watch_progress_notify_interval: if progress.is_zero() {
             Duration::from_secs(600)

@@ -239,3 +239,84 @@ pub fn server_config(info: &TlsInfo, auto_dir: &Path, hosts: &[String]) -> Resul
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
+
+/// The TLS client side of the peer protocol (`--peer-*` flags): this
+/// member's certificate for peers that verify clients, and the CA that
+/// peers' certificates are verified against. `--peer-auto-tls` verifies no
+/// peer certificate (etcd: `InsecureSkipVerify` for self-signed ones).
+/// `None` when no peer TLS flag is set (an `https://` peer is then unreachable).
+pub fn peer_client_config(
+    info: &TlsInfo,
+    layout: &etcdkit_schema::DataDir,
+) -> Result<Option<tokio_rustls::TlsConnector>, ServeError> {
+    if !info.enabled() && info.trusted_ca_file.is_none() {
+        return Ok(None);
+    }
+    let provider = Arc::new(provider(&info.cipher_suites)?);
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Flag(format!("TLS: {e}")))?;
+    let builder = match (&info.trusted_ca_file, info.auto_tls) {
+        (Some(ca), false) => {
+            let mut roots = RootCertStore::empty();
+            for c in certs(ca)? {
+                roots.add(c).map_err(|e| err("trust", ca, e))?;
+            }
+            builder.with_root_certificates(roots)
+        }
+        _ => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyServer(provider))),
+    };
+    let files = match (&info.cert_file, &info.key_file) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        _ if info.auto_tls => Some(self_cert(&layout.auto_tls("peer"), &[])?),
+        _ => None,
+    };
+    let cfg = match files {
+        Some((c, k)) => {
+            let key = PrivateKeyDer::from_pem_file(&k).map_err(|e| err("read the key", &k, e))?;
+            builder.with_client_auth_cert(certs(&c)?, key).map_err(|e| err("use the certificate", &c, e))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(cfg))))
+}
+
+/// Accepts any server certificate whose handshake signature verifies (for
+/// `--peer-auto-tls`, whose certificates are self-signed).
+#[derive(Debug)]
+struct AnyServer(Arc<CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

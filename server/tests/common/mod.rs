@@ -24,6 +24,8 @@ pub async fn server(dir: &std::path::Path) -> (Server, String) {
         quota_backend_bytes: None,
         tls: Default::default(),
         auth_token: "simple".into(),
+        listen_peer_urls: Vec::new(),
+        peer_tls: Default::default(),
     };
     let s = Server::start(cfg).await.unwrap();
     let url = format!("http://{}", s.local_addrs()[0]);

@@ -1,0 +1,317 @@
+//! The dialing side of the peer protocol: this member's readers of each
+//! peer's streams, its pipeline and its snapshot sender (etcd's
+//! `streamReader`, `pipeline`, `snapshotSender`).
+//!
+//! Every request is HTTP/1.1 on its own connection (a stream holds its
+//! connection for as long as it lives); a failed dial or a broken stream
+//! moves to the peer's next URL and retries after [`RETRY`] (etcd's dial
+//! rate limit), until the peer is removed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use etcdkit_proto::Message as _;
+use etcdkit_proto::raftpb;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, watch};
+
+use super::codec::{self, MessageDecoder, MsgAppV2Decoder};
+use super::{Peer, Shared, StreamType, id_string};
+use crate::listen::{Conn, ListenUrl};
+
+/// etcd's stream dial retry frequency.
+pub const RETRY: Duration = Duration::from_millis(100);
+/// How long a dial (TCP connect + TLS handshake) may take.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// A pipeline or snapshot request's bound (a snapshot of a large db takes
+/// long; etcd bounds neither, it has the peer's read timeouts).
+const POST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Opens connections to peer URLs: TCP or unix sockets, with TLS for
+/// `https://` and `unixs://`.
+#[derive(Clone, Default)]
+pub struct Dialer {
+    pub tls: Option<tokio_rustls::TlsConnector>,
+}
+
+/// Why a peer request did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("dial {url}: {why}")]
+    Dial { url: String, why: String },
+    #[error("{url}: {why}")]
+    Http { url: String, why: String },
+    #[error("{url}: status {status}: {body}")]
+    Status { url: String, status: StatusCode, body: String },
+}
+
+impl Dialer {
+    /// A connection to `url`'s host (the path is ignored).
+    pub async fn connect(&self, url: &str) -> Result<Box<dyn Conn>, PeerError> {
+        let bad = |why: String| PeerError::Dial { url: url.to_string(), why };
+        let target = ListenUrl::parse(url).map_err(|e| bad(e.to_string()))?;
+        let dial = async {
+            let (conn, host): (Box<dyn Conn>, String) = match &target {
+                ListenUrl::Tcp { host, port, .. } => {
+                    let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                    let _ = s.set_nodelay(true);
+                    (Box::new(s), host.clone())
+                }
+                ListenUrl::Unix { path, .. } => {
+                    (Box::new(tokio::net::UnixStream::connect(path).await?), "localhost".to_string())
+                }
+            };
+            if !target.is_tls() {
+                return Ok::<_, std::io::Error>(conn);
+            }
+            let Some(tls) = &self.tls else {
+                return Err(std::io::Error::other("an https peer URL needs the peer TLS flags"));
+            };
+            let name = rustls::pki_types::ServerName::try_from(host).map_err(std::io::Error::other)?;
+            Ok(Box::new(tls.connect(name, conn).await?) as Box<dyn Conn>)
+        };
+        match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(bad(e.to_string())),
+            Err(_) => Err(bad("timed out".into())),
+        }
+    }
+
+    /// An HTTP/1.1 connection to `url`, ready for requests.
+    pub async fn handshake(&self, url: &str) -> Result<SendRequest<Full<Bytes>>, PeerError> {
+        let conn = self.connect(url).await?;
+        let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(conn))
+            .await
+            .map_err(|e| PeerError::Http { url: url.to_string(), why: e.to_string() })?;
+        tokio::spawn(async move {
+            let _ = driver.await;
+        });
+        Ok(sender)
+    }
+}
+
+/// A request to `base` + `path` with etcd's peer headers.
+pub(crate) fn request(s: &Shared, method: &str, base: &str, path: &str, body: Bytes) -> Request<Full<Bytes>> {
+    let host = base.split_once("://").map_or(base, |(_, r)| r).trim_end_matches('/');
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, if host.contains('/') { "localhost" } else { host })
+        .header("X-Server-From", id_string(s.local.id))
+        .header("X-Server-Version", crate::SERVER_VERSION)
+        .header("X-Min-Cluster-Version", MIN_CLUSTER_VERSION)
+        .header("X-Etcd-Cluster-ID", id_string(s.local.cluster_id));
+    if !s.local.urls.is_empty() {
+        b = b.header("X-PeerURLs", s.local.urls.join(","));
+    }
+    b.body(Full::new(body)).expect("valid request")
+}
+
+/// etcd 3.4's `version.MinClusterVersion`.
+pub const MIN_CLUSTER_VERSION: &str = "3.0.0";
+
+fn pick(peer: &Peer, turn: usize) -> Option<String> {
+    let urls = peer.urls.read();
+    (!urls.is_empty()).then(|| urls[turn % urls.len()].clone())
+}
+
+/// Sleeps `d` unless the peer is stopped first; whether it was.
+async fn pause(d: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stopped.borrow(),
+        _ = stopped.changed() => true,
+    }
+}
+
+/// Dials `peer`'s stream of type `t` (on which the peer writes its messages
+/// for this member) and delivers what arrives, redialing until stopped.
+pub(crate) async fn read_stream(s: Arc<Shared>, peer: Arc<Peer>, t: StreamType, mut stopped: watch::Receiver<bool>) {
+    let mut turn = 0usize;
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        if let Some(url) = pick(&peer, turn) {
+            tokio::select! {
+                r = read_once(&s, &peer, t, &url) => {
+                    if let Err(e) = r {
+                        tracing::debug!(target: "rafthttp", "stream {t:?} with peer {:x}: {e}", peer.id);
+                        turn += 1;
+                    }
+                }
+                _ = stopped.changed() => return,
+            }
+        }
+        if pause(RETRY, &mut stopped).await {
+            return;
+        }
+    }
+}
+
+async fn read_once(s: &Shared, peer: &Peer, t: StreamType, url: &str) -> Result<(), PeerError> {
+    let mut sender = s.dialer.handshake(url).await?;
+    let path = format!("{}/{}", t.path(), id_string(s.local.id));
+    let mut req = request(s, "GET", url, &path, Bytes::new());
+    req.headers_mut().insert("X-Raft-To", id_string(peer.id).parse().expect("hex"));
+    let http = |e: hyper::Error| PeerError::Http { url: url.to_string(), why: e.to_string() };
+    let resp = tokio::time::timeout(DIAL_TIMEOUT, sender.send_request(req))
+        .await
+        .map_err(|_| PeerError::Http { url: url.to_string(), why: "no answer".into() })?
+        .map_err(http)?;
+    if resp.status() != StatusCode::OK {
+        return Err(refused(s, url, resp).await);
+    }
+    peer.activate();
+    tracing::info!(target: "rafthttp", "established a TCP streaming connection with peer {:x} ({t:?} reader)", peer.id);
+    let mut body = resp.into_body();
+    let mut buf = BytesMut::new();
+    let mut message = MessageDecoder { limit: codec::STREAM_LIMIT };
+    let mut msgapp = MsgAppV2Decoder::new(s.local.id, peer.id);
+    let end = loop {
+        let frame = match tokio::time::timeout(codec::READ_TIMEOUT, body.frame()).await {
+            Err(_) => break PeerError::Http { url: url.to_string(), why: "read timeout".into() },
+            Ok(None) => break PeerError::Http { url: url.to_string(), why: "stream closed".into() },
+            Ok(Some(Err(e))) => break http(e),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        buf.extend_from_slice(&data);
+        loop {
+            let next = match t {
+                StreamType::Message => message.decode(&mut buf),
+                StreamType::MsgApp => msgapp.decode(&mut buf),
+            };
+            match next {
+                Ok(Some(m)) if codec::is_link_heartbeat(&m) => {}
+                Ok(Some(m)) => s.deliver(m),
+                Ok(None) => break,
+                Err(e) => return Err(PeerError::Http { url: url.to_string(), why: e.to_string() }),
+            }
+        }
+    };
+    peer.deactivate();
+    Err(end)
+}
+
+/// The error for a refused request; a 410 means this member was removed.
+async fn refused(s: &Shared, url: &str, resp: Response<Incoming>) -> PeerError {
+    let status = resp.status();
+    let body = match tokio::time::timeout(DIAL_TIMEOUT, http_body_util::Limited::new(resp.into_body(), 4096).collect())
+        .await
+    {
+        Ok(Ok(b)) => String::from_utf8_lossy(&b.to_bytes()).trim_end().to_string(),
+        _ => String::new(),
+    };
+    if status == StatusCode::GONE {
+        let _ = s.removed_self.send(true);
+    }
+    PeerError::Status { url: url.to_string(), status, body }
+}
+
+/// POSTs `body` to `path`; a 204 is success (etcd's `checkPostResponse`).
+async fn post(
+    s: &Shared,
+    conn: &mut Option<(String, SendRequest<Full<Bytes>>)>,
+    url: &str,
+    path: &str,
+    content_type: &str,
+    body: Bytes,
+) -> Result<(), PeerError> {
+    if conn.as_ref().is_none_or(|(u, c)| u != url || c.is_closed()) {
+        *conn = Some((url.to_string(), s.dialer.handshake(url).await?));
+    }
+    let (_, sender) = conn.as_mut().expect("connected");
+    let http = |e: hyper::Error| PeerError::Http { url: url.to_string(), why: e.to_string() };
+    let mut req = request(s, "POST", url, path, body);
+    req.headers_mut().insert(hyper::header::CONTENT_TYPE, content_type.parse().expect("ascii"));
+    let sent = async {
+        sender.ready().await?;
+        let resp = sender.send_request(req).await?;
+        Ok::<_, hyper::Error>(resp)
+    };
+    let resp = match tokio::time::timeout(POST_TIMEOUT, sent).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            *conn = None;
+            return Err(http(e));
+        }
+        Err(_) => {
+            *conn = None;
+            return Err(PeerError::Http { url: url.to_string(), why: "timed out".into() });
+        }
+    };
+    if resp.status() == StatusCode::NO_CONTENT {
+        // Read the (empty) body so the connection can carry the next request.
+        let _ = resp.into_body().collect().await;
+        return Ok(());
+    }
+    *conn = None;
+    Err(refused(s, url, resp).await)
+}
+
+/// Sends queued messages one `POST /raft` each (etcd's pipeline).
+pub(crate) async fn pipeline(
+    s: Arc<Shared>,
+    peer: Arc<Peer>,
+    mut rx: mpsc::Receiver<raftpb::Message>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut conn = None;
+    let mut turn = 0usize;
+    loop {
+        let m = tokio::select! {
+            m = rx.recv() => match m { Some(m) => m, None => return },
+            _ = stopped.changed() => return,
+        };
+        let Some(url) = pick(&peer, turn) else { continue };
+        match post(&s, &mut conn, &url, "/raft", "application/protobuf", m.encode_to_vec().into()).await {
+            Ok(()) => peer.activate(),
+            Err(e) => {
+                tracing::debug!(target: "rafthttp", "pipeline to peer {:x}: {e}", peer.id);
+                peer.deactivate();
+                turn += 1;
+            }
+        }
+    }
+}
+
+/// Sends snapshots: the message (its `data` the v2 membership JSON) framed
+/// as on the message stream, then the db (etcd's merged snapshot body).
+pub(crate) async fn snapshots(
+    s: Arc<Shared>,
+    peer: Arc<Peer>,
+    mut rx: mpsc::Receiver<raftpb::Message>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut conn = None;
+    let mut turn = 0usize;
+    loop {
+        let mut m = tokio::select! {
+            m = rx.recv() => match m { Some(m) => m, None => return },
+            _ = stopped.changed() => return,
+        };
+        let db = m.snapshot.data.take().unwrap_or_default();
+        m.snapshot.data = Some(s.membership_json());
+        let mut body = BytesMut::with_capacity(db.len() + m.encoded_len() + 8);
+        codec::encode_message(&m, &mut body);
+        body.extend_from_slice(&db);
+        drop(db);
+        let Some(url) = pick(&peer, turn) else { continue };
+        let size = body.len();
+        tracing::info!(target: "rafthttp", "sending database snapshot [index: {}] to peer {:x} ({size} bytes)", m.snapshot.metadata.index, peer.id);
+        match post(&s, &mut conn, &url, "/raft/snapshot", "application/octet-stream", body.freeze()).await {
+            Ok(()) => {
+                tracing::info!(target: "rafthttp", "sent database snapshot [index: {}] to peer {:x}", m.snapshot.metadata.index, peer.id)
+            }
+            Err(e) => {
+                tracing::warn!(target: "rafthttp", "failed to send database snapshot to peer {:x}: {e}", peer.id);
+                turn += 1;
+            }
+        }
+    }
+}
