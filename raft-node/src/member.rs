@@ -88,6 +88,8 @@ pub struct Member {
     auth: std::sync::Arc<crate::auth::AuthStore>,
     conf_state: ConfState,
     applied: u64,
+    /// Bumped whenever the membership (or a member's attributes) changes.
+    members_epoch: u64,
     applied_term: u64,
     snapshot_index: u64,
     removed: bool,
@@ -145,6 +147,11 @@ fn proposal_hash(m: &eraftpb::Message) -> u64 {
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A peer message that is dropped as implausible (see `Member::plausible`).
+fn tracing_drop(m: &eraftpb::Message, why: &str) {
+    tracing::warn!(target: "raft", "dropped {:?} from {:x} (term {}): {why}", m.get_msg_type(), m.from, m.term);
 }
 
 fn logger() -> slog::Logger {
@@ -238,6 +245,7 @@ impl Member {
             timings,
             conf_state: meta.get_conf_state().clone(),
             applied: snap_meta.index,
+            members_epoch: 0,
             applied_term: snap_meta.term,
             snapshot_index: snap_meta.index,
             removed,
@@ -319,6 +327,16 @@ impl Member {
     }
 
     /// The membership as the `members` bucket holds it.
+    /// Changes whenever the membership or a member's attributes do.
+    pub fn members_epoch(&self) -> u64 {
+        self.members_epoch
+    }
+
+    /// The IDs of members removed from the cluster (never to return).
+    pub fn removed_ids(&self) -> &std::collections::BTreeSet<u64> {
+        &self.removed_ids
+    }
+
     pub fn members(&self) -> Vec<membership::Member> {
         self.members.values().cloned().collect()
     }
@@ -391,12 +409,37 @@ impl Member {
                 self.pending_conf_index = last + 1 + at;
             }
         }
+        if let Err(why) = self.plausible(&m) {
+            tracing_drop(&m, &why);
+            return Ok(());
+        }
         match self.raw.step(m) {
-            // A forwarded proposal with no leader to take it is lost, as in etcd.
-            Ok(()) | Err(raft::Error::StepPeerNotFound | raft::Error::StepLocalMsg | raft::Error::ProposalDropped) => {
-                Ok(())
+            Ok(()) => Ok(()),
+            // Storage failing is this member's problem; anything else is the
+            // message's (a forwarded proposal with no leader to take it is
+            // lost, as in etcd).
+            Err(e @ raft::Error::Store(_)) | Err(e @ raft::Error::Io(_)) => Err(e.into()),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Whether raft-rs can take a peer's message without panicking. Like
+    /// etcd's raft, it panics on a heartbeat that commits past the end of
+    /// the log: what a member of another cluster with the same ID, or a
+    /// leader that lost its log, sends. Such messages are dropped.
+    fn plausible(&self, m: &eraftpb::Message) -> std::result::Result<(), String> {
+        let log = &self.raw.raft.raft_log;
+        match m.get_msg_type() {
+            MessageType::MsgHeartbeat if m.term >= self.raw.raft.term && m.commit > log.last_index() => Err(format!(
+                "heartbeat commits index {} past the end of the log ({}): was the sender's log lost, or is it another cluster's member?",
+                m.commit,
+                log.last_index()
+            )),
+            MessageType::MsgAppend => {
+                let contiguous = m.entries.iter().enumerate().all(|(i, e)| e.index == m.index + 1 + i as u64);
+                if contiguous { Ok(()) } else { Err("append entries are not contiguous".into()) }
             }
-            Err(e) => Err(e.into()),
+            _ => Ok(()),
         }
     }
 
@@ -646,6 +689,7 @@ impl Member {
                             if req.v2.is_some() {
                                 // Member attributes may have changed.
                                 (self.members, self.removed_ids) = apply::load_members(self.store.db())?;
+                                self.members_epoch += 1;
                             }
                             if let Err(Error::Mvcc(etcdkit_mvcc::MvccError::Storage(_))) = &r {
                                 // The db failed under us: stop rather than diverge.
@@ -707,6 +751,7 @@ impl Member {
                 }
             }
         }
+        self.members_epoch += 1;
         Ok(Response::Members(self.members()))
     }
 
@@ -761,6 +806,7 @@ impl Member {
         self.store = Store::open(&db, self.cfg.store.clone())?;
         observe_commits(&mut self.store, &self.timings);
         (self.members, self.removed_ids) = apply::load_members(self.store.db())?;
+        self.members_epoch += 1;
         self.alarms = crate::alarm::Alarms::load(self.store.db())?;
         self.auth.reload(self.store.db())?;
         self.raw.mut_store().mem().wl().apply_snapshot(s)?;

@@ -249,7 +249,10 @@ impl Node {
         let raft_tx = tx.clone();
         // Raft messages are dropped, never blocked on, when the node is swamped.
         let transport = make(id, cluster_id, Arc::new(move |m| drop(raft_tx.try_send(Cmd::Raft(m)))))?;
-        transport.update_members(&member.members());
+        // A joining member knows no one yet: its transport was told of its peers.
+        if !member.members().is_empty() {
+            transport.update_members(&member.members(), member.removed_ids());
+        }
         let inflight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let inflight2 = inflight.clone();
         let gauges = Arc::new(Gauges::default());
@@ -620,6 +623,8 @@ struct Driver {
     /// until their deadline (an election usually ends first).
     parked: Vec<Cmd>,
     gauges: Arc<Gauges>,
+    /// The member's membership epoch the transport last heard of.
+    members_epoch: u64,
 }
 
 impl Driver {
@@ -639,6 +644,7 @@ impl Driver {
             inflight,
             parked: Vec::new(),
             gauges,
+            members_epoch: 0,
         }
     }
 
@@ -864,10 +870,11 @@ impl Driver {
         }
         let out = self.member.process()?;
         self.transport.send(out.messages);
+        if self.member.members_epoch() != self.members_epoch {
+            self.members_epoch = self.member.members_epoch();
+            self.transport.update_members(&self.member.members(), self.member.removed_ids());
+        }
         for (id, r) in out.applied {
-            if let Ok(Response::Members(ms)) = &r {
-                self.transport.update_members(ms);
-            }
             if let Some((reply, _)) = self.waiters.remove(&id) {
                 self.inflight.fetch_sub(1, Relaxed);
                 reply.send(r);

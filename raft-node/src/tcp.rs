@@ -95,7 +95,11 @@ impl Transport for TcpTransport {
         }
     }
 
-    fn update_members(&self, members: &[etcdkit_proto::membership::Member]) {
+    fn update_members(
+        &self,
+        members: &[etcdkit_proto::membership::Member],
+        _removed: &std::collections::BTreeSet<u64>,
+    ) {
         for m in members {
             if let Some(u) = m.peer_urls.first() {
                 self.set_peer(m.id, u);

@@ -13,8 +13,9 @@ use raft::eraftpb::Message;
 pub trait Transport: Send + Sync {
     fn send(&self, msgs: Vec<Message>);
 
-    /// The membership changed (or is first known): peers to reach.
-    fn update_members(&self, _members: &[etcdkit_proto::membership::Member]) {}
+    /// The membership changed (or is first known): peers to reach, and the
+    /// IDs removed for good (whose traffic is refused).
+    fn update_members(&self, _members: &[etcdkit_proto::membership::Member], _removed: &BTreeSet<u64>) {}
 }
 
 /// A transport for a single-member cluster: there is no one to send to.

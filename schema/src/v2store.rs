@@ -117,3 +117,120 @@ pub fn bootstrap_store_json(members: &[Member]) -> Vec<u8> {
         .end()
         .into_bytes()
 }
+
+/// A member's `attributes` value: `{"name":…,"clientURLs":[…]}` (both
+/// omitted when empty), as etcd 3.4 publishes it.
+pub fn attributes(m: &Member) -> String {
+    let mut o = Obj::new();
+    if !m.name.is_empty() {
+        o.str("name", &m.name);
+    }
+    if !m.client_urls.is_empty() {
+        let mut urls = String::from("[");
+        for (i, u) in m.client_urls.iter().enumerate() {
+            if i > 0 {
+                urls.push(',');
+            }
+            push_str(&mut urls, u);
+        }
+        urls.push(']');
+        o.raw("clientURLs", urls);
+    }
+    o.end()
+}
+
+/// The v2 store of a running cluster's membership, what an etcd 3.4 member
+/// rebuilds its membership from when it installs a leader's snapshot:
+/// `/0/members/<id>/raftAttributes` and `attributes`, `/0/removed_members/<id>`
+/// and `/0/version`. Nodes are numbered in the order written; the event
+/// history is empty.
+pub fn membership_store_json(members: &[Member], removed: &[u64], version: Option<&str>) -> Vec<u8> {
+    let mut index = 0u64;
+    let mut next = || {
+        index += 1;
+        index
+    };
+    let mut sorted: Vec<(String, &Member)> = members.iter().map(|m| (format!("{:x}", m.id), m)).collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut member_nodes = String::from("{");
+    for (i, (hex, m)) in sorted.iter().enumerate() {
+        if i > 0 {
+            member_nodes.push(',');
+        }
+        let dir = format!("/0/members/{hex}");
+        let created = next();
+        let mut children = String::from("{");
+        if !m.name.is_empty() || !m.client_urls.is_empty() {
+            let a = node(&format!("{dir}/attributes"), next(), &attributes(m), None);
+            children.push_str(&format!("\"attributes\":{a},"));
+        }
+        let r = node(&format!("{dir}/raftAttributes"), next(), &raft_attributes(m), None);
+        children.push_str(&format!("\"raftAttributes\":{r}}}"));
+        push_str(&mut member_nodes, hex);
+        member_nodes.push(':');
+        member_nodes.push_str(&node(&dir, created, "", Some(&children)));
+    }
+    member_nodes.push('}');
+    let mut zero = vec![format!("\"members\":{}", node("/0/members", 0, "", Some(&member_nodes)))];
+    if !removed.is_empty() {
+        let mut ids: Vec<String> = removed.iter().map(|id| format!("{id:x}")).collect();
+        ids.sort();
+        let mut nodes = String::from("{");
+        for (i, hex) in ids.iter().enumerate() {
+            if i > 0 {
+                nodes.push(',');
+            }
+            push_str(&mut nodes, hex);
+            nodes.push(':');
+            nodes.push_str(&node(&format!("/0/removed_members/{hex}"), next(), "", None));
+        }
+        nodes.push('}');
+        zero.push(format!("\"removed_members\":{}", node("/0/removed_members", 0, "", Some(&nodes))));
+    }
+    if let Some(v) = version {
+        zero.push(format!("\"version\":{}", node("/0/version", next(), v, None)));
+    }
+    let zero_children = format!("{{{}}}", zero.join(","));
+    let root_children =
+        format!("{{\"0\":{},\"1\":{}}}", node("/0", 0, "", Some(&zero_children)), node("/1", 0, "", Some("{}")));
+    let root = node("/", 0, "", Some(&root_children));
+    let events = format!("[{}]", vec!["null"; EVENT_CAPACITY].join(","));
+    let queue = Obj::new()
+        .raw("Events", events)
+        .raw("Size", 0)
+        .raw("Front", 0)
+        .raw("Back", 0)
+        .raw("Capacity", EVENT_CAPACITY)
+        .end();
+    let history = Obj::new().raw("Queue", queue).raw("StartIndex", 0).raw("LastIndex", 0).end();
+    let hub = Obj::new().raw("EventHistory", history).end();
+    let mut stats = Obj::new();
+    for k in [
+        "getsSuccess",
+        "getsFail",
+        "setsSuccess",
+        "setsFail",
+        "deleteSuccess",
+        "deleteFail",
+        "updateSuccess",
+        "updateFail",
+        "createSuccess",
+        "createFail",
+        "compareAndSwapSuccess",
+        "compareAndSwapFail",
+        "compareAndDeleteSuccess",
+        "compareAndDeleteFail",
+        "expireCount",
+        "watchers",
+    ] {
+        stats.raw(k, 0);
+    }
+    Obj::new()
+        .raw("Root", root)
+        .raw("WatcherHub", hub)
+        .raw("CurrentIndex", index)
+        .raw("Stats", stats.end())
+        .raw("CurrentVersion", 2)
+        .end()
+        .into_bytes()
+}

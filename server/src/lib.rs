@@ -126,8 +126,13 @@ impl Server {
         }
         let dialer = peer::client::Dialer { tls: tls::peer_client_config(&cfg.peer_tls, &cfg.node.layout())? };
         let mut node_cfg = cfg.node.clone();
+        // A joining member learns its ID, the cluster's and its peers from
+        // the members running (its own membership arrives with the leader's log).
+        let mut joined = Vec::new();
         if node_cfg.join_existing && !node_cfg.layout().is_initialized(&**node_cfg.fs()) {
-            node_cfg.join_ids = Some(peer::join::cluster_ids(&node_cfg, &dialer).await?);
+            let (me, cluster, members) = peer::join::cluster_ids(&node_cfg, &dialer).await?;
+            node_cfg.join_ids = Some((me, cluster));
+            joined = members;
         }
         let data_dir = node_cfg.layout();
         let advertised: Vec<String> =
@@ -141,6 +146,9 @@ impl Server {
                     return Ok(Arc::new(etcdkit_raft_node::transport::NoPeers) as Arc<dyn etcdkit_raft_node::Transport>);
                 }
                 let t = peer::PeerTransport::new(peer::Local { id, cluster_id, urls: advertised }, inbox, rt, dialer);
+                if !joined.is_empty() {
+                    etcdkit_raft_node::Transport::update_members(&t, &joined, &Default::default());
+                }
                 made = Some(t.clone());
                 Ok(Arc::new(t) as Arc<dyn etcdkit_raft_node::Transport>)
             })?;

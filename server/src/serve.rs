@@ -218,9 +218,52 @@ async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         Ok(Err(e)) => tracing::warn!(target: "etcdserver", "not published yet ({e}); serving anyway"),
         Err(e) => tracing::warn!(target: "etcdserver", "not published yet ({e}); serving anyway"),
     }
-    wait_for_signal().await;
-    tracing::info!(target: "etcdmain", "received terminated signal, shutting down...");
+    let mut removed = server.transport().map(|t| t.removed());
+    let end = tokio::select! {
+        _ = wait_for_signal() => End::Signal,
+        e = watch_member(&node) => e,
+        _ = async { match removed.as_mut() { Some(r) => { let _ = r.wait_for(|r| *r).await; } None => std::future::pending().await } } => End::Removed,
+    };
+    match end {
+        End::Signal => tracing::info!(target: "etcdmain", "received terminated signal, shutting down..."),
+        End::Removed => {
+            tracing::warn!(target: "etcdserver", "the member has been permanently removed from the cluster");
+            tracing::warn!(target: "etcdserver", "the data-dir used by this member must be removed.");
+        }
+        End::Died(e) => {
+            let _ = server.stop().await;
+            return Err(ServeError::Node(e));
+        }
+    }
     server.stop().await
+}
+
+/// Why `run` stops serving.
+enum End {
+    Signal,
+    /// This member was removed from the cluster (etcd exits 0).
+    Removed,
+    /// The member's thread stopped on an error.
+    Died(etcdkit_raft_node::Error),
+}
+
+/// Returns when the member is removed or its thread has stopped.
+async fn watch_member(node: &std::sync::Arc<etcdkit_raft_node::Node>) -> End {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = node.clone();
+        match tokio::task::spawn_blocking(move || n.status()).await {
+            Ok(Ok(s)) if s.removed => {
+                // etcd stops a second after applying its own removal (so the
+                // leader hears that it was applied).
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return End::Removed;
+            }
+            Ok(Err(e @ etcdkit_raft_node::Error::Stopped)) => return End::Died(e),
+            Ok(_) => {}
+            Err(_) => return End::Died(etcdkit_raft_node::Error::Stopped),
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -14,10 +14,13 @@ use crate::ServeError;
 /// etcd's timeout for one `GET /members`.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// This member's ID and the cluster's, learned from the other members of
-/// `--initial-cluster`: their `/members` must list as many members as the
-/// flag names, with the same peer URLs.
-pub async fn cluster_ids(cfg: &etcdkit_raft_node::Config, dialer: &Dialer) -> Result<(u64, u64), ServeError> {
+/// This member's ID, the cluster's, and the members running, learned from
+/// the other members of `--initial-cluster`: their `/members` must list as
+/// many members as the flag names, with the same peer URLs.
+pub async fn cluster_ids(
+    cfg: &etcdkit_raft_node::Config,
+    dialer: &Dialer,
+) -> Result<(u64, u64, Vec<Member>), ServeError> {
     let flag = |e: String| ServeError::Flag(e);
     let local =
         etcdkit_schema::cluster::parse_initial_cluster(&cfg.initial_cluster).map_err(|e| flag(e.to_string()))?;
@@ -47,7 +50,7 @@ pub async fn cluster_ids(cfg: &etcdkit_raft_node::Config, dialer: &Dialer) -> Re
         }
     }
     let me = members.iter().find(|m| sorted(&m.peer_urls) == mine).map(|m| m.id).expect("every member matched");
-    Ok((me, cluster_id))
+    Ok((me, cluster_id, members))
 }
 
 /// The first answer of `GET <url>/members`: the members and the cluster ID.

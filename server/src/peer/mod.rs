@@ -169,7 +169,8 @@ impl Shared {
 
     /// The v2 store JSON an etcd 3.4 member recovers its membership from.
     pub(crate) fn membership_json(&self) -> Vec<u8> {
-        etcdkit_schema::v2store::bootstrap_store_json(&self.members.read())
+        let removed: Vec<u64> = self.removed.read().iter().copied().collect();
+        etcdkit_schema::v2store::membership_store_json(&self.members.read(), &removed, Some(crate::CLUSTER_VERSION))
     }
 
     fn add_peer(self: &Arc<Self>, id: u64, urls: Vec<String>) -> Arc<Peer> {
@@ -276,9 +277,10 @@ impl Transport for PeerTransport {
         }
     }
 
-    fn update_members(&self, members: &[Member]) {
+    fn update_members(&self, members: &[Member], removed: &std::collections::BTreeSet<u64>) {
         let s = &self.shared;
         *s.members.write() = members.to_vec();
+        s.removed.write().extend(removed.iter().copied());
         let mut peers = s.peers.lock();
         for m in members.iter().filter(|m| m.id != s.local.id) {
             match peers.get(&m.id) {
@@ -293,11 +295,12 @@ impl Transport for PeerTransport {
                 }
             }
         }
+        // Only removed members are dropped: a member replaying the log from
+        // the start sees the membership grow one conf change at a time.
         peers.retain(|id, p| {
-            let keep = members.iter().any(|m| m.id == *id);
+            let keep = !removed.contains(id);
             if !keep {
                 let _ = p.stop.send(true);
-                s.removed.write().insert(*id);
             }
             keep
         });
