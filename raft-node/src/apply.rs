@@ -98,11 +98,31 @@ fn apply_v2(db: &Db, r: &Request) -> Result<()> {
             db.update(|tx| members::put(tx, &m))?;
         }
     } else if r.path == "/0/version" {
+        // etcd panics on a version that is not semver; it is refused here.
+        if parse_version(&r.val).is_none() {
+            return Ok(());
+        }
         db.update(|tx| {
             tx.create_bucket_if_not_exists(bucket::CLUSTER)?.put(bucket::cluster::CLUSTER_VERSION, r.val.as_bytes())
         })?;
     }
     Ok(())
+}
+
+/// `major.minor.patch` of a semver version text (pre-release or build
+/// suffixes ignored).
+pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+    let core = v.split(['-', '+']).next()?;
+    let mut it = core.split('.');
+    let t = (it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
+    it.next().is_none().then_some(t)
+}
+
+/// The cluster version in the db (`cluster/clusterVersion`), if decided.
+pub fn cluster_version(db: &Db) -> Option<String> {
+    let tx = db.begin().ok()?;
+    let v = tx.bucket(bucket::CLUSTER).ok()??.get(bucket::cluster::CLUSTER_VERSION).ok()??;
+    String::from_utf8(v.to_vec()).ok()
 }
 
 /// The `members` and `members_removed` buckets.
@@ -137,11 +157,18 @@ pub fn validate(
     match ty {
         ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode => {
             let m = ctx()?;
-            if let Some(old) = members.get(&cc.node_id) {
-                // Promoting a learner is an AddNode on it.
-                if ty == ConfChangeType::ConfChangeAddNode && old.is_learner && !m.is_learner {
-                    return Ok(Some(membership::Member { is_learner: false, ..old.clone() }));
+            // Promoting a learner is an AddNode whose context says so (etcd's
+            // `ConfigChangeContext.IsPromote`).
+            if ty == ConfChangeType::ConfChangeAddNode
+                && membership::is_promote(cc.context.as_deref().unwrap_or_default())
+            {
+                let old = members.get(&cc.node_id).ok_or(Error::MemberNotFound(cc.node_id))?;
+                if !old.is_learner {
+                    return Err(Error::NotLearner(cc.node_id));
                 }
+                return Ok(Some(membership::Member { is_learner: false, ..old.clone() }));
+            }
+            if members.contains_key(&cc.node_id) {
                 return Err(Error::MemberExists(cc.node_id));
             }
             if members.values().flat_map(|o| &o.peer_urls).any(|u| m.peer_urls.contains(u)) {
@@ -176,7 +203,8 @@ pub fn add_member(peer_urls: &[String], learner: bool, token: &str) -> (membersh
     let id = etcdkit_schema::cluster::member_id(peer_urls, &format!("{token}{secs}"));
     let m = membership::Member { id, peer_urls: peer_urls.to_vec(), is_learner: learner, ..Default::default() };
     let ty = if learner { ConfChangeType::ConfChangeAddLearnerNode } else { ConfChangeType::ConfChangeAddNode };
-    let cc = ConfChange { id: 0, r#type: ty as i32, node_id: id, context: Some(m.to_json()) };
+    let cc =
+        ConfChange { id: 0, r#type: ty as i32, node_id: id, context: Some(membership::conf_change_context(&m, false)) };
     (m, cc)
 }
 
@@ -192,8 +220,12 @@ pub fn promote_member(members: &[membership::Member], id: u64) -> Result<ConfCha
     if !m.is_learner {
         return Err(Error::NotLearner(id));
     }
-    let m = membership::Member { is_learner: false, ..m.clone() };
-    Ok(ConfChange { id: 0, r#type: ConfChangeType::ConfChangeAddNode as i32, node_id: id, context: Some(m.to_json()) })
+    Ok(ConfChange {
+        id: 0,
+        r#type: ConfChangeType::ConfChangeAddNode as i32,
+        node_id: id,
+        context: Some(membership::conf_change_context(m, true)),
+    })
 }
 
 /// etcd's `member update`: member `id`'s new peer URLs.

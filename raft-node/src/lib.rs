@@ -46,7 +46,7 @@ pub mod tcp;
 pub mod timing;
 pub mod transport;
 
-pub use apply::{Response, add_member, promote_member, remove_member};
+pub use apply::{Response, add_member, parse_version, promote_member, remove_member};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use local::Local;

@@ -80,6 +80,8 @@ pub struct Status {
     pub removed: bool,
     /// The raised alarms.
     pub alarms: Vec<etcdkit_proto::etcdserverpb::AlarmMember>,
+    /// The cluster version agreed through raft (`None`: not decided yet).
+    pub cluster_version: Option<String>,
 }
 
 /// What the node's thread last saw, readable at once from any thread (for
@@ -844,6 +846,7 @@ impl Driver {
                     is_learner: me.is_some_and(|x| x.is_learner),
                     removed: m.is_removed(),
                     alarms: m.alarms(),
+                    cluster_version: crate::apply::cluster_version(db),
                 }));
             }
             Cmd::Campaign => self.member.campaign()?,

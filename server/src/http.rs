@@ -9,8 +9,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::SERVER_VERSION;
 use crate::core::Core;
-use crate::{CLUSTER_MINOR, CLUSTER_VERSION, SERVER_VERSION};
 
 pub fn routes(core: Arc<Core>) -> Router {
     Router::new()
@@ -39,9 +39,15 @@ async fn health(State(core): State<Arc<Core>>) -> impl IntoResponse {
     (code, [(header::CONTENT_TYPE, "application/json")], body)
 }
 
-async fn version() -> impl IntoResponse {
-    let body = format!(r#"{{"etcdserver":"{SERVER_VERSION}","etcdcluster":"{CLUSTER_VERSION}"}}"#);
-    ([(header::CONTENT_TYPE, "application/json")], body)
+/// `{"etcdserver":…,"etcdcluster":…}` (`not_decided` until the cluster
+/// version is agreed).
+pub async fn version_body(core: &Arc<Core>) -> String {
+    let cv = core.blocking(|n| n.status()).await.ok().and_then(|s| s.cluster_version);
+    format!(r#"{{"etcdserver":"{SERVER_VERSION}","etcdcluster":"{}"}}"#, crate::version::shown(cv.as_deref()))
+}
+
+async fn version(State(core): State<Arc<Core>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], version_body(&core).await)
 }
 
 async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
@@ -94,13 +100,18 @@ async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
         &format!("{{server_version=\"{SERVER_VERSION}\"}}"),
         "1".into(),
     );
-    metric(
-        "etcd_cluster_version",
-        "gauge",
-        "Which version is running. 1 for 'cluster_version' label with current cluster version",
-        &format!("{{cluster_version=\"{CLUSTER_MINOR}\"}}"),
-        "1".into(),
-    );
+    // etcd labels it major.minor, once the cluster version is decided.
+    if let Some((major, minor, _)) =
+        status.as_ref().and_then(|s| s.cluster_version.as_deref()).and_then(etcdkit_raft_node::parse_version)
+    {
+        metric(
+            "etcd_cluster_version",
+            "gauge",
+            "Which version is running. 1 for 'cluster_version' label with current cluster version",
+            &format!("{{cluster_version=\"{major}.{minor}\"}}"),
+            "1".into(),
+        );
+    }
     metric(
         "etcd_mvcc_db_total_size_in_bytes",
         "gauge",

@@ -39,6 +39,7 @@ pub mod peer;
 pub mod serve;
 pub mod tls;
 pub mod token;
+pub mod version;
 pub mod watch;
 
 use std::sync::Arc;
@@ -182,6 +183,8 @@ impl Server {
         } else {
             None
         };
+        let dialer = transport.as_ref().map(|t| t.shared.dialer.clone()).unwrap_or_default();
+        tasks.push(tokio::spawn(version::monitor(core.clone(), dialer, stopped.clone())));
         if let Some(t) = &transport {
             let peer_router = peer::http::routes(t.shared.clone()).merge(peer::http::member_routes(core.clone()));
             let peer_acceptor = if cfg.peer_tls.enabled() {

@@ -339,9 +339,7 @@ async fn version(State(core): State<Arc<Core>>, method: Method) -> Response {
     if method != Method::GET {
         return not_allowed("GET");
     }
-    let _ = core;
-    let body = format!(r#"{{"etcdserver":"{}","etcdcluster":"{}"}}"#, crate::SERVER_VERSION, crate::CLUSTER_VERSION);
-    json(StatusCode::OK, body.into_bytes())
+    json(StatusCode::OK, crate::http::version_body(&core).await.into_bytes())
 }
 
 /// `POST /leases` (a keep-alive) and `/leases/internal` (a time-to-live),
