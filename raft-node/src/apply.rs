@@ -171,6 +171,10 @@ pub fn validate(
             if members.contains_key(&cc.node_id) {
                 return Err(Error::MemberExists(cc.node_id));
             }
+            // etcd 3.4 allows one learner (`maxLearners`).
+            if m.is_learner && members.values().filter(|o| o.is_learner).count() >= 1 {
+                return Err(Error::TooManyLearners);
+            }
             if members.values().flat_map(|o| &o.peer_urls).any(|u| m.peer_urls.contains(u)) {
                 return Err(Error::PeerUrlExists);
             }

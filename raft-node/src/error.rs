@@ -61,6 +61,8 @@ pub enum Error {
     /// The leader has a membership change not applied yet (raft allows one at a time).
     #[error("etcdserver: a membership change is already in progress")]
     ConfChangePending,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
     #[error("etcdserver: can only promote a learner member")]
     NotLearner(u64),
     /// The NOSPACE alarm is raised: requests that grow the db are refused.

@@ -327,6 +327,14 @@ impl Member {
     }
 
     /// The membership as the `members` bucket holds it.
+    /// On the leader, each member's matched log index; empty on a follower.
+    pub fn progress(&self) -> Vec<(u64, u64)> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        self.raw.raft.prs().iter().map(|(id, p)| (*id, p.matched)).collect()
+    }
+
     /// Changes whenever the membership or a member's attributes do.
     pub fn members_epoch(&self) -> u64 {
         self.members_epoch

@@ -82,6 +82,9 @@ pub struct Status {
     pub alarms: Vec<etcdkit_proto::etcdserverpb::AlarmMember>,
     /// The cluster version agreed through raft (`None`: not decided yet).
     pub cluster_version: Option<String>,
+    /// On the leader, each member's matched log index (member ID, index);
+    /// empty on a follower.
+    pub progress: Vec<(u64, u64)>,
 }
 
 /// What the node's thread last saw, readable at once from any thread (for
@@ -286,6 +289,11 @@ impl Node {
 
     pub fn cluster_id(&self) -> u64 {
         self.cluster_id
+    }
+
+    /// How long a request may wait for its answer (`Config::request_timeout`).
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// WAL fsync and backend commit latencies.
@@ -847,6 +855,7 @@ impl Driver {
                     removed: m.is_removed(),
                     alarms: m.alarms(),
                     cluster_version: crate::apply::cluster_version(db),
+                    progress: m.progress(),
                 }));
             }
             Cmd::Campaign => self.member.campaign()?,

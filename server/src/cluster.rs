@@ -45,6 +45,10 @@ impl Cluster for ClusterService {
         let req = req.into_inner();
         check_urls(&req.peer_ur_ls)?;
         let (urls, learner) = (req.peer_ur_ls, req.is_learner);
+        if self.0.strict_reconfig {
+            let list = self.0.blocking(|n| n.member_list()).await?;
+            crate::reconfig::may_add(&list, learner, self.0.node.id(), self.0.peers.as_ref())?;
+        }
         let added = self.0.blocking(move |n| n.member_add(&urls, learner, "")).await?;
         let list = self.0.blocking(|n| n.member_list()).await?;
         Ok(Response::new(MemberAddResponse {
@@ -57,6 +61,10 @@ impl Cluster for ClusterService {
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
         self.0.admin(&req).await?;
         let id = req.into_inner().id;
+        if self.0.strict_reconfig {
+            let list = self.0.blocking(|n| n.member_list()).await?;
+            crate::reconfig::may_remove(&list, id, self.0.node.id(), self.0.peers.as_ref())?;
+        }
         let list = self.0.blocking(move |n| n.member_remove(id)).await?;
         Ok(Response::new(MemberRemoveResponse { header: self.0.header_no_rev(), members: members(list) }))
     }
@@ -81,7 +89,20 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         self.0.admin(&req).await?;
         let id = req.into_inner().id;
-        let list = self.0.blocking(move |n| n.member_promote(id)).await?;
+        let list = promote(&self.0, id).await?;
         Ok(Response::new(MemberPromoteResponse { header: self.0.header_no_rev(), members: members(list) }))
     }
+}
+
+/// Promotes learner `id`: on the leader after etcd's checks, elsewhere by
+/// forwarding to the leader's `/members/promote/<id>` (peer protocol).
+pub async fn promote(core: &Arc<Core>, id: u64) -> Result<Vec<membership::Member>, Status> {
+    let status = core.blocking(|n| n.status()).await?;
+    if status.leader == status.member_id {
+        let list = core.blocking(|n| n.member_list()).await?;
+        crate::reconfig::may_promote(&list, id, &status.progress, status.member_id, core.strict_reconfig)?;
+        return core.blocking(move |n| n.member_promote(id)).await;
+    }
+    let Some(peers) = &core.peers else { return Err(crate::error::NO_LEADER.into()) };
+    crate::peer::client::promote_on_leader(core, peers, id).await
 }

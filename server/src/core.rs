@@ -46,6 +46,10 @@ pub struct Core {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// How auth tokens are made and checked (`--auth-token`).
     pub tokens: crate::token::TokenProvider,
+    /// The peer transport (`None` for a member without peer URLs).
+    pub peers: Option<crate::peer::PeerTransport>,
+    /// `--strict-reconfig-check`.
+    pub strict_reconfig: bool,
 }
 
 impl Core {

@@ -37,6 +37,9 @@ rpc_errors! {
     MEMBER_BAD_URLS = InvalidArgument, "etcdserver: given member URLs are invalid";
     MEMBER_NOT_FOUND = NotFound, "etcdserver: member not found";
     MEMBER_NOT_LEARNER = FailedPrecondition, "etcdserver: can only promote a learner member";
+    LEARNER_NOT_READY = FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader";
+    TOO_MANY_LEARNERS = FailedPrecondition, "etcdserver: too many learner members in cluster";
+    UNHEALTHY = Unavailable, "etcdserver: unhealthy cluster";
     REQUEST_TOO_LARGE = InvalidArgument, "etcdserver: request is too large";
     TOO_MANY_REQUESTS = ResourceExhausted, "etcdserver: too many requests";
     AUTH_NOT_ENABLED = FailedPrecondition, "etcdserver: authentication is not enabled";
@@ -127,6 +130,7 @@ pub fn status(e: NodeError) -> Status {
         NodeError::MemberExists(_) => Some(MEMBER_EXIST),
         NodeError::PeerUrlExists => Some(PEER_URL_EXIST),
         NodeError::NotLearner(_) => Some(MEMBER_NOT_LEARNER),
+        NodeError::TooManyLearners => Some(TOO_MANY_LEARNERS),
         NodeError::NoSpace => Some(NO_SPACE),
         NodeError::Corrupt => Some(CORRUPT),
         NodeError::Auth(a) => auth(*a),

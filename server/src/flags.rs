@@ -54,7 +54,7 @@ const FLAGS: &[(&str, Kind, &str, bool)] = &[
     ("discovery-proxy", Value, "", false),
     ("discovery-srv", Value, "", false),
     ("discovery-srv-name", Value, "", false),
-    ("strict-reconfig-check", Bool, "true", false),
+    ("strict-reconfig-check", Bool, "true", true),
     ("pre-vote", Bool, "false", false),
     ("auto-compaction-retention", Value, "0", false),
     ("auto-compaction-mode", Value, "periodic", false),

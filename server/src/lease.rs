@@ -65,15 +65,9 @@ impl Lease for LeaseService {
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Reply<LeaseTimeToLiveResponse>, Status> {
         let req = req.into_inner();
-        let id = req.id;
-        let t = self.0.blocking(move |n| n.lease_time_to_live(id)).await?;
-        Ok(Reply::new(LeaseTimeToLiveResponse {
-            header: self.0.header(0),
-            id: t.id,
-            ttl: t.ttl,
-            granted_ttl: t.granted_ttl,
-            keys: if req.keys { t.keys } else { Vec::new() },
-        }))
+        let mut r = time_to_live(&self.0, req).await?;
+        r.header = self.0.header(0);
+        Ok(Reply::new(r))
     }
 
     async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Reply<LeaseLeasesResponse>, Status> {
@@ -100,13 +94,7 @@ where
             };
             let Some(Ok(req)) = msg else { return };
             let id = req.id;
-            // A lease that does not exist renews to TTL 0 (etcd's answer, not an error).
-            let r = core
-                .blocking(move |n| match n.lease_keepalive(id) {
-                    Err(NodeError::Mvcc(MvccError::LeaseNotFound(_))) => Ok(0),
-                    r => r,
-                })
-                .await;
+            let r = renew(&core, id).await;
             let end = r.is_err();
             let resp = r.map(|ttl| LeaseKeepAliveResponse { header: core.header(0), id, ttl });
             if out.send(resp).await.is_err() || end {
@@ -115,4 +103,79 @@ where
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Renews lease `id` on the leader (forwarded there by a follower, etcd's
+/// `leasehttp`); its new TTL. A lease that does not exist renews to TTL 0
+/// (etcd's answer, not an error).
+async fn renew(core: &Arc<Core>, id: i64) -> Result<i64, Status> {
+    let r = core
+        .blocking(move |n| match n.lease_keepalive(id) {
+            Err(NodeError::Mvcc(MvccError::LeaseNotFound(_))) => Ok(Some(0)),
+            Err(NodeError::NotLeader { .. }) => Ok(None),
+            r => r.map(Some),
+        })
+        .await?;
+    if let Some(ttl) = r {
+        return Ok(ttl);
+    }
+    let Some(peers) = &core.peers else { return Err(crate::error::NOT_LEADER.into()) };
+    let body = prost::Message::encode_to_vec(&LeaseKeepAliveRequest { id });
+    let (status, b) = crate::peer::client::to_leader(
+        core,
+        peers,
+        "/leases",
+        "application/protobuf",
+        body.into(),
+        core.node.request_timeout(),
+    )
+    .await?;
+    match status {
+        hyper::StatusCode::OK => <LeaseKeepAliveResponse as prost::Message>::decode(&b[..])
+            .map(|r| r.ttl)
+            .map_err(|e| Status::unknown(format!("lease: {e}"))),
+        hyper::StatusCode::NOT_FOUND => Ok(0),
+        hyper::StatusCode::REQUEST_TIMEOUT => Err(crate::error::TIMEOUT.into()),
+        _ => Err(Status::unknown(format!("lease: unknown error({})", String::from_utf8_lossy(&b).trim_end()))),
+    }
+}
+
+/// A lease's remaining TTL, from the leader's lessor (a follower asks the
+/// leader's `/leases/internal`).
+async fn time_to_live(core: &Arc<Core>, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse, Status> {
+    let (id, keys) = (req.id, req.keys);
+    let leader = core.node.gauges().leader();
+    if leader == core.node.id() || core.peers.is_none() {
+        let t = core.blocking(move |n| n.lease_time_to_live(id)).await?;
+        return Ok(LeaseTimeToLiveResponse {
+            header: None,
+            id: t.id,
+            ttl: t.ttl,
+            granted_ttl: t.granted_ttl,
+            keys: if keys { t.keys } else { Vec::new() },
+        });
+    }
+    let peers = core.peers.as_ref().expect("checked");
+    let body = prost::Message::encode_to_vec(&crate::peer::http::LeaseInternalRequest {
+        lease_time_to_live_request: Some(req),
+    });
+    let (status, b) = crate::peer::client::to_leader(
+        core,
+        peers,
+        "/leases/internal",
+        "application/protobuf",
+        body.into(),
+        core.node.request_timeout(),
+    )
+    .await?;
+    match status {
+        hyper::StatusCode::OK => <crate::peer::http::LeaseInternalResponse as prost::Message>::decode(&b[..])
+            .ok()
+            .and_then(|r| r.lease_time_to_live_response)
+            .ok_or_else(|| Status::unknown("lease: malformed answer from the leader")),
+        // etcd answers a lease it does not know with TTL -1.
+        hyper::StatusCode::NOT_FOUND => Ok(LeaseTimeToLiveResponse { id, ttl: -1, ..Default::default() }),
+        hyper::StatusCode::REQUEST_TIMEOUT => Err(crate::error::TIMEOUT.into()),
+        _ => Err(Status::unknown(format!("lease: unknown error({})", String::from_utf8_lossy(&b).trim_end()))),
+    }
 }

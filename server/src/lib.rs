@@ -36,6 +36,7 @@ pub mod log;
 pub mod maintenance;
 pub mod metrics;
 pub mod peer;
+pub mod reconfig;
 pub mod serve;
 pub mod tls;
 pub mod token;
@@ -103,6 +104,8 @@ pub struct ServeConfig {
     pub listen_peer_urls: Vec<ListenUrl>,
     /// The peer TLS flags (`--peer-cert-file`, …).
     pub peer_tls: tls::TlsInfo,
+    /// `--strict-reconfig-check` (see [`reconfig`]).
+    pub strict_reconfig_check: bool,
 }
 
 /// A running server: [`Server::stop`] stops accepting, lets in-flight
@@ -164,6 +167,8 @@ impl Server {
             quota: cfg.quota_backend_bytes,
             metrics: Default::default(),
             tokens,
+            peers: transport.clone(),
+            strict_reconfig: cfg.strict_reconfig_check,
         });
         let router = router(&core, &cfg, data_dir);
         let (stop, stopped) = signal::channel(false);

@@ -315,3 +315,77 @@ pub(crate) async fn snapshots(
         }
     }
 }
+
+/// POSTs `body` to the leader's `path` over the peer protocol (etcd's
+/// follower-to-leader forwarding for lease renewals, lease TTLs and learner
+/// promotions): each of the leader's peer URLs in turn, again while there
+/// is no leader, for at most `timeout`. The leader's status and body.
+pub(crate) async fn to_leader(
+    core: &crate::core::Core,
+    peers: &super::PeerTransport,
+    path: &str,
+    content_type: &str,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), tonic::Status> {
+    let s = &peers.shared;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let leader = core.node.gauges().leader();
+        let urls = if leader == 0 || leader == s.local.id {
+            Vec::new()
+        } else {
+            core.blocking(|n| n.member_list())
+                .await?
+                .into_iter()
+                .find(|m| m.id == leader)
+                .map(|m| m.peer_urls)
+                .unwrap_or_default()
+        };
+        for url in urls {
+            let attempt = async {
+                let mut sender = s.dialer.handshake(&url).await.ok()?;
+                let mut req = request(s, "POST", &url, path, body.clone());
+                req.headers_mut().insert(hyper::header::CONTENT_TYPE, content_type.parse().ok()?);
+                let resp = sender.send_request(req).await.ok()?;
+                let status = resp.status();
+                let b = http_body_util::Limited::new(resp.into_body(), 16 << 20).collect().await.ok()?.to_bytes();
+                Some((status, b))
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Ok(Some(r)) = tokio::time::timeout(left, attempt).await {
+                return Ok(r);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(if leader == 0 { crate::error::NO_LEADER.into() } else { crate::error::TIMEOUT.into() });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A follower's `member promote`: the leader decides (etcd's `promoteMemberHTTP`).
+pub(crate) async fn promote_on_leader(
+    core: &crate::core::Core,
+    peers: &super::PeerTransport,
+    id: u64,
+) -> Result<Vec<etcdkit_proto::membership::Member>, tonic::Status> {
+    use crate::error::{LEARNER_NOT_READY, MEMBER_NOT_FOUND, MEMBER_NOT_LEARNER, TIMEOUT};
+    let path = format!("/members/promote/{id}");
+    let (status, body) =
+        to_leader(core, peers, &path, "application/json", Bytes::new(), core.node.request_timeout()).await?;
+    let text = String::from_utf8_lossy(&body);
+    match status {
+        StatusCode::OK => serde_json::from_slice(&body)
+            .map_err(|e| tonic::Status::unknown(format!("member promote: unknown error({e})"))),
+        StatusCode::REQUEST_TIMEOUT => Err(TIMEOUT.into()),
+        StatusCode::NOT_FOUND => Err(MEMBER_NOT_FOUND.into()),
+        StatusCode::PRECONDITION_FAILED if text.contains("which is in sync with leader") => {
+            Err(LEARNER_NOT_READY.into())
+        }
+        StatusCode::PRECONDITION_FAILED if text.contains("can only promote a learner member") => {
+            Err(MEMBER_NOT_LEARNER.into())
+        }
+        _ => Err(tonic::Status::unknown(format!("member promote: unknown error({})", text.trim_end()))),
+    }
+}

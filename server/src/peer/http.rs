@@ -375,6 +375,7 @@ async fn leases(State(core): State<Arc<Core>>, uri: axum::http::Uri, method: Met
             let req = req.lease_time_to_live_request.unwrap_or_default();
             let (id, keys) = (req.id, req.keys);
             match core.blocking(move |n| n.lease_time_to_live(id)).await {
+                Ok(t) if t.ttl == -1 && t.granted_ttl == 0 => go_error(StatusCode::NOT_FOUND, "lease not found"),
                 Ok(t) => protobuf(
                     LeaseInternalResponse {
                         lease_time_to_live_response: Some(etcdserverpb::LeaseTimeToLiveResponse {

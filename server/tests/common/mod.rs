@@ -26,6 +26,7 @@ pub async fn server(dir: &std::path::Path) -> (Server, String) {
         auth_token: "simple".into(),
         listen_peer_urls: Vec::new(),
         peer_tls: Default::default(),
+        strict_reconfig_check: true,
     };
     let s = Server::start(cfg).await.unwrap();
     let url = format!("http://{}", s.local_addrs()[0]);
