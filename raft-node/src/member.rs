@@ -537,6 +537,14 @@ impl Member {
         Ok(true)
     }
 
+    /// On the leader: hands leadership to `to` once its log has caught up
+    /// (raft-rs ignores a learner or an unknown member).
+    pub fn transfer_leader(&mut self, to: u64) {
+        if self.is_leader() && to != self.id {
+            self.raw.transfer_leader(to);
+        }
+    }
+
     /// Starts an election now.
     pub fn campaign(&mut self) -> Result<()> {
         Ok(self.raw.campaign()?)

@@ -191,6 +191,7 @@ enum Cmd {
     HashKv(i64, Reply<(u32, i64, i64)>),
     Status(Reply<Status>),
     Campaign,
+    TransferLeader(u64),
     Stop(Sender<()>),
     Kill(Sender<()>),
 }
@@ -566,6 +567,13 @@ impl Node {
         let _ = self.tx.send(Cmd::Campaign);
     }
 
+    /// Asks this member, the leader, to hand leadership to `to` (raft's
+    /// leader transfer: `to` catches up, then campaigns at once). Returns
+    /// without waiting; watch [`Gauges::leader`].
+    pub fn transfer_leader(&self, to: u64) {
+        let _ = self.tx.send(Cmd::TransferLeader(to));
+    }
+
     /// Waits until this node knows a leader (or `timeout`); returns it.
     pub fn wait_leader(&self, timeout: Duration) -> Result<u64> {
         let end = Instant::now() + timeout;
@@ -859,6 +867,7 @@ impl Driver {
                 }));
             }
             Cmd::Campaign => self.member.campaign()?,
+            Cmd::TransferLeader(to) => self.member.transfer_leader(to),
             Cmd::Stop(_) | Cmd::Kill(_) => unreachable!("handled by the loop"),
         }
         Ok(())

@@ -48,6 +48,7 @@ rpc_errors! {
     NOT_CAPABLE = Unavailable, "etcdserver: not capable";
     STOPPED = Unavailable, "etcdserver: server stopped";
     TIMEOUT = Unavailable, "etcdserver: request timed out";
+    LEADER_TRANSFER_TIMEOUT = Unavailable, "etcdserver: request timed out, leader transfer took too long";
     CORRUPT = DataLoss, "etcdserver: corrupt cluster";
     BAD_LEADER_TRANSFEREE = FailedPrecondition, "etcdserver: bad leader transferee";
     ROOT_USER_NOT_EXIST = FailedPrecondition, "etcdserver: root user does not exist";

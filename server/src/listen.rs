@@ -90,14 +90,15 @@ pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 's
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Conn for T {}
 
 impl Listener {
-    async fn accept(&self) -> std::io::Result<Box<dyn Conn>> {
+    /// The next connection and who it is from (for the log).
+    async fn accept(&self) -> std::io::Result<(Box<dyn Conn>, String)> {
         match self {
             Listener::Tcp(l) => {
-                let (s, _) = l.accept().await?;
+                let (s, from) = l.accept().await?;
                 let _ = s.set_nodelay(true);
-                Ok(Box::new(s))
+                Ok((Box::new(s), from.to_string()))
             }
-            Listener::Unix(l) => Ok(Box::new(l.accept().await?.0)),
+            Listener::Unix(l) => Ok((Box::new(l.accept().await?.0), "@".into())),
         }
     }
 }
@@ -147,7 +148,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             conn = listener.accept() => {
-                let Ok(stream) = conn else { continue };
+                let Ok((stream, from)) = conn else { continue };
                 let (router, builder, watcher, tls) = (router.clone(), builder.clone(), graceful.watcher(), tls.clone());
                 tokio::spawn(async move {
                     match tls {
@@ -158,8 +159,15 @@ pub async fn serve(
                         }
                         Some(acceptor) => {
                             // A client that never finishes its handshake (or fails it) is dropped.
-                            let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await else {
-                                return;
+                            let stream = match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    // etcd's wording (operators and its tests look for it).
+                                    let why = crate::tls::go_tls_error(&e);
+                                    tracing::info!(target: "embed", "rejected connection from {from:?} (error {why:?}, ServerName \"\")");
+                                    return;
+                                }
+                                Err(_) => return,
                             };
                             // The verified client certificate's CN names the
                             // caller of this connection's requests (etcd's

@@ -143,7 +143,16 @@ impl Maintenance for MaintenanceService {
             if !members.iter().any(|m| m.id == target && !m.is_learner) {
                 return Err(error::BAD_LEADER_TRANSFEREE.into());
             }
-            return Err(Status::unimplemented("etcdkit: moving leadership to another member is not implemented yet"));
+            // etcd's MoveLeader: ask raft, then watch the leader every
+            // heartbeat until the request timeout.
+            self.core.node.transfer_leader(target);
+            let deadline = tokio::time::Instant::now() + self.core.node.request_timeout();
+            while self.core.node.gauges().leader() != target {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(error::LEADER_TRANSFER_TIMEOUT.into());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
         Ok(Response::new(MoveLeaderResponse { header: None }))
     }

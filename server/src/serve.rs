@@ -169,6 +169,8 @@ pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
             crl_file: path(f, "client-crl-file"),
             auto_tls: f.bool("auto-tls"),
             cipher_suites: f.get("cipher-suites").split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            allowed_cn: None,
+            allowed_hostname: None,
         },
         auth_token: f.get("auth-token").to_string(),
         listen_peer_urls: ListenUrl::parse_list(f.get("listen-peer-urls"))?,
@@ -181,6 +183,8 @@ pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
             crl_file: path(f, "peer-crl-file"),
             auto_tls: f.bool("peer-auto-tls"),
             cipher_suites: f.get("cipher-suites").split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            allowed_cn: Some(f.get("peer-cert-allowed-cn")).filter(|s| !s.is_empty()).map(str::to_string),
+            allowed_hostname: Some(f.get("peer-cert-allowed-hostname")).filter(|s| !s.is_empty()).map(str::to_string),
         },
         // etcd: 0 keeps the default; under 100 ms is raised to 100 ms.
         watch_progress_notify_interval: if progress.is_zero() {

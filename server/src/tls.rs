@@ -28,6 +28,11 @@ pub struct TlsInfo {
     pub auto_tls: bool,
     /// `--cipher-suites`: Go's names (`TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`, …).
     pub cipher_suites: Vec<String>,
+    /// `--peer-cert-allowed-cn`: a verified client certificate must also
+    /// have this common name.
+    pub allowed_cn: Option<String>,
+    /// `--peer-cert-allowed-hostname`: … or be valid for this host name.
+    pub allowed_hostname: Option<String>,
 }
 
 impl TlsInfo {
@@ -136,6 +141,80 @@ fn self_cert(dir: &Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), ServeEr
 struct TrustedLeaf {
     inner: Arc<dyn ClientCertVerifier>,
     trusted: Vec<CertificateDer<'static>>,
+    allowed_cn: Option<String>,
+    allowed_hostname: Option<String>,
+}
+
+impl TrustedLeaf {
+    fn allowed(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        allowed(cert, self.allowed_cn.as_deref(), self.allowed_hostname.as_deref())
+    }
+}
+
+/// etcd's `--peer-cert-allowed-cn` / `--peer-cert-allowed-hostname`, on
+/// both ends of a peer connection (etcd's `VerifyPeerCertificate`): a
+/// certificate that verified must also name the allowed peer; if not, the
+/// handshake fails with a `bad_certificate` alert, and the log says
+/// "client certificate authentication failed" (Go's wording, both ends).
+fn allowed(cert: &CertificateDer<'_>, cn: Option<&str>, hostname: Option<&str>) -> Result<(), rustls::Error> {
+    let refuse = || rustls::Error::from(rustls::CertificateError::NotValidForName);
+    if let Some(cn) = cn
+        && crate::der::common_name(cert).as_deref() != Some(cn)
+    {
+        return Err(refuse());
+    }
+    if let Some(host) = hostname {
+        let name = rustls::pki_types::ServerName::try_from(host).map_err(|_| refuse())?;
+        let parsed = rustls::server::ParsedCertificate::try_from(cert)?;
+        rustls::client::verify_server_name(&parsed, &name).map_err(|_| refuse())?;
+    }
+    Ok(())
+}
+
+/// A peer server's certificate checked by `inner`, then against the
+/// allowed CN / host name.
+#[derive(Debug)]
+struct AllowedServer {
+    inner: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    cn: Option<String>,
+    hostname: Option<String>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for AllowedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let v = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        allowed(end_entity, self.cn.as_deref(), self.hostname.as_deref())?;
+        Ok(v)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 impl ClientCertVerifier for TrustedLeaf {
@@ -158,12 +237,12 @@ impl ClientCertVerifier for TrustedLeaf {
         now: rustls::pki_types::UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         match self.inner.verify_client_cert(end_entity, intermediates, now) {
-            Ok(v) => Ok(v),
+            Ok(v) => self.allowed(end_entity).map(|()| v),
             Err(e) => {
                 let now = now.as_secs() as i64;
                 let in_time = crate::der::validity(end_entity).is_some_and(|(from, to)| from <= now && now <= to);
                 if in_time && self.trusted.iter().any(|t| t.as_ref() == end_entity.as_ref()) {
-                    Ok(ClientCertVerified::assertion())
+                    self.allowed(end_entity).map(|()| ClientCertVerified::assertion())
                 } else {
                     Err(e)
                 }
@@ -230,7 +309,12 @@ pub fn server_config(info: &TlsInfo, auto_dir: &Path, hosts: &[String]) -> Resul
                 v = v.with_crls(crls).only_check_end_entity_revocation().allow_unknown_revocation_status();
             }
             let inner = v.build().map_err(|e| err("client verifier for", ca, e))?;
-            builder.with_client_cert_verifier(Arc::new(TrustedLeaf { inner, trusted }))
+            builder.with_client_cert_verifier(Arc::new(TrustedLeaf {
+                inner,
+                trusted,
+                allowed_cn: info.allowed_cn.clone(),
+                allowed_hostname: info.allowed_hostname.clone(),
+            }))
         }
         (None, true) => return Err(ServeError::Flag("--client-cert-auth needs --trusted-ca-file".into())),
         _ => builder.with_no_client_auth(),
@@ -256,16 +340,20 @@ pub fn peer_client_config(
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| ServeError::Flag(format!("TLS: {e}")))?;
-    let builder = match (&info.trusted_ca_file, info.auto_tls) {
+    let base: Arc<dyn rustls::client::danger::ServerCertVerifier> = match (&info.trusted_ca_file, info.auto_tls) {
         (Some(ca), false) => {
             let mut roots = RootCertStore::empty();
             for c in certs(ca)? {
                 roots.add(c).map_err(|e| err("trust", ca, e))?;
             }
-            builder.with_root_certificates(roots)
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| err("server verifier for", ca, e))?
         }
-        _ => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyServer(provider))),
+        _ => Arc::new(AnyServer(provider)),
     };
+    let verifier = AllowedServer { inner: base, cn: info.allowed_cn.clone(), hostname: info.allowed_hostname.clone() };
+    let builder = builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier));
     let files = match (&info.cert_file, &info.key_file) {
         (Some(c), Some(k)) => Some((c.clone(), k.clone())),
         _ if info.auto_tls => Some(self_cert(&layout.auto_tls("peer"), &[])?),
@@ -318,5 +406,52 @@ impl rustls::client::danger::ServerCertVerifier for AnyServer {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS failure in Go's words (`remote error: tls: bad certificate`, …),
+/// which operators and etcd's tests look for in the log.
+pub fn go_tls_error(e: &(dyn std::error::Error + 'static)) -> String {
+    // The rustls error, wherever it sits in the chain (an io::Error from the
+    // handshake, or a hyper error when TLS 1.3 reports a refusal on the first read).
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut found = None;
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<rustls::Error>() {
+            found = Some(t);
+            break;
+        }
+        if let Some(t) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            found = Some(t);
+            break;
+        }
+        cur = c.source();
+    }
+    let Some(tls) = found else { return e.to_string() };
+    use rustls::AlertDescription as A;
+    match tls {
+        rustls::Error::AlertReceived(a) => {
+            let what = match a {
+                A::BadCertificate => "bad certificate",
+                A::UnknownCA => "unknown certificate authority",
+                A::CertificateExpired => "expired certificate",
+                A::CertificateRevoked => "revoked certificate",
+                A::HandshakeFailure => "handshake failure",
+                A::AccessDenied => "access denied",
+                A::DecryptError => "error decrypting message",
+                A::ProtocolVersion => "protocol version not supported",
+                _ => return format!("remote error: tls: {a:?}"),
+            };
+            format!("remote error: tls: {what}")
+        }
+        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName) => {
+            "client certificate authentication failed".into()
+        }
+        rustls::Error::InvalidCertificate(c) => format!("x509: {c:?}"),
+        other => other.to_string(),
     }
 }

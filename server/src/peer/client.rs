@@ -77,7 +77,7 @@ impl Dialer {
         };
         match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(bad(e.to_string())),
+            Ok(Err(e)) => Err(bad(crate::tls::go_tls_error(&e))),
             Err(_) => Err(bad("timed out".into())),
         }
     }
@@ -140,7 +140,7 @@ pub(crate) async fn read_stream(s: Arc<Shared>, peer: Arc<Peer>, t: StreamType, 
             tokio::select! {
                 r = read_once(&s, &peer, t, &url) => {
                     if let Err(e) = r {
-                        tracing::debug!(target: "rafthttp", "stream {t:?} with peer {:x}: {e}", peer.id);
+                        peer.failed(&format!("dial stream {t:?}"), &e.to_string());
                         turn += 1;
                     }
                 }
@@ -158,7 +158,7 @@ async fn read_once(s: &Shared, peer: &Peer, t: StreamType, url: &str) -> Result<
     let path = format!("{}/{}", t.path(), id_string(s.local.id));
     let mut req = request(s, "GET", url, &path, Bytes::new());
     req.headers_mut().insert("X-Raft-To", id_string(peer.id).parse().expect("hex"));
-    let http = |e: hyper::Error| PeerError::Http { url: url.to_string(), why: e.to_string() };
+    let http = |e: hyper::Error| PeerError::Http { url: url.to_string(), why: crate::tls::go_tls_error(&e) };
     let resp = tokio::time::timeout(DIAL_TIMEOUT, sender.send_request(req))
         .await
         .map_err(|_| PeerError::Http { url: url.to_string(), why: "no answer".into() })?
@@ -226,7 +226,7 @@ async fn post(
         *conn = Some((url.to_string(), s.dialer.handshake(url).await?));
     }
     let (_, sender) = conn.as_mut().expect("connected");
-    let http = |e: hyper::Error| PeerError::Http { url: url.to_string(), why: e.to_string() };
+    let http = |e: hyper::Error| PeerError::Http { url: url.to_string(), why: crate::tls::go_tls_error(&e) };
     let mut req = request(s, "POST", url, path, body);
     req.headers_mut().insert(hyper::header::CONTENT_TYPE, content_type.parse().expect("ascii"));
     let sent = async {
@@ -272,8 +272,7 @@ pub(crate) async fn pipeline(
         match post(&s, &mut conn, &url, "/raft", "application/protobuf", m.encode_to_vec().into()).await {
             Ok(()) => peer.activate(),
             Err(e) => {
-                tracing::debug!(target: "rafthttp", "pipeline to peer {:x}: {e}", peer.id);
-                peer.deactivate();
+                peer.failed("post pipeline", &e.to_string());
                 turn += 1;
             }
         }

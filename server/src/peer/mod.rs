@@ -99,6 +99,8 @@ pub(crate) struct Peer {
     snapshots: mpsc::Sender<raftpb::Message>,
     /// When a stream to or from the peer last came up (`None`: down).
     active_since: Mutex<Option<Instant>>,
+    /// Whether the last request failed (its outage is logged once).
+    failing: std::sync::atomic::AtomicBool,
     stop: watch::Sender<bool>,
 }
 
@@ -107,11 +109,24 @@ impl Peer {
         let mut a = self.active_since.lock();
         if a.is_none() {
             *a = Some(Instant::now());
+            self.failing.store(false, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(target: "rafthttp", "peer {:x} became active", self.id);
         }
     }
 
     pub(crate) fn deactivate(&self) {
         *self.active_since.lock() = None;
+    }
+
+    /// A request to the peer failed: logged once per outage (etcd's
+    /// `peerStatus.deactivate`), with the reason as Go words it.
+    pub(crate) fn failed(&self, action: &str, why: &str) {
+        let was_active = self.active_since.lock().take().is_some();
+        let first = !self.failing.swap(true, std::sync::atomic::Ordering::Relaxed);
+        if was_active || first {
+            tracing::warn!(target: "rafthttp", "failed to {action} {:x} ({why})", self.id);
+            tracing::warn!(target: "rafthttp", "peer {:x} became inactive (message send to peer failed)", self.id);
+        }
     }
 }
 
@@ -184,6 +199,7 @@ impl Shared {
             pipeline,
             snapshots,
             active_since: Mutex::new(None),
+            failing: Default::default(),
             stop,
         });
         for t in [StreamType::Message, StreamType::MsgApp] {
