@@ -12,6 +12,8 @@
 #                        (default ${XDG_CACHE_HOME:-$HOME/.cache}/etcdkit-e2e)
 #   E2E_TEST_TIMEOUT=N   seconds allowed per test (default 120)
 #   E2E_OUT=DIR          keep per-test logs there (default: a fresh temp dir)
+#   E2E_LAST_RELEASE=BIN the `etcd-last-release` of the release-upgrade tests
+#                        (without it they skip, as upstream's do)
 #
 # Output: `PASS|FAIL|SKIP <Test> <seconds>` per top-level test, then
 #         `N passed, N failed, N skipped`. Exit status 1 if anything failed.
@@ -149,6 +151,7 @@ out="${E2E_OUT:-$(mktemp -d /tmp/e2e-run.XXXXXX)}"
 mkdir -p "$out/bin" "$out/logs" "$out/tmp" "$out/root/tests" "$out/root/integration"
 ln -sfn "$etcd_bin" "$out/bin/etcd"
 ln -sfn "$ctl_bin" "$out/bin/etcdctl"
+if [ -n "${E2E_LAST_RELEASE:-}" ]; then ln -sfn "$(readlink -f "$E2E_LAST_RELEASE")" "$out/bin/etcd-last-release"; fi
 # configJWT passes "--auth-token jwt,pub-key=../../integration/fixtures/server.crt,..."
 # (relative to the suite's cwd), so run from <root>/tests/e2e with <root>/integration/fixtures.
 ln -sfn "$fixtures" "$out/root/integration/fixtures"

@@ -1,7 +1,8 @@
 //! `cluster run`: an in-process cluster of 3 or 5 members (raft over an
 //! in-memory network) driven by a put workload, with progress lines; and
 //! `cluster serve`: one member of a cluster that spans processes (raft over
-//! TCP), optionally writing its own keys and waiting for everyone's.
+//! etcd's peer protocol), optionally writing its own keys and waiting for
+//! everyone's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use etcdkit_proto::etcdserverpb::RangeRequest;
 use etcdkit_raft_node::{Config, LocalNetwork, Node};
 use etcdkit_schema::DataDir;
+use etcdkit_server::listen::ListenUrl;
 
 use crate::{CliError, Out};
 
@@ -35,7 +37,7 @@ pub enum ClusterCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Run one member over TCP (etcd's flags); with --put-keys, write NAME/i keys,
+    /// Run one member over etcd's peer protocol (etcd's flags); with --put-keys, write NAME/i keys,
     /// print `acked KEY` per acknowledged put, then wait for --expect-keys keys.
     Serve {
         #[arg(long)]
@@ -58,6 +60,10 @@ pub enum ClusterCmd {
 }
 
 fn err(e: etcdkit_raft_node::Error) -> CliError {
+    CliError::Msg(e.to_string())
+}
+
+fn serve_err(e: etcdkit_server::ServeError) -> CliError {
     CliError::Msg(e.to_string())
 }
 
@@ -85,7 +91,36 @@ pub fn cmd_cluster(out: &mut Out, c: &ClusterCmd, data_dir: Option<PathBuf>) -> 
             let mut cfg = Config::new(name, data_dir.unwrap_or_else(|| DataDir::default_root(name)));
             cfg.initial_cluster = initial_cluster.clone();
             cfg.initial_cluster_token = initial_cluster_token.clone();
-            let node = Node::open_tcp(cfg).map_err(err)?;
+            // The member speaks etcd's peer protocol on its own peer URLs
+            // (what `etcdkit serve` runs, with a client URL nobody needs).
+            let urls = etcdkit_schema::cluster::parse_initial_cluster(initial_cluster)
+                .map_err(|e| CliError::Msg(e.to_string()))?
+                .remove(name.as_str())
+                .ok_or_else(|| CliError::Msg(format!("{name} is not in --initial-cluster")))?;
+            cfg.initial_advertise_peer_urls = urls.join(",");
+            let serve = etcdkit_server::ServeConfig {
+                node: cfg,
+                listen_client_urls: vec![ListenUrl::Tcp { tls: false, host: "127.0.0.1".into(), port: 0 }],
+                limits: Default::default(),
+                max_concurrent_streams: u32::MAX,
+                watch_progress_notify_interval: Duration::from_secs(600),
+                quota_backend_bytes: None,
+                tls: Default::default(),
+                auth_token: "simple".into(),
+                listen_peer_urls: urls
+                    .iter()
+                    .map(|u| ListenUrl::parse(u))
+                    .collect::<Result<_, _>>()
+                    .map_err(serve_err)?,
+                peer_tls: Default::default(),
+                strict_reconfig_check: true,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CliError::Msg(e.to_string()))?;
+            let server = rt.block_on(etcdkit_server::Server::start(serve)).map_err(serve_err)?;
+            let node = server.node().clone();
             node.wait_leader(Duration::from_secs(30)).map_err(err)?;
             for i in 0..*put_keys {
                 let key = format!("{}/{i:08}", key_prefix.as_deref().unwrap_or(name));
@@ -109,7 +144,8 @@ pub fn cmd_cluster(out: &mut Out, c: &ClusterCmd, data_dir: Option<PathBuf>) -> 
                 out.flush()?;
             }
             std::thread::sleep(Duration::from_secs(*linger));
-            node.close().map_err(err)
+            drop(node);
+            rt.block_on(server.stop()).map_err(serve_err)
         }
     }
 }

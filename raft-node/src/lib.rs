@@ -15,8 +15,8 @@
 //! - [`Local`] opens a data dir for one short command (the CLI's writes go
 //!   through it, so they reach the WAL like any member's).
 //! - [`Transport`] carries raft messages; [`LocalNetwork`] connects members
-//!   in one process and injects faults; [`tcp::TcpTransport`] connects
-//!   members in different processes.
+//!   in one process and injects faults; members in different processes
+//!   talk etcd's peer protocol (`etcdkit-server`'s `peer` module).
 //!
 //! ```
 //! use etcdkit_raft_node::{Config, Node};
@@ -42,7 +42,6 @@ mod local;
 mod logstore;
 mod member;
 mod node;
-pub mod tcp;
 pub mod timing;
 pub mod transport;
 

@@ -226,21 +226,6 @@ impl Node {
         })
     }
 
-    /// Opens a member that talks to its peers over TCP, listening on the
-    /// host:port of its own peer URL.
-    pub fn open_tcp(cfg: Config) -> Result<Node> {
-        let member = Member::open(cfg)?;
-        let me = member.members().into_iter().find(|m| m.id == member.id());
-        let url = me.and_then(|m| m.peer_urls.first().cloned()).unwrap_or_else(|| member.config().advertise_urls());
-        let listen = crate::tcp::peer_addr(url.split(',').next().unwrap_or_default())
-            .ok_or_else(|| Error::Config(format!("no peer URL to listen on ({url:?})")))?;
-        let peers: Vec<(u64, String)> =
-            member.members().into_iter().filter_map(|m| Some((m.id, m.peer_urls.first()?.clone()))).collect();
-        Self::start(member, |_, _, inbox| {
-            Ok(crate::tcp::TcpTransport::start(&listen, &peers, inbox)? as Arc<dyn Transport>)
-        })
-    }
-
     /// Opens a member whose transport `make` builds from the member ID, the
     /// cluster ID and the inbox where the transport must deliver peers'
     /// messages.
