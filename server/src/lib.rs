@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod peer;
 pub mod reconfig;
 pub mod serve;
+pub mod tcpproxy;
 pub mod tls;
 pub mod token;
 pub mod version;

@@ -15,6 +15,10 @@ use crate::{CLUSTER_MINOR, SERVER_VERSION, ServeConfig, ServeError, Server};
 /// Runs the server with etcd's command line `args` (without the program
 /// name) and the process environment; returns etcd's exit code.
 pub fn main(args: &[String]) -> ExitCode {
+    // `etcd gateway start …`: the TCP proxy, not a member.
+    if args.first().map(String::as_str) == Some("gateway") {
+        return crate::tcpproxy::main(&args[1..]);
+    }
     let env: Vec<(String, String)> = std::env::vars().collect();
     let mut flags = match Flags::parse(args, &env) {
         Ok(Parsed::Run(f)) => f,
