@@ -114,6 +114,7 @@ pub fn cmd_cluster(out: &mut Out, c: &ClusterCmd, data_dir: Option<PathBuf>) -> 
                     .map_err(serve_err)?,
                 peer_tls: Default::default(),
                 strict_reconfig_check: true,
+                initial_corrupt_check: false,
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -105,7 +105,7 @@ const FLAGS: &[(&str, Kind, &str, bool)] = &[
     ("bcrypt-cost", Value, "10", true),
     ("enable-grpc-gateway", Bool, "true", false),
     // experimental
-    ("experimental-initial-corrupt-check", Bool, "false", false),
+    ("experimental-initial-corrupt-check", Bool, "false", true),
     ("experimental-corrupt-check-time", Value, "0s", false),
     ("experimental-enable-v2v3", Value, "", false),
     ("experimental-enable-lease-checkpoint", Bool, "false", false),

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod cluster;
 pub mod concurrency;
 pub mod core;
+pub mod corrupt;
 mod der;
 pub mod election;
 pub mod error;
@@ -107,6 +108,9 @@ pub struct ServeConfig {
     pub peer_tls: tls::TlsInfo,
     /// `--strict-reconfig-check` (see [`reconfig`]).
     pub strict_reconfig_check: bool,
+    /// `--experimental-initial-corrupt-check`: a restarted member compares
+    /// its `hashkv` with its peers' before serving ([`corrupt`]).
+    pub initial_corrupt_check: bool,
 }
 
 /// A running server: [`Server::stop`] stops accepting, lets in-flight
@@ -134,7 +138,8 @@ impl Server {
         // A joining member learns its ID, the cluster's and its peers from
         // the members running (its own membership arrives with the leader's log).
         let mut joined = Vec::new();
-        if node_cfg.join_existing && !node_cfg.layout().is_initialized(&**node_cfg.fs()) {
+        let initialized = node_cfg.layout().is_initialized(&**node_cfg.fs());
+        if node_cfg.join_existing && !initialized {
             let (me, cluster, members) = peer::join::cluster_ids(&node_cfg, &dialer).await?;
             node_cfg.join_ids = Some((me, cluster));
             joined = members;
@@ -162,6 +167,14 @@ impl Server {
         .await
         .map_err(join_err)??;
         let node = Arc::new(node);
+        if cfg.initial_corrupt_check
+            && initialized
+            && let Err(e) = corrupt::check_initial(&node, transport.as_ref()).await
+        {
+            let n = node.clone();
+            let _ = tokio::task::spawn_blocking(move || n.close()).await;
+            return Err(e);
+        }
         let core = Arc::new(Core {
             node: node.clone(),
             limits: cfg.limits,

@@ -179,6 +179,7 @@ pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
         auth_token: f.get("auth-token").to_string(),
         listen_peer_urls: ListenUrl::parse_list(f.get("listen-peer-urls"))?,
         strict_reconfig_check: f.bool("strict-reconfig-check"),
+        initial_corrupt_check: f.bool("experimental-initial-corrupt-check"),
         peer_tls: TlsInfo {
             cert_file: path(f, "peer-cert-file"),
             key_file: path(f, "peer-key-file"),

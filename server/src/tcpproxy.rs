@@ -17,7 +17,11 @@ struct Flags {
 }
 
 fn parse(args: &[String]) -> Result<Flags, String> {
-    let mut f = Flags { endpoints: vec!["127.0.0.1:2379".into()], listen: "127.0.0.1:23790".into(), retry: Duration::from_secs(60) };
+    let mut f = Flags {
+        endpoints: vec!["127.0.0.1:2379".into()],
+        listen: "127.0.0.1:23790".into(),
+        retry: Duration::from_secs(60),
+    };
     let mut start = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -42,7 +46,10 @@ fn parse(args: &[String]) -> Result<Flags, String> {
                     .collect()
             }
             "listen-addr" => f.listen = value,
-            "retry-delay" => f.retry = crate::flags::parse_go_duration(&value).ok_or_else(|| format!("invalid --retry-delay {value:?}"))?,
+            "retry-delay" => {
+                f.retry =
+                    crate::flags::parse_go_duration(&value).ok_or_else(|| format!("invalid --retry-delay {value:?}"))?
+            }
             // DNS discovery is not supported: the endpoints are given.
             "discovery-srv" | "discovery-srv-name" | "insecure-discovery" | "trusted-ca-file" => {}
             _ => return Err(format!("unknown flag: --{name}")),

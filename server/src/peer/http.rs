@@ -272,6 +272,7 @@ pub fn member_routes(core: Arc<Core>) -> Router {
     Router::new()
         .route("/members", axum::routing::any(members))
         .route("/members/promote/{id}", axum::routing::any(promote))
+        .route("/members/hashkv", axum::routing::any(hashkv))
         .route("/version", axum::routing::any(version))
         .route("/leases", axum::routing::any(leases))
         .route("/leases/internal", axum::routing::any(leases))
@@ -331,6 +332,35 @@ async fn promote(State(core): State<Arc<Core>>, Path(id): Path<String>, method: 
             }
             _ => json(StatusCode::INTERNAL_SERVER_ERROR, b"{\"message\":\"Internal Server Error\"}".to_vec()),
         },
+    };
+    cluster_id_header(&core, r)
+}
+
+/// `GET /members/hashkv` with `{"revision":N}`: this member's `hashkv`
+/// (a restarted peer's corruption check).
+async fn hashkv(State(core): State<Arc<Core>>, method: Method, body: Body) -> Response {
+    if method != Method::GET {
+        return not_allowed("GET");
+    }
+    let Ok(b) = read_body(body, 1 << 20).await else {
+        return go_error(StatusCode::BAD_REQUEST, "error reading body");
+    };
+    #[derive(serde::Deserialize)]
+    struct Req {
+        #[serde(default)]
+        revision: i64,
+    }
+    let Ok(req) = serde_json::from_slice::<Req>(&b) else {
+        return go_error(StatusCode::BAD_REQUEST, "error unmarshalling request");
+    };
+    let rev = req.revision;
+    let r = match core.blocking(move |n| n.hash_kv(rev)).await {
+        Ok((hash, rev, compact_revision)) => {
+            let resp =
+                crate::corrupt::PeerHash { header: crate::corrupt::Header { revision: rev }, hash, compact_revision };
+            json(StatusCode::OK, serde_json::to_vec(&resp).expect("json"))
+        }
+        Err(e) => go_error(StatusCode::BAD_REQUEST, e.message()),
     };
     cluster_id_header(&core, r)
 }

@@ -27,6 +27,7 @@ pub async fn server(dir: &std::path::Path) -> (Server, String) {
         listen_peer_urls: Vec::new(),
         peer_tls: Default::default(),
         strict_reconfig_check: true,
+        initial_corrupt_check: false,
     };
     let s = Server::start(cfg).await.unwrap();
     let url = format!("http://{}", s.local_addrs()[0]);
