@@ -149,6 +149,30 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Whether `db` (a leader's snapshot) is a sound bbolt file with etcd's
+/// `key` and `meta` buckets: checked in memory (a copy in a `SimFs`), before
+/// anything of this member's is replaced.
+fn check_snapshot_db(db: &[u8]) -> std::result::Result<(), String> {
+    let fs = std::sync::Arc::new(etcdkit_fs::SimFs::new());
+    let path = std::path::Path::new("/snapshot.db");
+    let f = etcdkit_fs::Fs::open(&*fs, path, etcdkit_fs::Open::Create { mode: 0o600 }).map_err(|e| e.to_string())?;
+    f.write_all_at(db, 0).map_err(|e| e.to_string())?;
+    drop(f);
+    let opts = etcdkit_storage::Options { fs, read_only: true, ..Default::default() };
+    let d = etcdkit_storage::Db::open(path, opts).map_err(|e| format!("the snapshot's db does not open: {e}"))?;
+    let tx = d.begin().map_err(|e| e.to_string())?;
+    let problems = etcdkit_storage::check::check(&tx);
+    if let Some(p) = problems.first() {
+        return Err(format!("the snapshot's db is damaged: {p}"));
+    }
+    for b in [etcdkit_schema::bucket::KEY, etcdkit_schema::bucket::META] {
+        if tx.bucket(b).ok().flatten().is_none() {
+            return Err(format!("the snapshot's db lacks the {:?} bucket", String::from_utf8_lossy(b)));
+        }
+    }
+    Ok(())
+}
+
 /// A peer message that is dropped as implausible (see `Member::plausible`).
 fn tracing_drop(m: &eraftpb::Message, why: &str) {
     tracing::warn!(target: "raft", "dropped {:?} from {:x} (term {}): {why}", m.get_msg_type(), m.from, m.term);
@@ -446,6 +470,11 @@ impl Member {
             MessageType::MsgAppend => {
                 let contiguous = m.entries.iter().enumerate().all(|(i, e)| e.index == m.index + 1 + i as u64);
                 if contiguous { Ok(()) } else { Err("append entries are not contiguous".into()) }
+            }
+            // A snapshot this member would install: its db must be sound
+            // (installing it replaces the member's own).
+            MessageType::MsgSnapshot if m.get_snapshot().get_metadata().index > log.committed => {
+                check_snapshot_db(&m.get_snapshot().data)
             }
             _ => Ok(()),
         }
@@ -901,5 +930,24 @@ mod decode_tests {
         };
         assert_eq!(decode_normal(&put.encode_to_vec()).unwrap(), put);
         assert!(decode_normal(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_db_must_be_sound_before_it_replaces_ours() {
+        assert!(check_snapshot_db(b"not a database").is_err());
+        assert!(check_snapshot_db(&[]).is_err());
+        // A real store's db passes; with its meta pages wiped, it does not.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("db");
+        drop(Store::open(&path, Default::default()).unwrap());
+        let good = std::fs::read(&path).unwrap();
+        assert_eq!(check_snapshot_db(&good), Ok(()));
+        let mut wiped = good.clone();
+        wiped[..8192].fill(0);
+        assert!(check_snapshot_db(&wiped).is_err());
+        // A bbolt file without etcd's buckets is not a member's db.
+        let bare = tmp.path().join("bare");
+        drop(etcdkit_storage::Db::open(&bare, Default::default()).unwrap());
+        assert!(check_snapshot_db(&std::fs::read(&bare).unwrap()).unwrap_err().contains("bucket"));
     }
 }
