@@ -18,10 +18,13 @@ if ! command -v cargo-fuzz >/dev/null; then
   fi
 fi
 ./seed.sh > /dev/null
-mkdir -p corpus/proto_decode corpus/txn_parse
+mkdir -p corpus/proto_decode corpus/txn_parse corpus/peer_stream
 # One seed each for the targets seed.sh does not cover: a WAL record body and a txn.
 head -c 64 corpus/wal_decode/"$(ls corpus/wal_decode | head -1)" > corpus/proto_decode/seed-wal-head
 printf 'mod("k") = "5"\n\nput k v\n\ndel k\n' > corpus/txn_parse/seed-txn
+# A peer stream: chunk size 7, then etcd's link heartbeat frame twice.
+hb='\x00\x00\x00\x00\x00\x00\x00\x1e\x08\x08\x10\x00\x18\x00\x20\x00\x28\x00\x30\x00\x40\x00\x4a\x0a\x12\x08\x0a\x02\x28\x00\x10\x00\x18\x00\x50\x00\x58\x00'
+printf "\x07$hb$hb" > corpus/peer_stream/seed-heartbeats
 RUSTC_BOOTSTRAP=1 cargo fuzz build -O
 targets=$(cargo fuzz list)
 bin=target/x86_64-unknown-linux-gnu/release
