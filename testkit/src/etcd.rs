@@ -79,6 +79,11 @@ impl Drop for EtcdProc {
 }
 
 impl EtcdProc {
+    /// The process ID (to pause it with SIGSTOP / SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The log so far (for a failure message).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
