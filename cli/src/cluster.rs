@@ -115,6 +115,7 @@ pub fn cmd_cluster(out: &mut Out, c: &ClusterCmd, data_dir: Option<PathBuf>) -> 
                 peer_tls: Default::default(),
                 strict_reconfig_check: true,
                 initial_corrupt_check: false,
+                enable_v2: false,
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -41,6 +41,8 @@ pub enum Response {
     Alarms(Vec<etcdkit_proto::etcdserverpb::AlarmMember>),
     /// What an auth request answered.
     Auth(crate::auth::AuthAnswer),
+    /// A v2 keys request's answer.
+    V2(crate::v2::Event),
     /// Requests that answer nothing (v2 attribute updates, empty entries).
     Empty,
 }

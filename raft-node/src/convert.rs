@@ -77,6 +77,27 @@ pub fn snapshot_meta_from_etcd(m: &raftpb::SnapshotMetadata) -> eraftpb::Snapsho
     out
 }
 
+/// Inside etcdkit, a `MsgSnapshot`'s data is etcd's merged snapshot: the v2
+/// store JSON (membership, cluster version, v2 keys: what etcd puts in the
+/// message) and the db (what etcd streams after it), framed as an 8-byte
+/// big-endian length, the JSON, then the db. The peer transport splits it
+/// onto the wire and joins it again on arrival.
+pub fn pack_snapshot(v2_json: &[u8], db: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + v2_json.len() + db.len());
+    out.extend_from_slice(&(v2_json.len() as u64).to_be_bytes());
+    out.extend_from_slice(v2_json);
+    out.extend_from_slice(db);
+    out
+}
+
+/// The v2 store JSON and the db of a packed snapshot; `None` if malformed.
+pub fn unpack_snapshot(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = u64::from_be_bytes(data.get(..8)?.try_into().ok()?);
+    let n = usize::try_from(n).ok()?;
+    let rest = &data[8..];
+    (n <= rest.len()).then(|| rest.split_at(n))
+}
+
 /// A raft-rs message as etcd's peer protocol carries it. Fields etcd lacks
 /// (raft-rs's `commit_term`, `request_snapshot`, `priority`) stay behind:
 /// raft-rs treats their zero values as "not sent". A snapshot's `data` is

@@ -74,6 +74,9 @@ pub enum Error {
     /// etcd's auth errors (permission denied, user not found, …).
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    /// A v2 keys request etcd refuses (`v2error`).
+    #[error(transparent)]
+    V2(#[from] crate::v2::V2Error),
     #[error("etcdserver: unsupported request {0}")]
     Unsupported(&'static str),
 }

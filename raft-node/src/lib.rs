@@ -44,6 +44,7 @@ mod member;
 mod node;
 pub mod timing;
 pub mod transport;
+pub mod v2;
 
 pub use apply::{Response, add_member, parse_version, promote_member, remove_member};
 pub use config::Config;

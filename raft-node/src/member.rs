@@ -90,6 +90,8 @@ pub struct Member {
     applied: u64,
     /// Bumped whenever the membership (or a member's attributes) changes.
     members_epoch: u64,
+    /// The v2 keys (`--enable-v2`), in memory; saved in the `.snap` files.
+    v2: crate::v2::V2Store,
     applied_term: u64,
     snapshot_index: u64,
     removed: bool,
@@ -270,6 +272,11 @@ impl Member {
             conf_state: meta.get_conf_state().clone(),
             applied: snap_meta.index,
             members_epoch: 0,
+            v2: newest
+                .as_ref()
+                .and_then(|s| s.data.as_deref())
+                .map(crate::v2::V2Store::from_snapshot_json)
+                .unwrap_or_default(),
             applied_term: snap_meta.term,
             snapshot_index: snap_meta.index,
             removed,
@@ -351,6 +358,26 @@ impl Member {
     }
 
     /// The membership as the `members` bucket holds it.
+    /// The v2 store JSON of this member's state (membership, removed
+    /// members, cluster version, v2 keys): what `.snap` files and leader
+    /// snapshots carry.
+    fn store_json(&self) -> Vec<u8> {
+        let removed: Vec<u64> = self.removed_ids.iter().copied().collect();
+        let version = apply::cluster_version(self.store.db());
+        let keys: Vec<v2store::V2Key<'_>> = self.v2.nodes().collect();
+        v2store::store_json(&self.members(), &removed, version.as_deref(), &keys)
+    }
+
+    /// A local (serializable) v2 read.
+    pub fn v2_get(
+        &self,
+        key: &str,
+        recursive: bool,
+        sorted: bool,
+    ) -> std::result::Result<crate::v2::Event, crate::v2::V2Error> {
+        self.v2.get(key, recursive, sorted)
+    }
+
     /// On the leader, each member's matched log index; empty on a follower.
     pub fn progress(&self) -> Vec<(u64, u64)> {
         if !self.is_leader() {
@@ -474,7 +501,9 @@ impl Member {
             // A snapshot this member would install: its db must be sound
             // (installing it replaces the member's own).
             MessageType::MsgSnapshot if m.get_snapshot().get_metadata().index > log.committed => {
-                check_snapshot_db(&m.get_snapshot().data)
+                let (_, db) = convert::unpack_snapshot(&m.get_snapshot().data)
+                    .ok_or_else(|| "the snapshot is not a v2 store and a db".to_string())?;
+                check_snapshot_db(db)
             }
             _ => Ok(()),
         }
@@ -665,7 +694,7 @@ impl Member {
                 let tx = self.store.db().begin()?;
                 let mut buf = Vec::with_capacity(tx.size() as usize);
                 tx.write_to(&mut buf)?;
-                m.mut_snapshot().data = buf.into();
+                m.mut_snapshot().data = convert::pack_snapshot(&self.store_json(), &buf).into();
                 // Handed to the transport: raft probes the follower next, and
                 // sends a new snapshot if this one never arrives (etcd reports
                 // the status when the stream is done; a lost one heals the same way).
@@ -708,6 +737,15 @@ impl Member {
                     out.applied.push((cc.id, r));
                 }
                 eraftpb::EntryType::EntryNormal => {
+                    if !fresh && !e.data.is_empty() {
+                        // The db holds this entry's effects, but v2 keys live in
+                        // memory: the log since the last `.snap` rebuilds them.
+                        if let Ok(req) = decode_normal(&e.data)
+                            && let Some(v2) = req.v2.as_ref().filter(|v| crate::v2::is_user_request(v))
+                        {
+                            let _ = self.v2.apply(v2, e.index);
+                        }
+                    }
                     if fresh {
                         self.store.set_consistent_index(e.index);
                         if !e.data.is_empty() {
@@ -715,7 +753,9 @@ impl Member {
                                 .map_err(|err| Error::BadEntry { index: e.index, what: err.to_string() })?;
                             let id = req.request_id();
                             let lease_revoke = req.lease_revoke.as_ref().map(|r| r.id);
-                            let r = if let Some(a) = &req.alarm {
+                            let r = if let Some(v2) = req.v2.as_ref().filter(|v| crate::v2::is_user_request(v)) {
+                                self.v2.apply(v2, e.index).map(Response::V2).map_err(Error::V2)
+                            } else if let Some(a) = &req.alarm {
                                 self.alarms.apply(self.store.db(), a).map(Response::Alarms)
                             } else if let Some(e) = self.alarms.refuses(&req) {
                                 Err(e)
@@ -807,7 +847,7 @@ impl Member {
         }
         self.store.commit()?;
         let s = raftpb::Snapshot {
-            data: Some(v2store::bootstrap_store_json(&self.members())),
+            data: Some(self.store_json()),
             metadata: raftpb::SnapshotMetadata {
                 conf_state: convert::conf_state_to_etcd(&self.conf_state),
                 index: self.applied,
@@ -830,15 +870,32 @@ impl Member {
         let meta = s.get_metadata().clone();
         let pending = self.layout.received_db(meta.index);
         let fs = self.cfg.fs().clone();
-        write_synced(&*fs, &pending, &s.data)?;
+        let (v2_json, db_bytes) = convert::unpack_snapshot(&s.data)
+            .ok_or_else(|| Error::BadEntry { index: meta.index, what: "a snapshot without its v2 store".into() })?;
+        write_synced(&*fs, &pending, db_bytes)?;
+        self.v2 = crate::v2::V2Store::from_snapshot_json(v2_json);
         let cs = convert::conf_state_to_etcd(meta.get_conf_state());
         // The membership the db carries, for the v2 JSON of the `.snap`.
         let members = {
             let db = etcdkit_storage::Db::open(&pending, self.cfg.store.db.clone())?;
             apply::load_members(&db)?.0
         };
+        let removed: Vec<u64> = {
+            let db = etcdkit_storage::Db::open(&pending, self.cfg.store.db.clone())?;
+            apply::load_members(&db)?.1.into_iter().collect()
+        };
+        let version = {
+            let db = etcdkit_storage::Db::open(&pending, self.cfg.store.db.clone())?;
+            apply::cluster_version(&db)
+        };
+        let keys: Vec<v2store::V2Key<'_>> = self.v2.nodes().collect();
         let rs = raftpb::Snapshot {
-            data: Some(v2store::bootstrap_store_json(&members.values().cloned().collect::<Vec<_>>())),
+            data: Some(v2store::store_json(
+                &members.values().cloned().collect::<Vec<_>>(),
+                &removed,
+                version.as_deref(),
+                &keys,
+            )),
             metadata: raftpb::SnapshotMetadata { conf_state: cs, index: meta.index, term: meta.term },
         };
         snap::save(&*fs, &self.layout.snap(), &rs)?;

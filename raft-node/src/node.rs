@@ -192,6 +192,7 @@ enum Cmd {
     Status(Reply<Status>),
     Campaign,
     TransferLeader(u64),
+    V2Get(String, bool, bool, Reply<crate::v2::Event>),
     Stop(Sender<()>),
     Kill(Sender<()>),
 }
@@ -552,6 +553,13 @@ impl Node {
         let _ = self.tx.send(Cmd::Campaign);
     }
 
+    /// A v2 key (or directory) as this member has it (etcd's non-quorum v2
+    /// `GET`); a quorum read proposes a `QGET` instead.
+    pub fn v2_get(&self, key: &str, recursive: bool, sorted: bool) -> Result<crate::v2::Event> {
+        let key = key.to_string();
+        self.call(|r, _| Cmd::V2Get(key, recursive, sorted, r)).wait()
+    }
+
     /// Asks this member, the leader, to hand leadership to `to` (raft's
     /// leader transfer: `to` catches up, then campaigns at once). Returns
     /// without waiting; watch [`Gauges::leader`].
@@ -853,6 +861,9 @@ impl Driver {
             }
             Cmd::Campaign => self.member.campaign()?,
             Cmd::TransferLeader(to) => self.member.transfer_leader(to),
+            Cmd::V2Get(key, recursive, sorted, reply) => {
+                reply.send(self.member.v2_get(&key, recursive, sorted).map_err(Error::V2))
+            }
             Cmd::Stop(_) | Cmd::Kill(_) => unreachable!("handled by the loop"),
         }
         Ok(())

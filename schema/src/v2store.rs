@@ -139,12 +139,50 @@ pub fn attributes(m: &Member) -> String {
     o.end()
 }
 
-/// The v2 store of a running cluster's membership, what an etcd 3.4 member
-/// rebuilds its membership from when it installs a leader's snapshot:
-/// `/0/members/<id>/raftAttributes` and `attributes`, `/0/removed_members/<id>`
-/// and `/0/version`. Nodes are numbered in the order written; the event
-/// history is empty.
-pub fn membership_store_json(members: &[Member], removed: &[u64], version: Option<&str>) -> Vec<u8> {
+/// A user key of the v2 store: its path under `/1`'s namespace (`/a/b`),
+/// its value (`None`: a directory), created and modified indexes.
+pub type V2Key<'a> = (&'a str, Option<&'a str>, u64, u64);
+
+/// The `/1` subtree's children holding `keys` below `dir` (`/` for the top).
+fn user_children(keys: &[V2Key<'_>], dir: &str) -> String {
+    let prefix = if dir == "/" { "/".to_string() } else { format!("{dir}/") };
+    let mut out = String::from("{");
+    let mut first = true;
+    for (path, value, created, modified) in keys {
+        let Some(rest) = path.strip_prefix(&prefix) else { continue };
+        if rest.is_empty() || rest.contains('/') {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        push_str(&mut out, rest);
+        out.push(':');
+        let full = format!("/1{path}");
+        let children = value.is_none().then(|| user_children(keys, path));
+        out.push_str(
+            &Obj::new()
+                .str("Path", &full)
+                .raw("CreatedIndex", created)
+                .raw("ModifiedIndex", modified)
+                .str("ExpireTime", ZERO_TIME)
+                .str("Value", value.unwrap_or(""))
+                .raw("Children", children.as_deref().unwrap_or("null"))
+                .end(),
+        );
+    }
+    out.push('}');
+    out
+}
+
+/// The v2 store of a running cluster, what an etcd 3.4 member rebuilds its
+/// membership (and v2 keys) from when it installs a leader's snapshot, and
+/// what a raft `.snap` holds: `/0/members/<id>/raftAttributes` and
+/// `attributes`, `/0/removed_members/<id>`, `/0/version`, and the user keys
+/// under `/1` (sorted by path). Membership nodes are numbered in the order
+/// written; the event history is empty.
+pub fn store_json(members: &[Member], removed: &[u64], version: Option<&str>, keys: &[V2Key<'_>]) -> Vec<u8> {
     let mut index = 0u64;
     let mut next = || {
         index += 1;
@@ -191,9 +229,11 @@ pub fn membership_store_json(members: &[Member], removed: &[u64], version: Optio
         zero.push(format!("\"version\":{}", node("/0/version", next(), v, None)));
     }
     let zero_children = format!("{{{}}}", zero.join(","));
+    let user = user_children(keys, "/");
     let root_children =
-        format!("{{\"0\":{},\"1\":{}}}", node("/0", 0, "", Some(&zero_children)), node("/1", 0, "", Some("{}")));
+        format!("{{\"0\":{},\"1\":{}}}", node("/0", 0, "", Some(&zero_children)), node("/1", 0, "", Some(&user)));
     let root = node("/", 0, "", Some(&root_children));
+    let index = index.max(keys.iter().map(|k| k.3).max().unwrap_or(0));
     let events = format!("[{}]", vec!["null"; EVENT_CAPACITY].join(","));
     let queue = Obj::new()
         .raw("Events", events)

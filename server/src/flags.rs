@@ -58,7 +58,7 @@ const FLAGS: &[(&str, Kind, &str, bool)] = &[
     ("pre-vote", Bool, "false", false),
     ("auto-compaction-retention", Value, "0", false),
     ("auto-compaction-mode", Value, "periodic", false),
-    ("enable-v2", Bool, "false", false),
+    ("enable-v2", Bool, "false", true),
     // proxy (v2, not served)
     ("proxy", Value, "off", false),
     ("proxy-failure-wait", Value, "5000", false),

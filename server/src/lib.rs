@@ -42,6 +42,7 @@ pub mod serve;
 pub mod tcpproxy;
 pub mod tls;
 pub mod token;
+pub mod v2http;
 pub mod version;
 pub mod watch;
 
@@ -108,6 +109,8 @@ pub struct ServeConfig {
     pub peer_tls: tls::TlsInfo,
     /// `--strict-reconfig-check` (see [`reconfig`]).
     pub strict_reconfig_check: bool,
+    /// `--enable-v2`: serve etcd's v2 keys API ([`v2http`]).
+    pub enable_v2: bool,
     /// `--experimental-initial-corrupt-check`: a restarted member compares
     /// its `hashkv` with its peers' before serving ([`corrupt`]).
     pub initial_corrupt_check: bool,
@@ -347,5 +350,6 @@ fn router(core: &Arc<Core>, cfg: &ServeConfig, data_dir: etcdkit_schema::DataDir
         .into_axum_router()
         .layer(axum::middleware::from_fn_with_state(core.metrics.clone(), metrics::track));
     let grpc = grpc.merge(gateway::routes(services));
-    grpc.merge(http::routes(core.clone()))
+    let all = grpc.merge(http::routes(core.clone()));
+    if cfg.enable_v2 { all.merge(v2http::routes(core.clone())) } else { all }
 }

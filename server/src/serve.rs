@@ -180,6 +180,7 @@ pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
         listen_peer_urls: ListenUrl::parse_list(f.get("listen-peer-urls"))?,
         strict_reconfig_check: f.bool("strict-reconfig-check"),
         initial_corrupt_check: f.bool("experimental-initial-corrupt-check"),
+        enable_v2: f.bool("enable-v2"),
         peer_tls: TlsInfo {
             cert_file: path(f, "peer-cert-file"),
             key_file: path(f, "peer-key-file"),

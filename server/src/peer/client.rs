@@ -279,7 +279,7 @@ pub(crate) async fn pipeline(
     }
 }
 
-/// Sends snapshots: the message (its `data` the v2 membership JSON) framed
+/// Sends snapshots: the message (its `data` the v2 store JSON) framed
 /// as on the message stream, then the db (etcd's merged snapshot body).
 pub(crate) async fn snapshots(
     s: Arc<Shared>,
@@ -294,12 +294,15 @@ pub(crate) async fn snapshots(
             m = rx.recv() => match m { Some(m) => m, None => return },
             _ = stopped.changed() => return,
         };
-        let db = m.snapshot.data.take().unwrap_or_default();
-        m.snapshot.data = Some(s.membership_json());
+        // etcdkit's packed snapshot: the v2 store JSON goes in the message,
+        // the db after it (etcd's merged snapshot).
+        let packed = m.snapshot.data.take().unwrap_or_default();
+        let Some((v2, db)) = etcdkit_raft_node::convert::unpack_snapshot(&packed) else { continue };
+        m.snapshot.data = Some(v2.to_vec());
         let mut body = BytesMut::with_capacity(db.len() + m.encoded_len() + 8);
         codec::encode_message(&m, &mut body);
-        body.extend_from_slice(&db);
-        drop(db);
+        body.extend_from_slice(db);
+        drop(packed);
         let Some(url) = pick(&peer, turn) else { continue };
         let size = body.len();
         tracing::info!(target: "rafthttp", "sending database snapshot [index: {}] to peer {:x} ({size} bytes)", m.snapshot.metadata.index, peer.id);

@@ -152,8 +152,10 @@ async fn snapshot(State(s): State<Arc<Shared>>, method: Method, h: HeaderMap, bo
             db.extend_from_slice(&chunk);
         }
         tracing::info!(target: "rafthttp", "received database snapshot [index: {}] from peer {:x} ({} bytes)", m.snapshot.metadata.index, m.from, db.len());
-        // Inside etcdkit the snapshot's data is the db.
-        m.snapshot.data = Some(db);
+        // Inside etcdkit the snapshot's data is the v2 store JSON and the db, packed.
+        let v2 = m.snapshot.data.take().unwrap_or_default();
+        m.snapshot.data = Some(etcdkit_raft_node::convert::pack_snapshot(&v2, &db));
+        drop(db);
         s.deliver(m);
         Ok(StatusCode::NO_CONTENT.into_response())
     }

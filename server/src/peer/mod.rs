@@ -24,10 +24,11 @@
 //! up, everything else on the message stream, and through the pipeline when
 //! neither is. A full queue drops the message (raft resends), as etcd does.
 //!
-//! Inside etcdkit a `MsgSnapshot`'s `data` is the leader's whole db (see
-//! `raft-node`'s snapshot notes). On the wire it is etcd's merged snapshot:
-//! the message's `data` is the v2 store JSON of the membership (what an etcd
-//! 3.4 member recovers its membership from) and the db follows the message.
+//! Inside etcdkit a `MsgSnapshot`'s `data` packs the v2 store JSON and the
+//! leader's whole db (`convert::pack_snapshot`). On the wire it is etcd's
+//! merged snapshot: the message's `data` is the v2 store JSON (what an etcd
+//! 3.4 member recovers its membership and v2 keys from) and the db follows
+//! the message.
 
 pub mod client;
 pub mod codec;
@@ -180,12 +181,6 @@ impl Shared {
         if s.as_ref().is_some_and(|a| a.generation == generation) {
             *s = None;
         }
-    }
-
-    /// The v2 store JSON an etcd 3.4 member recovers its membership from.
-    pub(crate) fn membership_json(&self) -> Vec<u8> {
-        let removed: Vec<u64> = self.removed.read().iter().copied().collect();
-        etcdkit_schema::v2store::membership_store_json(&self.members.read(), &removed, Some(crate::CLUSTER_VERSION))
     }
 
     fn add_peer(self: &Arc<Self>, id: u64, urls: Vec<String>) -> Arc<Peer> {

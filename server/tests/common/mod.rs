@@ -28,6 +28,7 @@ pub async fn server(dir: &std::path::Path) -> (Server, String) {
         peer_tls: Default::default(),
         strict_reconfig_check: true,
         initial_corrupt_check: false,
+        enable_v2: false,
     };
     let s = Server::start(cfg).await.unwrap();
     let url = format!("http://{}", s.local_addrs()[0]);
