@@ -39,6 +39,10 @@ pub struct Config {
     /// (raft's default). Off, every timeout is `election_ticks`: a harness
     /// that ticks members from a seeded generator is then reproducible.
     pub election_jitter: bool,
+    /// Raft's pre-vote (`--pre-vote`; etcd 3.4's default is off, this
+    /// library's on): a member that was cut off asks before it campaigns, so
+    /// its return does not depose a working leader.
+    pub pre_vote: bool,
     /// A member that is its cluster's only voter campaigns as soon as it
     /// opens instead of waiting out an election timeout (etcd does the same
     /// by fast-forwarding its ticks). Off for a process that only reads.
@@ -80,6 +84,7 @@ impl Config {
             tick_interval: Duration::from_millis(100),
             election_ticks: 10,
             election_jitter: true,
+            pre_vote: true,
             campaign_on_open: true,
             max_pending: 5_000,
             request_timeout: Duration::from_secs(7),

@@ -242,7 +242,7 @@ impl Member {
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 4096 / 8,
             check_quorum: true,
-            pre_vote: true,
+            pre_vote: cfg.pre_vote,
             ..Default::default()
         };
         rc.validate()?;

@@ -55,7 +55,7 @@ const FLAGS: &[(&str, Kind, &str, bool)] = &[
     ("discovery-srv", Value, "", false),
     ("discovery-srv-name", Value, "", false),
     ("strict-reconfig-check", Bool, "true", true),
-    ("pre-vote", Bool, "false", false),
+    ("pre-vote", Bool, "false", true),
     ("auto-compaction-retention", Value, "0", false),
     ("auto-compaction-mode", Value, "periodic", false),
     ("enable-v2", Bool, "false", true),
@@ -468,7 +468,16 @@ unknown-setting: 3
     #[test]
     fn go_flag_syntax() {
         let f = run(
-            &["-name", "n1", "--data-dir=/x", "--client-cert-auth", "--pre-vote=false", "--snapshot-count", "5"],
+            &[
+                "-name",
+                "n1",
+                "--data-dir=/x",
+                "--client-cert-auth",
+                "--pre-vote=false",
+                "--enable-pprof",
+                "--snapshot-count",
+                "5",
+            ],
             &[],
         );
         assert_eq!(f.get("name"), "n1");
@@ -477,7 +486,7 @@ unknown-setting: 3
         assert!(!f.bool("pre-vote"));
         assert_eq!(f.int::<u64>("snapshot-count").unwrap(), 5);
         assert_eq!(f.get("listen-client-urls"), "http://localhost:2379");
-        assert_eq!(f.ignored(), vec!["pre-vote"]);
+        assert_eq!(f.ignored(), vec!["enable-pprof"]);
     }
 
     #[test]

@@ -130,6 +130,7 @@ pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
         }
     };
     node.snapshot_count = f.int("snapshot-count")?;
+    node.pre_vote = f.bool("pre-vote");
     let heartbeat: u64 = f.int("heartbeat-interval")?;
     let election: u64 = f.int("election-timeout")?;
     // etcd's checks (embed.Config.Validate).
