@@ -8,9 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use etcdkit_raft_node::Node;
-use http_body_util::{BodyExt, Full};
 
 use crate::ServeError;
 use crate::peer::PeerTransport;
@@ -83,25 +81,12 @@ pub async fn check_initial(node: &Arc<Node>, peers: Option<&PeerTransport>) -> R
 
 async fn fetch(peers: &PeerTransport, url: &str, rev: i64, timeout: Duration) -> Result<PeerHash, String> {
     let body = serde_json::to_vec(&serde_json::json!({ "revision": rev })).expect("json");
-    let attempt = async {
-        let mut sender = peers.shared.dialer.handshake(url).await.map_err(|e| e.to_string())?;
-        let host = url.split_once("://").map_or(url, |(_, r)| r);
-        let req = hyper::Request::get("/members/hashkv")
-            .header(hyper::header::HOST, if host.contains('/') { "localhost" } else { host })
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let b = http_body_util::Limited::new(resp.into_body(), 1 << 20)
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!("status {status}: {}", String::from_utf8_lossy(&b).trim_end()));
-        }
-        serde_json::from_slice::<PeerHash>(&b).map_err(|e| e.to_string())
-    };
-    tokio::time::timeout(timeout, attempt).await.map_err(|_| "timed out".to_string())?
+    let dialer = &peers.shared.dialer;
+    let (status, _, b) = crate::peer::client::get(dialer, url, "/members/hashkv", Some(body), 1 << 20, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("status {status}: {}", String::from_utf8_lossy(&b).trim_end()));
+    }
+    serde_json::from_slice::<PeerHash>(&b).map_err(|e| e.to_string())
 }

@@ -9,10 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use etcdkit_proto::etcdserverpb::{InternalRaftRequest, Request};
 use etcdkit_raft_node::parse_version;
-use http_body_util::{BodyExt, Full};
 
 use crate::core::Core;
 use crate::peer::client::Dialer;
@@ -86,20 +84,11 @@ async fn check(core: &Arc<Core>, dialer: &Dialer) -> Option<bool> {
 
 /// A peer's `etcdserver` version from its `/version`.
 async fn fetch(dialer: &Dialer, url: &str) -> Option<String> {
-    let attempt = async {
-        let mut sender = dialer.handshake(url).await.ok()?;
-        let host = url.split_once("://").map_or(url, |(_, r)| r);
-        let req = hyper::Request::get("/version")
-            .header(hyper::header::HOST, if host.contains('/') { "localhost" } else { host })
-            .body(Full::new(Bytes::new()))
-            .ok()?;
-        let resp = sender.send_request(req).await.ok()?;
-        let body = http_body_util::Limited::new(resp.into_body(), 4096).collect().await.ok()?.to_bytes();
-        #[derive(serde::Deserialize)]
-        struct Versions {
-            etcdserver: String,
-        }
-        serde_json::from_slice::<Versions>(&body).ok().map(|v| v.etcdserver)
-    };
-    tokio::time::timeout(Duration::from_secs(2), attempt).await.ok().flatten()
+    let (_, _, body) =
+        crate::peer::client::get(dialer, url, "/version", None, 4096, Duration::from_secs(2)).await.ok()?;
+    #[derive(serde::Deserialize)]
+    struct Versions {
+        etcdserver: String,
+    }
+    serde_json::from_slice::<Versions>(&body).ok().map(|v| v.etcdserver)
 }

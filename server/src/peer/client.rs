@@ -112,6 +112,37 @@ pub(crate) fn request(s: &Shared, method: &str, base: &str, path: &str, body: By
     b.body(Full::new(body)).expect("valid request")
 }
 
+/// A `GET` of `path` on a peer URL without the raft headers (what etcd's
+/// members ask each other outside raft: `/members`, `/version`,
+/// `/members/hashkv`), with an optional JSON body; the status, the headers
+/// and at most `limit` bytes of body, within `timeout`.
+pub(crate) async fn get(
+    dialer: &Dialer,
+    url: &str,
+    path: &str,
+    json_body: Option<Vec<u8>>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<(StatusCode, hyper::HeaderMap, Bytes), PeerError> {
+    let fail = |why: String| PeerError::Http { url: url.to_string(), why };
+    let attempt = async {
+        let mut sender = dialer.handshake(url).await?;
+        let host = url.split_once("://").map_or(url, |(_, r)| r).trim_end_matches('/');
+        let mut req =
+            Request::get(path).header(hyper::header::HOST, if host.contains('/') { "localhost" } else { host });
+        if json_body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req =
+            req.body(Full::new(json_body.map(Bytes::from).unwrap_or_default())).map_err(|e| fail(e.to_string()))?;
+        let resp = sender.send_request(req).await.map_err(|e| fail(e.to_string()))?;
+        let (parts, body) = resp.into_parts();
+        let b = http_body_util::Limited::new(body, limit).collect().await.map_err(|e| fail(e.to_string()))?.to_bytes();
+        Ok((parts.status, parts.headers, b))
+    };
+    tokio::time::timeout(timeout, attempt).await.map_err(|_| fail("timed out".into()))?
+}
+
 /// etcd 3.4's `version.MinClusterVersion`.
 pub const MIN_CLUSTER_VERSION: &str = "3.0.0";
 

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use etcdkit_proto::membership::Member;
-use http_body_util::{BodyExt, Full};
 
 use super::client::Dialer;
 use crate::ServeError;
@@ -57,24 +55,14 @@ pub async fn cluster_ids(
 async fn fetch(urls: &[String], dialer: &Dialer) -> Result<(Vec<Member>, u64), String> {
     for url in urls {
         let attempt = async {
-            let mut sender = dialer.handshake(url).await.map_err(|e| e.to_string())?;
-            let host = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
-            let req = hyper::Request::get("/members")
-                .header(hyper::header::HOST, if host.contains('/') { "localhost" } else { host })
-                .body(Full::new(Bytes::new()))
-                .expect("valid request");
-            let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-            let cid = resp
-                .headers()
+            let (_, headers, body) = super::client::get(dialer, url, "/members", None, 16 << 20, FETCH_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            let cid = headers
                 .get("X-Etcd-Cluster-ID")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| u64::from_str_radix(v, 16).ok())
                 .ok_or("no X-Etcd-Cluster-ID header")?;
-            let body = http_body_util::Limited::new(resp.into_body(), 16 << 20)
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
             let members: Vec<Member> = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
             Ok::<_, String>((members, cid))
         };
