@@ -139,7 +139,6 @@ pub(crate) struct Shared {
     pub(crate) dialer: client::Dialer,
     peers: Mutex<HashMap<u64, Arc<Peer>>>,
     removed: RwLock<HashSet<u64>>,
-    members: RwLock<Vec<Member>>,
     generation: std::sync::atomic::AtomicU64,
     /// Set once a peer says this member was removed (410).
     removed_self: watch::Sender<bool>,
@@ -225,7 +224,6 @@ impl PeerTransport {
                 dialer,
                 peers: Mutex::new(HashMap::new()),
                 removed: RwLock::new(HashSet::new()),
-                members: RwLock::new(Vec::new()),
                 generation: Default::default(),
                 removed_self: watch::channel(false).0,
             }),
@@ -245,11 +243,6 @@ impl PeerTransport {
             return Some(Instant::now());
         }
         *self.shared.peer(id)?.active_since.lock()
-    }
-
-    /// Sets the members' IDs that were removed (their traffic is refused).
-    pub fn set_removed(&self, ids: impl IntoIterator<Item = u64>) {
-        self.shared.removed.write().extend(ids);
     }
 }
 
@@ -290,7 +283,6 @@ impl Transport for PeerTransport {
 
     fn update_members(&self, members: &[Member], removed: &std::collections::BTreeSet<u64>) {
         let s = &self.shared;
-        *s.members.write() = members.to_vec();
         s.removed.write().extend(removed.iter().copied());
         let mut peers = s.peers.lock();
         for m in members.iter().filter(|m| m.id != s.local.id) {
