@@ -151,6 +151,17 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The v2 store JSON of a member whose db is `db` and v2 keys `v2`: the
+/// membership, removed members and cluster version the db holds, and the keys.
+fn state_json(db: &etcdkit_storage::Db, v2: &crate::v2::V2Store) -> Result<Vec<u8>> {
+    let (members, removed) = apply::load_members(db)?;
+    let members: Vec<_> = members.into_values().collect();
+    let removed: Vec<u64> = removed.into_iter().collect();
+    let version = apply::cluster_version(db);
+    let keys: Vec<v2store::V2Key<'_>> = v2.nodes().collect();
+    Ok(v2store::store_json(&members, &removed, version.as_deref(), &keys))
+}
+
 /// Whether `db` (a leader's snapshot) is a sound bbolt file with etcd's
 /// `key` and `meta` buckets: checked in memory (a copy in a `SimFs`), before
 /// anything of this member's is replaced.
@@ -361,11 +372,8 @@ impl Member {
     /// The v2 store JSON of this member's state (membership, removed
     /// members, cluster version, v2 keys): what `.snap` files and leader
     /// snapshots carry.
-    fn store_json(&self) -> Vec<u8> {
-        let removed: Vec<u64> = self.removed_ids.iter().copied().collect();
-        let version = apply::cluster_version(self.store.db());
-        let keys: Vec<v2store::V2Key<'_>> = self.v2.nodes().collect();
-        v2store::store_json(&self.members(), &removed, version.as_deref(), &keys)
+    fn store_json(&self) -> Result<Vec<u8>> {
+        state_json(self.store.db(), &self.v2)
     }
 
     /// A local (serializable) v2 read.
@@ -694,7 +702,7 @@ impl Member {
                 let tx = self.store.db().begin()?;
                 let mut buf = Vec::with_capacity(tx.size() as usize);
                 tx.write_to(&mut buf)?;
-                m.mut_snapshot().data = convert::pack_snapshot(&self.store_json(), &buf).into();
+                m.mut_snapshot().data = convert::pack_snapshot(&self.store_json()?, &buf).into();
                 // Handed to the transport: raft probes the follower next, and
                 // sends a new snapshot if this one never arrives (etcd reports
                 // the status when the stream is done; a lost one heals the same way).
@@ -847,7 +855,7 @@ impl Member {
         }
         self.store.commit()?;
         let s = raftpb::Snapshot {
-            data: Some(self.store_json()),
+            data: Some(self.store_json()?),
             metadata: raftpb::SnapshotMetadata {
                 conf_state: convert::conf_state_to_etcd(&self.conf_state),
                 index: self.applied,
@@ -876,26 +884,12 @@ impl Member {
         self.v2 = crate::v2::V2Store::from_snapshot_json(v2_json);
         let cs = convert::conf_state_to_etcd(meta.get_conf_state());
         // The membership the db carries, for the v2 JSON of the `.snap`.
-        let members = {
+        let data = {
             let db = etcdkit_storage::Db::open(&pending, self.cfg.store.db.clone())?;
-            apply::load_members(&db)?.0
+            state_json(&db, &self.v2)?
         };
-        let removed: Vec<u64> = {
-            let db = etcdkit_storage::Db::open(&pending, self.cfg.store.db.clone())?;
-            apply::load_members(&db)?.1.into_iter().collect()
-        };
-        let version = {
-            let db = etcdkit_storage::Db::open(&pending, self.cfg.store.db.clone())?;
-            apply::cluster_version(&db)
-        };
-        let keys: Vec<v2store::V2Key<'_>> = self.v2.nodes().collect();
         let rs = raftpb::Snapshot {
-            data: Some(v2store::store_json(
-                &members.values().cloned().collect::<Vec<_>>(),
-                &removed,
-                version.as_deref(),
-                &keys,
-            )),
+            data: Some(data),
             metadata: raftpb::SnapshotMetadata { conf_state: cs, index: meta.index, term: meta.term },
         };
         snap::save(&*fs, &self.layout.snap(), &rs)?;
