@@ -121,20 +121,35 @@ async fn renew(core: &Arc<Core>, id: i64) -> Result<i64, Status> {
     }
     let Some(peers) = &core.peers else { return Err(crate::error::NOT_LEADER.into()) };
     let body = prost::Message::encode_to_vec(&LeaseKeepAliveRequest { id });
+    match ask_leader(core, peers, "/leases", body).await? {
+        Some(b) => <LeaseKeepAliveResponse as prost::Message>::decode(&b[..])
+            .map(|r| r.ttl)
+            .map_err(|e| Status::unknown(format!("lease: {e}"))),
+        None => Ok(0),
+    }
+}
+
+/// POSTs a lease request to the leader's `path` (etcd's `leasehttp`
+/// client): its answer's body, `None` when the leader does not know the
+/// lease (404), etcd's errors otherwise.
+async fn ask_leader(
+    core: &Arc<Core>,
+    peers: &crate::peer::PeerTransport,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Option<bytes::Bytes>, Status> {
     let (status, b) = crate::peer::client::to_leader(
         core,
         peers,
-        "/leases",
+        path,
         "application/protobuf",
         body.into(),
         core.node.request_timeout(),
     )
     .await?;
     match status {
-        hyper::StatusCode::OK => <LeaseKeepAliveResponse as prost::Message>::decode(&b[..])
-            .map(|r| r.ttl)
-            .map_err(|e| Status::unknown(format!("lease: {e}"))),
-        hyper::StatusCode::NOT_FOUND => Ok(0),
+        hyper::StatusCode::OK => Ok(Some(b)),
+        hyper::StatusCode::NOT_FOUND => Ok(None),
         hyper::StatusCode::REQUEST_TIMEOUT => Err(crate::error::TIMEOUT.into()),
         _ => Err(Status::unknown(format!("lease: unknown error({})", String::from_utf8_lossy(&b).trim_end()))),
     }
@@ -159,23 +174,12 @@ async fn time_to_live(core: &Arc<Core>, req: LeaseTimeToLiveRequest) -> Result<L
     let body = prost::Message::encode_to_vec(&crate::peer::http::LeaseInternalRequest {
         lease_time_to_live_request: Some(req),
     });
-    let (status, b) = crate::peer::client::to_leader(
-        core,
-        peers,
-        "/leases/internal",
-        "application/protobuf",
-        body.into(),
-        core.node.request_timeout(),
-    )
-    .await?;
-    match status {
-        hyper::StatusCode::OK => <crate::peer::http::LeaseInternalResponse as prost::Message>::decode(&b[..])
+    match ask_leader(core, peers, "/leases/internal", body).await? {
+        Some(b) => <crate::peer::http::LeaseInternalResponse as prost::Message>::decode(&b[..])
             .ok()
             .and_then(|r| r.lease_time_to_live_response)
             .ok_or_else(|| Status::unknown("lease: malformed answer from the leader")),
         // etcd answers a lease it does not know with TTL -1.
-        hyper::StatusCode::NOT_FOUND => Ok(LeaseTimeToLiveResponse { id, ttl: -1, ..Default::default() }),
-        hyper::StatusCode::REQUEST_TIMEOUT => Err(crate::error::TIMEOUT.into()),
-        _ => Err(Status::unknown(format!("lease: unknown error({})", String::from_utf8_lossy(&b).trim_end()))),
+        None => Ok(LeaseTimeToLiveResponse { id, ttl: -1, ..Default::default() }),
     }
 }

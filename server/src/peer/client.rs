@@ -285,6 +285,17 @@ async fn post(
     Err(refused(s, url, resp).await)
 }
 
+/// The next queued message; `None` once the queue closes or the peer is stopped.
+async fn next(
+    rx: &mut mpsc::Receiver<raftpb::Message>,
+    stopped: &mut watch::Receiver<bool>,
+) -> Option<raftpb::Message> {
+    tokio::select! {
+        m = rx.recv() => m,
+        _ = stopped.changed() => None,
+    }
+}
+
 /// Sends queued messages one `POST /raft` each (etcd's pipeline).
 pub(crate) async fn pipeline(
     s: Arc<Shared>,
@@ -295,10 +306,7 @@ pub(crate) async fn pipeline(
     let mut conn = None;
     let mut turn = 0usize;
     loop {
-        let m = tokio::select! {
-            m = rx.recv() => match m { Some(m) => m, None => return },
-            _ = stopped.changed() => return,
-        };
+        let Some(m) = next(&mut rx, &mut stopped).await else { return };
         let Some(url) = pick(&peer, turn) else { continue };
         match post(&s, &mut conn, &url, "/raft", "application/protobuf", m.encode_to_vec().into()).await {
             Ok(()) => peer.activate(),
@@ -321,10 +329,7 @@ pub(crate) async fn snapshots(
     let mut conn = None;
     let mut turn = 0usize;
     loop {
-        let mut m = tokio::select! {
-            m = rx.recv() => match m { Some(m) => m, None => return },
-            _ = stopped.changed() => return,
-        };
+        let Some(mut m) = next(&mut rx, &mut stopped).await else { return };
         // etcdkit's packed snapshot: the v2 store JSON goes in the message,
         // the db after it (etcd's merged snapshot).
         let packed = m.snapshot.data.take().unwrap_or_default();
