@@ -232,7 +232,7 @@ pub fn sort_options(order: &str, sort_by: &str) -> Result<(SortOrder, SortTarget
         "" => SortOrder::None,
         "ASCEND" => SortOrder::Ascend,
         "DESCEND" => SortOrder::Descend,
-        o => return Err(format!("bad sort order {o:?}")),
+        _ => return Err(format!("bad sort order {order}")),
     };
     let target = match sort_by.to_ascii_uppercase().as_str() {
         "" | "KEY" => SortTarget::Key,
@@ -240,7 +240,7 @@ pub fn sort_options(order: &str, sort_by: &str) -> Result<(SortOrder, SortTarget
         "MODIFY" => SortTarget::Mod,
         "VALUE" => SortTarget::Value,
         "VERSION" => SortTarget::Version,
-        t => return Err(format!("bad sort target {t:?}")),
+        _ => return Err(format!("bad sort target {sort_by}")),
     };
     Ok((order, target))
 }

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod bolt;
 pub mod cluster;
+pub mod ctl;
 pub mod kv;
 pub mod member;
 pub mod snapshot;

@@ -272,10 +272,19 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
 fn main() -> ExitCode {
     // A multi-call binary: under the name `etcd` (a symlink) it is the
     // server, as is `etcdkit serve`; both take etcd's own flags.
-    let args: Vec<String> = std::env::args().collect();
+    // Arguments may be any bytes (keys are): kept exactly, see `ctl::arg_string`.
+    let args: Vec<String> = std::env::args_os().map(|a| etcdkit_cli::ctl::arg_string(&a)).collect();
     let program = args.first().map(|a| a.rsplit('/').next().unwrap_or(a)).unwrap_or_default();
     if program == "etcd" {
         return etcdkit_server::serve::main(&args[1..]);
+    }
+    // Under the name `etcdctl` (or as `etcdkit ctl …`) it is etcdctl 3.4's
+    // online v3 client.
+    if program == "etcdctl" {
+        return etcdkit_cli::ctl::main(&args[1..]);
+    }
+    if args.get(1).map(String::as_str) == Some("ctl") {
+        return etcdkit_cli::ctl::main(&args[2..]);
     }
     if args.get(1).map(String::as_str) == Some("serve") {
         return etcdkit_server::serve::main(&args[2..]);

@@ -124,7 +124,8 @@ pub fn argify(line: &str) -> Result<Vec<Vec<u8>>, String> {
 /// Parses one compare line: `TARGET("key") OP "value"`.
 pub fn parse_compare(line: &str) -> Result<Compare, String> {
     let bad = |why: &str| format!("malformed comparison: {} ({why})", line.trim_end());
-    let (target, rest) = line.split_once('(').ok_or_else(|| bad("no '('"))?;
+    // etcdctl's words for a line without `(`.
+    let (target, rest) = line.split_once('(').ok_or_else(|| format!("malformed comparison: {}", line.trim_end()))?;
     let (key, rest) = go_unquote(rest.trim_start()).map_err(|e| bad(&e))?;
     let rest = rest.trim_start().strip_prefix(')').ok_or_else(|| bad("no ')'"))?.trim_start();
     let op_end = rest.find(char::is_whitespace).ok_or_else(|| bad("no operator"))?;
@@ -216,15 +217,19 @@ pub fn parse_request(line: &str) -> Result<RequestOp, String> {
     let args = argify(line)?;
     let invalid = || format!("invalid txn request: {}", line.trim());
     if args.len() < 2 {
-        return Err(invalid());
+        return Err(format!("invalid txn compare request: {}", line.trim()));
     }
     let req = match args[0].as_slice() {
         b"put" => {
             let f = flags(&args, &["lease"])?;
-            f.check(&["lease", "prev-kv", "ignore-value", "ignore-lease"])?;
+            f.check(&["lease", "prev-kv", "ignore-value", "ignore-lease"]).map_err(|_| invalid())?;
             let ignore_value = f.has("ignore-value");
-            if f.pos.len() != if ignore_value { 2 } else { 3 } {
-                return Err(invalid());
+            // etcdctl's put command's own checks (extra arguments are ignored).
+            if ignore_value && f.pos.len() > 2 {
+                return Err("put command needs only 1 argument when 'ignore-value' is set".into());
+            }
+            if !ignore_value && f.pos.len() < 3 {
+                return Err("put command needs 1 argument and input from stdin or 2 arguments".into());
             }
             let lease = f.value("lease").map(lease_id).transpose().map_err(|e| e.to_string())?.unwrap_or(0);
             Request::RequestPut(PutRequest {
@@ -238,7 +243,8 @@ pub fn parse_request(line: &str) -> Result<RequestOp, String> {
         }
         b"get" => {
             let f = flags(&args, &["rev", "limit", "order", "sort-by"])?;
-            f.check(&["prefix", "from-key", "rev", "limit", "keys-only", "count-only", "order", "sort-by"])?;
+            f.check(&["prefix", "from-key", "rev", "limit", "keys-only", "count-only", "order", "sort-by"])
+                .map_err(|_| invalid())?;
             if !(2..=3).contains(&f.pos.len()) {
                 return Err(invalid());
             }
@@ -258,7 +264,7 @@ pub fn parse_request(line: &str) -> Result<RequestOp, String> {
         }
         b"del" => {
             let f = flags(&args, &[])?;
-            f.check(&["prefix", "from-key", "prev-kv"])?;
+            f.check(&["prefix", "from-key", "prev-kv"]).map_err(|_| invalid())?;
             if !(2..=3).contains(&f.pos.len()) {
                 return Err(invalid());
             }

@@ -57,7 +57,8 @@ pub struct Services {
     pub streams: Arc<tokio::sync::Semaphore>,
 }
 
-fn pool() -> &'static DescriptorPool {
+/// etcd's API descriptors (the vendored `.proto` files), decoded once.
+pub fn descriptors() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
     POOL.get_or_init(|| {
         DescriptorPool::decode(etcdkit_proto::API_DESCRIPTORS).expect("the vendored descriptors decode")
@@ -66,7 +67,7 @@ fn pool() -> &'static DescriptorPool {
 
 /// `name`'s message as grpc-gateway writes it.
 fn to_json(name: &str, msg: &impl prost::Message) -> Vec<u8> {
-    let desc = pool().get_message_by_name(name).unwrap_or_else(|| panic!("no message {name} in etcd's API"));
+    let desc = descriptors().get_message_by_name(name).unwrap_or_else(|| panic!("no message {name} in etcd's API"));
     let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice()).expect("a message re-decodes");
     let mut out = serde_json::Serializer::new(Vec::new());
     let opts = SerializeOptions::new().use_proto_field_name(true).skip_default_fields(true);
@@ -76,7 +77,7 @@ fn to_json(name: &str, msg: &impl prost::Message) -> Vec<u8> {
 
 /// A JSON value as `name`'s message (either field-name form is accepted).
 fn from_json<T: prost::Message + Default>(name: &str, value: serde_json::Value) -> Result<T, Status> {
-    let desc = pool().get_message_by_name(name).unwrap_or_else(|| panic!("no message {name} in etcd's API"));
+    let desc = descriptors().get_message_by_name(name).unwrap_or_else(|| panic!("no message {name} in etcd's API"));
     let dynamic = DynamicMessage::deserialize(desc, value).map_err(|e| Status::invalid_argument(e.to_string()))?;
     T::decode(prost::Message::encode_to_vec(&dynamic).as_slice()).map_err(|e| Status::invalid_argument(e.to_string()))
 }

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod client;
 pub mod cluster;
 pub mod concurrency;
 pub mod core;

@@ -369,8 +369,59 @@ pub fn peer_client_config(
     Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(cfg))))
 }
 
+/// The TLS side of a v3 API client (etcdctl's `--cacert`, `--cert`,
+/// `--key`, `--insecure-skip-tls-verify`): servers verified against the CA
+/// bundle (the system's when none is given), a client certificate when one
+/// is given, ALPN `h2` (Go's servers hand a TLS connection to gRPC only then).
+pub fn client_config(
+    ca: Option<&Path>,
+    cert_key: Option<(&Path, &Path)>,
+    skip_verify: bool,
+) -> Result<tokio_rustls::TlsConnector, ServeError> {
+    let provider = Arc::new(provider(&[])?);
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Flag(format!("TLS: {e}")))?;
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = if skip_verify {
+        Arc::new(AnyServer(provider))
+    } else {
+        let system = Path::new("/etc/ssl/certs/ca-certificates.crt");
+        let mut roots = RootCertStore::empty();
+        match ca {
+            Some(ca) => {
+                for c in certs(ca)? {
+                    roots.add(c).map_err(|e| err("trust", ca, e))?;
+                }
+            }
+            None if system.exists() => {
+                let _ = roots.add_parsable_certificates(certs(system)?);
+            }
+            None => {}
+        }
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| ServeError::Flag(format!("TLS: {e}")))?
+    };
+    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
+    let mut cfg = match cert_key {
+        Some((c, k)) => {
+            let key = PrivateKeyDer::from_pem_file(k).map_err(|e| err("read the key", k, e))?;
+            builder.with_client_auth_cert(certs(c)?, key).map_err(|e| err("use the certificate", c, e))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
+}
+
 /// Accepts any server certificate whose handshake signature verifies (for
-/// `--peer-auto-tls`, whose certificates are self-signed).
+/// `--peer-auto-tls` and `--insecure-skip-tls-verify`: self-signed
+/// certificates).
+///
+/// Go's `--auto-tls` certificates have P-521 keys, which `ring` cannot
+/// verify; their handshake signatures are accepted unverified. That costs
+/// nothing here: any certificate is accepted anyway, so a signature only
+/// proves possession of a key nobody vouched for.
 #[derive(Debug)]
 struct AnyServer(Arc<CryptoProvider>);
 
@@ -392,6 +443,9 @@ impl rustls::client::danger::ServerCertVerifier for AnyServer {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        if dss.scheme == rustls::SignatureScheme::ECDSA_NISTP521_SHA512 {
+            return Ok(rustls::client::danger::HandshakeSignatureValid::assertion());
+        }
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
@@ -401,11 +455,16 @@ impl rustls::client::danger::ServerCertVerifier for AnyServer {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        if dss.scheme == rustls::SignatureScheme::ECDSA_NISTP521_SHA512 {
+            return Ok(rustls::client::danger::HandshakeSignatureValid::assertion());
+        }
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        let mut s = self.0.signature_verification_algorithms.supported_schemes();
+        s.push(rustls::SignatureScheme::ECDSA_NISTP521_SHA512);
+        s
     }
 }
 

@@ -33,6 +33,10 @@ pub enum Error {
     /// Restore refuses to write into a data dir that has content (etcdutl's rule).
     #[error("data-dir {0:?} not empty or could not be read")]
     DataDirNotEmpty(PathBuf),
+    /// A snapshot stream that is not a whole, sound snapshot (`at`: the
+    /// bytes received when that became clear).
+    #[error("snapshot stream: {why} (after {at} bytes)")]
+    Stream { at: u64, why: String },
     /// The etcd schema of a database is broken (verify, inspect).
     #[error("{0}")]
     Schema(String),

@@ -14,6 +14,9 @@ pub use etcdkit_testkit::etcd::{
 };
 pub use etcdkit_testkit::{Rng, missing, root};
 
+mod pki;
+pub use pki::Pki;
+
 /// `tests/fixtures/etcd-3.4`.
 pub fn fixtures_dir() -> PathBuf {
     root().join("tests/fixtures/etcd-3.4")

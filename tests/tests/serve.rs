@@ -164,83 +164,6 @@ fn bad_flags_exit_as_etcd_does() {
     assert_eq!(out.status.code(), Some(1));
 }
 
-/// PEM files for one TLS test: a CA, a server certificate for 127.0.0.1,
-/// client certificates of that CA (one revoked by `crl.pem`) and of another.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn make(dir: &Path) -> Pki {
-        use rcgen::{
-            BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose,
-            IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber, date_time_ymd,
-        };
-        std::fs::create_dir_all(dir).unwrap();
-        let write = |name: &str, pem: String| std::fs::write(dir.join(name), pem).unwrap();
-        let ca = |cn: &str| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.distinguished_name.push(DnType::CommonName, cn);
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p.key_usages =
-                vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-            (p.self_signed(&key).unwrap(), key)
-        };
-        let leaf = |cn: &str, serial: u64, client: bool, issuer: &(rcgen::Certificate, KeyPair)| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-            p.distinguished_name.push(DnType::CommonName, cn);
-            p.serial_number = Some(SerialNumber::from(serial));
-            p.extended_key_usages =
-                vec![if client { ExtendedKeyUsagePurpose::ClientAuth } else { ExtendedKeyUsagePurpose::ServerAuth }];
-            (p.signed_by(&key, &issuer.0, &issuer.1).unwrap(), key)
-        };
-        let main = ca("etcdkit test CA");
-        let other = ca("another CA");
-        write("ca.pem", main.0.pem());
-        for (name, serial, client, issuer) in [
-            ("server", 10, false, &main),
-            ("client", 11, true, &main),
-            ("revoked", 12, true, &main),
-            ("stranger", 13, true, &other),
-        ] {
-            let (cert, key) = leaf(name, serial, client, issuer);
-            write(&format!("{name}.pem"), cert.pem());
-            write(&format!("{name}-key.pem"), key.serialize_pem());
-        }
-        let crl = CertificateRevocationListParams {
-            this_update: date_time_ymd(2024, 1, 1),
-            next_update: date_time_ymd(2099, 1, 1),
-            crl_number: SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: vec![RevokedCertParams {
-                serial_number: SerialNumber::from(12u64),
-                revocation_time: date_time_ymd(2024, 1, 1),
-                reason_code: None,
-                invalidity_date: None,
-            }],
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        write("crl.pem", crl.signed_by(&main.0, &main.1).unwrap().pem().unwrap());
-        Pki { dir: dir.to_path_buf() }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).to_str().unwrap().to_string()
-    }
-
-    /// etcdctl's flags for client `who` (none: no client certificate).
-    fn client(&self, who: Option<&str>) -> Vec<String> {
-        let mut a = vec!["--cacert".to_string(), self.path("ca.pem")];
-        if let Some(w) = who {
-            a.extend(["--cert".to_string(), self.path(&format!("{w}.pem"))]);
-            a.extend(["--key".to_string(), self.path(&format!("{w}-key.pem"))]);
-        }
-        a
-    }
-}
-
 /// The operators' workflow over mTLS: snapshot save, status, restore, and
 /// both etcdkit and real etcd serve the restored dir; a client without a
 /// certificate, with another CA's, or with a revoked one is refused.
@@ -249,7 +172,7 @@ fn mtls_snapshot_workflow() {
     let Some((etcd, c)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let kit = etcdkit_as_etcd(tmp.path());
-    let pki = Pki::make(&tmp.path().join("pki"));
+    let pki = etcdkit_tests::Pki::make(&tmp.path().join("pki"));
     let ep = "https://127.0.0.1:26130";
     let log = tmp.path().join("tls.log");
     let mut server = Command::new(&kit)

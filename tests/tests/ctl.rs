@@ -1,0 +1,376 @@
+//! etcdkit as `etcdctl` beside etcd 3.4's own etcdctl: the same script of
+//! commands, run by each against a fresh server of the same configuration
+//! (so cluster and member IDs are the same), gives the same standard
+//! output, standard error and exit code, once the values that differ from
+//! run to run are normalised (lease IDs, a new member's ID, durations).
+//! The servers: real etcd 3.4, and `etcdkit serve`.
+//!
+//! Ports 28000-28099.
+
+use std::path::{Path, PathBuf};
+
+use etcdkit_tests::{EtcdProc, etcd_binaries, etcdkit_bin, start_etcd_with};
+
+/// One step: arguments (after the global flags) and standard input.
+struct Step {
+    args: Vec<String>,
+    stdin: Option<&'static str>,
+}
+
+fn step(s: &str) -> Step {
+    Step { args: split(s), stdin: None }
+}
+
+fn step_in(s: &str, stdin: &'static str) -> Step {
+    Step { args: split(s), stdin: Some(stdin) }
+}
+
+/// Splits a command line on spaces; `''` is an empty argument.
+fn split(s: &str) -> Vec<String> {
+    s.split(' ').map(|w| if w == "''" { String::new() } else { w.to_string() }).collect()
+}
+
+/// etcdctl under the name `etcdctl` (a symlink to the etcdkit binary).
+fn etcdkit_as(tmp: &Path, name: &str) -> PathBuf {
+    let dir = tmp.join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join(name);
+    if !link.exists() {
+        std::os::unix::fs::symlink(etcdkit_bin(), &link).unwrap();
+    }
+    link
+}
+
+/// Runs `ctl` with the steps against `endpoint`: one transcript entry per
+/// step, values that vary between runs replaced by names.
+fn transcript(ctl: &Path, endpoint: &str, steps: &[Step], dir: &Path) -> Vec<String> {
+    let mut subst: Vec<(String, String)> = Vec::new();
+    let mut out = Vec::new();
+    for s in steps {
+        let args: Vec<String> = s
+            .args
+            .iter()
+            .map(|a| {
+                let mut a = a.replace("$DIR", dir.to_str().unwrap());
+                for (real, name) in &subst {
+                    a = a.replace(name, real);
+                }
+                a
+            })
+            .collect();
+        let mut all = vec![format!("--endpoints={endpoint}")];
+        all.extend(args.iter().cloned());
+        let (code, o, e) = exec(ctl, &all, s.stdin);
+        // A lease or member ID first seen in an answer gets a name.
+        for line in o.lines() {
+            let hex = line
+                .strip_prefix("lease ")
+                .and_then(|r| r.split(' ').next())
+                .filter(|_| line.contains(" granted with TTL"))
+                .or_else(|| line.strip_prefix("Member ").and_then(|r| r.split_whitespace().next()))
+                .and_then(|h| u64::from_str_radix(h, 16).ok());
+            // A lease granted with `-w json`: `"ID":<decimal>`.
+            let dec = line
+                .split_once("\"ID\":")
+                .filter(|_| line.contains("\"TTL\""))
+                .and_then(|(_, r)| r.split(',').next()?.parse::<u64>().ok());
+            if let Some(id) = hex.or(dec)
+                && !subst.iter().any(|(r, _)| *r == format!("{id:x}") || *r == format!("{id:016x}"))
+            {
+                let name = format!("ID{}", subst.len());
+                subst.push((format!("{id:016x}"), name.clone()));
+                subst.push((format!("{id:x}"), name.clone()));
+                subst.push((id.to_string(), format!("{name}dec")));
+            }
+        }
+        let mut text = format!("$ etcdctl {}\n[{code}]\n{o}--- stderr\n{e}", s.args.join(" "));
+        for (real, name) in &subst {
+            text = text.replace(real, name);
+        }
+        out.push(normalise(&text));
+    }
+    out
+}
+
+/// Runs `ctl ARGS` (API v3, empty environment) with `stdin`, for at most a
+/// minute; returns the exit code, stdout and stderr.
+fn exec(ctl: &Path, args: &[String], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(ctl)
+        .env_clear()
+        .env("ETCDCTL_API", "3")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let _ = input.write_all(stdin.unwrap_or("").as_bytes());
+    drop(input);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("{} {args:?} did not end within 60 s", ctl.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let (mut o, mut e) = (Vec::new(), Vec::new());
+    child.stdout.take().unwrap().read_to_end(&mut o).unwrap();
+    child.stderr.take().unwrap().read_to_end(&mut e).unwrap();
+    // Bytes that are not text (`-w protobuf`) are compared as hex.
+    let text = |b: Vec<u8>| {
+        String::from_utf8(b)
+            .unwrap_or_else(|e| e.as_bytes().iter().map(|x| format!("{x:02x}")).collect::<String>() + "\n")
+    };
+    (status.code().unwrap_or(-1), text(o), text(e))
+}
+
+/// Durations, log timestamps and clientv3's connection names differ on
+/// every run.
+fn normalise(s: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        // A Go duration with a fraction (`1.173391ms`); a TTL (`100s`) has none.
+        let is_duration = word.contains('.')
+            && word.ends_with('s')
+            && word.starts_with(|c: char| c.is_ascii_digit())
+            && word.chars().all(|c| c.is_ascii_digit() || c == '.' || "nµums".contains(c));
+        out.push_str(if is_duration { "DURATION" } else { word });
+        word.clear();
+    };
+    for c in s.chars() {
+        if c.is_ascii_digit() || c == '.' || "nµums".contains(c) {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    // `"ts":"…"` and `client-<uuid>/`.
+    let mut r = String::new();
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find("\"ts\":\"") {
+        r.push_str(&rest[..i + 6]);
+        let after = &rest[i + 6..];
+        let end = after.find('"').unwrap_or(after.len());
+        r.push_str("TS");
+        rest = &after[end..];
+    }
+    r.push_str(rest);
+    let mut out = String::new();
+    let mut rest = r.as_str();
+    while let Some(i) = rest.find("endpoint://client-") {
+        out.push_str(&rest[..i + 18]);
+        let after = &rest[i + 18..];
+        out.push_str("UUID");
+        rest = &after[after.find('/').unwrap_or(after.len())..];
+    }
+    out.push_str(rest);
+    // Table columns are as wide as their widest cell (a duration).
+    out.lines()
+        .map(|l| {
+            if l.starts_with('+') || l.starts_with('|') {
+                let mut c = String::new();
+                for ch in l.chars() {
+                    if !((ch == ' ' || ch == '-') && c.ends_with(ch)) {
+                        c.push(ch);
+                    }
+                }
+                c
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// The script: every command whose answer does not depend on timing.
+fn script() -> Vec<Step> {
+    let txn = "mod(\"foo\") = \"0\"\n\nput foo txn-bar\nget foo\n\nget foo2\n\n";
+    let mut s: Vec<Step> = [
+        "put foo bar",
+        "put foo2 bar2 --prev-kv",
+        "put foo2 baz --prev-kv",
+        "put foo3 v3 -w json",
+        "put foo3 v4 -w fields --prev-kv",
+        "get foo",
+        "get foo --prefix -w json",
+        "get foo --prefix -w fields",
+        "get foo --prefix -w protobuf",
+        "get '' --prefix --keys-only",
+        "get foo --prefix --order=DESCEND --sort-by=MODIFY",
+        "get foo --prefix --sort-by=VALUE -w json",
+        "get foo --rev=2",
+        "get foo --prefix --limit=1 -w json",
+        "get foo --hex",
+        "get foo --prefix --print-value-only",
+        "get foo --consistency=s",
+        "get foo -w table",
+        "get foo --from-key -w json",
+        "get foo foo3",
+        "get",
+        "get foo --prefix --from-key",
+        "get foo --order=SIDEWAYS",
+        "get foo --consistency=x",
+        "get foo --print-value-only -w json",
+        "del foo2 --prev-kv",
+        "del nothing -w json",
+        "del foo3 --prev-kv -w fields",
+        "compaction 3",
+        "get foo --rev=2",
+        "compaction 1",
+        "compaction x",
+        // Before any key has a lease: the hash covers lease IDs, which differ.
+        "endpoint hashkv",
+        "endpoint hashkv -w table",
+        "endpoint hashkv -w json",
+        "lease grant 100",
+        "lease grant 200 -w json",
+        "lease grant x",
+        "lease list -w json",
+        "put leased v --lease=ID0",
+        "lease timetolive ID0 --keys",
+        "lease timetolive ID0 -w json",
+        "lease timetolive ID0 --keys -w fields",
+        "lease keep-alive --once ID0 -w fields",
+        "lease revoke ID0",
+        "lease timetolive ID0",
+        "lease revoke ID0",
+        "lease revoke zz",
+        "lease keep-alive --once ID2",
+        "get leased",
+        "member list",
+        "member list -w table",
+        "member list -w json",
+        "member list -w fields",
+        "member remove zz",
+        "member remove 1234",
+        "member add",
+        "member add m2 http://127.0.0.1:28099",
+        "member add m2",
+        "member update 1234 --peer-urls=http://127.0.0.1:28098",
+        "endpoint health -w table",
+        "endpoint health -w json",
+        "alarm list",
+        "alarm disarm",
+        "alarm list -w json",
+        "role add r1",
+        "role add r1",
+        "role grant-permission r1 readwrite foo",
+        "role grant-permission r1 read pre --prefix",
+        "role grant-permission r1 write a z",
+        "role grant-permission r1 write from --from-key",
+        "role grant-permission r1 admin foo",
+        "role get r1",
+        "role get r1 -w json",
+        "role get r1 -w fields",
+        "role list",
+        "role list -w fields",
+        "user add u1 --new-user-password=p1",
+        "user add u2:p2",
+        "user add :p3",
+        "user grant-role u1 r1",
+        "user get u1",
+        "user get u1 --detail",
+        "user get u1 -w json",
+        "user list",
+        "user list -w json",
+        "role revoke-permission r1 foo",
+        "role revoke-permission r1 pre --prefix",
+        "role revoke-permission r1 a z",
+        "role revoke-permission r1 from --from-key",
+        "user revoke-role u1 r1",
+        "user revoke-role u1 r1",
+        "user delete u2",
+        "user delete u2",
+        "role delete r1",
+        "role get r1",
+        "auth disable",
+        "defrag",
+        "snapshot save",
+        "snapshot status $DIR/nothing.db",
+        "version",
+        "move-leader",
+        "move-leader zz",
+        "watch",
+        "txn extra",
+        "nosuchcommand",
+        "lea gr 10",
+        "get foo -w yaml",
+    ]
+    .iter()
+    .map(|s| step(s))
+    .collect();
+    s.push(step_in("txn", txn));
+    s.push(step_in("txn -w json", txn));
+    s.push(step_in("txn -w fields", txn));
+    s.push(step_in("txn", "bad compare\n\n\n\n"));
+    s.push(step_in("txn", "\nput a\n\n\n"));
+    s.push(step_in("txn", "\n"));
+    s.push(step_in("put from-stdin", "stdin value"));
+    s.push(step("get from-stdin -w json"));
+    s.push(step_in("user add u3 --interactive=false", "p3\n"));
+    s.push(step_in("user passwd u3 --interactive=false", "p4\n"));
+    s.push(step("user delete u3"));
+    s
+}
+
+/// One run: a fresh server from `server` (etcd or etcdkit as etcd) and the
+/// script through `ctl`.
+fn run(server: &Path, ctl: &Path, tmp: &Path, tag: &str, client: u16) -> Vec<String> {
+    let dir = tmp.join(format!("{tag}.etcd"));
+    let peer = client + 1;
+    let ic = format!("n1=http://127.0.0.1:{peer}");
+    let p: EtcdProc =
+        start_etcd_with(server, "n1", &dir, client, peer, Some(&ic), &["--initial-cluster-token", "ctl-test"]);
+    let (_, real_ctl) = etcd_binaries().unwrap();
+    p.ctl_retry(&real_ctl, &["put", "warm", "up"]);
+    p.ctl_retry(&real_ctl, &["del", "warm"]);
+    // One work dir for both runs: paths appear in messages.
+    let work = tmp.join("work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    transcript(ctl, &p.endpoint, &script(), &work)
+}
+
+fn compare(a: &[String], b: &[String], what: &str) {
+    let mut diffs = Vec::new();
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            diffs.push(format!("--- etcdctl 3.4:\n{x}--- etcdkit:\n{y}"));
+        }
+    }
+    assert_eq!(a.len(), b.len());
+    assert!(diffs.is_empty(), "{what}: {} of {} steps differ:\n{}", diffs.len(), a.len(), diffs.join("\n"));
+}
+
+#[test]
+fn etcdctl_matches_etcdctl_against_real_etcd() {
+    let Some((etcd, real_ctl)) = etcd_binaries() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = etcdkit_as(tmp.path(), "etcdctl");
+    let a = run(&etcd, &real_ctl, tmp.path(), "real", 28000);
+    let b = run(&etcd, &ours, tmp.path(), "ours", 28000);
+    compare(&a, &b, "against etcd 3.4");
+}
+
+#[test]
+fn etcdctl_matches_etcdctl_against_etcdkit() {
+    let Some((_, real_ctl)) = etcd_binaries() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = etcdkit_as(tmp.path(), "etcdctl");
+    let server = etcdkit_as(tmp.path(), "etcd");
+    let a = run(&server, &real_ctl, tmp.path(), "real", 28010);
+    let b = run(&server, &ours, tmp.path(), "ours", 28010);
+    compare(&a, &b, "against etcdkit serve");
+}
