@@ -107,6 +107,18 @@ impl ClientError {
         }
     }
 
+    /// A call's failure, with a broken connection (a TLS refusal seen on
+    /// the first read, a reset) read as clientv3 reads it: the endpoint was
+    /// unreachable, which it reports as a missed deadline.
+    pub fn of_call(endpoint: &str, s: Status) -> ClientError {
+        let transport = matches!(s.code(), Code::Unavailable | Code::Cancelled | Code::Unknown)
+            && !s.message().starts_with("etcdserver: ");
+        if transport {
+            return ClientError::Unreachable { endpoint: endpoint.to_string(), why: s.message().to_string() };
+        }
+        ClientError::Rpc(Box::new(s))
+    }
+
     /// The gRPC status, when the server answered.
     pub fn status(&self) -> Option<&Status> {
         match self {

@@ -148,7 +148,9 @@ pub fn start_etcd_with(
     initial_cluster: Option<&str>,
     extra: &[&str],
 ) -> EtcdProc {
-    let ep = format!("http://127.0.0.1:{client_port}");
+    // With a client certificate (`--cert-file` in `extra`) it serves https.
+    let scheme = if extra.contains(&"--cert-file") { "https" } else { "http" };
+    let ep = format!("{scheme}://127.0.0.1:{client_port}");
     let pu = format!("http://127.0.0.1:{peer_port}");
     let log = dir.with_extension("etcd.log");
     let mut cmd = Command::new(etcd);

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 /// PEM files for one TLS test: a CA, a server certificate for 127.0.0.1,
 /// client certificates of that CA (`client`; `revoked`, revoked by
-/// `crl.pem`; `expired`, valid 2020-2021) and of another CA (`stranger`).
+/// `crl.pem`; `expired`, valid 2020-2021) and of another CA (`stranger`;
+/// that CA is `other-ca.pem`).
 pub struct Pki {
     dir: PathBuf,
 }
@@ -42,6 +43,7 @@ impl Pki {
         let main = ca("etcdkit test CA");
         let other = ca("another CA");
         write("ca.pem", main.0.pem());
+        write("other-ca.pem", other.0.pem());
         for (name, serial, client, issuer) in [
             ("server", 10, false, &main),
             ("client", 11, true, &main),

