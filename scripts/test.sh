@@ -2,7 +2,8 @@
 # The whole test suite: installs the reference tools when missing, builds the
 # project's real-bbolt checker (tools/boltref), then runs formatting and lint
 # checks, every test, a compile check of the benchmarks, etcd's own e2e tests
-# that etcdkit serves (scripts/e2e-etcdkit.list), and a short run of every
+# that etcdkit serves (scripts/e2e-etcdkit.list) and those of etcdctl with
+# etcdkit as etcdctl (scripts/e2e-etcdctl.list), and a short run of every
 # fuzz target (fuzz/smoke.sh).
 #
 # Outside CI, if the reference tools cannot be installed (not root, no network),
@@ -102,6 +103,9 @@ if command -v go >/dev/null && [ -d /usr/share/gocode/src/go.etcd.io/etcd/tests/
   # restarts its members one by one as etcdkit.
   E2E_CACHE="$PWD/target/e2e-cache" E2E_LAST_RELEASE="$(command -v etcd)" \
     scripts/e2e.sh target/debug/etcdkit "$(command -v etcdctl)" @scripts/e2e-etcdkit.list
+  # The same suite's etcdctl tests with the real etcd 3.4.23 and etcdkit as
+  # `etcdctl` (scripts/e2e-etcdctl.sh also runs them with the real etcdctl).
+  E2E_CACHE="$PWD/target/e2e-cache" scripts/e2e.sh "$(command -v etcd)" target/debug/etcdkit @scripts/e2e-etcdctl.list
 elif $ci; then
   echo "test.sh: cannot run etcd's e2e suite (Go, golang-etcd-server-dev or etcdctl missing)" >&2; exit 1
 fi

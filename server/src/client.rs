@@ -33,6 +33,10 @@ use tonic::{Code, Status};
 
 use crate::peer::client::Dialer;
 
+/// clientv3's unary retries (`defaultUnaryMaxRetries`) and their backoff.
+const MAX_RETRIES: u32 = 100;
+const RETRY_BACKOFF: Duration = Duration::from_millis(25);
+
 /// How to reach a cluster and who to be there.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -279,7 +283,13 @@ impl Client {
     async fn authenticate(&self, deadline: Instant) -> Result<(), ClientError> {
         let Some((name, password)) = &self.user else { return Ok(()) };
         let req = AuthenticateRequest { name: name.clone(), password: password.clone() };
-        match within(deadline, self.auth().authenticate(req)).await {
+        let r = within(deadline, self.auth().authenticate(req)).await;
+        // Authenticate goes through clientv3's retry interceptor too: a
+        // refusal (even "authentication is not enabled") is logged.
+        if let Err(ClientError::Rpc(s)) = &r {
+            log_retry(&self.target, 0, s);
+        }
+        match r {
             Ok(r) => {
                 let v = AsciiMetadataValue::try_from(r.token.as_str())
                     .map_err(|_| ClientError::Config(format!("unusable token {:?}", r.token)))?;
@@ -304,12 +314,19 @@ impl Client {
             match within(deadline, f(self.clone())).await {
                 Err(ClientError::Rpc(s)) => {
                     log_retry(&self.target, attempt, &s);
-                    let stale = [crate::error::INVALID_AUTH_TOKEN.1, crate::error::AUTH_OLD_REVISION.1];
-                    if attempt >= 3 || self.user.is_none() || !stale.contains(&s.message()) {
+                    // clientv3's shouldRefreshToken: a token the server no
+                    // longer takes (a new one is fetched when there is a
+                    // password; a certificate's user just retries), or an
+                    // empty user when there is a password.
+                    let stale = [crate::error::INVALID_AUTH_TOKEN.1, crate::error::AUTH_OLD_REVISION.1]
+                        .contains(&s.message())
+                        || (s.message() == crate::error::USER_EMPTY.1 && self.user.is_some());
+                    if attempt >= MAX_RETRIES || !stale {
                         return Err(ClientError::Rpc(s));
                     }
                     self.authenticate(deadline).await?;
                     attempt += 1;
+                    tokio::time::sleep(RETRY_BACKOFF).await;
                 }
                 r => return r,
             }
