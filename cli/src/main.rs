@@ -283,6 +283,10 @@ fn main() -> ExitCode {
     if program == "etcdctl" {
         return etcdkit_cli::ctl::main(&args[1..]);
     }
+    // As `etcdutl`, etcd 3.5's offline tool.
+    if program == "etcdutl" {
+        return etcdkit_cli::ctl::etcdutl::main(&args[1..]);
+    }
     if args.get(1).map(String::as_str) == Some("ctl") {
         return etcdkit_cli::ctl::main(&args[2..]);
     }

@@ -29,6 +29,7 @@ pub mod auth;
 pub mod check;
 pub mod concurrency;
 pub mod endpoint;
+pub mod etcdutl;
 pub mod flags;
 pub mod kv;
 pub mod lease;
@@ -193,6 +194,36 @@ pub(crate) const DEL_FLAGS: &[Flag] = &[
         "delete keys that are greater than or equal to the given key using byte compare",
     ),
 ];
+/// `snapshot restore`'s flags (etcdctl 3.4 and etcdutl 3.5 share them).
+pub(crate) const RESTORE_FLAGS: &[Flag] = &[
+    flag("data-dir", Kind::Str, "", "Path to the data directory"),
+    flag("wal-dir", Kind::Str, "", "Path to the WAL directory (use --data-dir if none given)"),
+    flag(
+        "initial-cluster",
+        Kind::Str,
+        "default=http://localhost:2380",
+        "Initial cluster configuration for restore bootstrap",
+    ),
+    flag(
+        "initial-cluster-token",
+        Kind::Str,
+        "etcd-cluster",
+        "Initial cluster token for the etcd cluster during restore bootstrap",
+    ),
+    flag(
+        "initial-advertise-peer-urls",
+        Kind::Str,
+        "http://localhost:2380",
+        "List of this member's peer URLs to advertise to the rest of the cluster",
+    ),
+    flag("name", Kind::Str, "default", "Human-readable name for this member"),
+    flag(
+        "skip-hash-check",
+        Kind::Bool,
+        "false",
+        "Ignore snapshot integrity hash value (required if copied from data directory)",
+    ),
+];
 const CLUSTER: Flag = flag("cluster", Kind::Bool, "false", "use all endpoints from the cluster member list");
 const ROLE_PERM: &[Flag] = &[
     flag("prefix", Kind::Bool, "false", "grant a prefix permission"),
@@ -326,35 +357,7 @@ pub const COMMANDS: &[Cmd] = &[
     cmd("snapshot status", &[], "status <filename>", "Gets backend snapshot status of a given file"),
     cmd(
         "snapshot restore",
-        &[
-            flag("data-dir", Kind::Str, "", "Path to the data directory"),
-            flag("wal-dir", Kind::Str, "", "Path to the WAL directory (use --data-dir if none given)"),
-            flag(
-                "initial-cluster",
-                Kind::Str,
-                "default=http://localhost:2380",
-                "Initial cluster configuration for restore bootstrap",
-            ),
-            flag(
-                "initial-cluster-token",
-                Kind::Str,
-                "etcd-cluster",
-                "Initial cluster token for the etcd cluster during restore bootstrap",
-            ),
-            flag(
-                "initial-advertise-peer-urls",
-                Kind::Str,
-                "http://localhost:2380",
-                "List of this member's peer URLs to advertise to the rest of the cluster",
-            ),
-            flag("name", Kind::Str, "default", "Human-readable name for this member"),
-            flag(
-                "skip-hash-check",
-                Kind::Bool,
-                "false",
-                "Ignore snapshot integrity hash value (required if copied from data directory)",
-            ),
-        ],
+        RESTORE_FLAGS,
         "restore <filename> [options]",
         "Restores an etcd member snapshot to an etcd directory",
     ),
@@ -455,6 +458,19 @@ pub const COMMANDS: &[Cmd] = &[
         "Check the memory usage of holding data for different workloads on a given server endpoint.",
     ),
 ];
+
+/// A command-line tool of this module: etcdctl, or etcd 3.5's etcdutl
+/// (`etcdutl.rs`), with its global flags and commands.
+pub struct Tool {
+    pub name: &'static str,
+    pub global: &'static [Flag],
+    pub commands: &'static [Cmd],
+    /// The prefix of the variables that set global flags (`ETCDCTL`).
+    pub env: Option<&'static str>,
+}
+
+/// etcdctl 3.4.
+pub const ETCDCTL: Tool = Tool { name: "etcdctl", global: GLOBAL, commands: COMMANDS, env: Some("ETCDCTL") };
 
 /// A command's context: its flags and arguments, the output format, the
 /// client configuration.
@@ -593,7 +609,7 @@ pub fn read_password(prompt: &str) -> Result<String> {
 
 /// The command `args` name (cobra's `Find`, with prefix matching), and the
 /// arguments left once its words are removed.
-fn find(args: &[String]) -> std::result::Result<(&'static Cmd, Vec<String>), String> {
+fn find(tool: &Tool, args: &[String]) -> std::result::Result<(&'static Cmd, Vec<String>), String> {
     let mut path = String::new();
     let mut rest = Vec::new();
     let mut i = 0;
@@ -602,7 +618,7 @@ fn find(args: &[String]) -> std::result::Result<(&'static Cmd, Vec<String>), Str
     while i < args.len() {
         let a = &args[i];
         i += 1;
-        let mut flags: Vec<&Flag> = GLOBAL.iter().collect();
+        let mut flags: Vec<&Flag> = tool.global.iter().collect();
         if let Some(c) = found {
             flags.extend(c.flags);
         }
@@ -619,7 +635,8 @@ fn find(args: &[String]) -> std::result::Result<(&'static Cmd, Vec<String>), Str
             continue;
         }
         if searching {
-            let children: Vec<&'static Cmd> = COMMANDS
+            let children: Vec<&'static Cmd> = tool
+                .commands
                 .iter()
                 .filter(|c| match c.path.rsplit_once(' ') {
                     Some((parent, _)) => parent == path,
@@ -642,7 +659,8 @@ fn find(args: &[String]) -> std::result::Result<(&'static Cmd, Vec<String>), Str
                     continue;
                 }
                 None if found.is_none() => {
-                    return Err(format!("unknown command {a:?} for \"etcdctl\"\nRun 'etcdctl --help' for usage."));
+                    let t = tool.name;
+                    return Err(format!("unknown command {a:?} for \"{t}\"\nRun '{t} --help' for usage."));
                 }
                 None => searching = false,
             }
@@ -655,16 +673,19 @@ fn find(args: &[String]) -> std::result::Result<(&'static Cmd, Vec<String>), Str
     }
 }
 
-fn help(c: Option<&Cmd>) -> String {
+fn help(tool: &Tool, c: Option<&Cmd>) -> String {
     let mut s = String::new();
     match c {
         None => {
-            s.push_str("NAME:\n\tetcdctl - A simple command line client for etcd3.\n\nUSAGE:\n\tetcdctl [flags]\n\nVERSION:\n\t");
+            s.push_str(&format!(
+                "NAME:\n\t{t} - A simple command line client for etcd3.\n\nUSAGE:\n\t{t} [flags]\n\nVERSION:\n\t",
+                t = tool.name
+            ));
             s.push_str(etcdkit_server::SERVER_VERSION);
             s.push_str("\n\nAPI VERSION:\n\t");
             s.push_str(etcdkit_server::CLUSTER_MINOR);
             s.push_str("\n\n\nCOMMANDS:\n");
-            for c in COMMANDS {
+            for c in tool.commands {
                 s.push_str(&format!("\t{:<24}{}\n", c.path, c.short));
             }
         }
@@ -686,7 +707,7 @@ fn help(c: Option<&Cmd>) -> String {
         }
     }
     s.push_str("\nGLOBAL OPTIONS:\n");
-    for f in GLOBAL.iter().filter(|f| f.name != "help") {
+    for f in tool.global.iter().filter(|f| f.name != "help") {
         s.push_str(&format!("      --{}={:?}\t{}\n", f.name, f.default, f.usage));
     }
     s
@@ -701,10 +722,15 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(EXIT_BAD_FEATURE);
         }
     }
-    let (cmd, rest) = match find(args) {
+    run_tool(&ETCDCTL, args)
+}
+
+/// Runs `tool`'s command that `args` name.
+pub fn run_tool(tool: &Tool, args: &[String]) -> ExitCode {
+    let (cmd, rest) = match find(tool, args) {
         Ok(x) => x,
         Err(e) if e.is_empty() => {
-            print!("{}", help(None));
+            print!("{}", help(tool, None));
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -714,7 +740,7 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let all: Vec<&Flag> = GLOBAL.iter().chain(cmd.flags).collect();
+    let all: Vec<&Flag> = tool.global.iter().chain(cmd.flags).collect();
     let (mut values, pos) = match flags::parse(&all, &rest) {
         Ok(x) => x,
         Err(e) => {
@@ -723,15 +749,15 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     };
     if values.bool("help") {
-        print!("{}", help(Some(cmd)));
+        print!("{}", help(tool, Some(cmd)));
         return ExitCode::SUCCESS;
     }
     // Global flags not given on the command line come from ETCDCTL_<FLAG>.
-    for f in GLOBAL {
+    for f in tool.global.iter().filter(|_| tool.env.is_some()) {
         if values.changed(f.name) {
             continue;
         }
-        let var = format!("ETCDCTL_{}", f.name.to_uppercase().replace('-', "_"));
+        let var = format!("{}_{}", tool.env.unwrap_or_default(), f.name.to_uppercase().replace('-', "_"));
         if let Ok(v) = std::env::var(&var)
             && let Err(e) = values.set(f, &v)
         {
@@ -747,6 +773,7 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     };
     let mut cx = Ctx { cmd, flags: values, args: pos, out };
+    let dispatch = if tool.name == "etcdutl" { etcdutl::run } else { run };
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -754,7 +781,7 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let r = rt.block_on(run(&mut cx));
+    let r = rt.block_on(dispatch(&mut cx));
     let _ = std::io::stdout().flush();
     // Streams (watch, keep-alive) may still be open: do not wait for them.
     rt.shutdown_background();
@@ -769,7 +796,11 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-async fn run(cx: &mut Ctx) -> Result {
+fn run(cx: &mut Ctx) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result> + '_>> {
+    Box::pin(run_etcdctl(cx))
+}
+
+async fn run_etcdctl(cx: &mut Ctx) -> Result {
     match cx.cmd.path {
         "get" => kv::get(cx).await,
         "put" => kv::put(cx).await,
@@ -819,7 +850,7 @@ async fn run(cx: &mut Ctx) -> Result {
         "check perf" => check::perf(cx).await,
         "check datascale" => check::datascale(cx).await,
         _ => {
-            print!("{}", help(Some(cx.cmd)));
+            print!("{}", help(&ETCDCTL, Some(cx.cmd)));
             Ok(())
         }
     }
@@ -835,17 +866,17 @@ mod tests {
 
     #[test]
     fn commands_are_found_among_flags_and_by_prefix() {
-        let (c, rest) = find(&words("--endpoints x:1 get --rev 3 foo bar")).unwrap();
+        let (c, rest) = find(&ETCDCTL, &words("--endpoints x:1 get --rev 3 foo bar")).unwrap();
         assert_eq!(c.path, "get");
         assert_eq!(rest, words("--endpoints x:1 --rev 3 foo bar"));
-        let (c, rest) = find(&words("lease gr 10")).unwrap();
+        let (c, rest) = find(&ETCDCTL, &words("lease gr 10")).unwrap();
         assert_eq!((c.path, rest), ("lease grant", words("10")));
-        let (c, rest) = find(&words("-w json member list")).unwrap();
+        let (c, rest) = find(&ETCDCTL, &words("-w json member list")).unwrap();
         assert_eq!((c.path, rest), ("member list", words("-w json")));
-        let (c, rest) = find(&words("role get get")).unwrap();
+        let (c, rest) = find(&ETCDCTL, &words("role get get")).unwrap();
         assert_eq!((c.path, rest), ("role get", words("get")));
-        assert!(find(&words("gett")).unwrap_err().starts_with("unknown command \"gett\""));
-        assert_eq!(find(&[]).unwrap_err(), "");
+        assert!(find(&ETCDCTL, &words("gett")).unwrap_err().starts_with("unknown command \"gett\""));
+        assert_eq!(find(&ETCDCTL, &[]).unwrap_err(), "");
     }
 
     #[test]
