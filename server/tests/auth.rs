@@ -3,9 +3,6 @@
 //! reads, writes and watches, and a token dropped with its user.
 
 use etcdkit_proto::authpb::{Permission, PermissionType};
-use etcdkit_proto::etcdserverpb::auth_client::AuthClient;
-use etcdkit_proto::etcdserverpb::kv_client::KvClient;
-use etcdkit_proto::etcdserverpb::watch_client::WatchClient;
 use etcdkit_proto::etcdserverpb::watch_request::RequestUnion;
 use etcdkit_proto::etcdserverpb::*;
 use tonic::{Code, Request};
@@ -22,9 +19,9 @@ fn with_token<T>(msg: T, token: &str) -> Request<T> {
 async fn users_roles_tokens_and_permissions() {
     let dir = tempfile::tempdir().unwrap();
     let (s, url) = common::server(dir.path()).await;
-    let ch = common::channel(&url).await;
-    let mut auth = AuthClient::new(ch.clone());
-    let mut kv = KvClient::new(ch.clone());
+    let ch = common::client(&url).await;
+    let mut auth = ch.auth();
+    let mut kv = ch.kv();
     let add = |name: &str, pw: &str| AuthUserAddRequest { name: name.into(), password: pw.into(), options: None };
     let err = auth.auth_enable(AuthEnableRequest {}).await.unwrap_err();
     assert_eq!(err.message(), "etcdserver: root user does not exist");
@@ -78,7 +75,7 @@ async fn users_roles_tokens_and_permissions() {
         request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest { key: k.into(), ..Default::default() })),
     };
     let reqs = tokio_stream::iter(vec![create("z"), create("a")]);
-    let mut out = WatchClient::new(ch.clone()).watch(with_token(reqs, &alice)).await.unwrap().into_inner();
+    let mut out = ch.watch().watch(with_token(reqs, &alice)).await.unwrap().into_inner();
     let refused = out.message().await.unwrap().unwrap();
     assert!(refused.created && refused.canceled && refused.watch_id == -1, "{refused:?}");
     assert_eq!(refused.cancel_reason, "rpc error: code = PermissionDenied desc = etcdserver: permission denied");

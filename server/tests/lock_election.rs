@@ -6,17 +6,14 @@
 use std::time::Duration;
 
 use etcdkit_proto::etcdserverpb::LeaseGrantRequest;
-use etcdkit_proto::etcdserverpb::lease_client::LeaseClient;
-use etcdkit_proto::v3electionpb::election_client::ElectionClient;
 use etcdkit_proto::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest};
-use etcdkit_proto::v3lockpb::lock_client::LockClient;
 use etcdkit_proto::v3lockpb::{LockRequest, UnlockRequest};
 
 mod common;
-use common::{channel, server};
+use common::{client, server};
 
 async fn lease(url: &str) -> i64 {
-    let mut c = LeaseClient::new(channel(url).await);
+    let mut c = client(url).await.lease();
     c.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await.unwrap().into_inner().id
 }
 
@@ -25,7 +22,7 @@ async fn a_second_locker_waits_for_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let (s, url) = server(dir.path()).await;
     let (l1, l2) = (lease(&url).await, lease(&url).await);
-    let mut c = LockClient::new(channel(&url).await);
+    let mut c = client(&url).await.lock();
     let first = c.lock(LockRequest { name: b"m".to_vec(), lease: l1 }).await.unwrap().into_inner();
     assert_eq!(first.key, format!("m/{l1:x}").into_bytes());
     let mut c2 = c.clone();
@@ -43,7 +40,7 @@ async fn campaign_proclaim_resign() {
     let dir = tempfile::tempdir().unwrap();
     let (s, url) = server(dir.path()).await;
     let (l1, l2) = (lease(&url).await, lease(&url).await);
-    let mut c = ElectionClient::new(channel(&url).await);
+    let mut c = client(&url).await.election();
     let name = b"e".to_vec();
     let leader = c
         .campaign(CampaignRequest { name: name.clone(), lease: l1, value: b"one".to_vec() })

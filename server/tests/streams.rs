@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use etcdkit_proto::etcdserverpb::kv_client::KvClient;
-use etcdkit_proto::etcdserverpb::watch_client::WatchClient;
 use etcdkit_proto::etcdserverpb::watch_request::RequestUnion;
 use etcdkit_proto::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest};
 
@@ -26,7 +24,7 @@ async fn ten_thousand_watch_streams_come_and_go() {
     let dir = tempfile::tempdir().unwrap();
     let (s, url) = common::server(dir.path()).await;
     let node = s.node().clone();
-    let ch = common::channel(&url).await;
+    let ch = common::client(&url).await;
     let create = WatchRequest {
         request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
             key: b"w".to_vec(),
@@ -38,7 +36,7 @@ async fn ten_thousand_watch_streams_come_and_go() {
     for _ in 0..STREAMS {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         tx.send(create.clone()).await.unwrap();
-        let mut client = WatchClient::new(ch.clone());
+        let mut client = ch.watch();
         held.push(tx);
         outs.push(tokio::spawn(async move {
             let mut out = client.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
@@ -52,7 +50,7 @@ async fn ten_thousand_watch_streams_come_and_go() {
     }
     wait_for("every watcher", 60, || node.gauges().watchers() == STREAMS as u64).await;
     let put = PutRequest { key: b"w".to_vec(), value: b"v".to_vec(), ..Default::default() };
-    KvClient::new(ch.clone()).put(put).await.unwrap();
+    ch.kv().put(put).await.unwrap();
     let mut streams = Vec::with_capacity(STREAMS);
     for o in outs {
         streams.push(tokio::time::timeout(Duration::from_secs(60), o).await.expect("an event").unwrap());

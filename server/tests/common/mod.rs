@@ -37,7 +37,9 @@ pub async fn server(dir: &std::path::Path) -> (Server, String) {
     (s, url)
 }
 
-/// A gRPC channel to `url`.
-pub async fn channel(url: &str) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().connect().await.unwrap()
+/// A client of `url`: the same client etcdkit's etcdctl uses.
+pub async fn client(url: &str) -> etcdkit_server::client::Client {
+    let cfg = etcdkit_server::client::ClientConfig::new(vec![url.to_string()]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    etcdkit_server::client::Client::connect(&cfg, deadline).await.unwrap()
 }
