@@ -5,7 +5,7 @@
 //! run to run are normalised (lease IDs, a new member's ID, durations).
 //! The servers: real etcd 3.4, and `etcdkit serve`.
 //!
-//! Ports 28000-28099.
+//! Ports 28000-28059 and 28070-28079 (ctl_faults.rs has 28060-28069).
 
 use std::path::{Path, PathBuf};
 
@@ -554,7 +554,7 @@ fn cluster_commands_match_etcdctl_on_three_members() {
     let tmp = tempfile::tempdir().unwrap();
     let ours = etcdkit_as(tmp.path(), "etcdctl");
     let names = ["c1", "c2", "c3"];
-    let ports: Vec<u16> = (0..3).map(|i| 28040 + 2 * i).collect();
+    let ports: Vec<u16> = (0..3).map(|i| 28070 + 2 * i).collect();
     let ic: Vec<String> = names.iter().zip(&ports).map(|(n, p)| format!("{n}=http://127.0.0.1:{}", p + 1)).collect();
     let ic = ic.join(",");
     let procs: Vec<EtcdProc> = names
@@ -605,7 +605,7 @@ fn cluster_commands_match_etcdctl_on_three_members() {
         }
     }
     // Membership changes: the same script through each, one after the other.
-    let peer = "http://127.0.0.1:28049";
+    let peer = "http://127.0.0.1:28079";
     let changes = || -> Vec<Step> {
         [
             &format!("member add m4 --peer-urls={peer}") as &str,
@@ -614,7 +614,7 @@ fn cluster_commands_match_etcdctl_on_three_members() {
             "member list -w json",
             &format!("member add m4 --learner --peer-urls={peer}"),
             "member promote ID1",
-            "member update ID1 --peer-urls=http://127.0.0.1:28048",
+            "member update ID1 --peer-urls=http://127.0.0.1:28078",
             "member list -w table",
             "member remove ID1",
             "member remove ID1",
