@@ -313,6 +313,11 @@ fn script() -> Vec<Step> {
         "watch",
         "txn extra",
         "nosuchcommand",
+        "get --nosuchflag foo",
+        "put --help",
+        "lease --help",
+        "endpoint health --help",
+        "snapshot restore -h",
         "lea gr 10",
         "get foo -w yaml",
     ]

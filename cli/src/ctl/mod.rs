@@ -31,6 +31,7 @@ pub mod concurrency;
 pub mod endpoint;
 pub mod etcdutl;
 pub mod flags;
+pub mod help;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
@@ -673,46 +674,6 @@ fn find(tool: &Tool, args: &[String]) -> std::result::Result<(&'static Cmd, Vec<
     }
 }
 
-fn help(tool: &Tool, c: Option<&Cmd>) -> String {
-    let mut s = String::new();
-    match c {
-        None => {
-            s.push_str(&format!(
-                "NAME:\n\t{t} - A simple command line client for etcd3.\n\nUSAGE:\n\t{t} [flags]\n\nVERSION:\n\t",
-                t = tool.name
-            ));
-            s.push_str(etcdkit_server::SERVER_VERSION);
-            s.push_str("\n\nAPI VERSION:\n\t");
-            s.push_str(etcdkit_server::CLUSTER_MINOR);
-            s.push_str("\n\n\nCOMMANDS:\n");
-            for c in tool.commands {
-                s.push_str(&format!("\t{:<24}{}\n", c.path, c.short));
-            }
-        }
-        Some(c) => {
-            let words = c.path.rsplit_once(' ').map_or("", |(p, _)| p);
-            s.push_str(&format!(
-                "NAME:\n\t{} - {}\n\nUSAGE:\n\tetcdctl {words}{}{}\n",
-                c.path,
-                c.short,
-                if words.is_empty() { "" } else { " " },
-                c.usage
-            ));
-            if !c.flags.is_empty() {
-                s.push_str("\nOPTIONS:\n");
-                for f in c.flags {
-                    s.push_str(&format!("      --{}={:?}\t{}\n", f.name, f.default, f.usage));
-                }
-            }
-        }
-    }
-    s.push_str("\nGLOBAL OPTIONS:\n");
-    for f in tool.global.iter().filter(|f| f.name != "help") {
-        s.push_str(&format!("      --{}={:?}\t{}\n", f.name, f.default, f.usage));
-    }
-    s
-}
-
 /// Runs etcdctl with `args` (without the program name).
 pub fn main(args: &[String]) -> ExitCode {
     match std::env::var("ETCDCTL_API").as_deref() {
@@ -730,7 +691,7 @@ pub fn run_tool(tool: &Tool, args: &[String]) -> ExitCode {
     let (cmd, rest) = match find(tool, args) {
         Ok(x) => x,
         Err(e) if e.is_empty() => {
-            print!("{}", help(tool, None));
+            print!("{}", help::help(tool, None));
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -744,12 +705,18 @@ pub fn run_tool(tool: &Tool, args: &[String]) -> ExitCode {
     let (mut values, pos) = match flags::parse(&all, &rest) {
         Ok(x) => x,
         Err(e) => {
+            // cobra's report and the usage (on stdout: etcdctl's usage
+            // function writes there, so cobra's copy is a blank line), then
+            // etcdctl's own line.
+            eprintln!("Error: {e}");
+            print!("{}", help::help(tool, Some(cmd)));
+            eprintln!();
             eprintln!("Error: {e}");
             return ExitCode::from(EXIT_ERROR);
         }
     };
     if values.bool("help") {
-        print!("{}", help(tool, Some(cmd)));
+        print!("{}", help::help(tool, Some(cmd)));
         return ExitCode::SUCCESS;
     }
     // Global flags not given on the command line come from ETCDCTL_<FLAG>.
@@ -850,7 +817,7 @@ async fn run_etcdctl(cx: &mut Ctx) -> Result {
         "check perf" => check::perf(cx).await,
         "check datascale" => check::datascale(cx).await,
         _ => {
-            print!("{}", help(&ETCDCTL, Some(cx.cmd)));
+            print!("{}", help::help(&ETCDCTL, Some(cx.cmd)));
             Ok(())
         }
     }
