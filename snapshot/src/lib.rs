@@ -41,6 +41,7 @@ mod backup;
 pub mod decode;
 mod error;
 pub mod inspect;
+pub mod legacy_backup;
 pub mod receive;
 pub mod restore;
 pub mod verify;

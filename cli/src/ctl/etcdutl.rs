@@ -1,5 +1,5 @@
 //! `etcdutl`: etcd 3.5's offline tool (the binary under the name
-//! `etcdutl`): `snapshot status|restore`, `defrag --data-dir`, `version`,
+//! `etcdutl`): `snapshot status|restore`, `defrag --data-dir`, `backup`, `version`,
 //! with its one global flag (`-w`). The commands are etcdctl's offline ones
 //! (`maintenance.rs`); what differs is the command table and that
 //! `defrag` needs `--data-dir`.
@@ -36,6 +36,18 @@ const COMMANDS: &[Cmd] = &[
         short: "Restores an etcd member snapshot to an etcd directory",
     },
     Cmd { path: "version", flags: &[], usage: "version", short: "Prints the version of etcdutl" },
+    Cmd {
+        path: "backup",
+        flags: &[
+            flag("data-dir", Kind::Str, "", "Path to the etcd data dir"),
+            flag("wal-dir", Kind::Str, "", "Path to the etcd wal dir"),
+            flag("backup-dir", Kind::Str, "", "Path to the backup dir"),
+            flag("backup-wal-dir", Kind::Str, "", "Path to the backup wal dir"),
+            flag("with-v3", Kind::Bool, "true", "Backup v3 backend data"),
+        ],
+        usage: "backup",
+        short: "[legacy] offline backup of etcd directory",
+    },
 ];
 
 /// etcd 3.5's etcdutl.
@@ -44,6 +56,32 @@ pub const ETCDUTL: Tool = Tool { name: "etcdutl", global: GLOBAL, commands: COMM
 /// Runs etcdutl with `args` (without the program name).
 pub fn main(args: &[String]) -> std::process::ExitCode {
     super::run_tool(&ETCDUTL, args)
+}
+
+/// `backup`: a stopped member's data dir copied for `--force-new-cluster`.
+fn backup(cx: &mut Ctx) -> Result {
+    let f = &cx.flags;
+    let dir = |n: &str| (!f.str(n).is_empty()).then(|| std::path::PathBuf::from(f.str(n)));
+    let (Some(data_dir), Some(backup_dir)) = (dir("data-dir"), dir("backup-dir")) else {
+        return Err(Exit::error("both --data-dir and --backup-dir are required"));
+    };
+    let cfg = etcdkit_snapshot::legacy_backup::BackupConfig {
+        data_dir,
+        wal_dir: dir("wal-dir"),
+        backup_dir,
+        backup_wal_dir: dir("backup-wal-dir"),
+        with_v3: f.bool("with-v3"),
+    };
+    let r =
+        etcdkit_snapshot::legacy_backup::backup(&cfg).map_err(|e| Exit::error(super::go_error_text(&e.to_string())))?;
+    for n in &r.notes {
+        eprintln!("{n}");
+    }
+    eprintln!(
+        "backed up {} entries ({} emptied) as member {:x} of cluster {:x}",
+        r.entries, r.dropped, r.member_id, r.cluster_id
+    );
+    Ok(())
 }
 
 pub(super) fn run(cx: &mut Ctx) -> Pin<Box<dyn Future<Output = Result> + '_>> {
@@ -55,6 +93,7 @@ pub(super) fn run(cx: &mut Ctx) -> Pin<Box<dyn Future<Output = Result> + '_>> {
                 }
                 maintenance::defrag(cx).await
             }
+            "backup" => backup(cx),
             "snapshot status" => maintenance::snapshot_status(cx),
             "snapshot restore" => maintenance::snapshot_restore(cx),
             "version" => {
