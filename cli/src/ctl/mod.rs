@@ -492,6 +492,23 @@ impl Ctx {
     /// `clientConfigFromCmd`).
     pub fn client_config(&self) -> Result<ClientConfig> {
         let f = &self.flags;
+        // `--debug`: the global flags as the variables that would set them,
+        // once (etcdctl prints them so, then logs its gRPC traffic, which
+        // this one does not).
+        static DEBUG: std::sync::Once = std::sync::Once::new();
+        if f.bool("debug") {
+            DEBUG.call_once(|| {
+                let mut flags: Vec<&Flag> = GLOBAL.iter().filter(|g| g.name != "help").collect();
+                flags.sort_by_key(|g| g.name);
+                for g in flags {
+                    let v = match g.kind {
+                        Kind::List => format!("[{}]", f.list(g.name).join(",")),
+                        _ => f.str(g.name).to_string(),
+                    };
+                    eprintln!("ETCDCTL_{}={v}", g.name.to_uppercase().replace('-', "_"));
+                }
+            });
+        }
         let mut cfg = ClientConfig::new(f.list("endpoints").into_iter().map(|e| e.trim().to_string()).collect());
         cfg.dial_timeout = f.duration("dial-timeout");
         cfg.keepalive_time = f.duration("keepalive-time");
