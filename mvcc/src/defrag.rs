@@ -21,6 +21,11 @@ impl Store {
     /// Rewrites the db without its free pages through `tmp` (a path in the
     /// db's directory), then swaps it in. Returns the sizes before and after.
     pub fn defragment(&mut self, tmp: &Path) -> Result<(u64, u64)> {
+        self.defragment_with_progress(tmp, &mut |_| {})
+    }
+
+    /// [`Store::defragment`], reporting the bytes of keys and values copied.
+    pub fn defragment_with_progress(&mut self, tmp: &Path, progress: &mut dyn FnMut(u64)) -> Result<(u64, u64)> {
         self.usable()?;
         self.commit()?;
         let before = self.db.begin()?.size();
@@ -30,7 +35,7 @@ impl Store {
         }
         {
             let dst = Db::open(tmp, self.opts.db.clone())?;
-            etcdkit_storage::compact::compact(&dst, &self.db, TX_MAX)?;
+            etcdkit_storage::compact::compact_with_progress(&dst, &self.db, TX_MAX, progress)?;
             dst.sync()?;
         }
         let path = self.db.path().to_path_buf();

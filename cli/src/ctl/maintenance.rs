@@ -78,7 +78,13 @@ fn defrag_data_dir(dir: &str) -> Result {
     };
     let opts = etcdkit_mvcc::StoreOptions::default();
     let mut store = etcdkit_mvcc::Store::open(layout.db(), opts).map_err(|e| fail(&e))?;
-    let (before, after) = store.defragment(&layout.defrag_tmp()).map_err(|e| fail(&e))?;
+    // The bar's whole is the file (the live keys and values are less).
+    let total = std::fs::metadata(layout.db()).map(|m| m.len()).unwrap_or(0);
+    let bar = crate::snapshot::Bar::new("defrag");
+    let (before, after) = store
+        .defragment_with_progress(&layout.defrag_tmp(), &mut |done| bar.update(done, total.max(done)))
+        .map_err(|e| fail(&e))?;
+    drop(bar);
     eprintln!(
         "defragmented {}: {} -> {}",
         layout.db().display(),
