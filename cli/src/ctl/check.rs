@@ -99,14 +99,13 @@ pub async fn perf(cx: &mut Ctx) -> Result {
         say!("Compacted with revision {rev}");
     }
     if cx.flags.bool("auto-defrag") {
-        defrag_all(cx, &c0).await?;
+        defrag_all(cx).await?;
     }
     let res = results.lock().clone();
     verdict(&res, rate)
 }
 
-async fn defrag_all(cx: &Ctx, c: &Client) -> Result {
-    let _ = c;
+async fn defrag_all(cx: &Ctx) -> Result {
     let cfg = cx.client_config()?;
     for ep in &cfg.endpoints {
         say!("Defragmenting {ep:?}");

@@ -105,21 +105,19 @@ fn flag_line(f: &Flag) -> String {
     format!("{name}{value}\t{}\n", f.usage)
 }
 
-/// Flag lines sorted by name, as pflag visits them.
-fn flag_lines(flags: &mut [Flag]) -> String {
-    flags.sort_by_key(|f| f.name);
-    flags.iter().map(flag_line).collect()
+/// Flag lines sorted by name, as pflag visits them, with the help flag
+/// cobra gives every command (`help for NAME`).
+fn flag_lines(flags: &[Flag], help_for: &str) -> String {
+    let mut lines: Vec<(&str, String)> = flags.iter().map(|f| (f.name, flag_line(f))).collect();
+    lines.push(("help", format!("  -h, --help[=false]\thelp for {help_for}\n")));
+    lines.sort_by_key(|(name, _)| *name);
+    lines.into_iter().map(|(_, l)| l).collect()
 }
 
-/// The help flag cobra gives every command.
-fn help_flag(name: &str) -> Flag {
-    Flag {
-        name: "help",
-        short: Some('h'),
-        kind: Kind::Bool,
-        default: "false",
-        usage: Box::leak(format!("help for {name}").into_boxed_str()),
-    }
+/// Inherited flag lines (no help flag among them).
+fn global_lines(flags: &mut [Flag]) -> String {
+    flags.sort_by_key(|f| f.name);
+    flags.iter().map(flag_line).collect()
 }
 
 /// The help of `tool` (no command) or of one of its commands.
@@ -142,9 +140,7 @@ pub fn help(tool: &Tool, c: Option<&Cmd>) -> String {
         for (p, short) in runnable {
             s += &format!("\t{p}\t{short}\n");
         }
-        let mut flags = global;
-        flags.push(help_flag(tool.name));
-        s += &format!("\nOPTIONS:\n{}\n", flag_lines(&mut flags));
+        s += &format!("\nOPTIONS:\n{}\n", flag_lines(&global, tool.name));
         return tabwrite(&s);
     };
     let name = c.path.rsplit(' ').next().unwrap_or(c.path);
@@ -154,8 +150,7 @@ pub fn help(tool: &Tool, c: Option<&Cmd>) -> String {
     children.sort_by_key(|k| k.path);
     // Persistent flags of a parent (`endpoint --cluster`) are inherited.
     let inherited = |f: &Flag| parent == Some("endpoint") && f.name == "cluster";
-    let mut local: Vec<Flag> = c.flags.iter().filter(|f| !inherited(f)).copied().collect();
-    local.push(help_flag(name));
+    let local: Vec<Flag> = c.flags.iter().filter(|f| !inherited(f)).copied().collect();
     let mut global: Vec<Flag> = global.into_iter().chain(c.flags.iter().filter(|f| inherited(f)).copied()).collect();
     let use_line = match parent {
         Some(p) => format!("{} {p} {}", tool.name, c.usage),
@@ -175,8 +170,8 @@ pub fn help(tool: &Tool, c: Option<&Cmd>) -> String {
             s += &format!("\t{line}\n");
         }
     }
-    s += &format!("\nOPTIONS:\n{}", flag_lines(&mut local));
-    s += &format!("\nGLOBAL OPTIONS:\n{}\n", flag_lines(&mut global));
+    s += &format!("\nOPTIONS:\n{}", flag_lines(&local, name));
+    s += &format!("\nGLOBAL OPTIONS:\n{}\n", global_lines(&mut global));
     tabwrite(&s)
 }
 

@@ -13,7 +13,7 @@ use crate::txn::{parse_compare, parse_request};
 
 /// The key and range end of `KEY [END]` with `--prefix` / `--from-key`, as
 /// etcdctl builds them (an empty key with either flag means all keys).
-fn key_range(cx: &Ctx, what: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+fn key_range(cx: &Ctx) -> Result<(Vec<u8>, Vec<u8>)> {
     let (prefix, from_key) = (cx.flags.bool("prefix"), cx.flags.bool("from-key"));
     if prefix && from_key {
         return Err(Exit::bad_args("`--prefix` and `--from-key` cannot be set at the same time, choose one"));
@@ -42,7 +42,6 @@ fn key_range(cx: &Ctx, what: &str) -> Result<(Vec<u8>, Vec<u8>)> {
         }
         end = vec![0];
     }
-    let _ = what;
     Ok((key, end))
 }
 
@@ -50,7 +49,7 @@ pub async fn get(cx: &mut Ctx) -> Result {
     if cx.args.is_empty() {
         return Err(Exit::bad_args("get command needs one argument as key and an optional argument as range_end"));
     }
-    let (key, range_end) = key_range(cx, "get")?;
+    let (key, range_end) = key_range(cx)?;
     let serializable = match cx.flags.str("consistency") {
         "s" => true,
         "l" => false,
@@ -125,7 +124,7 @@ pub async fn del(cx: &mut Ctx) -> Result {
     if cx.args.is_empty() || cx.args.len() > 2 {
         return Err(Exit::bad_args("del command needs one argument as key and an optional argument as range_end"));
     }
-    let (key, range_end) = key_range(cx, "del")?;
+    let (key, range_end) = key_range(cx)?;
     let req = DeleteRangeRequest { key, range_end, prev_kv: cx.flags.bool("prev-kv") };
     let c = cx.client().await?;
     let r = rpc!(c, cx.deadline(), kv.delete_range(req))?;
