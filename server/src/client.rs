@@ -282,6 +282,9 @@ impl Client {
     /// Gets a token for the user (none when auth is not enabled).
     async fn authenticate(&self, deadline: Instant) -> Result<(), ClientError> {
         let Some((name, password)) = &self.user else { return Ok(()) };
+        // Asked without the old token, which the server would refuse (as
+        // clientv3 clears its token before it asks for a new one).
+        *self.token.0.write() = None;
         let req = AuthenticateRequest { name: name.clone(), password: password.clone() };
         let r = within(deadline, self.auth().authenticate(req)).await;
         // Authenticate goes through clientv3's retry interceptor too: a
