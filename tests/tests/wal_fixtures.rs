@@ -205,6 +205,21 @@ fn expected_before(frames: &[etcdkit_wal::record::Frame], cut: u64) -> Vec<Entry
     out
 }
 
+/// `Wal::open`, tried again for up to 2 s while the segment is locked: a
+/// process another test of this binary spawns shares this one's open files
+/// from its fork until its exec, and an OFD lock lives as long as any copy.
+fn open_settled(wal: &std::path::Path) -> Result<(Wal, etcdkit_wal::ReadAll), etcdkit_wal::Error> {
+    let start = std::time::Instant::now();
+    loop {
+        match Wal::open(wal, Snapshot::default(), &Default::default()) {
+            Err(e) if e.to_string().contains("locked") && start.elapsed() < std::time::Duration::from_secs(2) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
 #[test]
 fn torn_fixture_wals_read_their_valid_prefix_and_repair() {
     use etcdkit_wal::{Error, repair};
@@ -230,7 +245,7 @@ fn torn_fixture_wals_read_their_valid_prefix_and_repair() {
                 let r = read_all(&etcdkit_fs::RealFs, &wal, Snapshot::default()).unwrap();
                 assert!(r.entries == want, "{set}: cut {cut} zero {zero}: not the valid prefix");
                 repair(&etcdkit_fs::RealFs, &wal).unwrap();
-                match Wal::open(&wal, Snapshot::default(), &Default::default()) {
+                match open_settled(&wal) {
                     Ok((_, r)) => assert!(r.entries == want, "{set}: cut {cut}: entries lost by repair"),
                     // A cut before the metadata record leaves no WAL to open for writing.
                     Err(e) => assert!(cut < 64, "{set}: cut {cut}: open after repair failed: {e}"),
