@@ -105,6 +105,18 @@ pub fn etcdkit_bin() -> PathBuf {
     bin
 }
 
+/// The etcdkit binary under the name `name` (`etcd`, `etcdctl`, `etcdutl`:
+/// the multi-call names): a symlink in `<dir>/bin`, made once.
+pub fn etcdkit_as(dir: &Path, name: &str) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("create the bin dir");
+    let link = bin.join(name);
+    if !link.exists() {
+        std::os::unix::fs::symlink(etcdkit_bin(), &link).expect("link the etcdkit binary");
+    }
+    link
+}
+
 /// Runs `etcdkit ARGS` (with `stdin` on its standard input); returns
 /// (success, stdout, stderr). The CLI is tested as a CLI: through its binary.
 pub fn etcdkit(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {

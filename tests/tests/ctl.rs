@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use etcdkit_tests::{EtcdProc, etcd_binaries, etcdkit_bin, start_etcd_with};
+use etcdkit_tests::{EtcdProc, etcd_binaries, etcdkit_as, start_etcd_with};
 
 /// One step: arguments (after the global flags) and standard input.
 struct Step {
@@ -28,17 +28,6 @@ fn step_in(s: &str, stdin: &'static str) -> Step {
 /// Splits a command line on spaces; `''` is an empty argument.
 fn split(s: &str) -> Vec<String> {
     s.split(' ').map(|w| if w == "''" { String::new() } else { w.to_string() }).collect()
-}
-
-/// etcdctl under the name `etcdctl` (a symlink to the etcdkit binary).
-fn etcdkit_as(tmp: &Path, name: &str) -> PathBuf {
-    let dir = tmp.join("bin");
-    std::fs::create_dir_all(&dir).unwrap();
-    let link = dir.join(name);
-    if !link.exists() {
-        std::os::unix::fs::symlink(etcdkit_bin(), &link).unwrap();
-    }
-    link
 }
 
 /// Runs `ctl` with the steps against `endpoint`: one transcript entry per

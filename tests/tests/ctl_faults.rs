@@ -10,7 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use etcdkit_proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
 use etcdkit_proto::etcdserverpb::*;
 use etcdkit_server::client::{Client, ClientConfig};
-use etcdkit_tests::{Rng, etcd_binaries, etcdkit_bin, start_etcd_with};
+use etcdkit_tests::{Rng, etcd_binaries, etcdkit_as, start_etcd_with};
 use parking_lot::Mutex;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -150,16 +150,6 @@ fn copy(mut from: TcpStream, mut to: TcpStream, limit: u64) {
     let _ = to.shutdown(Shutdown::Both);
 }
 
-fn etcdctl(tmp: &Path) -> PathBuf {
-    let dir = tmp.join("bin");
-    std::fs::create_dir_all(&dir).unwrap();
-    let link = dir.join("etcdctl");
-    if !link.exists() {
-        std::os::unix::fs::symlink(etcdkit_bin(), &link).unwrap();
-    }
-    link
-}
-
 /// `etcdctl --endpoints ep snapshot save file`: (success, stderr).
 fn save(ctl: &Path, ep: &str, file: &Path) -> (bool, String) {
     let out = std::process::Command::new(ctl)
@@ -174,7 +164,7 @@ fn save(ctl: &Path, ep: &str, file: &Path) -> (bool, String) {
 fn cut_or_corrupted_snapshot_streams_leave_no_file() {
     let Some((etcd, real_ctl)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let ctl = etcdctl(tmp.path());
+    let ctl = etcdkit_as(tmp.path(), "etcdctl");
     let p = start_etcd_with(&etcd, "n1", &tmp.path().join("n1.etcd"), 28060, 28061, None, &[]);
     p.ctl_retry(&real_ctl, &["put", "k", "v"]);
     let value = "v".repeat(50_000);

@@ -12,18 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use etcdkit_tests::{EtcdProc, etcd_binaries, etcdctl, etcdkit_bin, start_etcd_with};
-
-/// A directory holding `etcd` → the etcdkit binary (the multi-call name).
-fn etcdkit_as_etcd(tmp: &Path) -> PathBuf {
-    let dir = tmp.join("bin");
-    std::fs::create_dir_all(&dir).unwrap();
-    let link = dir.join("etcd");
-    if !link.exists() {
-        std::os::unix::fs::symlink(etcdkit_bin(), &link).unwrap();
-    }
-    link
-}
+use etcdkit_tests::{EtcdProc, etcd_binaries, etcdctl, etcdkit_as, start_etcd_with};
 
 /// One member of a test cluster: its binary, ports and data dir.
 struct Member {
@@ -183,7 +172,7 @@ fn converged(c: &Path, ms: &[Member], acked: &[String]) {
 fn pick_etcdkit_and_etcd() -> Option<(PathBuf, PathBuf, tempfile::TempDir)> {
     let (etcd, c) = etcd_binaries()?;
     let tmp = tempfile::tempdir().unwrap();
-    let _ = etcdkit_as_etcd(tmp.path());
+    let _ = etcdkit_as(tmp.path(), "etcd");
     Some((etcd, c, tmp))
 }
 
@@ -192,7 +181,7 @@ fn pick_etcdkit_and_etcd() -> Option<(PathBuf, PathBuf, tempfile::TempDir)> {
 /// killed (`PEER_KILLS` times) under writes; nothing acknowledged is lost.
 fn mixed_cluster(kit_members: usize, base: u16) {
     let Some((etcd, c, tmp)) = pick_etcdkit_and_etcd() else { return };
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let bins: Vec<&Path> = (0..3).map(|i| if i < kit_members { kit.as_path() } else { etcd.as_path() }).collect();
     let mut ms = members(tmp.path(), &bins, base);
     let ic = initial_cluster(&ms);
@@ -298,7 +287,7 @@ fn join(leaders: &Path, joiner: &Path, c: &Path, tmp: &Path, base: u16, mb: usiz
 #[test]
 fn etcdkit_joins_a_loaded_etcd_cluster_and_etcd_joins_an_etcdkit_cluster() {
     let Some((etcd, c, tmp)) = pick_etcdkit_and_etcd() else { return };
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let mb = std::env::var("PEER_JOIN_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
@@ -313,7 +302,7 @@ fn etcdkit_joins_a_loaded_etcd_cluster_and_etcd_joins_an_etcdkit_cluster() {
 #[test]
 fn etcdkit_cluster_replaced_member_by_member_with_etcd() {
     let Some((etcd, c, tmp)) = pick_etcdkit_and_etcd() else { return };
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let mut ms = members(tmp.path(), &[&kit, &kit, &kit], 27040);
     let ic = initial_cluster(&ms);
     for m in ms.iter_mut() {
@@ -345,7 +334,7 @@ fn etcdkit_cluster_replaced_member_by_member_with_etcd() {
 #[test]
 fn peer_garbage_gets_etcds_answers() {
     let Some((_, c, tmp)) = pick_etcdkit_and_etcd() else { return };
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let mut ms = members(tmp.path(), &[&kit], 27050);
     let ic = initial_cluster(&ms);
     ms[0].start(&ic, "new", "garbage");

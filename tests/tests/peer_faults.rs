@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcdkit_tests::{EtcdProc, etcd_binaries, etcdctl, etcdkit_bin, start_etcd_with};
+use etcdkit_tests::{EtcdProc, etcd_binaries, etcdctl, etcdkit_as, start_etcd_with};
 
 /// What a proxy does to the traffic through it.
 #[derive(Default)]
@@ -130,10 +130,7 @@ fn pause(m: &Member, sig: &str) {
 fn five_members_through_faulty_links_lose_nothing() {
     let Some((_, c)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let bin = tmp.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let kit = bin.join("etcd");
-    std::os::unix::fs::symlink(etcdkit_bin(), &kit).unwrap();
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let (ca, cert, key) = pki(&tmp.path().join("pki"));
     let base = 27100;
     let mut ms: Vec<Member> = (0..5)

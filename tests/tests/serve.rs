@@ -1,20 +1,11 @@
 //! `etcdkit serve` (as `etcd`) against real etcd 3.4 under the real
 //! etcdctl 3.4: the same commands on both servers print the same answers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcdkit_tests::{EtcdProc, etcd_binaries, etcdctl, etcdctl_stdin, etcdkit_bin, start_etcd};
-
-/// A directory holding `etcd` → the etcdkit binary (the multi-call name).
-fn etcdkit_as_etcd(tmp: &Path) -> PathBuf {
-    let dir = tmp.join("bin");
-    std::fs::create_dir_all(&dir).unwrap();
-    let link = dir.join("etcd");
-    std::os::unix::fs::symlink(etcdkit_bin(), &link).unwrap();
-    link
-}
+use etcdkit_tests::{EtcdProc, etcd_binaries, etcdctl, etcdctl_stdin, etcdkit_as, start_etcd};
 
 /// `etcdctl --endpoints E ARGS`, which must succeed; its stdout.
 fn ctl(p: &EtcdProc, ctl: &Path, args: &[&str]) -> String {
@@ -112,7 +103,7 @@ fn session(p: &EtcdProc, c: &Path) -> Vec<String> {
 fn etcdctl_sees_etcdkit_as_it_sees_etcd() {
     let Some((etcd, c)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let theirs = start_etcd(&etcd, "n1", &tmp.path().join("etcd.etcd"), 26100, 26101, None);
     let ours = start_etcd(&kit, "n1", &tmp.path().join("kit.etcd"), 26110, 26111, None);
     let want = session(&theirs, &c);
@@ -127,7 +118,7 @@ fn etcdctl_sees_etcdkit_as_it_sees_etcd() {
 fn snapshot_save_streams_a_db_that_restores() {
     let Some((_, c)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let ours = start_etcd(&kit, "n1", &tmp.path().join("kit.etcd"), 26120, 26121, None);
     ours.ctl_retry(&c, &["endpoint", "health"]);
     for i in 0..300 {
@@ -153,7 +144,7 @@ fn snapshot_save_streams_a_db_that_restores() {
 #[test]
 fn bad_flags_exit_as_etcd_does() {
     let tmp = tempfile::tempdir().unwrap();
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let out = Command::new(&kit).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("flag provided but not defined: -bogus"));
@@ -171,7 +162,7 @@ fn bad_flags_exit_as_etcd_does() {
 fn mtls_snapshot_workflow() {
     let Some((etcd, c)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let pki = etcdkit_tests::Pki::make(&tmp.path().join("pki"));
     let ep = "https://127.0.0.1:26130";
     let log = tmp.path().join("tls.log");
@@ -276,7 +267,7 @@ fn served_state(
 fn data_dirs_both_ways() {
     let Some((etcd, c)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let mut served = 0;
     for (i, set, _t, dir) in etcdkit_tests::fixture_datadirs() {
         // Auth-enabled sets are read as root (etcdkit checks the users,
@@ -342,7 +333,7 @@ fn data_dirs_both_ways() {
 fn wal_dir_both_ways() {
     let Some((etcd, c)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let (dir, wal) = (tmp.path().join("w.etcd"), tmp.path().join("wal"));
     let wal_flag = ["--wal-dir", wal.to_str().unwrap()];
     {
@@ -366,7 +357,7 @@ fn wal_dir_both_ways() {
 fn config_file_is_the_configuration() {
     let Some((_, c)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let dir = tmp.path().join("from-yaml.etcd");
     let yaml = tmp.path().join("etcd.yml");
     std::fs::write(
@@ -410,7 +401,7 @@ fn config_file_is_the_configuration() {
 fn unix_socket_client_url() {
     let Some((_, c)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let dir = tmp.path().join("unix.etcd");
     let sock = tmp.path().join("localhost:26322");
     let urls = format!("http://127.0.0.1:26320,unix://{}", sock.display());
@@ -449,7 +440,7 @@ fn bad_input_is_refused_and_survived() {
     use std::net::TcpStream;
     let Some((_, c)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let p = start_etcd(&kit, "n1", &tmp.path().join("bad.etcd"), 26140, 26141, None);
     p.ctl_retry(&c, &["put", "k", "v"]);
     let pid = {
@@ -570,7 +561,7 @@ fn go_clientv3_sees_the_same() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let run = |p: &EtcdProc, snap: &str| {
         p.ctl_retry(&etcdkit_tests::etcd_binaries().unwrap().1, &["endpoint", "health"]);
         let out = Command::new(&bin)
@@ -606,7 +597,7 @@ fn python_etcd3_sees_the_same() {
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/etcd3_workload.py");
     let tmp = tempfile::tempdir().unwrap();
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let run = |p: &EtcdProc, snap: &str| {
         p.ctl_retry(&c, &["endpoint", "health"]);
         let out = Command::new(&python)
@@ -645,7 +636,7 @@ fn rust_etcd_client_sees_the_same() {
     }
     let bin = target.join("debug/etcd-client-workload");
     let tmp = tempfile::tempdir().unwrap();
-    let kit = etcdkit_as_etcd(tmp.path());
+    let kit = etcdkit_as(tmp.path(), "etcd");
     let run = |p: &EtcdProc, snap: &str| {
         p.ctl_retry(&c, &["endpoint", "health"]);
         let out =
