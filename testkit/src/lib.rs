@@ -49,7 +49,20 @@ pub fn missing(what: &str) {
 /// Runs `cmd` to the end with `stdin` on its standard input (none: empty);
 /// returns (success, stdout, stderr).
 pub fn output(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
-    use std::io::Write;
+    let (code, out, err) = run(cmd, stdin, None);
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (code == Some(0), text(out), text(err))
+}
+
+/// Runs `cmd` with `stdin` on its standard input (none: empty), killed
+/// (panicking) if it outlives `limit`; its output is drained while it runs.
+/// Returns its exit code (`None`: killed by a signal), stdout and stderr.
+pub fn run(
+    cmd: &mut Command,
+    stdin: Option<&str>,
+    limit: Option<std::time::Duration>,
+) -> (Option<i32>, Vec<u8>, Vec<u8>) {
+    use std::io::{Read, Write};
     let mut child = cmd
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
@@ -57,9 +70,29 @@ pub fn output(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) 
         .spawn()
         .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
     if let Some(input) = stdin {
-        child.stdin.take().expect("piped").write_all(input.as_bytes()).expect("write the child's stdin");
+        // A command that does not read its input may close it first.
+        let _ = child.stdin.take().expect("piped").write_all(input.as_bytes());
     }
-    let o = child.wait_with_output().expect("wait for the child");
-    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    (o.status.success(), text(o.stdout), text(o.stderr))
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            b
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for the child") {
+            break s;
+        }
+        if limit.is_some_and(|l| start.elapsed() > l) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not end within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    (status.code(), out.join().expect("drain stdout"), err.join().expect("drain stderr"))
 }

@@ -12,7 +12,7 @@ pub use etcdkit_testkit::boltref::{boltref, run_boltref};
 pub use etcdkit_testkit::etcd::{
     EtcdProc, RestoreArgs, etcd_binaries, etcdctl, etcdctl_restore, etcdctl_stdin, start_etcd, start_etcd_with,
 };
-pub use etcdkit_testkit::{Rng, missing, root};
+pub use etcdkit_testkit::{Rng, missing, root, run};
 
 mod pki;
 pub use pki::Pki;

@@ -84,48 +84,15 @@ fn transcript(ctl: &Path, endpoint: &str, steps: &[Step], dir: &Path) -> Vec<Str
 /// Runs `ctl ARGS` (API v3, empty environment) with `stdin`, for at most a
 /// minute; returns the exit code, stdout and stderr.
 fn exec(ctl: &Path, args: &[String], stdin: Option<&str>) -> (i32, String, String) {
-    use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(ctl)
-        .env_clear()
-        .env("ETCDCTL_API", "3")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let _ = input.write_all(stdin.unwrap_or("").as_bytes());
-    drop(input);
-    // Drained while the command runs (an answer may not fit a pipe).
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut b = Vec::new();
-            let _ = r.read_to_end(&mut b);
-            b
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > std::time::Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("{} {args:?} did not end within 60 s", ctl.display());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    let (o, e) = (out.join().unwrap(), err.join().unwrap());
+    let mut cmd = std::process::Command::new(ctl);
+    cmd.env_clear().env("ETCDCTL_API", "3").args(args);
+    let (code, o, e) = etcdkit_tests::run(&mut cmd, stdin, Some(std::time::Duration::from_secs(60)));
     // Bytes that are not text (`-w protobuf`) are compared as hex.
     let text = |b: Vec<u8>| {
         String::from_utf8(b)
             .unwrap_or_else(|e| e.as_bytes().iter().map(|x| format!("{x:02x}")).collect::<String>() + "\n")
     };
-    (status.code().unwrap_or(-1), text(o), text(e))
+    (code.unwrap_or(-1), text(o), text(e))
 }
 
 /// Durations, log timestamps and clientv3's connection names differ on
