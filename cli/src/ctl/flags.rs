@@ -83,7 +83,9 @@ impl Values {
                 v.parse::<i64>().map_err(|_| invalid(format!("strconv.ParseInt: parsing {v:?}: invalid syntax")))?;
             }
             Kind::Duration => {
-                parse_duration(v).ok_or_else(|| invalid(format!("time: invalid duration {}", go_quote(v))))?;
+                parse_duration(v).ok_or_else(|| {
+                    invalid(format!("time: invalid duration {}", super::print::go_quote(v.as_bytes())))
+                })?;
             }
             Kind::List => {
                 let items: Vec<String> =
@@ -107,11 +109,6 @@ fn dashes(f: &Flag) -> String {
         Some(s) => format!("-{s}, --{}", f.name),
         None => format!("--{}", f.name),
     }
-}
-
-/// Go's `%q` of a plain string (for error lines).
-fn go_quote(s: &str) -> String {
-    format!("{s:?}")
 }
 
 /// Go's `strconv.ParseBool`.

@@ -209,6 +209,13 @@ fn value_json(v: &Value, out: &mut String) {
     }
 }
 
+/// etcdctl's `[]epStatus` / `[]epHashKV`: `[{"Endpoint":…,"<field>":<response>}]`.
+fn per_endpoint_json(list: &[(String, impl prost::Message)], field: &str, name: &str) -> String {
+    let items: Vec<String> =
+        list.iter().map(|(ep, m)| Obj::new().str("Endpoint", ep).raw(field, pb_json(name, m)).end()).collect();
+    format!("[{}]", items.join(","))
+}
+
 /// clientv3's embedded `*pb.ResponseHeader`: its fields inline.
 fn header_inline(o: &mut Obj, h: Option<&ResponseHeader>) {
     if let Some(h) = h {
@@ -709,17 +716,7 @@ impl Printer {
                     say!();
                 }
             }
-            Printer::Json => {
-                let items: Vec<String> = st
-                    .iter()
-                    .map(|(ep, s)| {
-                        let mut o = Obj::new();
-                        o.str("Endpoint", ep).raw("Status", pb_json("etcdserverpb.StatusResponse", s));
-                        o.end()
-                    })
-                    .collect();
-                say!("[{}]", items.join(","));
-            }
+            Printer::Json => say!("{}", per_endpoint_json(st, "Status", "etcdserverpb.StatusResponse")),
             Printer::Protobuf => return Err(self.unsupported()),
         }
         Ok(())
@@ -740,17 +737,7 @@ impl Printer {
                     say!();
                 }
             }
-            Printer::Json => {
-                let items: Vec<String> = hs
-                    .iter()
-                    .map(|(ep, h)| {
-                        let mut o = Obj::new();
-                        o.str("Endpoint", ep).raw("HashKV", pb_json("etcdserverpb.HashKVResponse", h));
-                        o.end()
-                    })
-                    .collect();
-                say!("[{}]", items.join(","));
-            }
+            Printer::Json => say!("{}", per_endpoint_json(hs, "HashKV", "etcdserverpb.HashKVResponse")),
             Printer::Protobuf => return Err(self.unsupported()),
         }
         Ok(())
