@@ -3,15 +3,12 @@
 //! kept alive until the command ends; SIGINT or SIGTERM unlocks (resigns)
 //! and exits.
 
-use std::time::Duration;
-
-use etcdkit_proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, RangeRequest, RangeResponse};
+use etcdkit_proto::etcdserverpb::{LeaseGrantRequest, RangeRequest, RangeResponse};
 use etcdkit_proto::v3electionpb::{CampaignRequest, LeaderKey, LeaderRequest, ResignRequest};
 use etcdkit_proto::v3lockpb::{LockRequest, UnlockRequest};
 use etcdkit_server::client::{Client, ClientError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Ctx, Exit, Result};
 
@@ -27,24 +24,7 @@ async fn session(c: &Client, ttl: i64) -> std::result::Result<Session, ClientErr
     let (done_tx, done) = oneshot::channel();
     let c = c.clone();
     tokio::spawn(async move {
-        // The first renewal goes with the call (Go's server sends the
-        // call's headers with its first answer).
-        let (tx, rx) = mpsc::channel(1);
-        let _ = tx.send(LeaseKeepAliveRequest { id: lease }).await;
-        let Ok(stream) = c.lease().lease_keep_alive(ReceiverStream::new(rx)).await else {
-            let _ = done_tx.send(());
-            return;
-        };
-        let mut stream = stream.into_inner();
-        while let Some(Ok(r)) = stream.next().await {
-            if r.ttl <= 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs((r.ttl as u64 / 3).max(1))).await;
-            if tx.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
-                break;
-            }
-        }
+        let _ = super::lease::renew_while_alive(&c, lease, |_| Ok(())).await;
         let _ = done_tx.send(());
     });
     Ok(Session { lease, done })

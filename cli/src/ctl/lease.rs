@@ -82,16 +82,9 @@ pub async fn keep_alive_once(c: &Client, id: i64) -> std::result::Result<LeaseKe
     }
 }
 
-pub async fn keep_alive(cx: &mut Ctx) -> Result {
-    if cx.args.len() != 1 {
-        return Err(Exit::bad_args("lease keep-alive command needs lease ID as argument"));
-    }
-    let id = lease_arg(&cx.args[0])?;
-    let c = cx.client().await?;
-    if cx.flags.bool("once") {
-        let r = keep_alive_once(&c, id).await.map_err(|e| Exit::new(EXIT_BAD_CONNECTION, e))?;
-        return cx.out.keep_alive(&r);
-    }
+/// Renews lease `id` every third of its TTL for as long as it lives
+/// (clientv3's keep-alive loop); `each` sees every renewal.
+pub async fn renew_while_alive(c: &Client, id: i64, mut each: impl FnMut(&LeaseKeepAliveResponse) -> Result) -> Result {
     // The first request goes out with the call: Go's server answers the
     // call's headers only with its first message.
     let (tx, rx) = mpsc::channel(1);
@@ -106,12 +99,26 @@ pub async fn keep_alive(cx: &mut Ctx) -> Result {
         if r.ttl <= 0 {
             break;
         }
-        cx.out.keep_alive(&r)?;
+        each(&r)?;
         tokio::time::sleep(Duration::from_secs((r.ttl as u64 / 3).max(1))).await;
         if tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
             break;
         }
     }
+    Ok(())
+}
+
+pub async fn keep_alive(cx: &mut Ctx) -> Result {
+    if cx.args.len() != 1 {
+        return Err(Exit::bad_args("lease keep-alive command needs lease ID as argument"));
+    }
+    let id = lease_arg(&cx.args[0])?;
+    let c = cx.client().await?;
+    if cx.flags.bool("once") {
+        let r = keep_alive_once(&c, id).await.map_err(|e| Exit::new(EXIT_BAD_CONNECTION, e))?;
+        return cx.out.keep_alive(&r);
+    }
+    renew_while_alive(&c, id, |r| cx.out.keep_alive(r)).await?;
     if let Printer::Simple { .. } = cx.out {
         crate::say!("lease {id:016x} expired or revoked.");
     }
