@@ -379,14 +379,23 @@ pub fn peer_client_config(
         _ if info.auto_tls => Some(self_cert(&layout.auto_tls("peer"), &[])?),
         _ => None,
     };
-    let cfg = match files {
-        Some((c, k)) => {
-            let key = PrivateKeyDer::from_pem_file(&k).map_err(|e| err("read the key", &k, e))?;
-            builder.with_client_auth_cert(certs(&c)?, key).map_err(|e| err("use the certificate", &c, e))?
-        }
-        None => builder.with_no_client_auth(),
-    };
+    let cfg = with_client_cert(builder, files.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))?;
     Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(cfg))))
+}
+
+/// A client configuration presenting the certificate and key in these
+/// PEM files (none: no client certificate).
+fn with_client_cert(
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    cert_key: Option<(&Path, &Path)>,
+) -> Result<rustls::ClientConfig, ServeError> {
+    match cert_key {
+        Some((c, k)) => {
+            let key = PrivateKeyDer::from_pem_file(k).map_err(|e| err("read the key", k, e))?;
+            builder.with_client_auth_cert(certs(c)?, key).map_err(|e| err("use the certificate", c, e))
+        }
+        None => Ok(builder.with_no_client_auth()),
+    }
 }
 
 /// The TLS side of a v3 API client (etcdctl's `--cacert`, `--cert`,
@@ -429,13 +438,7 @@ pub fn client_config(
         Arc::new(AllowedServer { inner: webpki, cn: None, hostname: None, trusted })
     };
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
-    let mut cfg = match cert_key {
-        Some((c, k)) => {
-            let key = PrivateKeyDer::from_pem_file(k).map_err(|e| err("read the key", k, e))?;
-            builder.with_client_auth_cert(certs(c)?, key).map_err(|e| err("use the certificate", c, e))?
-        }
-        None => builder.with_no_client_auth(),
-    };
+    let mut cfg = with_client_cert(builder, cert_key)?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
 }
