@@ -54,15 +54,10 @@ pub async fn make_mirror(cx: &mut Ctx) -> Result {
             crate::say!("{}", t.load(Ordering::Relaxed));
         }
     });
-    let err = mirror(&c, &dc, &prefix, &dest, &total).await;
-    Err(Exit::error(err))
-}
-
-/// Mirrors until something fails; returns the failure.
-async fn mirror(c: &Client, dc: &Client, prefix: &str, dest: &str, total: &AtomicI64) -> ClientError {
-    match run(c, dc, prefix, dest, total).await {
-        Err(e) => e,
-        Ok(()) => ClientError::Config("the watch ended".into()),
+    // Mirroring ends only when something fails.
+    match run(&c, &dc, &prefix, &dest, &total).await {
+        Err(e) => Err(Exit::error(e)),
+        Ok(()) => Err(Exit::error("the watch ended")),
     }
 }
 

@@ -528,8 +528,6 @@ impl Ctx {
         };
         if tls.cert.is_some() || tls.key.is_some() || tls.ca.is_some() || !f.bool("insecure-transport") {
             cfg.tls = Some(tls);
-        } else if tls.skip_verify {
-            cfg.tls = None;
         }
         let user = f.str("user");
         if !user.is_empty() {
