@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use etcdkit_proto::etcdserverpb::{HashKvRequest, MemberListRequest, RangeRequest, StatusRequest};
-use etcdkit_server::client::{Client, ClientError};
+use etcdkit_server::client::{Client, ClientConfig};
 use tokio::time::Instant;
 
 use super::print::EpHealth;
@@ -53,22 +53,15 @@ pub async fn endpoints(cx: &Ctx) -> Result<Vec<String>> {
     Ok(r.members.into_iter().flat_map(|m| m.client_ur_ls).collect())
 }
 
-/// A client of `ep` alone, with the global flags' TLS and user.
-async fn client_of(cx: &Ctx, ep: &str, deadline: Instant) -> std::result::Result<Client, ClientError> {
-    let cfg = cx.client_config().map_err(|e| ClientError::Config(e.msg))?;
-    Client::connect_endpoint(&cfg, ep, deadline).await
-}
-
-async fn health_of(cx: &Ctx, ep: String) -> EpHealth {
+async fn health_of(cfg: ClientConfig, ep: String, deadline: Instant) -> EpHealth {
     let start = std::time::Instant::now();
-    let deadline = cx.deadline();
-    let r = match client_of(cx, &ep, deadline).await {
+    let r = match Client::connect_endpoint(&cfg, &ep, deadline).await {
         Ok(c) => {
             rpc!(c, deadline, kv.range(RangeRequest { key: b"health".to_vec(), ..Default::default() })).map(|_| ())
         }
         Err(e) => Err(e),
     };
-    let took = super::endpoint::go_duration(start.elapsed());
+    let took = go_duration(start.elapsed());
     match r {
         Ok(()) => EpHealth { ep, health: true, took, error: String::new() },
         // A member that refuses the read is up.
@@ -81,8 +74,14 @@ async fn health_of(cx: &Ctx, ep: String) -> EpHealth {
 
 pub async fn health(cx: &mut Ctx) -> Result {
     let eps = endpoints(cx).await?;
-    let checks = eps.into_iter().map(|ep| health_of(cx, ep));
-    let list: Vec<EpHealth> = futures_join(checks).await;
+    let cfg = cx.client_config()?;
+    let deadline = cx.deadline();
+    // Checked side by side: a slow endpoint does not delay the others.
+    let checks: Vec<_> = eps.into_iter().map(|ep| tokio::spawn(health_of(cfg.clone(), ep, deadline))).collect();
+    let mut list = Vec::with_capacity(checks.len());
+    for c in checks {
+        list.push(c.await.map_err(Exit::error)?);
+    }
     cx.out.endpoint_health(&list)?;
     if list.iter().any(|h| !h.error.is_empty()) {
         return Err(Exit::error("unhealthy cluster"));
@@ -90,40 +89,14 @@ pub async fn health(cx: &mut Ctx) -> Result {
     Ok(())
 }
 
-/// Runs the futures concurrently, results in the given order.
-async fn futures_join<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in fs {
-        set.push(Box::pin(f));
-    }
-    let mut out = Vec::with_capacity(set.len());
-    // Polled together: a slow endpoint does not delay the others' checks.
-    let mut pending: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all = true;
-        for (i, f) in set.iter_mut().enumerate() {
-            if pending[i].is_some() {
-                continue;
-            }
-            match f.as_mut().poll(cx) {
-                std::task::Poll::Ready(v) => pending[i] = Some(v),
-                std::task::Poll::Pending => all = false,
-            }
-        }
-        if all { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
-    })
-    .await;
-    out.extend(pending.into_iter().flatten());
-    out
-}
-
 pub async fn status(cx: &mut Ctx) -> Result {
     let eps = endpoints(cx).await?;
+    let cfg = cx.client_config()?;
     let mut list = Vec::new();
     let mut failed = false;
     for ep in eps {
         let deadline = cx.deadline();
-        let r = match client_of(cx, &ep, deadline).await {
+        let r = match Client::connect_endpoint(&cfg, &ep, deadline).await {
             Ok(c) => rpc!(c, deadline, maintenance.status(StatusRequest {})),
             Err(e) => Err(e),
         };
@@ -144,12 +117,13 @@ pub async fn status(cx: &mut Ctx) -> Result {
 
 pub async fn hashkv(cx: &mut Ctx) -> Result {
     let eps = endpoints(cx).await?;
+    let cfg = cx.client_config()?;
     let rev = cx.flags.int("rev");
     let mut list = Vec::new();
     let mut last = None;
     for ep in eps {
         let deadline = cx.deadline();
-        let r = match client_of(cx, &ep, deadline).await {
+        let r = match Client::connect_endpoint(&cfg, &ep, deadline).await {
             Ok(c) => rpc!(c, deadline, maintenance.hash_kv(HashKvRequest { revision: rev })),
             Err(e) => Err(e),
         };
