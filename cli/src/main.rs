@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use etcdkit_cli::{CliError, Out, WriteOut, bench, bolt, kv};
-use etcdkit_schema::DataDir;
+use etcdkit_schema::{DataDir, StorageVersion};
 use etcdkit_snapshot::restore::RestoreConfig;
 use etcdkit_storage::FreelistType;
 
@@ -114,6 +114,9 @@ enum SnapshotCmd {
         /// Ignore snapshot integrity hash value (required if copied from data directory).
         #[arg(long)]
         skip_hash_check: bool,
+        /// The etcd version (3.4, 3.5, 3.6) whose data dir layout to write; default: the snapshot's own.
+        #[arg(long, value_parser = parse_etcd_version)]
+        etcd_version: Option<StorageVersion>,
     },
     /// Check a snapshot's bbolt structure, etcd schema and sha256 trailer, and print its status.
     Verify { file: PathBuf },
@@ -204,6 +207,11 @@ enum BoltCmd {
     Bench(bench::BenchArgs),
 }
 
+/// `--etcd-version`: `3.4`, `3.5` or `3.6`.
+fn parse_etcd_version(s: &str) -> Result<StorageVersion, String> {
+    StorageVersion::parse(s).ok_or_else(|| format!("unknown etcd version {s:?} (want 3.4, 3.5 or 3.6)"))
+}
+
 fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
     let src = kv::Source::new(cli.data_dir.clone(), cli.snapshot.clone());
     match cli.cmd {
@@ -237,6 +245,7 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
             initial_cluster_token,
             initial_advertise_peer_urls,
             skip_hash_check,
+            etcd_version,
         }) => {
             let data_dir = cli.data_dir.clone().unwrap_or_else(|| DataDir::default_root(&name));
             let mut cfg = RestoreConfig::new(
@@ -247,6 +256,7 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
                 data_dir,
             );
             cfg.skip_hash_check = skip_hash_check;
+            cfg.version = etcd_version;
             etcdkit_cli::snapshot::cmd_restore(out, &file, &cfg, cli.write_out)
         }
         Cmd::Snapshot(SnapshotCmd::Verify { file }) => etcdkit_cli::snapshot::cmd_verify(out, &file, cli.write_out),

@@ -96,7 +96,7 @@ pub fn cmd_dump(out: &mut Out, dir: &Path, w: WriteOut) -> Result<(), CliError> 
     }
     let (segs, _) = etcdkit_wal::read_segments(&etcdkit_fs::RealFs, dir)?;
     let snaps = etcdkit_wal::valid_snapshot_entries(&etcdkit_fs::RealFs, dir)?;
-    let r = etcdkit_wal::read_all(&etcdkit_fs::RealFs, dir, Snapshot { index: 0, term: 0 })?;
+    let r = etcdkit_wal::read_all(&etcdkit_fs::RealFs, dir, Snapshot::at(0, 0))?;
     let md = Metadata::decode(r.metadata.as_slice()).map_err(|e| CliError::msg(format!("metadata: {e}")))?;
     if w == WriteOut::Json {
         for s in &segs {

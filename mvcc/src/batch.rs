@@ -111,7 +111,7 @@ impl Pending {
         self.writes.entry(bucket).or_default().insert(key, None);
         self.touch();
     }
-    fn touch(&mut self) {
+    pub(crate) fn touch(&mut self) {
         self.ops += 1;
         if self.since.is_none() {
             self.since = Some(Instant::now());

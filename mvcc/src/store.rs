@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use etcdkit_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 use etcdkit_proto::mvccpb::KeyValue;
-use etcdkit_schema::bucket::meta::{CONSISTENT_INDEX, TERM};
+use etcdkit_schema::bucket::meta::{CONF_STATE, CONSISTENT_INDEX, TERM};
 use etcdkit_schema::bucket::{KEY, KEY_FILL_PERCENT as KEY_FILL, LEASE, META};
 use etcdkit_storage::{Db, Options};
 
@@ -189,6 +189,23 @@ impl Store {
     /// none, as etcd 3.4.
     pub fn set_term(&mut self, term: u64) {
         self.term = term;
+    }
+
+    /// Moves the consistent index to raft entry `index` of `term`, written
+    /// (with the term) by the next commit even if the entry changed no key:
+    /// etcd 3.5's applier moves it on every applied entry, 3.4's only on
+    /// writes (see [`Store::set_consistent_index`]).
+    pub fn mark_applied(&mut self, index: u64, term: u64) {
+        self.consistent_index = index;
+        self.term = term;
+        self.pending.consistent_index = Some((index, term));
+        self.pending.touch();
+    }
+
+    /// Stages `meta/confState` (etcd 3.5's JSON of the raft conf state) for
+    /// the next commit.
+    pub fn stage_conf_state(&mut self, json: Vec<u8>) {
+        self.pending.put(META, CONF_STATE.to_vec(), json);
     }
 
     /// Drops the store as a crash would: writes still pending in the batch

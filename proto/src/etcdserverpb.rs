@@ -118,6 +118,9 @@ pub struct InternalRaftRequest {
     pub auth_disable: Option<AuthDisableRequest>,
     #[prost(message, optional, tag = "1012")]
     pub authenticate: Option<InternalAuthenticateRequest>,
+    /// etcd 3.5.
+    #[prost(message, optional, tag = "1013")]
+    pub auth_status: Option<AuthStatusRequest>,
     #[prost(message, optional, tag = "1100")]
     pub auth_user_add: Option<AuthUserAddRequest>,
     #[prost(message, optional, tag = "1101")]
@@ -144,13 +147,24 @@ pub struct InternalRaftRequest {
     pub auth_role_grant_permission: Option<AuthRoleGrantPermissionRequest>,
     #[prost(message, optional, tag = "1204")]
     pub auth_role_revoke_permission: Option<AuthRoleRevokePermissionRequest>,
+    /// etcd 3.5 (`membershippb`).
+    #[prost(message, optional, tag = "1300")]
+    pub cluster_version_set: Option<crate::membership::ClusterVersionSetRequest>,
+    #[prost(message, optional, tag = "1301")]
+    pub cluster_member_attr_set: Option<crate::membership::ClusterMemberAttrSetRequest>,
+    #[prost(message, optional, tag = "1302")]
+    pub downgrade_info_set: Option<crate::membership::DowngradeInfoSetRequest>,
 }
+
+/// etcd 3.5's `AuthStatusRequest` (empty; 3.5 sends it through raft).
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct AuthStatusRequest {}
 
 impl InternalRaftRequest {
     /// The name (as etcd's Go field) of the first request carried, in the
     /// order `raft_internal.proto` declares them; None if it carries none.
     pub fn kind(&self) -> Option<&'static str> {
-        let set: [(bool, &'static str); 26] = [
+        let set: [(bool, &'static str); 30] = [
             (self.v2.is_some(), "V2"),
             (self.range.is_some(), "Range"),
             (self.put.is_some(), "Put"),
@@ -164,6 +178,7 @@ impl InternalRaftRequest {
             (self.auth_enable.is_some(), "AuthEnable"),
             (self.auth_disable.is_some(), "AuthDisable"),
             (self.authenticate.is_some(), "Authenticate"),
+            (self.auth_status.is_some(), "AuthStatus"),
             (self.auth_user_add.is_some(), "AuthUserAdd"),
             (self.auth_user_delete.is_some(), "AuthUserDelete"),
             (self.auth_user_get.is_some(), "AuthUserGet"),
@@ -177,6 +192,9 @@ impl InternalRaftRequest {
             (self.auth_role_get.is_some(), "AuthRoleGet"),
             (self.auth_role_grant_permission.is_some(), "AuthRoleGrantPermission"),
             (self.auth_role_revoke_permission.is_some(), "AuthRoleRevokePermission"),
+            (self.cluster_version_set.is_some(), "ClusterVersionSet"),
+            (self.cluster_member_attr_set.is_some(), "ClusterMemberAttrSet"),
+            (self.downgrade_info_set.is_some(), "DowngradeInfoSet"),
         ];
         set.iter().find(|(s, _)| *s).map(|(_, n)| *n)
     }

@@ -1,5 +1,6 @@
 //! Cluster membership as etcd stores it: the JSON of a member (the `members`
-//! bucket's values, and the context of a ConfChange that adds a member).
+//! bucket's values, and the context of a ConfChange that adds a member), and
+//! etcd 3.5's `membershippb` raft requests.
 
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +60,41 @@ impl Member {
     pub fn from_json(b: &[u8]) -> Result<Member, serde_json::Error> {
         serde_json::from_slice(b)
     }
+}
+
+/// etcd 3.5's `membershippb.Attributes` (the raft requests below).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Attributes {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, repeated, tag = "2")]
+    pub client_urls: Vec<String>,
+}
+
+/// etcd 3.5's raft request that sets the cluster version (3.5 still
+/// publishes it as a v2 `PUT /0/version`; later versions use this).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct ClusterVersionSetRequest {
+    #[prost(string, tag = "1")]
+    pub ver: String,
+}
+
+/// etcd 3.5's raft request that publishes a member's attributes.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct ClusterMemberAttrSetRequest {
+    #[prost(uint64, tag = "1")]
+    pub member_id: u64,
+    #[prost(message, optional, tag = "2")]
+    pub member_attributes: Option<Attributes>,
+}
+
+/// etcd 3.5's raft request that starts or cancels a downgrade.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct DowngradeInfoSetRequest {
+    #[prost(bool, tag = "1")]
+    pub enabled: bool,
+    #[prost(string, tag = "2")]
+    pub ver: String,
 }
 
 #[cfg(test)]

@@ -11,11 +11,22 @@ pub struct Record {
     pub data: Option<Vec<u8>>,
 }
 
-/// The snapshot a WAL position refers to.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, prost::Message)]
+/// The snapshot a WAL position refers to. etcd 3.5 added the conf state at
+/// that index (a nullable field: 3.4 writes none, 3.5 writes it on every
+/// snapshot record but the first, the `{0, 0}` one).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct Snapshot {
     #[prost(uint64, required, tag = "1")]
     pub index: u64,
     #[prost(uint64, required, tag = "2")]
     pub term: u64,
+    #[prost(message, optional, tag = "3")]
+    pub conf_state: Option<crate::raftpb::ConfState>,
+}
+
+impl Snapshot {
+    /// A 3.4-style position: no conf state.
+    pub fn at(index: u64, term: u64) -> Snapshot {
+        Snapshot { index, term, conf_state: None }
+    }
 }

@@ -69,15 +69,25 @@ pub fn apply_request(store: &mut Store, req: &InternalRaftRequest) -> Result<Res
     } else if let Some(v2) = &req.v2 {
         apply_v2(store.db(), v2)?;
         Response::Empty
+    } else if req.cluster_version_set.is_some()
+        || req.cluster_member_attr_set.is_some()
+        || req.downgrade_info_set.is_some()
+    {
+        apply_membership(store.db(), req)?;
+        Response::Empty
+    } else if req.auth_status.is_some() {
+        // A read (etcd 3.5 orders it through raft): nothing to apply.
+        Response::Empty
     } else {
         return Err(Error::Unsupported(req.kind().unwrap_or("empty request")));
     };
     Ok(r)
 }
 
-/// etcd 3.4 publishes member attributes (`PUT /0/members/<id>/attributes`)
-/// and the cluster version (`PUT /0/version`) as v2 requests; their effect
-/// on the db is a `members` value and `cluster/clusterVersion`.
+/// etcd 3.4 (and 3.5.1) publishes member attributes
+/// (`PUT /0/members/<id>/attributes`) and the cluster version
+/// (`PUT /0/version`) as v2 requests; their effect on the db is a `members`
+/// value and `cluster/clusterVersion`.
 fn apply_v2(db: &Db, r: &Request) -> Result<()> {
     if r.method != "PUT" {
         return Ok(());
@@ -92,22 +102,53 @@ fn apply_v2(db: &Db, r: &Request) -> Result<()> {
             client_urls: Vec<String>,
         }
         let Ok(a) = serde_json::from_str::<Attributes>(&r.val) else { return Ok(()) };
-        let mut members = load_members(db)?.0;
-        if let Some(m) = members.get_mut(&id) {
-            m.name = a.name;
-            m.client_urls = a.client_urls;
-            let m = m.clone();
-            db.update(|tx| members::put(tx, &m))?;
-        }
+        set_member_attributes(db, id, a.name, a.client_urls)?;
     } else if r.path == "/0/version" {
-        // etcd panics on a version that is not semver; it is refused here.
-        if parse_version(&r.val).is_none() {
-            return Ok(());
-        }
+        set_cluster_version(db, &r.val)?;
+    }
+    Ok(())
+}
+
+/// etcd 3.5's `membershippb` requests: the same effects as their v2 forms,
+/// and a downgrade's state in `cluster/downgrade`.
+fn apply_membership(db: &Db, req: &InternalRaftRequest) -> Result<()> {
+    if let Some(v) = &req.cluster_version_set {
+        set_cluster_version(db, &v.ver)?;
+    } else if let Some(a) = &req.cluster_member_attr_set {
+        let attrs = a.member_attributes.clone().unwrap_or_default();
+        set_member_attributes(db, a.member_id, attrs.name, attrs.client_urls)?;
+    } else if let Some(d) = &req.downgrade_info_set {
+        // Go's JSON of etcd's `DowngradeInfo`.
+        let ver = if d.enabled { d.ver.as_str() } else { "" };
+        let json = format!("{{\"target-version\":{},\"enabled\":{}}}", serde_json::Value::from(ver), d.enabled);
         db.update(|tx| {
-            tx.create_bucket_if_not_exists(bucket::CLUSTER)?.put(bucket::cluster::CLUSTER_VERSION, r.val.as_bytes())
+            tx.create_bucket_if_not_exists(bucket::CLUSTER)?.put(bucket::cluster::DOWNGRADE, json.as_bytes())
         })?;
     }
+    Ok(())
+}
+
+/// A member's published name and client URLs, in its `members` value.
+fn set_member_attributes(db: &Db, id: u64, name: String, client_urls: Vec<String>) -> Result<()> {
+    let mut members = load_members(db)?.0;
+    if let Some(m) = members.get_mut(&id) {
+        m.name = name;
+        m.client_urls = client_urls;
+        let m = m.clone();
+        db.update(|tx| members::put(tx, &m))?;
+    }
+    Ok(())
+}
+
+/// `cluster/clusterVersion` (etcd panics on a version that is not semver;
+/// it is ignored here).
+fn set_cluster_version(db: &Db, ver: &str) -> Result<()> {
+    if parse_version(ver).is_none() {
+        return Ok(());
+    }
+    db.update(|tx| {
+        tx.create_bucket_if_not_exists(bucket::CLUSTER)?.put(bucket::cluster::CLUSTER_VERSION, ver.as_bytes())
+    })?;
     Ok(())
 }
 

@@ -12,7 +12,8 @@
 //!   answer by authenticating again. Reads are checked by the server before
 //!   reading ([`AuthStore::check_range`]).
 //! - Passwords are bcrypt hashes (Go's `$2a$`), made at apply as etcd 3.4
-//!   makes them; a password is checked before the `Authenticate` proposal,
+//!   makes them (an entry an etcd 3.5 member proposed carries the hash in
+//!   `hashedPassword`, which is stored as it is); a password is checked before the `Authenticate` proposal,
 //!   which carries only the user name and the token's random prefix.
 //! - `root` is a role name, not a stored role: a user holding it may do
 //!   anything. Enabling auth needs a `root` user holding it; while auth is
@@ -402,7 +403,8 @@ impl AuthStore {
                     return Err(AuthError::UserAlreadyExist.into());
                 }
                 let options = a.options.unwrap_or(UserAddOptions { no_password: false });
-                let password = if options.no_password { Vec::new() } else { self.hash(&a.password)? };
+                let password =
+                    if options.no_password { Vec::new() } else { self.hash_of(&a.password, &a.hashed_password)? };
                 let u = User { name: a.name.clone().into(), password, roles: Vec::new(), options: Some(options) };
                 self.save_user(st, db, u)
             })
@@ -426,7 +428,7 @@ impl AuthStore {
             self.admin_then(caller, |st| {
                 let mut u = st.users.get(&a.name).cloned().ok_or(AuthError::UserNotFound)?;
                 if !u.options.is_some_and(|o| o.no_password) {
-                    u.password = self.hash(&a.password)?;
+                    u.password = self.hash_of(&a.password, &a.hashed_password)?;
                 }
                 self.invalidate(&a.name);
                 self.save_user(st, db, u)
@@ -571,6 +573,13 @@ impl AuthStore {
             token
         });
         Ok(AuthAnswer::Authenticated { user: name.to_string(), revision: st.revision, token })
+    }
+
+    /// The stored hash of a user add or password change: the hash an etcd
+    /// 3.5 proposer computed (`hashedPassword`), else `password` hashed here
+    /// as 3.4 does.
+    fn hash_of(&self, password: &str, hashed: &str) -> Result<Vec<u8>> {
+        if hashed.is_empty() { self.hash(password) } else { Ok(hashed.as_bytes().to_vec()) }
     }
 
     fn hash(&self, password: &str) -> Result<Vec<u8>> {

@@ -4,6 +4,7 @@
 //! only names it, and a restart finishes a received db's install that a
 //! crash interrupted. The layout is `etcdkit_schema::DataDir`'s.
 
+use etcdkit_schema::StorageVersion;
 use std::path::Path;
 
 use etcdkit_fs::{Fs, Open};
@@ -32,7 +33,16 @@ fn bootstrap_new(cfg: &Config) -> Result<()> {
         // The store creates etcd's buckets in the new db.
         drop(Store::open(tmp.db(), cfg.store.clone())?);
         let db = etcdkit_storage::Db::open(tmp.db(), cfg.store.db.clone())?;
-        etcdkit_schema::write_member_state(cfg.fs(), tmp, &cluster, me, cfg.wal_segment_size, db)?;
+        // A new cluster is a 3.4 cluster (the version this member speaks).
+        etcdkit_schema::write_member_state(
+            cfg.fs(),
+            tmp,
+            &cluster,
+            me,
+            cfg.wal_segment_size,
+            db,
+            StorageVersion::V3_4,
+        )?;
         Ok(())
     })
 }

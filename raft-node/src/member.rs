@@ -27,7 +27,7 @@ use etcdkit_proto::etcdserverpb::{InternalRaftRequest, Metadata, RequestHeader};
 use etcdkit_proto::membership;
 use etcdkit_proto::raftpb;
 use etcdkit_proto::walpb;
-use etcdkit_schema::{DataDir, snap, v2store};
+use etcdkit_schema::{DataDir, StorageVersion, snap, v2store};
 use etcdkit_wal::Wal;
 use raft::eraftpb::{self, ConfState, MessageType};
 use raft::{RawNode, StateRole};
@@ -87,6 +87,10 @@ pub struct Member {
     /// Users, roles and tokens (shared with the server, which checks reads).
     auth: std::sync::Arc<crate::auth::AuthStore>,
     conf_state: ConfState,
+    /// The etcd version whose layout the db holds (from the data): 3.5 and
+    /// later move the consistent index on every entry and keep the term and
+    /// conf state in `meta` and in the WAL's snapshot records.
+    storage: StorageVersion,
     applied: u64,
     /// Bumped whenever the membership (or a member's attributes) changes.
     members_epoch: u64,
@@ -218,9 +222,9 @@ impl Member {
         };
         let snap_meta = newest.as_ref().map(|s| s.metadata.clone()).unwrap_or_default();
         bootstrap::finish_snapshot_db(&layout, snap_meta.index, &cfg)?;
-        let start = walpb::Snapshot { index: snap_meta.index, term: snap_meta.term };
+        let start = walpb::Snapshot::at(snap_meta.index, snap_meta.term);
         let wal_opts = cfg.wal_options();
-        let (wal, read) = match Wal::open(&wal_dir, start, &wal_opts) {
+        let (wal, read) = match Wal::open(&wal_dir, start.clone(), &wal_opts) {
             Err(etcdkit_wal::Error::UnexpectedEof { .. }) => {
                 // A torn last record was never acknowledged: cut it off (etcd's repair).
                 etcdkit_wal::repair(&*fs, &wal_dir)?;
@@ -232,6 +236,7 @@ impl Member {
             .map_err(|e| Error::DataDir { path: wal_dir.clone(), what: format!("WAL metadata: {e}") })?;
         let timings = std::sync::Arc::new(crate::timing::DiskTimings::default());
         let mut store = Store::open(&db_path, cfg.store.clone())?;
+        let storage = etcdkit_schema::version::detect(&store.db().begin()?)?;
         observe_commits(&mut store, &timings);
         let mut wal = wal;
         let t = timings.clone();
@@ -281,6 +286,7 @@ impl Member {
             auth,
             timings,
             conf_state: meta.get_conf_state().clone(),
+            storage,
             applied: snap_meta.index,
             members_epoch: 0,
             v2: newest
@@ -738,7 +744,7 @@ impl Member {
                 eraftpb::EntryType::EntryNormal if convert::is_conf_change(&e) => {
                     let cc = raftpb::ConfChange::decode(&e.data[..])
                         .map_err(|err| Error::BadEntry { index: e.index, what: err.to_string() })?;
-                    let r = self.apply_conf_change(&cc, fresh, e.index);
+                    let r = self.apply_conf_change(&cc, fresh, e.index, e.term);
                     if let Err(Error::Storage(_)) = &r {
                         return r.map(|_| ());
                     }
@@ -755,7 +761,7 @@ impl Member {
                         }
                     }
                     if fresh {
-                        self.store.set_consistent_index(e.index);
+                        self.mark_applied(&e);
                         if !e.data.is_empty() {
                             let req = decode_normal(&e.data)
                                 .map_err(|err| Error::BadEntry { index: e.index, what: err.to_string() })?;
@@ -779,7 +785,7 @@ impl Member {
                             } else {
                                 apply::apply_request(&mut self.store, &req)
                             };
-                            if req.v2.is_some() {
+                            if req.v2.is_some() || req.cluster_member_attr_set.is_some() {
                                 // Member attributes may have changed.
                                 (self.members, self.removed_ids) = apply::load_members(self.store.db())?;
                                 self.members_epoch += 1;
@@ -810,7 +816,22 @@ impl Member {
         Ok(())
     }
 
-    fn apply_conf_change(&mut self, cc: &raftpb::ConfChange, fresh: bool, index: u64) -> Result<Response> {
+    /// Moves the consistent index to entry `e` as the db's etcd version
+    /// does: 3.4 writes it with the entry's writes only, 3.5 and later with
+    /// the next commit whatever the entry was, and the entry's term with it.
+    fn mark_applied(&mut self, e: &eraftpb::Entry) {
+        self.mark_applied_at(e.index, e.term);
+    }
+
+    fn mark_applied_at(&mut self, index: u64, term: u64) {
+        if self.storage.keeps_raft_position() {
+            self.store.mark_applied(index, term);
+        } else {
+            self.store.set_consistent_index(index);
+        }
+    }
+
+    fn apply_conf_change(&mut self, cc: &raftpb::ConfChange, fresh: bool, index: u64, term: u64) -> Result<Response> {
         let member = match apply::validate(cc, &self.members, &self.removed_ids) {
             Ok(m) => m,
             // Replayed changes already in the db validate against their own result.
@@ -825,7 +846,14 @@ impl Member {
             // Membership first, then the consistent index: a crash between
             // the two re-applies an idempotent change.
             apply::save_conf_change(self.store.db(), cc, member.as_ref())?;
-            self.store.set_consistent_index(index);
+            self.mark_applied_at(index, term);
+            if self.storage.keeps_raft_position() {
+                let mut cs = convert::conf_state_to_etcd(&self.conf_state);
+                for ids in [&mut cs.voters, &mut cs.learners, &mut cs.voters_outgoing, &mut cs.learners_next] {
+                    ids.sort_unstable();
+                }
+                self.store.stage_conf_state(etcdkit_schema::bucket::conf_state_value(&cs));
+            }
             self.store.commit()?;
         }
         match ty {
@@ -862,8 +890,9 @@ impl Member {
                 term: self.applied_term,
             },
         };
+        let at = self.wal_snapshot(self.applied, self.applied_term, &s.metadata.conf_state);
         snap::save(&**self.cfg.fs(), &self.layout.snap(), &s)?;
-        self.wal.save_snapshot(walpb::Snapshot { index: self.applied, term: self.applied_term })?;
+        self.wal.save_snapshot(at)?;
         self.snapshot_index = self.applied;
         let keep_from = self.applied.saturating_sub(self.cfg.catch_up_entries);
         let mem = self.raw.store().mem();
@@ -871,6 +900,13 @@ impl Member {
             mem.wl().compact(keep_from)?;
         }
         Ok(())
+    }
+
+    /// The WAL's record of a snapshot at `index`: 3.5 and later record the
+    /// conf state with it.
+    fn wal_snapshot(&self, index: u64, term: u64, cs: &raftpb::ConfState) -> walpb::Snapshot {
+        let conf_state = self.storage.keeps_raft_position().then(|| cs.clone());
+        walpb::Snapshot { conf_state, ..walpb::Snapshot::at(index, term) }
     }
 
     /// Installs a leader's snapshot: the db it carries replaces ours.
@@ -888,18 +924,20 @@ impl Member {
             let db = etcdkit_storage::Db::open(&pending, self.cfg.store.db.clone())?;
             state_json(&db, &self.v2)?
         };
+        let at = self.wal_snapshot(meta.index, meta.term, &cs);
         let rs = raftpb::Snapshot {
             data: Some(data),
             metadata: raftpb::SnapshotMetadata { conf_state: cs, index: meta.index, term: meta.term },
         };
         snap::save(&*fs, &self.layout.snap(), &rs)?;
-        self.wal.save_snapshot(walpb::Snapshot { index: meta.index, term: meta.term })?;
+        self.wal.save_snapshot(at)?;
         self.wal.sync()?;
         let db = self.layout.db();
         fs.rename(&pending, &db).map_err(Error::io("rename", &pending))?;
         sync_dir(&*fs, &self.layout.snap())?;
         // The old store (and its lock) belong to the replaced file.
         self.store = Store::open(&db, self.cfg.store.clone())?;
+        self.storage = etcdkit_schema::version::detect(&self.store.db().begin()?)?;
         observe_commits(&mut self.store, &self.timings);
         (self.members, self.removed_ids) = apply::load_members(self.store.db())?;
         self.members_epoch += 1;

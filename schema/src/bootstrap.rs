@@ -4,13 +4,16 @@
 //!
 //! 1. In one write transaction of the db: the `members` bucket holds exactly
 //!    the cluster's members, `members_removed` is empty, `key` and `meta`
-//!    exist, and `meta/consistent_index` is the number of members.
+//!    exist, `meta/consistent_index` is the number of members, and the meta
+//!    keys are those of the layout asked for ([`crate::version::set_layout`];
+//!    3.5 and later: `meta/term` 1, as `etcdutl`'s `updateCIndex` writes it).
 //! 2. The WAL: metadata `{local member ID, cluster ID}`, one
 //!    `ConfChangeAddNode` entry per member (term 1, indexes 1..n, the member's
 //!    JSON as context, members in ID order), hard state `{term 1, vote lowest
 //!    ID, commit n}`.
 //! 3. The raft `.snap` (index n, term 1, voters = all members, the v2 store's
-//!    JSON), then the WAL's snapshot record `{n, 1}`; every directory synced.
+//!    JSON), then the WAL's snapshot record `{n, 1}` (3.5 and later: with the
+//!    conf state, voters = all members); every directory synced.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,13 +30,13 @@ use etcdkit_storage::Db;
 use crate::bucket::{KEY, META, meta};
 use crate::cluster::Cluster;
 use crate::error::io_err;
-use crate::{DataDir, Error, members, snap, v2store};
+use crate::{DataDir, Error, StorageVersion, members, snap, v2store};
 
 /// Makes `dir`, whose backend is `db` (open on `dir.db()`: a new empty db, or
 /// a restored copy whose structure the restore checked), a data dir that boots
 /// as member `me` of the new `cluster`. The
 /// WAL's segments are preallocated to `segment_size` bytes (sparse; etcd:
-/// [`etcdkit_wal::SEGMENT_SIZE`]).
+/// [`etcdkit_wal::SEGMENT_SIZE`]). `version` is the layout written.
 pub fn write_member_state(
     fs: &Arc<dyn Fs>,
     dir: &DataDir,
@@ -41,12 +44,18 @@ pub fn write_member_state(
     me: u64,
     segment_size: u64,
     db: Db,
+    version: StorageVersion,
 ) -> Result<(), Error> {
     let n = cluster.members.len() as u64;
     db.update(|tx| {
         members::replace(tx, &cluster.members)?;
         tx.create_bucket_if_not_exists(KEY)?;
-        tx.create_bucket_if_not_exists(META)?.put(meta::CONSISTENT_INDEX, &n.to_be_bytes())
+        let mut m = tx.create_bucket_if_not_exists(META)?;
+        m.put(meta::CONSISTENT_INDEX, &n.to_be_bytes())?;
+        if version.keeps_raft_position() {
+            m.put(meta::TERM, &1u64.to_be_bytes())?;
+        }
+        crate::version::set_layout(tx, version)
     })?;
     if db.options().no_sync {
         db.sync()?;
@@ -76,16 +85,17 @@ pub fn write_member_state(
         })
         .collect();
     wal.save(&HardState { term: 1, vote: cluster.members[0].id, commit: n }, &entries)?;
+    let conf_state = ConfState { voters: cluster.member_ids(), ..Default::default() };
     let raft_snap = Snapshot {
         data: Some(v2store::bootstrap_store_json(&cluster.members)),
-        metadata: SnapshotMetadata {
-            conf_state: ConfState { voters: cluster.member_ids(), ..Default::default() },
-            index: n,
-            term: 1,
-        },
+        metadata: SnapshotMetadata { conf_state: conf_state.clone(), index: n, term: 1 },
     };
     snap::save(&**fs, &dir.snap(), &raft_snap)?;
-    wal.save_snapshot(walpb::Snapshot { index: n, term: 1 })?;
+    let at = walpb::Snapshot {
+        conf_state: version.keeps_raft_position().then_some(conf_state),
+        ..walpb::Snapshot::at(n, 1)
+    };
+    wal.save_snapshot(at)?;
     wal.close()?;
     for d in [dir.snap().as_path(), &dir.member(), dir.root()] {
         sync_dir(&**fs, d)?;

@@ -67,6 +67,9 @@ pub mod auth {
 pub mod cluster {
     /// The cluster version agreed by the members (`3.4.0`).
     pub const CLUSTER_VERSION: &[u8] = b"clusterVersion";
+    /// A downgrade in progress (etcd 3.5+, JSON
+    /// `{"target-version":"3.5.0","enabled":true}`).
+    pub const DOWNGRADE: &[u8] = b"downgrade";
 }
 
 /// The value of [`MEMBERS_REMOVED`] entries.
@@ -85,7 +88,47 @@ pub fn read_u64(tx: &Tx, bucket: &'static [u8], key: &'static [u8]) -> Result<Op
     Ok(Some(u64::from_be_bytes(v)))
 }
 
+/// The value of `meta/confState` as etcd 3.5 writes it: Go's JSON of
+/// `raftpb.ConfState` (`{"voters":[…],"auto_leave":false}`; the other lists
+/// only when not empty), members in the order raft lists them (ascending).
+pub fn conf_state_value(cs: &etcdkit_proto::raftpb::ConfState) -> Vec<u8> {
+    let list = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let mut s = String::from("{");
+    for (name, ids) in [
+        ("voters", &cs.voters),
+        ("learners", &cs.learners),
+        ("voters_outgoing", &cs.voters_outgoing),
+        ("learners_next", &cs.learners_next),
+    ] {
+        if !ids.is_empty() {
+            s.push_str(&format!("\"{name}\":[{}],", list(ids)));
+        }
+    }
+    s.push_str(&format!("\"auto_leave\":{}}}", cs.auto_leave));
+    s.into_bytes()
+}
+
 /// `meta/consistent_index` (0 when missing, as etcd reads it).
 pub fn consistent_index(tx: &Tx) -> Result<u64, Error> {
     Ok(read_u64(tx, META, meta::CONSISTENT_INDEX)?.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod conf_state_tests {
+    use etcdkit_proto::raftpb::ConfState;
+
+    #[test]
+    fn conf_state_json_is_etcds() {
+        // Bytes etcd 3.5.1 wrote (a 3-member cluster's meta/confState).
+        let cs = ConfState {
+            voters: vec![5456780895867104154, 9137910796320738818, 15542432314859874046],
+            ..Default::default()
+        };
+        assert_eq!(
+            String::from_utf8(super::conf_state_value(&cs)).unwrap(),
+            r#"{"voters":[5456780895867104154,9137910796320738818,15542432314859874046],"auto_leave":false}"#
+        );
+        let cs = ConfState { voters: vec![1], learners: vec![2], ..Default::default() };
+        assert_eq!(super::conf_state_value(&cs), br#"{"voters":[1],"learners":[2],"auto_leave":false}"#);
+    }
 }

@@ -29,6 +29,9 @@ pub enum Error {
     /// A raft `.snap` file or its raft snapshot does not decode.
     #[error("{path}: cannot decode: {what}")]
     SnapDecode { path: PathBuf, what: String },
+    /// `meta/storageVersion` names a layout newer than this build knows.
+    #[error("unknown storage version {0:?} in meta/storageVersion (this build reads 3.4, 3.5 and 3.6)")]
+    UnknownStorageVersion(String),
     /// No usable `.snap` file in a snap directory.
     #[error("{0}: no available snapshot")]
     NoSnapshot(PathBuf),

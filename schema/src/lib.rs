@@ -12,7 +12,8 @@
 //!   [`members`] (the membership buckets), [`v2store`] (the v2 store JSON of a
 //!   `.snap`), [`snap`] (raft `.snap` files) and [`write_member_state`] (the
 //!   WAL, `.snap` and db state of a new member), which together bootstrap a
-//!   data dir for a new member or a restore.
+//!   data dir for a new member or a restore;
+//! - [`version`]: which etcd version's layout (3.4, 3.5, 3.6) a db holds.
 //!
 //! ```
 //! use etcdkit_schema::{DataDir, Revision, bucket};
@@ -33,8 +34,10 @@ pub mod members;
 mod revision;
 pub mod snap;
 pub mod v2store;
+pub mod version;
 
 pub use bootstrap::{sync_dir, write_member_state};
 pub use datadir::DataDir;
 pub use error::Error;
 pub use revision::{REV_BYTES_LEN, Revision};
+pub use version::StorageVersion;

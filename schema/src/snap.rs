@@ -154,7 +154,7 @@ mod tests {
         save(&RealFs, tmp.path(), &snapshot(5, 2)).unwrap().unwrap();
         let p9 = save(&RealFs, tmp.path(), &snapshot(9, 2)).unwrap().unwrap();
         assert_eq!(load_newest(&RealFs, tmp.path(), None).unwrap().1, snapshot(9, 2));
-        let only = [walpb::Snapshot { index: 5, term: 2 }];
+        let only = [walpb::Snapshot::at(5, 2)];
         assert_eq!(load_newest(&RealFs, tmp.path(), Some(&only)).unwrap().1, snapshot(5, 2));
         // Flip a data byte: CRC mismatch, renamed .broken, the older one wins.
         let mut b = std::fs::read(&p9).unwrap();

@@ -154,7 +154,10 @@ impl Auth for AuthService {
     }
 
     async fn user_add(&self, req: Request<AuthUserAddRequest>) -> Result<Reply<AuthUserAddResponse>, Status> {
-        let r = InternalRaftRequest { auth_user_add: Some(req.get_ref().clone()), ..Default::default() };
+        // `hashedPassword` is the proposer's, never the client's (etcd 3.5
+        // overwrites it too): this member proposes 3.4's form, hashed at apply.
+        let add = AuthUserAddRequest { hashed_password: String::new(), ..req.get_ref().clone() };
+        let r = InternalRaftRequest { auth_user_add: Some(add), ..Default::default() };
         self.change(&req, r).await?;
         Ok(Reply::new(AuthUserAddResponse { header: self.0.header(0) }))
     }
@@ -169,7 +172,8 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Reply<AuthUserChangePasswordResponse>, Status> {
-        let r = InternalRaftRequest { auth_user_change_password: Some(req.get_ref().clone()), ..Default::default() };
+        let change = AuthUserChangePasswordRequest { hashed_password: String::new(), ..req.get_ref().clone() };
+        let r = InternalRaftRequest { auth_user_change_password: Some(change), ..Default::default() };
         self.change(&req, r).await?;
         Ok(Reply::new(AuthUserChangePasswordResponse { header: self.0.header(0) }))
     }

@@ -22,7 +22,8 @@ async fn users_roles_tokens_and_permissions() {
     let ch = common::client(&url).await;
     let mut auth = ch.auth();
     let mut kv = ch.kv();
-    let add = |name: &str, pw: &str| AuthUserAddRequest { name: name.into(), password: pw.into(), options: None };
+    let add =
+        |name: &str, pw: &str| AuthUserAddRequest { name: name.into(), password: pw.into(), ..Default::default() };
     let err = auth.auth_enable(AuthEnableRequest {}).await.unwrap_err();
     assert_eq!(err.message(), "etcdserver: root user does not exist");
     auth.user_add(add("root", "rootpw")).await.unwrap();

@@ -4,7 +4,7 @@
 //!
 //! `key` bucket key: `BE8(main) '_' BE8(sub)` (17 bytes), plus `'t'` for a
 //! tombstone (18 bytes); value: `mvccpb.KeyValue`. `meta`: `consistent_index`
-//! (BE u64), `scheduledCompactRev` / `finishedCompactRev` (17-byte revisions).
+//! and 3.5's `term` (BE u64), `scheduledCompactRev` / `finishedCompactRev` (17-byte revisions).
 //! `lease`: BE8(ID) → `leasepb.Lease`. `auth`: `authRevision` (BE u64),
 //! `authEnabled`. `authUsers` / `authRoles`: name → `authpb.User` / `Role`.
 //! `alarm`: key = `etcdserverpb.AlarmMember`, empty value. `members`:
@@ -132,12 +132,12 @@ pub fn decode_entry_json(bucket: &str, k: &[u8], v: &[u8]) -> String {
             },
         },
         META => match k {
-            meta::CONSISTENT_INDEX => match be_u64(v) {
+            meta::CONSISTENT_INDEX | meta::TERM => match be_u64(v) {
                 Some(u) => {
                     d.u64 = Some(u);
                     d
                 }
-                None => fail(d, format!("consistent_index len {}", v.len())),
+                None => fail(d, format!("{} len {}", String::from_utf8_lossy(k), v.len())),
             },
             meta::SCHEDULED_COMPACT_REV | meta::FINISHED_COMPACT_REV => match Revision::from_key(v) {
                 Some((r, _)) => {

@@ -94,14 +94,15 @@ pub fn backup(cfg: &BackupConfig) -> Result<BackupReport, Error> {
     let walsnap = match etcdkit_schema::snap::load_newest(&*fs, &src.snap(), None) {
         Ok((_, s)) => {
             etcdkit_schema::snap::save(&*fs, &dst.snap(), &s)?;
-            walpb::Snapshot { index: s.metadata.index, term: s.metadata.term }
+            walpb::Snapshot::at(s.metadata.index, s.metadata.term)
         }
         Err(etcdkit_schema::Error::NoSnapshot(_)) => walpb::Snapshot::default(),
         Err(e) => return Err(e.into()),
     };
 
     // The WAL from there, without membership.
-    let wal = etcdkit_wal::read_all(&*fs, &src.wal(), walsnap).map_err(|e| Error::Schema(format!("read WAL: {e}")))?;
+    let wal = etcdkit_wal::read_all(&*fs, &src.wal(), walsnap.clone())
+        .map_err(|e| Error::Schema(format!("read WAL: {e}")))?;
     if !wal.snapshot_found {
         notes.push(format!(
             "Failed to find the match snapshot record {walsnap:?} in wal {}; etcdutl will add it back",

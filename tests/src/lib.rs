@@ -1,5 +1,5 @@
-//! The fixture files of the integration tests (made by real etcd 3.4, see
-//! `tests/fixtures/README.md`), and the test kit's reference tools and
+//! The fixture files of the integration tests (made by real etcd 3.4.23 and
+//! 3.5.1, see `tests/fixtures/README.md`), and the test kit's reference tools and
 //! generator re-exported for them (`etcdkit-testkit`: real bbolt, real etcd,
 //! the skip policy).
 #![forbid(unsafe_code)]
@@ -10,29 +10,49 @@ use std::sync::Mutex;
 
 pub use etcdkit_testkit::boltref::{boltref, run_boltref};
 pub use etcdkit_testkit::etcd::{
-    EtcdProc, RestoreArgs, etcd_binaries, etcdctl, etcdctl_restore, etcdctl_stdin, start_etcd, start_etcd_with,
+    EtcdProc, RestoreArgs, etcd_binaries, etcd35_dir, etcdctl, etcdctl_restore, etcdctl_stdin, start_etcd,
+    start_etcd_with,
 };
 pub use etcdkit_testkit::{Rng, missing, root, run};
 
 mod pki;
 pub use pki::Pki;
 
-/// `tests/fixtures/etcd-3.4`.
+/// `tests/fixtures`: one directory per etcd version that made the files
+/// (`etcd-3.4`, `etcd-3.5`), one set per subdirectory.
 pub fn fixtures_dir() -> PathBuf {
-    root().join("tests/fixtures/etcd-3.4")
+    root().join("tests/fixtures")
 }
 
-/// Every fixture set, sorted.
+/// The versions whose fixtures the repository holds.
+pub const FIXTURE_VERSIONS: [&str; 2] = ["etcd-3.4", "etcd-3.5"];
+
+/// Every fixture set of every version, sorted, named `etcd-3.x/<kind>`.
 pub fn fixture_sets() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(fixtures_dir())
+    FIXTURE_VERSIONS.iter().flat_map(|v| fixture_sets_of(v)).collect()
+}
+
+/// Every fixture set made by `version` (`etcd-3.4`, `etcd-3.5`), sorted.
+pub fn fixture_sets_of(version: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(fixtures_dir().join(version))
         .expect("fixtures dir")
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .map(|e| format!("{version}/{}", e.file_name().to_string_lossy()))
         .collect();
     v.sort();
-    assert!(!v.is_empty(), "no fixture sets found");
+    assert!(!v.is_empty(), "no fixture sets found for {version}");
     v
+}
+
+/// The kind of a set (`small`, `auth`, …: the part after the version).
+pub fn set_kind(set: &str) -> &str {
+    set.rsplit('/').next().unwrap_or(set)
+}
+
+/// Whether the set was made by etcd 3.5.
+pub fn is_35(set: &str) -> bool {
+    set.starts_with("etcd-3.5/")
 }
 
 static CACHE_LOCK: Mutex<()> = Mutex::new(());
@@ -77,6 +97,21 @@ fn extract(set: &str, name: &str, dest: &Path) -> Option<PathBuf> {
 /// Extracts a set's `datadir.tar.gz` under `dest`; returns `dest/datadir`.
 pub fn extract_datadir(set: &str, dest: &Path) -> Option<PathBuf> {
     extract(set, "datadir", dest)
+}
+
+/// The real `etcd` and `etcdctl` of the version that made `set`: etcd 3.5.1
+/// for `etcd-3.5/…` sets, Debian's 3.4.23 otherwise; `None` (after
+/// [`missing`]) when they are not installed.
+pub fn etcd_for(set: &str) -> Option<(PathBuf, PathBuf)> {
+    if is_35(set) { etcd35_dir().map(|d| (d.join("etcd"), d.join("etcdctl"))) } else { etcd_binaries() }
+}
+
+/// The real tool that read and restored `set`'s snapshots for the fixtures
+/// (`snapshot status`, `snapshot restore`): etcdutl 3.5.1 for `etcd-3.5/…`
+/// sets, etcdctl 3.4.23 otherwise (both take the same flags:
+/// [`etcdctl_restore`]).
+pub fn snapshot_tool_for(set: &str) -> Option<PathBuf> {
+    if is_35(set) { etcd35_dir().map(|d| d.join("etcdutl")) } else { etcd_binaries().map(|(_, ctl)| ctl) }
 }
 
 /// Every fixture set that ships a data dir, each extracted into a temp dir of

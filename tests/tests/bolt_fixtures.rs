@@ -2,7 +2,7 @@
 //! exactly as real bbolt does: dump, dump --sha, page map, stats, check.
 
 use etcdkit_storage::{Db, Options, check};
-use etcdkit_tests::{boltref, etcdkit_ok, fixture, fixture_datadirs, fixture_sets, fixture_text, run_boltref};
+use etcdkit_tests::{boltref, etcdkit_ok, fixture, fixture_datadirs, fixture_sets, fixture_text, is_35, run_boltref};
 
 fn open_ro(p: &std::path::Path) -> Db {
     Db::open(p, Options { read_only: true, ..Default::default() }).unwrap()
@@ -46,8 +46,23 @@ fn datadir_dbs_read_like_real_bbolt() {
         let db_path = dir.join("member/snap/db");
         let ours = etcdkit_ok(&["bolt", "dump", "--sha", db_path.to_str().unwrap()]);
         let db = open_ro(&db_path);
-        // A data dir after a clean stop holds the same logical content as the snapshot.
-        assert!(ours == fixture_text(&set, "bolt-dump-sha.txt").unwrap(), "{set}: datadir db dump --sha");
+        // A data dir after a clean stop holds the same logical content as the
+        // snapshot; etcd 3.5 also moves `consistent_index` and `term` on
+        // entries applied after the save (cluster3: a leader change's empty
+        // entry), so those two meta keys are left out there.
+        let applied = |s: &str| -> String {
+            s.lines()
+                .filter(|l| {
+                    !is_35(&set)
+                        || !(l.starts_with("kv \"meta\" \"consistent_index\"") || l.starts_with("kv \"meta\" \"term\""))
+                })
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        assert!(
+            applied(&ours) == applied(&fixture_text(&set, "bolt-dump-sha.txt").unwrap()),
+            "{set}: datadir db dump --sha"
+        );
         let tx = db.begin().unwrap();
         assert!(check::check(&tx).is_empty(), "{set}: datadir db check");
         if let Some(r) = &reference {

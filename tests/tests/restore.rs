@@ -8,8 +8,8 @@ use etcdkit_snapshot::Error;
 use etcdkit_snapshot::restore::{RestoreConfig, Restored, restore};
 use etcdkit_storage::{Db, Options};
 use etcdkit_tests::{
-    RestoreArgs, etcd_binaries, etcdctl, etcdctl_restore, etcdkit_ok, extract_restored, fixture, fixture_sets,
-    fixture_text, json_lines, restore_args, root_password, start_etcd,
+    FIXTURE_VERSIONS, RestoreArgs, etcd_for, etcdctl, etcdctl_restore, etcdkit_ok, extract_restored, fixture,
+    fixture_sets, fixture_text, is_35, json_lines, restore_args, root_password, snapshot_tool_for, start_etcd,
 };
 
 fn cfg(name: &str, cluster: &str, token: &str, peers: &str, dir: &Path) -> RestoreConfig {
@@ -58,7 +58,7 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The membership buckets hold exactly the restored members; the consistent
-/// index is the member count.
+/// index is the member count (and, for etcd 3.5, the term is 1).
 fn assert_membership(db: &Path, r: &Restored) {
     let members = bucket(db, b"members");
     let want: Vec<(Vec<u8>, Vec<u8>)> =
@@ -68,6 +68,9 @@ fn assert_membership(db: &Path, r: &Restored) {
     let meta = bucket(db, b"meta");
     let ci = meta.iter().find(|(k, _)| k == b"consistent_index").expect("consistent_index");
     assert_eq!(ci.1, (r.members.len() as u64).to_be_bytes());
+    let term = meta.iter().find(|(k, _)| k == b"term").map(|(_, v)| v.clone());
+    let want = (r.version >= etcdkit_schema::StorageVersion::V3_5).then(|| 1u64.to_be_bytes().to_vec());
+    assert_eq!(term, want, "meta/term");
 }
 
 #[test]
@@ -79,6 +82,8 @@ fn restore_matches_etcdctls_restore() {
         let theirs = extract_restored(&set, tmp.path()).unwrap();
         let ours = tmp.path().join("ours");
         let r = run(&fixture(&set, "snapshot.db").unwrap(), &cfg(&name, &cluster, &token, &peers, &ours));
+        // The layout is the snapshot's own version's.
+        assert_eq!(r.version >= etcdkit_schema::StorageVersion::V3_5, is_35(&set), "{set}: {}", r.version);
 
         // The WAL as etcd's own reader sees it, record by record (with CRCs).
         let want = json_lines(&fixture_text(&set, "restored-wal.jsonl").unwrap());
@@ -113,8 +118,9 @@ fn restore_matches_etcdctls_restore() {
 
 #[test]
 fn real_etcd_serves_a_restored_data_dir() {
-    let Some((etcd, ctl)) = etcd_binaries() else { return };
     for (i, set) in fixture_sets().into_iter().enumerate() {
+        // The etcd of the set's version boots on what we restored.
+        let Some((etcd, ctl)) = etcd_for(&set) else { return };
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("n1.etcd");
         let port = 25100 + 10 * i as u16;
@@ -136,12 +142,17 @@ fn real_etcd_serves_a_restored_data_dir() {
 
 #[test]
 fn three_restored_members_form_a_cluster() {
-    let Some((etcd, ctl)) = etcd_binaries() else { return };
     let sets = fixture_sets();
-    // One set with a stale 3-member membership if there is one, and one more.
-    let mut picked: Vec<&String> = sets.iter().filter(|s| s.contains("cluster")).take(1).collect();
-    picked.extend(sets.iter().filter(|s| !s.contains("cluster") && root_password(s).is_none()).take(1));
+    // Per version: one set with a stale 3-member membership if there is
+    // one, and one more.
+    let mut picked: Vec<&String> = Vec::new();
+    for v in FIXTURE_VERSIONS {
+        let of_v = || sets.iter().filter(move |s| s.starts_with(v));
+        picked.extend(of_v().filter(|s| s.contains("cluster")).take(1));
+        picked.extend(of_v().filter(|s| !s.contains("cluster") && root_password(s).is_none()).take(1));
+    }
     for (i, set) in picked.into_iter().enumerate() {
+        let (Some((etcd, ctl)), Some(tool)) = (etcd_for(set), snapshot_tool_for(set)) else { return };
         let tmp = tempfile::tempdir().unwrap();
         let snapshot = fixture(set, "snapshot.db").unwrap();
         let base = 25300 + 20 * i as u16;
@@ -153,7 +164,8 @@ fn three_restored_members_form_a_cluster() {
         for (k, n) in names.iter().enumerate() {
             let dir = tmp.path().join(format!("{n}.etcd"));
             restored.push(run(&snapshot, &cfg(n, &cluster, "etcdkit-3", &peer(k), &dir)));
-            // The same restore by real etcdctl: identical WAL and .snap.
+            // The same restore by real etcdctl (3.4) or etcdutl (3.5):
+            // identical WAL and .snap.
             let reference = tmp.path().join(format!("{n}.ref"));
             let args = RestoreArgs {
                 name: n,
@@ -161,8 +173,8 @@ fn three_restored_members_form_a_cluster() {
                 initial_cluster_token: "etcdkit-3",
                 initial_advertise_peer_urls: &peer(k),
             };
-            let (ok, _, err) = etcdctl_restore(&ctl, &snapshot, &reference, &args);
-            assert!(ok, "etcdctl restore: {err}");
+            let (ok, _, err) = etcdctl_restore(&tool, &snapshot, &reference, &args);
+            assert!(ok, "{} restore: {err}", tool.display());
             assert_eq!(files(&dir.join("member/snap")), files(&reference.join("member/snap")), "{set}/{n}: .snap");
             assert!(files(&dir.join("member/wal")) == files(&reference.join("member/wal")), "{set}/{n}: WAL bytes");
             assert_eq!(
@@ -208,7 +220,7 @@ fn assert_nothing_left(parent: &Path, dir: &Path) {
 #[test]
 fn bad_input_leaves_no_data_dir() {
     let tmp = tempfile::tempdir().unwrap();
-    let good = std::fs::read(fixture("small", "snapshot.db").unwrap()).unwrap();
+    let good = std::fs::read(fixture("etcd-3.4/small", "snapshot.db").unwrap()).unwrap();
     let n = good.len();
     let write = |name: &str, b: &[u8]| {
         let p = tmp.path().join(name);
@@ -264,7 +276,7 @@ fn bad_input_leaves_no_data_dir() {
     // A non-empty data dir is refused and left alone; an empty one is used.
     std::fs::create_dir_all(dir.join("member")).unwrap();
     std::fs::write(dir.join("keep"), b"x").unwrap();
-    let snap = fixture("small", "snapshot.db").unwrap();
+    let snap = fixture("etcd-3.4/small", "snapshot.db").unwrap();
     assert!(matches!(attempt(&snap, false), Err(Error::DataDirNotEmpty(_))));
     assert_eq!(std::fs::read(dir.join("keep")).unwrap(), b"x");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -260,16 +260,18 @@ fn served_state(
     (kvs["kvs"].clone(), leases["leases"].clone(), members["members"].clone())
 }
 
-/// Data dirs both ways: etcdkit serves what real etcd 3.4 wrote (the same
-/// keys, revisions, leases and members as etcd serves from a copy), and real
-/// etcd serves what etcdkit wrote, after etcdkit was killed.
+/// Data dirs both ways: etcdkit serves what real etcd 3.4 and 3.5.1 wrote
+/// (the same keys, revisions, leases and members as etcd serves from a
+/// copy), writes on it, is killed, and the etcd of the data's version serves
+/// what etcdkit wrote; and real etcd 3.4 serves a data dir etcdkit made.
 #[test]
 fn data_dirs_both_ways() {
-    let Some((etcd, c)) = etcd_binaries() else { return };
+    let Some((etcd34, c)) = etcd_binaries() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let kit = etcdkit_as(tmp.path(), "etcd");
     let mut served = 0;
     for (i, set, _t, dir) in etcdkit_tests::fixture_datadirs() {
+        let Some((etcd, _)) = etcdkit_tests::etcd_for(&set) else { return };
         // Auth-enabled sets are read as root (etcdkit checks the users,
         // roles and bcrypt hashes real etcd wrote).
         let user = etcdkit_tests::root_password(&set).map(|pw| format!("root:{pw}"));
@@ -284,24 +286,41 @@ fn data_dirs_both_ways() {
         if members > 1 {
             continue; // one member of a cluster cannot serve alone
         }
-        let copy = tmp.path().join(format!("{set}-etcd"));
+        let copy = tmp.path().join(format!("{}-etcd", set.replace('/', "-")));
         assert!(Command::new("cp").arg("-a").arg(&dir).arg(&copy).status().unwrap().success());
-        let port = 26200 + 10 * i as u16;
+        let port = 26400 + 10 * i as u16;
         let theirs = {
             let p = start_etcd(&etcd, "n1", &copy, port, port + 1, None);
             served_state(&p, &c, user)
         };
-        let p = start_etcd(&kit, "n1", &dir, port + 2, port + 3, None);
-        let ours = served_state(&p, &c, user);
-        assert_eq!(ours.0, theirs.0, "{set}: keys");
-        assert_eq!(ours.1, theirs.1, "{set}: leases");
-        let ids = |m: &serde_json::Value| {
-            m.as_array().unwrap().iter().map(|x| (x["ID"].clone(), x["peerURLs"].clone())).collect::<Vec<_>>()
+        let written = {
+            let p = start_etcd(&kit, "n1", &dir, port + 2, port + 3, None);
+            let ours = served_state(&p, &c, user);
+            assert_eq!(ours.0, theirs.0, "{set}: keys");
+            assert_eq!(ours.1, theirs.1, "{set}: leases");
+            let ids = |m: &serde_json::Value| {
+                m.as_array().unwrap().iter().map(|x| (x["ID"].clone(), x["peerURLs"].clone())).collect::<Vec<_>>()
+            };
+            assert_eq!(ids(&ours.2), ids(&theirs.2), "{set}: members");
+            // etcdkit writes on the data of that version, then is killed.
+            let as_user = |args: &[&str]| {
+                let mut all: Vec<&str> = user.map(|u| vec!["--user", u]).unwrap_or_default();
+                all.extend_from_slice(args);
+                ctl(&p, &c, &all)
+            };
+            let lease = as_user(&["lease", "grant", "900"]);
+            let id = lease.split_whitespace().nth(1).unwrap().to_string();
+            as_user(&["put", "/etcdkit/written", "by etcdkit", "--lease", &id]);
+            as_user(&["put", "/etcdkit/plain", "v"]);
+            served_state(&p, &c, user)
         };
-        assert_eq!(ids(&ours.2), ids(&theirs.2), "{set}: members");
+        let p = start_etcd(&etcd, "n1", &dir, port + 4, port + 5, None);
+        let after = served_state(&p, &c, user);
+        assert_eq!(after.0, written.0, "{set}: keys etcdkit wrote, served by real etcd");
+        assert_eq!(after.1, written.1, "{set}: leases etcdkit wrote, served by real etcd");
         served += 1;
     }
-    assert!(served >= 3, "only {served} fixture data dirs served");
+    assert!(served >= 6, "only {served} fixture data dirs served");
 
     // The other way: etcdkit writes (and is killed), real etcd serves it.
     let dir = tmp.path().join("written.etcd");
@@ -318,7 +337,7 @@ fn data_dirs_both_ways() {
         ctl(&p, &c, &["compact", "50"]);
         served_state(&p, &c, None)
     };
-    let p = start_etcd(&etcd, "n1", &dir, 26292, 26293, None);
+    let p = start_etcd(&etcd34, "n1", &dir, 26292, 26293, None);
     let after = served_state(&p, &c, None);
     assert_eq!(after.0, before.0, "keys");
     assert_eq!(after.1, before.1, "leases");

@@ -58,7 +58,7 @@ fn raw_copy(set: &str, dst: &Path) {
 fn verify_finds_schema_damage_and_a_wrong_trailer() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("db");
-    raw_copy("small", &p);
+    raw_copy("etcd-3.4/small", &p);
     {
         let db = Db::open(&p, Options::default()).unwrap();
         let mut tx = db.begin_rw().unwrap();
@@ -93,7 +93,7 @@ fn verify_finds_schema_damage_and_a_wrong_trailer() {
         assert!(all.contains(want), "{want}: {all}");
     }
     // A trailer that does not match.
-    let mut b = std::fs::read(fixture("small", "snapshot.db").unwrap()).unwrap();
+    let mut b = std::fs::read(fixture("etcd-3.4/small", "snapshot.db").unwrap()).unwrap();
     let n = b.len();
     b[n - 5] ^= 1;
     std::fs::write(&p, &b).unwrap();

@@ -1,7 +1,8 @@
 //! The `.proto` files vendored in `proto/proto/etcd` are etcd 3.4's own
 //! (Debian's golang-etcd-server-dev) with only the gogoproto and google.api
-//! annotations taken out: `tools/protos/strip.py` run again gives them byte
-//! for byte.
+//! annotations taken out, and the two raft-log fields etcd 3.5 added
+//! (`hashedPassword`): `tools/protos/strip.py` run again gives them byte for
+//! byte.
 
 use etcdkit_tests::{missing, root};
 

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use etcdkit_proto::Message;
 use etcdkit_proto::etcdserverpb::{InternalRaftRequest, Metadata, Request};
-use etcdkit_proto::raftpb::{ConfChange, Entry, EntryType, HardState};
+use etcdkit_proto::raftpb::{ConfChange, ConfState, Entry, EntryType, HardState};
 use etcdkit_proto::walpb::Snapshot;
 use etcdkit_tests::{
-    assert_serves_fixture, etcd_binaries, etcdkit_ok, extract_datadir, extract_restored, fixture_sets, fixture_text,
-    json_lines, start_etcd,
+    FIXTURE_VERSIONS, assert_serves_fixture, etcd_for, etcdkit_ok, extract_datadir, extract_restored, fixture_sets,
+    fixture_text, is_35, json_lines, set_kind, start_etcd,
 };
 use etcdkit_wal::record::{ENTRY_TYPE, METADATA_TYPE, SNAPSHOT_TYPE, STATE_TYPE, encode_frame};
 use etcdkit_wal::{Wal, read_all, read_segments};
@@ -91,13 +91,13 @@ fn every_record_re_encodes_to_the_original_bytes() {
 /// byte-identical to the one etcdctl wrote.
 fn rewrite_restored_wal(restored: &Path) -> std::path::PathBuf {
     let wal_dir = restored.join("member/wal");
-    let r = read_all(&etcdkit_fs::RealFs, &wal_dir, Snapshot { index: 0, term: 0 }).unwrap();
+    let r = read_all(&etcdkit_fs::RealFs, &wal_dir, Snapshot::at(0, 0)).unwrap();
     let snaps = etcdkit_wal::valid_snapshot_entries(&etcdkit_fs::RealFs, &wal_dir).unwrap();
     let ours = restored.join("member/wal.etcdkit");
     let mut w = Wal::create(&ours, &r.metadata, &Default::default()).unwrap();
     w.save(&r.state, &r.entries).unwrap();
     for s in snaps.iter().filter(|s| s.index > 0) {
-        w.save_snapshot(*s).unwrap();
+        w.save_snapshot(s.clone()).unwrap();
     }
     w.close().unwrap();
     ours
@@ -154,7 +154,9 @@ fn restore_wal_built_from_scratch_is_byte_identical() {
         let ours = tmp.path().join("ours");
         let mut w = Wal::create(&ours, &md.encode_to_vec(), &Default::default()).unwrap();
         w.save(&HardState { term: 1, vote: member.id, commit: 1 }, &[entry]).unwrap();
-        w.save_snapshot(Snapshot { index: 1, term: 1 }).unwrap();
+        // etcd 3.5 records the conf state with the snapshot position.
+        let cs = is_35(&set).then(|| ConfState { voters: vec![member.id], ..Default::default() });
+        w.save_snapshot(Snapshot { conf_state: cs, ..Snapshot::at(1, 1) }).unwrap();
         w.close().unwrap();
         let n = etcdkit_wal::names::wal_name(0, 0);
         let (a, b) = (std::fs::read(ours.join(&n)).unwrap(), std::fs::read(theirs.join(&n)).unwrap());
@@ -164,13 +166,13 @@ fn restore_wal_built_from_scratch_is_byte_identical() {
 
 #[test]
 fn real_etcd_boots_on_a_wal_written_by_etcdkit() {
-    let Some((etcd, ctl)) = etcd_binaries() else { return };
     let mut booted = 0;
     for (i, set) in fixture_sets().into_iter().enumerate() {
+        let Some((etcd, ctl)) = etcd_for(&set) else { return };
         // One member, no auth: etcd can serve it alone without credentials.
         let args = fixture_text(&set, "restore-args.txt").unwrap_or_default();
         let cluster = args.split_once("--initial-cluster ").map(|(_, r)| r.split(' ').next().unwrap_or(""));
-        if set == "auth" || cluster.is_none_or(|c| c.contains(',')) {
+        if set_kind(&set) == "auth" || cluster.is_none_or(|c| c.contains(',')) {
             continue;
         }
         let tmp = tempfile::tempdir().unwrap();
@@ -224,9 +226,9 @@ fn open_settled(wal: &std::path::Path) -> Result<(Wal, etcdkit_wal::ReadAll), et
 fn torn_fixture_wals_read_their_valid_prefix_and_repair() {
     use etcdkit_wal::{Error, repair};
     let mut cases = 0;
-    for set in ["small", "leases", "cluster3"] {
+    for set in FIXTURE_VERSIONS.iter().flat_map(|v| ["small", "leases", "cluster3"].map(|k| format!("{v}/{k}"))) {
         let tmp = tempfile::tempdir().unwrap();
-        let Some(dir) = extract_datadir(set, tmp.path()) else { continue };
+        let Some(dir) = extract_datadir(&set, tmp.path()) else { continue };
         let wal = dir.join("member/wal");
         let (segs, _) = read_segments(&etcdkit_fs::RealFs, &wal).unwrap();
         assert_eq!(segs.len(), 1, "{set}: one segment");

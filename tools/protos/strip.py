@@ -3,7 +3,9 @@
 and google.api annotations (imports, file options, field options, the
 `option (google.api.http) = {...};` blocks), which only etcd's Go generators
 read. The messages, fields, numbers and services are left exactly as etcd
-declares them.
+declares them, with one addition (`RAFT_LOG_35` below): the fields etcd 3.5
+added to the requests it writes into the raft log, so that etcdkit reads and
+re-encodes a 3.5 WAL byte for byte.
 
     usage: tools/protos/strip.py [ETCD_SRC [OUT_DIR]]
            ETCD_SRC: default Debian's golang-etcd-server-dev source;
@@ -22,6 +24,23 @@ FILES = [
     "etcdserver/api/v3lock/v3lockpb/v3lock.proto",
     "etcdserver/api/v3election/v3electionpb/v3election.proto",
 ]
+
+
+# etcd 3.5.1's api/etcdserverpb/rpc.proto: since 3.5 the server hashes a new
+# password before proposing it, and the raft entry carries the hash.
+RAFT_LOG_35 = [
+    ("  authpb.UserAddOptions options = 3;\n}\n",
+     "  authpb.UserAddOptions options = 3;\n  // etcd 3.5: the bcrypt hash, set by the server before the raft proposal.\n  string hashedPassword = 4;\n}\n"),
+    ("  // password is the new password for the user.\n  string password = 2;\n}\n",
+     "  // password is the new password for the user.\n  string password = 2;\n  // etcd 3.5: the bcrypt hash, set by the server before the raft proposal.\n  string hashedPassword = 3;\n}\n"),
+]
+
+
+def add_35(text: str) -> str:
+    for old, new in RAFT_LOG_35:
+        assert text.count(old) == 1, f"3.5 field anchor not found once: {old!r}"
+        text = text.replace(old, new)
+    return text
 
 
 def strip(text: str) -> str:
@@ -49,5 +68,8 @@ def strip(text: str) -> str:
 for f in FILES:
     out = OUT / f
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(strip((SRC / f).read_text()))
+    text = strip((SRC / f).read_text())
+    if f.endswith("rpc.proto"):
+        text = add_35(text)
+    out.write_text(text)
     print(out)

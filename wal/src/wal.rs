@@ -412,7 +412,7 @@ impl Wal {
         };
         w.encode(CRC_TYPE, None);
         w.encode(METADATA_TYPE, Some(metadata.to_vec()));
-        w.save_snapshot(Snapshot { index: 0, term: 0 })?;
+        w.save_snapshot(Snapshot::at(0, 0))?;
         if fs.exists(dir) {
             fs.remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))?;
         }

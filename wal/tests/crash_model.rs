@@ -93,7 +93,7 @@ fn run(fs: &SimFs, steps: &[Step]) -> Outcome {
             Step::State(st) => w.save(st, &[]),
             Step::Snapshot(i) => {
                 let term = out.acked.iter().find(|e| e.index == *i).map_or(0, |e| e.term);
-                w.save_snapshot(Snapshot { index: *i, term })
+                w.save_snapshot(Snapshot::at(*i, term))
             }
             Step::Reopen => {
                 drop(w);

@@ -173,7 +173,7 @@ proptest! {
                     if commit == 0 {
                         continue;
                     }
-                    let s = Snapshot { index: commit, term: model[commit as usize - 1].term };
+                    let s = Snapshot::at(commit, model[commit as usize - 1].term);
                     w.save_snapshot(s).unwrap();
                 }
                 Op::Reopen => {
@@ -234,7 +234,7 @@ fn cuts_name_segments_by_first_index_and_release_locks_as_etcd() {
     assert_eq!(r.entries.len(), 60);
     assert_eq!(r.state.commit, 60);
     // Reading from a snapshot in the middle starts at the right segment.
-    let r = read_all(&etcdkit_fs::RealFs, &dir, Snapshot { index: 30, term: 1 }).unwrap();
+    let r = read_all(&etcdkit_fs::RealFs, &dir, Snapshot::at(30, 1)).unwrap();
     assert_eq!(r.entries.first().unwrap().index, 31);
     assert!(!r.snapshot_found);
 }

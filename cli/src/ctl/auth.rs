@@ -97,7 +97,12 @@ pub async fn user_add(cx: &mut Ctx) -> Result {
         (arg, p)
     };
     let c = cx.client().await?;
-    let req = AuthUserAddRequest { name: user.clone(), password: pass, options: Some(UserAddOptions { no_password }) };
+    let req = AuthUserAddRequest {
+        name: user.clone(),
+        password: pass,
+        options: Some(UserAddOptions { no_password }),
+        ..Default::default()
+    };
     let r = rpc!(c, forever(), auth.user_add(req))?;
     cx.out.auth_done(&format!("User {user} created"), r.header.as_ref(), "etcdserverpb.AuthUserAddResponse", &r)
 }
@@ -147,7 +152,7 @@ pub async fn user_passwd(cx: &mut Ctx) -> Result {
     let name = cx.args[0].clone();
     let pass = password(cx, &name)?;
     let c = cx.client().await?;
-    let req = AuthUserChangePasswordRequest { name, password: pass };
+    let req = AuthUserChangePasswordRequest { name, password: pass, ..Default::default() };
     let r = rpc!(c, forever(), auth.user_change_password(req))?;
     cx.out.auth_done("Password updated", r.header.as_ref(), "etcdserverpb.AuthUserChangePasswordResponse", &r)
 }

@@ -32,7 +32,7 @@ impl Kit {
     }
 
     fn user_add(&mut self, as_user: &str, name: &str, pw: &str) -> Result<AuthAnswer> {
-        let a = AuthUserAddRequest { name: name.into(), password: pw.into(), options: None };
+        let a = AuthUserAddRequest { name: name.into(), password: pw.into(), ..Default::default() };
         self.apply(as_user, InternalRaftRequest { auth_user_add: Some(a), ..Default::default() })
     }
 
@@ -164,7 +164,7 @@ fn permissions_tokens_and_revisions() {
     // A new password drops alice's tokens; the state survives a reload.
     let token = k.token.clone();
     assert!(k.auth.simple_token(&token).is_some(), "alice's token is live");
-    let cp = AuthUserChangePasswordRequest { name: "alice".into(), password: "pw2".into() };
+    let cp = AuthUserChangePasswordRequest { name: "alice".into(), password: "pw2".into(), ..Default::default() };
     k.apply("root", InternalRaftRequest { auth_user_change_password: Some(cp), ..Default::default() }).unwrap();
     assert!(k.auth.simple_token(&token).is_none());
     let reloaded = AuthStore::load(&k.db, Duration::from_secs(300), 4).unwrap();
