@@ -88,6 +88,15 @@ enum Cmd {
     /// Clusters of raft-node members: in-process (`run`) or one member over TCP (`serve`).
     #[command(subcommand)]
     Cluster(etcdkit_cli::cluster::ClusterCmd),
+    /// Move a stopped member's `--data-dir` to the storage layout of etcd 3.4, 3.5 or 3.6 (etcdutl `migrate`).
+    Migrate {
+        /// The etcd version ("X.Y": 3.4, 3.5 or 3.6) whose layout to leave.
+        #[arg(long)]
+        target_version: String,
+        /// Go on past a WAL entry after the consistent index that only a newer etcd understands.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -275,6 +284,10 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Cmd::Watch(a) => kv::cmd_watch(out, &src, &a, cli.write_out),
         Cmd::Txn => etcdkit_cli::txn::cmd_txn(out, &src, &mut io::stdin().lock(), cli.write_out),
         Cmd::Cluster(c) => etcdkit_cli::cluster::cmd_cluster(out, &c, cli.data_dir.clone()),
+        Cmd::Migrate { target_version, force } => {
+            let Some(dir) = cli.data_dir.clone() else { return Err(CliError::msg("--data-dir is required")) };
+            etcdkit_cli::snapshot::cmd_migrate(out, &dir, &target_version, force)
+        }
         Cmd::Member(c) => etcdkit_cli::member::cmd_member(out, &src, &c, "etcd-cluster", cli.write_out),
     }
 }

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use etcdkit_proto::gojson::Obj;
+use etcdkit_schema::StorageVersion;
 use etcdkit_snapshot::inspect::{Change, KeySpace, Live, diff};
 use etcdkit_snapshot::restore::RestoreConfig;
 use etcdkit_snapshot::verify::Trailer;
@@ -322,6 +323,30 @@ pub fn cmd_diff(out: &mut Out, a: &Path, b: &Path, w: WriteOut) -> Result<(), Cl
                 None => writeln!(out, "- {} rev={}", esc(key), old.mod_revision)?,
             },
         }
+    }
+    Ok(())
+}
+
+/// `etcdkit migrate --data-dir DIR --target-version X.Y [--force]`: the
+/// target checked as etcdutl 3.6 checks it ("X.Y"), then
+/// [`etcdkit_raft_node::migrate::migrate`]. Prints what it did.
+pub fn cmd_migrate(out: &mut Out, dir: &Path, target: &str, force: bool) -> Result<(), CliError> {
+    if target.matches('.').count() != 1 {
+        return Err(CliError::msg(format!("wrong target version format, expected \"X.Y\", got {target:?}")));
+    }
+    let Some(version) = StorageVersion::parse(target) else {
+        return Err(CliError::msg(format!("target version {target:?} not supported (3.4, 3.5 or 3.6)")));
+    };
+    let fs = etcdkit_fs::real();
+    let done =
+        etcdkit_raft_node::migrate::migrate(&fs, dir, version, force).map_err(|e| CliError::msg(e.to_string()))?;
+    for w in &done.warnings {
+        eprintln!("warning: {w}");
+    }
+    if done.from == done.to {
+        writeln!(out, "storage version up-to-date: {}", done.to)?;
+    } else {
+        writeln!(out, "updated storage version: {} -> {}", done.from, done.to)?;
     }
     Ok(())
 }

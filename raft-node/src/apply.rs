@@ -289,3 +289,22 @@ pub fn save_conf_change(db: &Db, cc: &ConfChange, member: Option<&membership::Me
     })?;
     Ok(())
 }
+
+/// An `EntryNormal`'s request: an `InternalRaftRequest`, or — when the
+/// data is not one — a bare v2 `Request`, which etcd 3.4 proposes to publish
+/// member attributes and the cluster version (etcd's `MaybeUnmarshal`
+/// fallback in `applyEntryNormal`).
+pub(crate) fn decode_normal(data: &[u8]) -> std::result::Result<InternalRaftRequest, etcdkit_proto::DecodeError> {
+    use etcdkit_proto::Message as _;
+    match InternalRaftRequest::decode(data) {
+        Ok(r) => Ok(r),
+        Err(e) => match etcdkit_proto::etcdserverpb::Request::decode(data) {
+            Ok(v2) => Ok(InternalRaftRequest {
+                header: Some(etcdkit_proto::etcdserverpb::RequestHeader { id: v2.id, ..Default::default() }),
+                v2: Some(v2),
+                ..Default::default()
+            }),
+            Err(_) => Err(e),
+        },
+    }
+}

@@ -41,6 +41,7 @@ mod error;
 mod local;
 mod logstore;
 mod member;
+pub mod migrate;
 mod node;
 pub mod timing;
 pub mod transport;

@@ -754,7 +754,7 @@ impl Member {
                     if !fresh && !e.data.is_empty() {
                         // The db holds this entry's effects, but v2 keys live in
                         // memory: the log since the last `.snap` rebuilds them.
-                        if let Ok(req) = decode_normal(&e.data)
+                        if let Ok(req) = apply::decode_normal(&e.data)
                             && let Some(v2) = req.v2.as_ref().filter(|v| crate::v2::is_user_request(v))
                         {
                             let _ = self.v2.apply(v2, e.index);
@@ -763,7 +763,7 @@ impl Member {
                     if fresh {
                         self.mark_applied(&e);
                         if !e.data.is_empty() {
-                            let req = decode_normal(&e.data)
+                            let req = apply::decode_normal(&e.data)
                                 .map_err(|err| Error::BadEntry { index: e.index, what: err.to_string() })?;
                             let id = req.request_id();
                             let lease_revoke = req.lease_revoke.as_ref().map(|r| r.id);
@@ -972,24 +972,6 @@ fn observe_commits(store: &mut Store, t: &std::sync::Arc<crate::timing::DiskTimi
     store.set_commit_observer(std::sync::Arc::new(move |d| t.backend_commit.observe(d)));
 }
 
-/// An `EntryNormal`'s request: an `InternalRaftRequest`, or — when the
-/// data is not one — a bare v2 `Request`, which etcd 3.4 proposes to publish
-/// member attributes and the cluster version (etcd's `MaybeUnmarshal`
-/// fallback in `applyEntryNormal`).
-fn decode_normal(data: &[u8]) -> std::result::Result<InternalRaftRequest, etcdkit_proto::DecodeError> {
-    match InternalRaftRequest::decode(data) {
-        Ok(r) => Ok(r),
-        Err(e) => match etcdkit_proto::etcdserverpb::Request::decode(data) {
-            Ok(v2) => Ok(InternalRaftRequest {
-                header: Some(RequestHeader { id: v2.id, ..Default::default() }),
-                v2: Some(v2),
-                ..Default::default()
-            }),
-            Err(_) => Err(e),
-        },
-    }
-}
-
 fn no_leader(e: raft::Error) -> Error {
     match e {
         raft::Error::ProposalDropped => Error::NoLeader,
@@ -1010,15 +992,15 @@ mod decode_tests {
             val: r#"{"name":"n1","clientURLs":["http://127.0.0.1:2379"]}"#.into(),
             ..Default::default()
         };
-        let req = decode_normal(&v2.encode_to_vec()).unwrap();
+        let req = apply::decode_normal(&v2.encode_to_vec()).unwrap();
         assert_eq!(req.v2.as_ref(), Some(&v2));
         assert_eq!(req.request_id(), 7);
         let put = InternalRaftRequest {
             put: Some(etcdkit_proto::etcdserverpb::PutRequest { key: b"k".to_vec(), ..Default::default() }),
             ..Default::default()
         };
-        assert_eq!(decode_normal(&put.encode_to_vec()).unwrap(), put);
-        assert!(decode_normal(&[0xff, 0xff, 0xff]).is_err());
+        assert_eq!(apply::decode_normal(&put.encode_to_vec()).unwrap(), put);
+        assert!(apply::decode_normal(&[0xff, 0xff, 0xff]).is_err());
     }
 
     #[test]

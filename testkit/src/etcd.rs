@@ -99,6 +99,20 @@ impl EtcdProc {
         self.child.id()
     }
 
+    /// Stops it as an operator does (SIGTERM: etcd commits its backend and
+    /// closes its WAL), waiting at most 20 s before SIGKILL.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Drop kills and reaps it.
+    }
+
     /// The log so far (for a failure message).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
