@@ -44,22 +44,42 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     s + &line
 }
 
+/// The status as etcdctl 3.4 / etcdutl 3.5 print it, or, for a 3.6 file,
+/// as etcdutl 3.6 prints it (a `version` field last).
 pub fn print_status(out: &mut Out, st: &Status, w: WriteOut) -> Result<(), CliError> {
-    let row =
+    let v36 = st.storage_version.is_some();
+    let version = st.version_text();
+    let mut row =
         vec![format!("{:x}", st.hash), st.revision.to_string(), st.total_key.to_string(), human_bytes(st.total_size)];
+    let mut header = vec!["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"];
+    if v36 {
+        row.push(version.clone());
+        header.push("VERSION");
+    }
     match w {
         WriteOut::Simple => writeln!(out, "{}", row.join(", "))?,
-        WriteOut::Json => writeln!(
-            out,
-            "{{\"hash\":{},\"revision\":{},\"totalKey\":{},\"totalSize\":{}}}",
-            st.hash, st.revision, st.total_key, st.total_size
-        )?,
-        WriteOut::Table => write!(out, "{}", table(&["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], &[row]))?,
-        WriteOut::Fields => writeln!(
-            out,
-            "\"Hash\" : {}\n\"Revision\" : {}\n\"Keys\" : {}\n\"Size\" : {}",
-            st.hash, st.revision, st.total_key, st.total_size
-        )?,
+        WriteOut::Json => {
+            write!(
+                out,
+                "{{\"hash\":{},\"revision\":{},\"totalKey\":{},\"totalSize\":{}",
+                st.hash, st.revision, st.total_key, st.total_size
+            )?;
+            if v36 {
+                write!(out, ",\"version\":{}", serde_json::Value::from(version.as_str()))?;
+            }
+            writeln!(out, "}}")?
+        }
+        WriteOut::Table => write!(out, "{}", table(&header, &[row]))?,
+        WriteOut::Fields => {
+            writeln!(
+                out,
+                "\"Hash\" : {}\n\"Revision\" : {}\n\"Keys\" : {}\n\"Size\" : {}",
+                st.hash, st.revision, st.total_key, st.total_size
+            )?;
+            if v36 {
+                writeln!(out, "\"Version\" : {version}")?;
+            }
+        }
     }
     Ok(())
 }

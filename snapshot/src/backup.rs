@@ -15,6 +15,7 @@ use crate::error::{Error, io_err};
 use etcdkit_fs::Open;
 
 use crate::writeback::with_writeback;
+use etcdkit_schema::StorageVersion;
 use etcdkit_schema::bucket::KEY;
 
 /// What `etcdctl snapshot status` reports.
@@ -24,10 +25,56 @@ pub struct Status {
     pub hash: u32,
     /// Main revision of the last key of the `key` bucket.
     pub revision: i64,
-    /// Key/value pairs in all buckets (etcd 3.4 and 3.5 counting).
+    /// Key/value pairs in all buckets (etcd 3.4 and 3.5 counting); for a
+    /// 3.6 file, the keys live at its last revision (etcd 3.6's etcdutl).
     pub total_key: u64,
     /// Bytes of the database pages (`tx.Size()`, without the trailer).
     pub total_size: u64,
+    /// `meta/storageVersion` of a 3.6 file (etcd 3.6's `version` column);
+    /// `None` before 3.6.
+    pub storage_version: Option<StorageVersion>,
+}
+
+impl Status {
+    /// etcd 3.6's status of a file: its storage version, and the keys
+    /// counted as 3.6 counts them (the numbers of 3.4 and 3.5 otherwise).
+    pub(crate) fn versioned(mut self, tx: &etcdkit_storage::Tx<'_>) -> Result<Status, Error> {
+        let v = etcdkit_schema::version::detect(tx)?;
+        if v >= StorageVersion::V3_6 {
+            self.storage_version = Some(v);
+            self.total_key = live_keys(tx)?;
+        }
+        Ok(self)
+    }
+
+    /// The `version` etcd 3.6 prints (`3.6.0`); empty before 3.6.
+    pub fn version_text(&self) -> String {
+        self.storage_version.map(|v| format!("{v}.0")).unwrap_or_default()
+    }
+}
+
+/// The keys live at the last revision: every key of the `key` bucket in
+/// revision order, a tombstone taking its key out (etcd 3.6 `Status`).
+fn live_keys(tx: &etcdkit_storage::Tx<'_>) -> Result<u64, Error> {
+    use etcdkit_proto::Message as _;
+    let Some(b) = tx.bucket(KEY)? else { return Ok(0) };
+    let mut live = std::collections::HashSet::new();
+    for e in b.iter() {
+        let (k, v) = e?;
+        let Some(v) = v else { continue };
+        let kv = etcdkit_proto::mvccpb::KeyValue::decode(v)
+            .map_err(|e| Error::Schema(format!("key bucket entry {}: cannot unmarshal value: {e}", hex(k))))?;
+        if etcdkit_schema::Revision::from_key(k).is_some_and(|(_, tomb)| tomb) {
+            live.remove(&kv.key);
+        } else {
+            live.insert(kv.key);
+        }
+    }
+    Ok(live.len() as u64)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Whether a file of `size` bytes ends with a sha256 trailer (etcd `hasChecksum`).
@@ -49,7 +96,7 @@ pub fn status(fs: &std::sync::Arc<dyn etcdkit_fs::Fs>, path: &Path) -> Result<St
         return Err(Error::Integrity(problems.iter().map(|p| p.to_string()).collect()));
     }
     let (hash, revision, total_key) = walked?;
-    Ok(Status { hash, revision, total_key, total_size: tx.size() })
+    Status { hash, revision, total_key, total_size: tx.size(), storage_version: None }.versioned(&tx)
 }
 
 /// etcd's status hash (CRC-32C over bucket names, keys and values), the last
