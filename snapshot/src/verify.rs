@@ -284,7 +284,7 @@ fn walk(tx: &Tx<'_>, size: u64, hashed: &AtomicU64, progress: &mut Progress<'_>)
         }
     }
     Ok(Report {
-        status: Status { hash, revision, total_key, total_size: tx.size(), storage_version: None }.versioned(&tx)?,
+        status: Status { hash, revision, total_key, total_size: tx.size(), storage_version: None }.versioned(tx)?,
         trailer: Trailer::Absent,
         pages: tx.meta().pgid,
         page_size: tx.page_size(),
