@@ -91,6 +91,13 @@ fn real_etcd_boots_on_a_node_data_dir() {
     // etcd can write on top of it.
     let (ok, _, err) = etcdkit_tests::etcdctl(&ctl, &["--endpoints", &p.endpoint, "put", "after", "etcd"]);
     assert!(ok, "{err}");
+    p.stop();
+    // And etcd 3.5.1 upgrades it: the same keys and the one etcd 3.4 wrote.
+    let Some(d35) = etcdkit_tests::etcd35_dir() else { return };
+    let p = start_etcd(&d35.join("etcd"), "n1", &dir, client + 2, peer + 2, None);
+    let got = p.get_all(&d35.join("etcdctl"), None);
+    assert_eq!(kvs_of_json(&got).len(), served.len() + 1, "keys etcd 3.5.1 serves from the node's data dir");
+    assert_eq!(got["header"]["revision"].as_i64(), Some(rev + 1));
 }
 
 #[test]
