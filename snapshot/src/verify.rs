@@ -170,6 +170,14 @@ fn walk(tx: &Tx<'_>, size: u64, hashed: &AtomicU64, progress: &mut Progress<'_>)
                     }
                     _ => problem(format!("meta: {} is not a revision", String::from_utf8_lossy(ek))),
                 },
+                // etcd 3.5's raft position.
+                meta::TERM if ev.len() != 8 => problem(format!("meta: term has {} bytes, not 8", ev.len())),
+                meta::CONF_STATE => {
+                    let v = serde_json::from_slice::<serde_json::Value>(ev).ok();
+                    if !v.as_ref().is_some_and(|v| v.get("auto_leave").is_some_and(|a| a.is_boolean())) {
+                        problem("meta: confState is not a conf state's JSON".to_string());
+                    }
+                }
                 _ => {}
             }
         }

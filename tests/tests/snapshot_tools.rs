@@ -81,7 +81,10 @@ fn verify_finds_schema_damage_and_a_wrong_trailer() {
         let rev = |m: i64| etcdkit_schema::Revision::new(m, 0).key_bytes();
         kb.put(&rev(1_000_000), &kv(1_000_000, 1_000_000, 1)).unwrap();
         kb.put(&rev(1_000_001), &kv(999, 1_000_000, 5)).unwrap();
-        tx.bucket(b"meta").unwrap().unwrap().put(b"consistent_index", b"short").unwrap();
+        let mut meta = tx.bucket(b"meta").unwrap().unwrap();
+        meta.put(b"consistent_index", b"short").unwrap();
+        meta.put(b"term", b"\x00\x02").unwrap();
+        meta.put(b"confState", b"{\"voters\":[1]").unwrap();
         tx.commit().unwrap();
     }
     let r = verify(&etcdkit_fs::real(), &p, &mut |_, _| {}).unwrap();
@@ -89,7 +92,14 @@ fn verify_finds_schema_damage_and_a_wrong_trailer() {
     assert!(r.structure.is_empty());
     assert!(r.schema_count >= 4, "{:?}", r.schema);
     let all = r.schema.join("\n");
-    for want in ["is not a revision", "mod_revision 999", "does not follow", "consistent_index has 5 bytes"] {
+    for want in [
+        "is not a revision",
+        "mod_revision 999",
+        "does not follow",
+        "consistent_index has 5 bytes",
+        "term has 2 bytes",
+        "confState is not",
+    ] {
         assert!(all.contains(want), "{want}: {all}");
     }
     // A trailer that does not match.
