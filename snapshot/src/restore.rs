@@ -206,10 +206,10 @@ fn build(
         });
         let rest = (|| {
             let db = copy_checked(fs, &*from, len, &db_path, check.then_some(&hashed), progress)?;
-            let version = match cfg.version {
-                Some(v) => v,
-                None => etcdkit_schema::version::detect(&db.begin()?)?,
-            };
+            // A layout newer than this build knows is refused even when a
+            // version is asked for: it is not read as an older one.
+            let found = etcdkit_schema::version::detect(&db.begin()?)?;
+            let version = cfg.version.unwrap_or(found);
             etcdkit_schema::write_member_state(fs, &layout, cluster, me, cfg.wal_segment_size, db, version)?;
             Ok((len, version))
         })();

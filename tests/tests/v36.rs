@@ -99,3 +99,56 @@ fn restore_of_a_36_file_is_etcdutls_and_keeps_its_version() {
     }
     assert!(checked >= 6);
 }
+
+/// A layout newer than 3.6 is refused with a clear error, never read as an
+/// older one: status, restore, migrate and the member all say so.
+#[test]
+fn a_newer_storage_version_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("v37.db");
+    synthesize("etcd-3.5/small", &db);
+    let d = etcdkit_storage::Db::open(&db, Default::default()).unwrap();
+    d.update(|tx| tx.create_bucket_if_not_exists(b"meta")?.put(b"storageVersion", b"3.7.0")).unwrap();
+    drop(d);
+    let want = "unknown storage version \"3.7.0\"";
+    let (ok, _, err) = etcdkit_tests::etcdkit(&["snapshot", "status", db.to_str().unwrap()], None);
+    assert!(!ok && err.contains(want), "status: {err}");
+    let dir = tmp.path().join("restored");
+    let (ok, _, err) = etcdkit_tests::etcdkit(
+        &["--data-dir", dir.to_str().unwrap(), "snapshot", "restore", db.to_str().unwrap(), "--skip-hash-check"],
+        None,
+    );
+    assert!(!ok && err.contains(want), "restore: {err}");
+    let (ok, _, err) = etcdkit_tests::etcdkit(
+        &[
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "snapshot",
+            "restore",
+            db.to_str().unwrap(),
+            "--skip-hash-check",
+            "--etcd-version",
+            "3.6",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains(want), "restore --etcd-version 3.6: {err}");
+    assert!(!dir.exists(), "a refused restore left {}", dir.display());
+    // A member's data dir whose db says 3.7: migrate and the member refuse it.
+    let v36 = tmp.path().join("v36.db");
+    synthesize("etcd-3.5/small", &v36);
+    let (ok, _, err) = etcdkit_tests::etcdkit(
+        &["--data-dir", dir.to_str().unwrap(), "snapshot", "restore", v36.to_str().unwrap(), "--skip-hash-check"],
+        None,
+    );
+    assert!(ok, "restore of a 3.6 file: {err}");
+    let member_db = dir.join("member/snap/db");
+    let d = etcdkit_storage::Db::open(&member_db, Default::default()).unwrap();
+    d.update(|tx| tx.create_bucket_if_not_exists(b"meta")?.put(b"storageVersion", b"3.7.0")).unwrap();
+    drop(d);
+    let (ok, _, err) =
+        etcdkit_tests::etcdkit(&["--data-dir", dir.to_str().unwrap(), "migrate", "--target-version", "3.5"], None);
+    assert!(!ok && err.contains(want), "migrate: {err}");
+    let (ok, _, err) = etcdkit_tests::etcdkit(&["--data-dir", dir.to_str().unwrap(), "get", "", "--prefix"], None);
+    assert!(!ok && err.contains(want), "the member: {err}");
+}
