@@ -293,14 +293,14 @@ fn data_dirs_both_ways() {
             let p = start_etcd(&etcd, "n1", &copy, port, port + 1, None);
             served_state(&p, &c, user)
         };
+        let ids = |m: &serde_json::Value| {
+            m.as_array().unwrap().iter().map(|x| (x["ID"].clone(), x["peerURLs"].clone())).collect::<Vec<_>>()
+        };
         let written = {
             let p = start_etcd(&kit, "n1", &dir, port + 2, port + 3, None);
             let ours = served_state(&p, &c, user);
             assert_eq!(ours.0, theirs.0, "{set}: keys");
             assert_eq!(ours.1, theirs.1, "{set}: leases");
-            let ids = |m: &serde_json::Value| {
-                m.as_array().unwrap().iter().map(|x| (x["ID"].clone(), x["peerURLs"].clone())).collect::<Vec<_>>()
-            };
             assert_eq!(ids(&ours.2), ids(&theirs.2), "{set}: members");
             // etcdkit writes on the data of that version, then is killed.
             let as_user = |args: &[&str]| {
@@ -318,6 +318,7 @@ fn data_dirs_both_ways() {
         let after = served_state(&p, &c, user);
         assert_eq!(after.0, written.0, "{set}: keys etcdkit wrote, served by real etcd");
         assert_eq!(after.1, written.1, "{set}: leases etcdkit wrote, served by real etcd");
+        assert_eq!(ids(&after.2), ids(&written.2), "{set}: members, served by real etcd");
         served += 1;
     }
     assert!(served >= 6, "only {served} fixture data dirs served");
