@@ -92,21 +92,33 @@ fn apply_v2(db: &Db, r: &Request) -> Result<()> {
     if r.method != "PUT" {
         return Ok(());
     }
-    if let Some(id) = r.path.strip_prefix("/0/members/").and_then(|p| p.strip_suffix("/attributes")) {
-        let Ok(id) = u64::from_str_radix(id, 16) else { return Ok(()) };
-        #[derive(serde::Deserialize)]
-        struct Attributes {
-            #[serde(default)]
-            name: String,
-            #[serde(rename = "clientURLs", default)]
-            client_urls: Vec<String>,
-        }
-        let Ok(a) = serde_json::from_str::<Attributes>(&r.val) else { return Ok(()) };
-        set_member_attributes(db, id, a.name, a.client_urls)?;
+    if let Some((id, (name, client_urls))) = attributes_put(r) {
+        set_member_attributes(db, id, name, client_urls)?;
     } else if r.path == "/0/version" {
         set_cluster_version(db, &r.val)?;
     }
     Ok(())
+}
+
+/// A member's published name and client URLs.
+pub(crate) type Attributes = (String, Vec<String>);
+
+/// `{"name":…,"clientURLs":[…]}`, the attributes a member publishes.
+pub(crate) fn parse_attributes(val: &str) -> Option<Attributes> {
+    #[derive(serde::Deserialize)]
+    struct A {
+        #[serde(default)]
+        name: String,
+        #[serde(rename = "clientURLs", default)]
+        client_urls: Vec<String>,
+    }
+    serde_json::from_str::<A>(val).ok().map(|a| (a.name, a.client_urls))
+}
+
+/// A v2 `PUT /0/members/<id>/attributes`: the member and its attributes.
+pub(crate) fn attributes_put(r: &Request) -> Option<(u64, Attributes)> {
+    let id = r.path.strip_prefix("/0/members/")?.strip_suffix("/attributes")?;
+    Some((u64::from_str_radix(id, 16).ok()?, parse_attributes(&r.val)?))
 }
 
 /// etcd 3.5's `membershippb` requests: the same effects as their v2 forms,

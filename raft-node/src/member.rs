@@ -848,10 +848,7 @@ impl Member {
             apply::save_conf_change(self.store.db(), cc, member.as_ref())?;
             self.mark_applied_at(index, term);
             if self.storage.keeps_raft_position() {
-                let mut cs = convert::conf_state_to_etcd(&self.conf_state);
-                for ids in [&mut cs.voters, &mut cs.learners, &mut cs.voters_outgoing, &mut cs.learners_next] {
-                    ids.sort_unstable();
-                }
+                let cs = convert::conf_state_to_etcd(&self.conf_state);
                 self.store.stage_conf_state(etcdkit_schema::bucket::conf_state_value(&cs));
             }
             self.store.commit()?;

@@ -246,7 +246,7 @@ fn v2_state(db: &Db, newest: Option<&raftpb::Snapshot>, entries: &[raftpb::Entry
         if let Some(r) = &req.v2 {
             if v2::is_user_request(r) {
                 let _ = user.apply(r, e.index);
-            } else if let Some((id, a)) = attributes_put(r) {
+            } else if let Some((id, a)) = apply::attributes_put(r) {
                 published.insert(id, a);
             }
         } else if let Some(a) = &req.cluster_member_attr_set {
@@ -269,29 +269,9 @@ fn v2_state(db: &Db, newest: Option<&raftpb::Snapshot>, entries: &[raftpb::Entry
     Ok(v2store::store_json(&members, &removed, Some("3.4.0"), &keys))
 }
 
-type Attributes = (String, Vec<String>);
-
-/// `{"name":…,"clientURLs":[…]}`, the value etcd publishes.
-fn parse_attributes(val: &str) -> Option<Attributes> {
-    #[derive(serde::Deserialize)]
-    struct A {
-        #[serde(default)]
-        name: String,
-        #[serde(rename = "clientURLs", default)]
-        client_urls: Vec<String>,
-    }
-    serde_json::from_str::<A>(val).ok().map(|a| (a.name, a.client_urls))
-}
-
-/// A v2 `PUT /0/members/<id>/attributes`.
-fn attributes_put(r: &etcdkit_proto::etcdserverpb::Request) -> Option<(u64, Attributes)> {
-    let id = r.path.strip_prefix("/0/members/")?.strip_suffix("/attributes")?;
-    Some((u64::from_str_radix(id, 16).ok()?, parse_attributes(&r.val)?))
-}
-
 /// The attributes the members published, from a `.snap`'s v2 store JSON
 /// (`/0/members/<id>/attributes`).
-fn published_attributes(json: &[u8]) -> BTreeMap<u64, Attributes> {
+fn published_attributes(json: &[u8]) -> BTreeMap<u64, apply::Attributes> {
     let mut out = BTreeMap::new();
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(json) else { return out };
     let members = v.pointer("/Root/Children/0/Children/members/Children").and_then(|m| m.as_object());
@@ -299,7 +279,7 @@ fn published_attributes(json: &[u8]) -> BTreeMap<u64, Attributes> {
         let path = m.get("Path").and_then(|p| p.as_str()).unwrap_or_default();
         let Some(id) = path.rsplit('/').next().and_then(|h| u64::from_str_radix(h, 16).ok()) else { continue };
         let val = m.pointer("/Children/attributes/Value").and_then(|v| v.as_str());
-        if let Some(a) = val.and_then(parse_attributes) {
+        if let Some(a) = val.and_then(apply::parse_attributes) {
             out.insert(id, a);
         }
     }
@@ -311,15 +291,11 @@ fn published_attributes(json: &[u8]) -> BTreeMap<u64, Attributes> {
 fn save_snap(fs: &dyn Fs, dir: &Path, s: &raftpb::Snapshot) -> Result<()> {
     let name = snap::snap_name(s.metadata.term, s.metadata.index);
     let (tmp, path) = (dir.join(format!("{name}.tmp")), dir.join(&name));
-    let io = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| Error::Io { op, path: p, source }
-    };
-    let f = fs.open(&tmp, etcdkit_fs::Open::Truncate { mode: 0o666 }).map_err(io("create", &tmp))?;
-    f.write_all_at(&snap::encode(s), 0).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("fsync", &tmp))?;
+    let f = fs.open(&tmp, etcdkit_fs::Open::Truncate { mode: 0o666 }).map_err(Error::io("create", &tmp))?;
+    f.write_all_at(&snap::encode(s), 0).map_err(Error::io("write", &tmp))?;
+    f.sync_all().map_err(Error::io("fsync", &tmp))?;
     drop(f);
-    fs.rename(&tmp, &path).map_err(io("rename", &tmp))?;
-    fs.sync_dir(dir).map_err(io("fsync", dir))?;
+    fs.rename(&tmp, &path).map_err(Error::io("rename", &tmp))?;
+    fs.sync_dir(dir).map_err(Error::io("fsync", dir))?;
     Ok(())
 }

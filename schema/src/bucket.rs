@@ -90,9 +90,13 @@ pub fn read_u64(tx: &Tx, bucket: &'static [u8], key: &'static [u8]) -> Result<Op
 
 /// The value of `meta/confState` as etcd 3.5 writes it: Go's JSON of
 /// `raftpb.ConfState` (`{"voters":[…],"auto_leave":false}`; the other lists
-/// only when not empty), members in the order raft lists them (ascending).
+/// only when not empty), each list ascending as raft lists it.
 pub fn conf_state_value(cs: &etcdkit_proto::raftpb::ConfState) -> Vec<u8> {
-    let list = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let list = |ids: &[u64]| {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+    };
     let mut s = String::from("{");
     for (name, ids) in [
         ("voters", &cs.voters),
@@ -128,6 +132,8 @@ mod conf_state_tests {
             String::from_utf8(super::conf_state_value(&cs)).unwrap(),
             r#"{"voters":[5456780895867104154,9137910796320738818,15542432314859874046],"auto_leave":false}"#
         );
+        let cs = ConfState { voters: vec![9, 1], learners: vec![2], ..Default::default() };
+        assert_eq!(super::conf_state_value(&cs), br#"{"voters":[1,9],"learners":[2],"auto_leave":false}"#);
         let cs = ConfState { voters: vec![1], learners: vec![2], ..Default::default() };
         assert_eq!(super::conf_state_value(&cs), br#"{"voters":[1],"learners":[2],"auto_leave":false}"#);
     }

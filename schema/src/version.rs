@@ -18,7 +18,7 @@ use std::fmt;
 use etcdkit_storage::{Tx, TxMut};
 
 use crate::Error;
-use crate::bucket::{CLUSTER, META, cluster, meta};
+use crate::bucket::{META, meta};
 
 /// An etcd storage layout, oldest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -113,12 +113,6 @@ pub fn set_layout(tx: &mut TxMut, version: StorageVersion) -> etcdkit_storage::R
         None => m.delete(meta::STORAGE_VERSION)?,
     }
     Ok(())
-}
-
-/// `cluster/clusterVersion`, the version the members agreed on (`3.5.0`).
-pub fn cluster_version(tx: &Tx) -> Result<Option<String>, Error> {
-    let Some(b) = tx.bucket(CLUSTER)? else { return Ok(None) };
-    Ok(b.get(cluster::CLUSTER_VERSION)?.map(|v| String::from_utf8_lossy(v).into_owned()))
 }
 
 #[cfg(test)]
