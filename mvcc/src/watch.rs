@@ -87,6 +87,9 @@ pub(crate) struct Watcher {
 pub(crate) struct Watchers {
     list: Vec<Watcher>,
     next_id: i64,
+    /// Progress requests of client streams (their watchers' IDs) waiting for
+    /// those watchers to be synced ([`Store::progress_all`]).
+    progress_pending: Vec<Vec<i64>>,
 }
 
 impl Watchers {
@@ -154,6 +157,40 @@ impl Store {
         for w in &self.watchers.list {
             if w.synced && ids.is_none_or(|ids| ids.contains(&w.id)) {
                 let _ = w.tx.offer(WatchResponse { watch_id: w.id, revision, ..Default::default() });
+            }
+        }
+    }
+
+    /// etcd's `RequestProgressAll` for one client stream, whose watchers are
+    /// `ids`: once every one of them has been sent every event up to the
+    /// current revision, one response with watch ID -1 and that revision is
+    /// offered through the first one's sink (the stream's queue, behind the
+    /// events already in it), so the notification never runs ahead of the
+    /// events. Until then the request waits and is tried again whenever
+    /// watchers sync (every tick and after every write), as etcd 3.4.24+ /
+    /// 3.5.8+ defer it; a stream has at most one waiting. (etcd 3.4.23
+    /// answered at once with the current revision: its bug #15220.)
+    pub fn progress_all(&mut self, ids: Vec<i64>) {
+        if !self.watchers.progress_pending.contains(&ids) {
+            self.watchers.progress_pending.push(ids);
+        }
+        self.flush_progress_all();
+    }
+
+    fn flush_progress_all(&mut self) {
+        if self.watchers.progress_pending.is_empty() {
+            return;
+        }
+        let rev = self.rev();
+        let pending = std::mem::take(&mut self.watchers.progress_pending);
+        for ids in pending {
+            let ws: Vec<&Watcher> = self.watchers.list.iter().filter(|w| ids.contains(&w.id)).collect();
+            let Some(first) = ws.first() else { continue };
+            let caught_up = ws.iter().all(|w| w.synced && w.req.start_revision <= rev);
+            if !caught_up
+                || first.tx.offer(WatchResponse { watch_id: -1, revision: rev, ..Default::default() }) == Offer::Full
+            {
+                self.watchers.progress_pending.push(ids);
             }
         }
     }
@@ -238,6 +275,7 @@ impl Store {
             }
         });
         self.watchers.list = list;
+        self.flush_progress_all();
     }
 
     fn kv_at(&self, key: &[u8], rev: i64) -> Option<KeyValue> {

@@ -162,3 +162,39 @@ fn defragment_keeps_the_keyspace_and_the_watchers() {
     let s = Store::open(dir.path().join("db"), StoreOptions::default()).unwrap();
     assert_eq!(s.rev(), rev);
 }
+
+/// A stream's progress request is answered (watch ID -1, the current
+/// revision) only once its watchers have been sent every event up to that
+/// revision: never ahead of an event still to come (etcd #15220).
+#[test]
+fn progress_all_waits_for_a_watcher_behind() {
+    let (_d, mut s) = store(1);
+    for i in 0..6 {
+        put(&mut s, "k", &i.to_string());
+    }
+    // From revision 2 with room for one response: the history (one
+    // response) fills it and the live writes leave the watcher behind.
+    let req = WatchRequest { key: b"k".to_vec(), start_revision: 2, capacity: 1, ..Default::default() };
+    let (id, rx) = s.watch(req).unwrap();
+    let top = put(&mut s, "k", "late");
+    s.progress_all(vec![id]);
+    let mut seen = Vec::new();
+    let mut last_event = 0;
+    // Drain and sync until the watcher has caught up and the answer came.
+    for _ in 0..10 {
+        while let Ok(r) = rx.try_recv() {
+            if r.watch_id == -1 {
+                assert!(r.events.is_empty());
+                assert!(r.revision >= last_event, "progress at {} behind an event at {last_event}", r.revision);
+                seen.push(r.revision);
+            }
+            if let Some(e) = r.events.last() {
+                assert!(seen.is_empty(), "an event at {} after a progress answer at {seen:?}", e.kv.mod_revision);
+                last_event = e.kv.mod_revision;
+            }
+        }
+        s.sync_watchers();
+    }
+    assert_eq!(last_event, top);
+    assert_eq!(seen, vec![top], "exactly one answer, at the current revision");
+}

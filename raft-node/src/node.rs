@@ -181,6 +181,7 @@ enum Cmd {
     Watch(WatchRequest, Box<dyn WatchSink>, Reply<(i64, i64)>),
     CancelWatch(i64),
     Progress(Vec<i64>),
+    ProgressAll(Vec<i64>),
     KeepAlive(i64, Reply<i64>),
     TimeToLive(i64, Reply<LeaseTtl>),
     Leases(Reply<Vec<i64>>),
@@ -491,6 +492,12 @@ impl Node {
         let _ = self.tx.send(Cmd::Progress(ids));
     }
 
+    /// A client stream's progress request for its watchers `ids`
+    /// (`Store::progress_all`: answered once they are all caught up).
+    pub fn watch_progress_all(&self, ids: Vec<i64>) {
+        let _ = self.tx.send(Cmd::ProgressAll(ids));
+    }
+
     pub fn cancel_watch(&self, id: i64) {
         let _ = self.tx.send(Cmd::CancelWatch(id));
     }
@@ -792,6 +799,7 @@ impl Driver {
                 store.sync_watchers();
             }
             Cmd::Progress(ids) => self.member.store_mut().progress_of(Some(&ids)),
+            Cmd::ProgressAll(ids) => self.member.store_mut().progress_all(ids),
             Cmd::CancelWatch(id) => {
                 self.member.store_mut().cancel_watch(id);
             }

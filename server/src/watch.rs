@@ -68,6 +68,7 @@ where
         queued: Arc::new(AtomicUsize::new(0)),
         watchers: HashMap::new(),
         next_id: 0,
+        progress_wanted: false,
     };
     tokio::spawn(s.run(inbound, queue, progress_interval));
     ReceiverStream::new(rx)
@@ -122,6 +123,11 @@ struct WatchStream {
     /// This stream's watchers by their ID on it.
     watchers: HashMap<i64, Watcher>,
     next_id: i64,
+    /// A progress request not yet passed on: it waits for the watchers still
+    /// being created (etcd registers a watcher before it reads the stream's
+    /// next request, so a progress request always covers the watchers
+    /// created before it).
+    progress_wanted: bool,
 }
 
 impl WatchStream {
@@ -199,13 +205,72 @@ impl WatchStream {
                 }
                 true
             }
-            // etcd 3.4 answers a progress request with one response for the
-            // whole stream: watch ID -1 and the current revision.
             Some(RequestUnion::ProgressRequest(_)) => {
-                self.send(WatchResponse { header: self.core.header(0), watch_id: -1, ..Default::default() }).await
+                self.progress_wanted = true;
+                self.pass_progress().await
             }
             None => true,
         }
+    }
+
+    /// The member's answer to a watcher's creation.
+    async fn created(&mut self, id: i64, result: Result<(i64, i64), NodeError>) -> bool {
+        let Some(w) = self.watchers.get_mut(&id) else { return true };
+        let header = self.core.header(0);
+        let created = WatchResponse { header, watch_id: id, created: true, ..Default::default() };
+        match result {
+            Ok((sid, rev)) => {
+                w.store_id = Some(sid);
+                let cancelled = w.cancelled;
+                let mut created = created;
+                created.header = self.core.header(rev);
+                if !self.send(created).await {
+                    return false;
+                }
+                if cancelled {
+                    return self.cancel(id).await;
+                }
+                true
+            }
+            // A start revision already compacted: created, then
+            // cancelled with the compaction revision (etcd's order).
+            Err(NodeError::Mvcc(MvccError::Compacted { compacted, .. })) => {
+                self.watchers.remove(&id);
+                let cancel = WatchResponse {
+                    header: self.core.header_no_rev(),
+                    watch_id: id,
+                    canceled: true,
+                    compact_revision: compacted,
+                    ..Default::default()
+                };
+                self.send(created).await && self.send(cancel).await
+            }
+            Err(e) => {
+                self.watchers.remove(&id);
+                let mut r = created;
+                r.canceled = true;
+                r.cancel_reason = e.to_string();
+                self.send(r).await
+            }
+        }
+    }
+
+    /// Passes a waiting progress request on once no watcher is being
+    /// created. The answer is one response for the whole stream, watch ID
+    /// -1: at once when the stream has no watchers, else once they have all
+    /// been sent everything up to the revision it carries (etcd 3.4.24+;
+    /// 3.4.23 could answer ahead of events still to come).
+    async fn pass_progress(&mut self) -> bool {
+        if !self.progress_wanted || self.watchers.values().any(|w| w.store_id.is_none()) {
+            return true;
+        }
+        self.progress_wanted = false;
+        let ids: Vec<i64> = self.watchers.values().filter_map(|w| w.store_id).collect();
+        if ids.is_empty() {
+            return self.send(WatchResponse { header: self.core.header(0), watch_id: -1, ..Default::default() }).await;
+        }
+        self.core.node.watch_progress_all(ids);
+        true
     }
 
     async fn permitted(&self, key: &[u8], range_end: &[u8]) -> Result<(), Status> {
@@ -267,46 +332,7 @@ impl WatchStream {
 
     async fn item(&mut self, item: Item) -> bool {
         match item {
-            Item::Created { id, result } => {
-                let Some(w) = self.watchers.get_mut(&id) else { return true };
-                let header = self.core.header(0);
-                let created = WatchResponse { header, watch_id: id, created: true, ..Default::default() };
-                match result {
-                    Ok((sid, rev)) => {
-                        w.store_id = Some(sid);
-                        let cancelled = w.cancelled;
-                        let mut created = created;
-                        created.header = self.core.header(rev);
-                        if !self.send(created).await {
-                            return false;
-                        }
-                        if cancelled {
-                            return self.cancel(id).await;
-                        }
-                        true
-                    }
-                    // A start revision already compacted: created, then
-                    // cancelled with the compaction revision (etcd's order).
-                    Err(NodeError::Mvcc(MvccError::Compacted { compacted, .. })) => {
-                        self.watchers.remove(&id);
-                        let cancel = WatchResponse {
-                            header: self.core.header_no_rev(),
-                            watch_id: id,
-                            canceled: true,
-                            compact_revision: compacted,
-                            ..Default::default()
-                        };
-                        self.send(created).await && self.send(cancel).await
-                    }
-                    Err(e) => {
-                        self.watchers.remove(&id);
-                        let mut r = created;
-                        r.canceled = true;
-                        r.cancel_reason = e.to_string();
-                        self.send(r).await
-                    }
-                }
-            }
+            Item::Created { id, result } => self.created(id, result).await && self.pass_progress().await,
             Item::Store { id, resp } => {
                 self.queued.fetch_sub(1, Relaxed);
                 let Some(w) = self.watchers.get(&id) else { return true };
@@ -321,7 +347,8 @@ impl WatchStream {
                 };
                 let r = WatchResponse {
                     header,
-                    watch_id: id,
+                    // A stream-wide progress answer keeps its -1.
+                    watch_id: if resp.watch_id == -1 { -1 } else { id },
                     canceled: resp.canceled,
                     compact_revision: resp.compact_revision,
                     events: resp.events.into_iter().map(event).collect(),
