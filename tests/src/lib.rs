@@ -16,6 +16,7 @@ pub use etcdkit_testkit::etcd::{
 pub use etcdkit_testkit::{Rng, missing, root, run};
 
 mod pki;
+pub mod robust;
 pub use pki::Pki;
 
 /// `tests/fixtures`: one directory per etcd version that made the files
@@ -133,9 +134,13 @@ pub fn extract_restored(set: &str, dest: &Path) -> Option<PathBuf> {
 /// own tests) beside this test's executable before any test runs. A test run
 /// alone (`-p etcdkit-tests`) needs `cargo build -p etcdkit-cli` first.
 pub fn etcdkit_bin() -> PathBuf {
+    // Tests run from target/<profile>/deps, the harness's binaries from target/<profile>.
     let exe = std::env::current_exe().expect("the test's own path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>/deps/<test>");
-    let bin = dir.join("etcdkit");
+    let here = exe.parent().expect("a binary's directory");
+    let bin = [here.join("etcdkit"), here.parent().map(|d| d.join("etcdkit")).unwrap_or_default()]
+        .into_iter()
+        .find(|b| b.is_file())
+        .unwrap_or_else(|| here.join("etcdkit"));
     assert!(bin.exists(), "{} is missing: build it with `cargo build -p etcdkit-cli`", bin.display());
     bin
 }
