@@ -9,7 +9,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -76,7 +76,24 @@ pub async fn bind_tcp(host: &str, port: u16) -> Result<TcpListener, ServeError> 
         .map_err(|e| ServeError::Listen { url: addr.clone(), source: e })?
         .collect();
     let first = addrs.first().ok_or_else(|| ServeError::Flag(format!("{addr}: no address")))?;
-    TcpListener::bind(first).await.map_err(|e| ServeError::Listen { url: addr.clone(), source: e })
+    let listen = || {
+        let socket = if first.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(*first)?;
+        socket.listen(listen_backlog())
+    };
+    listen().map_err(|e| ServeError::Listen { url: addr.clone(), source: e })
+}
+
+/// The accept queue's length: the kernel's `somaxconn`, as Go's `net.Listen`
+/// asks (`maxListenerBacklog`; 128 where it cannot be read). A burst of new
+/// connections longer than the queue loses SYNs, and each lost one costs its
+/// client a one-second retransmission.
+fn listen_backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .map_or(128, |n| n.clamp(1, 65535))
 }
 
 /// A bound client listener: TCP, or a unix socket (`unix://path`).
@@ -89,16 +106,40 @@ pub enum Listener {
 pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Conn for T {}
 
+/// An accepted connection that has not said anything yet.
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Accepted {
+    /// Waits for the first bytes (or the peer's close), without taking them.
+    async fn readable(&self) -> std::io::Result<()> {
+        match self {
+            // (`readable` alone can wake before any byte has come.)
+            Accepted::Tcp(s) => s.peek(&mut [0u8; 1]).await.map(|_| ()),
+            Accepted::Unix(s) => s.readable().await,
+        }
+    }
+
+    fn boxed(self) -> Box<dyn Conn> {
+        match self {
+            Accepted::Tcp(s) => Box::new(s),
+            Accepted::Unix(s) => Box::new(s),
+        }
+    }
+}
+
 impl Listener {
     /// The next connection and who it is from (for the log).
-    async fn accept(&self) -> std::io::Result<(Box<dyn Conn>, String)> {
+    async fn accept(&self) -> std::io::Result<(Accepted, String)> {
         match self {
             Listener::Tcp(l) => {
                 let (s, from) = l.accept().await?;
                 let _ = s.set_nodelay(true);
-                Ok((Box::new(s), from.to_string()))
+                Ok((Accepted::Tcp(s), from.to_string()))
             }
-            Listener::Unix(l) => Ok((Box::new(l.accept().await?.0), "@".into())),
+            Listener::Unix(l) => Ok((Accepted::Unix(l.accept().await?.0), "@".into())),
         }
     }
 }
@@ -144,44 +185,40 @@ pub async fn serve(
         // etcd's --grpc-keepalive-interval / --grpc-keepalive-timeout defaults.
         .keep_alive_interval(Some(Duration::from_secs(7200)))
         .keep_alive_timeout(Duration::from_secs(20));
-    builder.http1().timer(TokioTimer::new());
+    // HTTP/1 (the JSON gateway, /health, /metrics, the peer endpoints)
+    // holds at most 64 KiB of request head: a longer one is refused with 431
+    // before much is read or parsed again (a client dribbling megabytes of
+    // header would otherwise cost a parse of the whole buffer per read).
+    builder.http1().timer(TokioTimer::new()).max_buf_size(64 << 10);
+    // Shared, not copied into every connection's task.
+    let builder = std::sync::Arc::new(builder);
+    // After a failed accept (out of file descriptors, say) the next waits,
+    // 5 ms doubling to 1 s, as Go's net/http does: no spinning while the
+    // limit holds, and the connections already open are served meanwhile.
+    let mut backoff = Duration::ZERO;
     loop {
         tokio::select! {
             conn = listener.accept() => {
-                let Ok((stream, from)) = conn else { continue };
+                let (stream, from) = match conn {
+                    Ok(c) => {
+                        backoff = Duration::ZERO;
+                        c
+                    }
+                    Err(e) => {
+                        backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                        tracing::warn!(target: "embed", "accept error: {e}; retrying in {backoff:?}");
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                };
                 let (router, builder, watcher, tls) = (router.clone(), builder.clone(), graceful.watcher(), tls.clone());
                 tokio::spawn(async move {
-                    match tls {
-                        None => {
-                            let svc = TowerToHyperService::new(router);
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                            let _ = watcher.watch(conn.into_owned()).await;
-                        }
-                        Some(acceptor) => {
-                            // A client that never finishes its handshake (or fails it) is dropped.
-                            let stream = match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    // etcd's wording (operators and its tests look for it).
-                                    let why = crate::tls::go_tls_error(&e);
-                                    tracing::info!(target: "embed", "rejected connection from {from:?} (error {why:?}, ServerName \"\")");
-                                    return;
-                                }
-                                Err(_) => return,
-                            };
-                            // The verified client certificate's CN names the
-                            // caller of this connection's requests (etcd's
-                            // `--client-cert-auth` user).
-                            let cn = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| crate::der::common_name(c));
-                            let router = match cn {
-                                Some(cn) => router.layer(axum::Extension(crate::auth::PeerCn(cn.into()))),
-                                None => router,
-                            };
-                            let svc = TowerToHyperService::new(router);
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                            let _ = watcher.watch(conn.into_owned()).await;
-                        }
+                    // Until it says something a connection costs only this
+                    // small task: 10,000 idle connections hold no HTTP state.
+                    if stream.readable().await.is_err() {
+                        return;
                     }
+                    Box::pin(serve_conn(stream.boxed(), from, router, &builder, watcher, tls)).await;
                 });
             }
             _ = stop.changed() => break,
@@ -189,4 +226,46 @@ pub async fn serve(
     }
     drop(listener);
     let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
+}
+
+/// Serves one connection (after its TLS handshake, if any) until it closes.
+async fn serve_conn(
+    stream: Box<dyn Conn>,
+    from: String,
+    router: Router,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    tls: Option<TlsAcceptor>,
+) {
+    match tls {
+        None => {
+            let svc = TowerToHyperService::new(router);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            let _ = watcher.watch(conn.into_owned()).await;
+        }
+        Some(acceptor) => {
+            // A client that never finishes its handshake (or fails it) is dropped.
+            let stream = match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    // etcd's wording (operators and its tests look for it).
+                    let why = crate::tls::go_tls_error(&e);
+                    tracing::info!(target: "embed", "rejected connection from {from:?} (error {why:?}, ServerName \"\")");
+                    return;
+                }
+                Err(_) => return,
+            };
+            // The verified client certificate's CN names the caller of this
+            // connection's requests (etcd's `--client-cert-auth` user).
+            let cn =
+                stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| crate::der::common_name(c));
+            let router = match cn {
+                Some(cn) => router.layer(axum::Extension(crate::auth::PeerCn(cn.into()))),
+                None => router,
+            };
+            let svc = TowerToHyperService::new(router);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            let _ = watcher.watch(conn.into_owned()).await;
+        }
+    }
 }

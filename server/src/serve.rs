@@ -19,6 +19,9 @@ pub fn main(args: &[String]) -> ExitCode {
     if args.first().map(String::as_str) == Some("gateway") {
         return crate::tcpproxy::main(&args[1..]);
     }
+    // The soft limit on open files raised to the hard one, as Go programs
+    // (etcd) start: every client and peer connection is one.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let env: Vec<(String, String)> = std::env::vars().collect();
     let mut flags = match Flags::parse(args, &env) {
         Ok(Parsed::Run(f)) => f,
