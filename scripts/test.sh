@@ -87,12 +87,16 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo clippy -p etcdkit-benches --all-targets --features peers --quiet -- -D warnings
 cargo bench --workspace --no-run --quiet
 mkdir -p target
+rm -f target/tmp/robustness.txt
 set +e
 cargo test --workspace 2>&1 | tee target/test-output.txt
 status=${PIPESTATUS[0]}
 set -e
 sum() { grep -E '^test result:' target/test-output.txt | grep -oE "[0-9]+ $1" | awk '{s+=$1} END {print s+0}'; }
 echo "tests: $(sum passed) passed, $(sum failed) failed"
+# The robustness and hostile-network figures (tests/tests/robustness.rs,
+# tests/tests/hostile_network.rs).
+cat target/tmp/robustness.txt 2>/dev/null || true
 [ "$status" = 0 ] || exit "$status"
 # etcd 3.4's own e2e suite against etcdkit (as `etcd`) and the real etcdctl:
 # the tests listed in scripts/e2e-etcdkit.list (scripts/e2e.sh with no list

@@ -85,8 +85,19 @@ fn assert_clean_in(tmp: tempfile::TempDir, what: &str, rs: &[Report]) {
     assert_clean(what, rs);
 }
 
+/// Appends `line` to target/tmp/robustness.txt (scripts/test.sh prints it).
+fn record(line: &str) {
+    use std::io::Write;
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("robustness.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 fn assert_clean(what: &str, rs: &[Report]) {
-    eprintln!("{}", totals(what, rs));
+    let line = totals(what, rs);
+    eprintln!("{line}");
+    record(&line);
     let min_ops = env("ROBUST_MIN_OPS", 0) as usize;
     for r in rs {
         assert!(r.operations >= min_ops, "{what}: fewer than {min_ops} operations: {}", r.summary());
@@ -121,6 +132,10 @@ fn seeded_bugs_are_caught() {
             c.faults = vec![];
             let r = histories([c]).pop().unwrap();
             assert!(r.violation(), "{bug:?} was not caught: {}", r.summary());
+            record(&format!(
+                "seeded bug {bug:?}: caught ({:?}) in a history of {} operations",
+                r.verdict, r.operations
+            ));
         }
     }
 }

@@ -307,7 +307,7 @@ async fn history(cfg: &Config, mut cluster: Cluster, dir: &Path) -> Result<Repor
     let log: Vec<Event> = watch::events(&primary).into_iter().cloned().collect();
     // The end: a compaction at the final revision, and a watch from below it.
     if final_rev > 2 {
-        compacted_watch(&endpoints[0], final_rev, &mut report).await;
+        compacted_watch(&endpoints, final_rev, &mut report).await;
     }
     if let Some(m) = cluster.panicked() {
         report.errors.push(format!("{m} panicked"));
@@ -352,37 +352,59 @@ async fn final_read(
 }
 
 /// Compacts at `rev` and expects a watch from revision 2 to be canceled
-/// with `rev` as the compacted revision.
-async fn compacted_watch(endpoint: &str, rev: i64, report: &mut Report) {
-    let Some(c) = traffic::connect(endpoint).await else {
-        report.errors.push("no connection for the compaction check".into());
-        return;
-    };
-    let r = c.kv().compact(pb::CompactionRequest { revision: rev, physical: true }).await;
-    if let Err(s) = &r
-        && !s.message().contains("compacted")
-    {
-        report.errors.push(format!("compaction at {rev}: {}", s.message()));
-        return;
+/// with `rev` as the compacted revision, on the member that compacted (a
+/// member just restarted or a leader change may refuse at first: the
+/// members are tried in turn for 20 s).
+async fn compacted_watch(endpoints: &[String], rev: i64, report: &mut Report) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    for ep in endpoints.iter().cycle() {
+        if Instant::now() > deadline {
+            break;
+        }
+        let Some(c) = traffic::connect(ep).await else {
+            last = format!("no connection to {ep}");
+            continue;
+        };
+        let mut kv = c.kv();
+        let compact = kv.compact(pb::CompactionRequest { revision: rev, physical: true });
+        match tokio::time::timeout(Duration::from_secs(3), compact).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(s)) if s.message().contains("compacted") => {}
+            Ok(Err(s)) => {
+                last = format!("compaction at {rev} on {ep}: {}", s.message());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(_) => {
+                last = format!("compaction at {rev} on {ep}: timed out");
+                continue;
+            }
+        }
+        let w = watch::run_watcher(
+            vec![ep.clone()],
+            traffic::PREFIX.to_vec(),
+            traffic::prefix_end(),
+            2,
+            Instant::now(),
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicI64::new(i64::MAX)),
+            Arc::new(AtomicI64::new(0)),
+            Instant::now() + Duration::from_secs(5),
+        )
+        .await;
+        // (A progress answer may come first: the stream has no watcher then.)
+        match w.records.iter().find(|r| !r.progress) {
+            Some(r) if r.compacted == Some(rev) => return,
+            // Events instead of the compaction: a real error.
+            Some(r) => {
+                report.errors.push(format!("a watch from 2 after compacting at {rev} on {ep} got {r:?}"));
+                return;
+            }
+            None => last = format!("no answer to a watch from 2 on {ep}"),
+        }
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let w = watch::run_watcher(
-        vec![endpoint.to_string()],
-        traffic::PREFIX.to_vec(),
-        traffic::prefix_end(),
-        2,
-        Instant::now(),
-        stop,
-        Arc::new(AtomicI64::new(i64::MAX)),
-        Arc::new(AtomicI64::new(0)),
-        Instant::now() + Duration::from_secs(5),
-    )
-    .await;
-    // (A progress answer may come first: the stream has no watcher then.)
-    match w.records.iter().find(|r| !r.progress) {
-        Some(r) if r.compacted == Some(rev) => {}
-        other => report.errors.push(format!("a watch from 2 after compacting at {rev} got {other:?}")),
-    }
+    report.errors.push(format!("the compaction check did not complete: {last}"));
 }
 
 fn inject(cluster: &mut Cluster, cfg: &Config, done: &AtomicBool, injected: &Mutex<BTreeMap<&'static str, u64>>) {
