@@ -6,78 +6,13 @@
 //!
 //! `PEER_FAULT_ROUNDS` sets the number of fault rounds (default 8).
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use etcdkit_tests::robust::proxy::{self, Faults};
 use etcdkit_tests::{EtcdProc, etcd_binaries, etcdctl, etcdkit_as, start_etcd_with};
-
-/// What a proxy does to the traffic through it.
-#[derive(Default)]
-struct Faults {
-    /// Milliseconds added before each forwarded chunk.
-    delay_ms: AtomicU64,
-    /// Refuse new connections and cut open ones.
-    cut: AtomicBool,
-    /// Bumped to close every open connection once.
-    reset: AtomicU64,
-}
-
-/// A TCP proxy from `listen` to `target`, one thread pair per connection.
-fn proxy(listen: u16, target: u16, faults: Arc<Faults>) {
-    let l = TcpListener::bind(("127.0.0.1", listen)).unwrap();
-    std::thread::spawn(move || {
-        for inbound in l.incoming() {
-            let Ok(inbound) = inbound else { continue };
-            if faults.cut.load(Ordering::Relaxed) {
-                let _ = inbound.shutdown(Shutdown::Both);
-                continue;
-            }
-            let Ok(out) = TcpStream::connect_timeout(&([127, 0, 0, 1], target).into(), Duration::from_secs(2)) else {
-                continue;
-            };
-            let generation = faults.reset.load(Ordering::Relaxed);
-            for (mut from, mut to) in [
-                (inbound.try_clone().unwrap(), out.try_clone().unwrap()),
-                (out.try_clone().unwrap(), inbound.try_clone().unwrap()),
-            ] {
-                let f = faults.clone();
-                std::thread::spawn(move || {
-                    let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
-                    let mut buf = vec![0u8; 64 << 10];
-                    loop {
-                        if f.cut.load(Ordering::Relaxed) || f.reset.load(Ordering::Relaxed) != generation {
-                            break;
-                        }
-                        match from.read(&mut buf) {
-                            Ok(0) => break,
-                            Ok(n) => {
-                                let d = f.delay_ms.load(Ordering::Relaxed);
-                                if d > 0 {
-                                    std::thread::sleep(Duration::from_millis(d));
-                                }
-                                if to.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                            Err(e)
-                                if matches!(
-                                    e.kind(),
-                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                                ) => {}
-                            Err(_) => break,
-                        }
-                    }
-                    let _ = from.shutdown(Shutdown::Both);
-                    let _ = to.shutdown(Shutdown::Both);
-                });
-            }
-        }
-    });
-}
 
 /// A CA and one certificate (server and client use) for 127.0.0.1.
 fn pki(dir: &Path) -> (String, String, String) {
@@ -141,12 +76,9 @@ fn five_members_through_faulty_links_lose_nothing() {
             proxied: base + 3 * i + 2,
             dir: tmp.path().join(format!("f{i}.etcd")),
             proc: None,
-            faults: Arc::new(Faults::default()),
+            faults: proxy::start(base + 3 * i + 2, base + 3 * i + 1).unwrap(),
         })
         .collect();
-    for m in &ms {
-        proxy(m.proxied, m.peer, m.faults.clone());
-    }
     let ic = ms.iter().map(|m| format!("{}=https://127.0.0.1:{}", m.name, m.proxied)).collect::<Vec<_>>().join(",");
     let start = |m: &mut Member| {
         let listen = format!("https://127.0.0.1:{}", m.peer);
@@ -234,7 +166,7 @@ fn five_members_through_faulty_links_lose_nothing() {
             _ => {
                 // Drop every open connection to every member.
                 for m in &ms {
-                    m.faults.reset.fetch_add(1, Ordering::Relaxed);
+                    m.faults.reset();
                 }
                 std::thread::sleep(Duration::from_millis(500));
             }
