@@ -291,11 +291,7 @@ fn hostile_connections_leave_the_server_up_bounded_and_responsive() {
         "hostile network, etcdkit: RSS idle {idle_rss} KiB, attacked {rss} KiB ({rss_x:.2}×); p99 idle {idle_p99:?}, attacked {p99:?} ({p99_x:.2}×); idle conns, slowloris bytes (client, peer), malformed conns (client, peer): {counts:?}"
     );
     eprintln!("{line}");
-    // target/tmp/robustness.txt, which scripts/test.sh prints.
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("robustness.txt");
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(f, "{line}");
-    }
+    etcdkit_tests::robust::record_figure(env!("CARGO_TARGET_TMPDIR"), &line);
     assert!(
         counts[0] >= 10_000 || std::env::var_os("HOSTILE_IDLE_CONNS").is_some(),
         "only {} idle connections",

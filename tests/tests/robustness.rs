@@ -87,11 +87,7 @@ fn assert_clean_in(tmp: tempfile::TempDir, what: &str, rs: &[Report]) {
 
 /// Appends `line` to target/tmp/robustness.txt (scripts/test.sh prints it).
 fn record(line: &str) {
-    use std::io::Write;
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("robustness.txt");
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(f, "{line}");
-    }
+    etcdkit_tests::robust::record_figure(env!("CARGO_TARGET_TMPDIR"), line);
 }
 
 fn assert_clean(what: &str, rs: &[Report]) {

@@ -17,3 +17,14 @@ pub mod proxy;
 pub mod run;
 pub mod traffic;
 pub mod watch;
+
+/// Appends one figure line to `target/tmp/robustness.txt`, which
+/// `scripts/test.sh` prints after the tests (`tmp`: the integration test's
+/// `CARGO_TARGET_TMPDIR`).
+pub fn record_figure(tmp: &str, line: &str) {
+    use std::io::Write;
+    let path = std::path::Path::new(tmp).join("robustness.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{line}");
+    }
+}
