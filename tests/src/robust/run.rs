@@ -418,7 +418,10 @@ fn inject(cluster: &mut Cluster, cfg: &Config, done: &AtomicBool, injected: &Mut
     };
     wait(200);
     if cfg.bug == Bug::StaleFollowerReads {
-        // Member 0 (client 0's) cut off from its peers for the whole run.
+        // Member 0 (client 0's) cut off from its peers for the whole run,
+        // as a follower: a partitioned leader keeps the others from
+        // electing one until it steps down, and nothing moves meanwhile.
+        move_leader(cluster, &mut rng, Some(0));
         cluster.members[0].peer_faults.blackhole.store(true, Ordering::Relaxed);
         *injected.lock().entry(FaultKind::Partition.name()).or_default() += 1;
         while !done.load(Ordering::Relaxed) {
@@ -473,7 +476,7 @@ fn inject(cluster: &mut Cluster, cfg: &Config, done: &AtomicBool, injected: &Mut
                 cluster.members[i].client_faults.blackhole.store(true, Ordering::Relaxed);
                 wait(hold);
             }
-            FaultKind::MoveLeader => move_leader(cluster, &mut rng),
+            FaultKind::MoveLeader => move_leader(cluster, &mut rng, None),
         }
         *injected.lock().entry(kind.name()).or_default() += 1;
         cluster.heal();
@@ -481,15 +484,16 @@ fn inject(cluster: &mut Cluster, cfg: &Config, done: &AtomicBool, injected: &Mut
     }
 }
 
-/// Asks the leader to hand leadership to a random other member.
-fn move_leader(cluster: &Cluster, rng: &mut Rng) {
+/// Asks the leader to hand leadership to a random other member (with
+/// `only_from`, only if the leader is that member).
+fn move_leader(cluster: &Cluster, rng: &mut Rng, only_from: Option<usize>) {
     let eps: Vec<String> = cluster.members.iter().map(|m| m.direct_endpoint()).collect();
     let pick = rng.below(eps.len() as u64 - 1);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     rt.block_on(async move {
         let mut ids = Vec::new();
         let mut leader = None;
-        for ep in &eps {
+        for (i, ep) in eps.iter().enumerate() {
             let Some(c) = traffic::connect(ep).await else { continue };
             let Ok(Ok(s)) =
                 tokio::time::timeout(Duration::from_secs(1), c.maintenance().status(pb::StatusRequest {})).await
@@ -499,6 +503,9 @@ fn move_leader(cluster: &Cluster, rng: &mut Rng) {
             let s = s.into_inner();
             let me = s.header.as_ref().map_or(0, |h| h.member_id);
             if s.leader == me {
+                if only_from.is_some_and(|o| o != i) {
+                    return;
+                }
                 leader = Some(c);
             } else {
                 ids.push(me);
