@@ -99,23 +99,13 @@ pub fn cmd_cluster(out: &mut Out, c: &ClusterCmd, data_dir: Option<PathBuf>) -> 
                 .ok_or_else(|| CliError::Msg(format!("{name} is not in --initial-cluster")))?;
             cfg.initial_advertise_peer_urls = urls.join(",");
             let serve = etcdkit_server::ServeConfig {
-                node: cfg,
                 listen_client_urls: vec![ListenUrl::Tcp { tls: false, host: "127.0.0.1".into(), port: 0 }],
-                limits: Default::default(),
-                max_concurrent_streams: u32::MAX,
-                watch_progress_notify_interval: Duration::from_secs(600),
-                quota_backend_bytes: None,
-                tls: Default::default(),
-                auth_token: "simple".into(),
                 listen_peer_urls: urls
                     .iter()
                     .map(|u| ListenUrl::parse(u))
                     .collect::<Result<_, _>>()
                     .map_err(serve_err)?,
-                peer_tls: Default::default(),
-                strict_reconfig_check: true,
-                initial_corrupt_check: false,
-                enable_v2: false,
+                ..etcdkit_server::ServeConfig::new(cfg)
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

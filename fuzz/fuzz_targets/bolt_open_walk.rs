@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use etcdkit_fs::SimFs;
-use etcdkit_storage::{check, Bucket, Db, Options, Value};
+use etcdkit_storage::{Bucket, Db, Options, Value, check};
 use libfuzzer_sys::fuzz_target;
 
 fn walk(b: Bucket<'_>, depth: usize) {

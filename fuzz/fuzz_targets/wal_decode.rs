@@ -2,9 +2,9 @@
 //! messages inside records. Seed with fixture WAL segments (their used part).
 #![no_main]
 
+use etcdkit_proto::Message;
 use etcdkit_proto::etcdserverpb::{InternalRaftRequest, Request};
 use etcdkit_proto::raftpb::{ConfChange, Entry, HardState};
-use etcdkit_proto::Message;
 use etcdkit_wal::record::Decoder;
 use libfuzzer_sys::fuzz_target;
 

@@ -117,6 +117,30 @@ pub struct ServeConfig {
     pub initial_corrupt_check: bool,
 }
 
+impl ServeConfig {
+    /// A member serving nothing yet, with etcd's defaults for the rest: no
+    /// client or peer URLs, etcd's request limits, unlimited streams,
+    /// progress notifications every 10 minutes, no quota, no TLS, simple
+    /// tokens, the strict reconfiguration check, no corruption check, no v2.
+    pub fn new(node: etcdkit_raft_node::Config) -> ServeConfig {
+        ServeConfig {
+            node,
+            listen_client_urls: Vec::new(),
+            limits: Limits::default(),
+            max_concurrent_streams: u32::MAX,
+            watch_progress_notify_interval: Duration::from_secs(600),
+            quota_backend_bytes: None,
+            tls: Default::default(),
+            auth_token: "simple".into(),
+            listen_peer_urls: Vec::new(),
+            peer_tls: Default::default(),
+            strict_reconfig_check: true,
+            enable_v2: false,
+            initial_corrupt_check: false,
+        }
+    }
+}
+
 /// A running server: [`Server::stop`] stops accepting, lets in-flight
 /// requests finish, then closes the member (its WAL synced, its db committed).
 pub struct Server {
@@ -125,6 +149,7 @@ pub struct Server {
     stop: signal::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     addrs: Vec<std::net::SocketAddr>,
+    router: axum::Router,
 }
 
 impl Server {
@@ -268,7 +293,7 @@ impl Server {
             let task = listen::serve(l, tls, router.clone(), stopped.clone(), cfg.max_concurrent_streams, drain);
             tasks.push(tokio::spawn(task));
         }
-        Ok(Server { node, transport, stop, tasks, addrs })
+        Ok(Server { node, transport, stop, tasks, addrs, router })
     }
 
     /// The peer transport (`None` without peer URLs).
@@ -283,6 +308,15 @@ impl Server {
 
     pub fn node(&self) -> &Arc<Node> {
         &self.node
+    }
+
+    /// Everything a client URL serves (gRPC, the JSON gateway, `/health`,
+    /// …) as one `tower` service, for a caller that accepts connections
+    /// itself or calls it in process (the `grpc_handlers` fuzz target).
+    /// It does not apply `--max-concurrent-streams`, which is a property
+    /// of the HTTP/2 connection.
+    pub fn client_router(&self) -> axum::Router {
+        self.router.clone()
     }
 
     /// Stops accepting, lets open requests finish (bounded), closes the member.

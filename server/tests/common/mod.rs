@@ -13,22 +13,20 @@ pub fn data_dir(dir: &std::path::Path) -> std::path::PathBuf {
 
 /// Starts the server and waits (bounded) for its leader; returns it and its URL.
 pub async fn server(dir: &std::path::Path) -> (Server, String) {
+    server_with(dir, |_| {}).await
+}
+
+/// [`server`], its member's configuration changed by `tweak` first.
+pub async fn server_with(
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut etcdkit_raft_node::Config),
+) -> (Server, String) {
     let mut node = etcdkit_raft_node::Config::new("n1", data_dir(dir));
     node.store.db.no_sync = true;
+    tweak(&mut node);
     let cfg = ServeConfig {
-        node,
         listen_client_urls: vec![ListenUrl::Tcp { tls: false, host: "127.0.0.1".into(), port: 0 }],
-        limits: Default::default(),
-        max_concurrent_streams: u32::MAX,
-        watch_progress_notify_interval: Duration::from_secs(600),
-        quota_backend_bytes: None,
-        tls: Default::default(),
-        auth_token: "simple".into(),
-        listen_peer_urls: Vec::new(),
-        peer_tls: Default::default(),
-        strict_reconfig_check: true,
-        initial_corrupt_check: false,
-        enable_v2: false,
+        ..ServeConfig::new(node)
     };
     let s = Server::start(cfg).await.unwrap();
     let url = format!("http://{}", s.local_addrs()[0]);
