@@ -75,8 +75,13 @@ pub fn init(level: &str) {
         "error" | "panic" | "fatal" => Level::ERROR,
         _ => Level::INFO,
     };
-    let _ =
-        tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).event_format(Capnslog).try_init();
+    // No colour codes: etcd's log is plain text, and it usually goes to a file.
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .event_format(Capnslog)
+        .try_init();
 }
 
 #[cfg(test)]

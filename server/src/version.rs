@@ -29,7 +29,13 @@ pub fn shown(cluster_version: Option<&str>) -> &str {
 /// Runs until `stop` turns true.
 pub async fn monitor(core: Arc<Core>, dialer: Dialer, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
-        let wait = match check(&core, &dialer).await {
+        // A look can wait long (a peer's /version, a proposal that needs a
+        // quorum that is gone): a stop does not wait for it.
+        let look = tokio::select! {
+            look = check(&core, &dialer) => look,
+            _ = stop.changed() => return,
+        };
+        let wait = match look {
             Some(true) => INTERVAL,
             _ => UNDECIDED_INTERVAL,
         };

@@ -229,6 +229,94 @@ fn mtls_snapshot_workflow() {
     assert_eq!(seen[0], seen[1]);
 }
 
+/// Nothing secret reaches the log, even at `--log-level debug`: not a
+/// user's password (right or wrong), not an auth token, not a line of a
+/// private key's PEM. The member serves TLS with auth on; etcdctl adds the
+/// users and logs in, the JSON gateway hands out a token that is then used.
+#[test]
+fn no_secret_reaches_the_log() {
+    let Some((_, c)) = etcd_binaries() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let kit = etcdkit_as(tmp.path(), "etcd");
+    let pki = etcdkit_tests::Pki::make(&tmp.path().join("pki"));
+    let ep = "https://127.0.0.1:26136";
+    let log = tmp.path().join("secrets.log");
+    let mut server = Command::new(&kit)
+        .args(["--name", "n1", "--data-dir", tmp.path().join("s.etcd").to_str().unwrap()])
+        .args(["--listen-client-urls", ep, "--advertise-client-urls", ep])
+        .args([
+            "--listen-peer-urls",
+            "http://127.0.0.1:26137",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:26137",
+        ])
+        .args(["--cert-file", &pki.path("server.pem"), "--key-file", &pki.path("server-key.pem")])
+        .args(["--log-level", "debug"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let (pw, wrong) = ("S3cret-root-pw", "Wr0ng-guess-pw");
+    let run_in = |args: &[&str], stdin: Option<&str>| {
+        let mut all: Vec<String> = vec!["--endpoints".into(), ep.into(), "--dial-timeout=2s".into()];
+        all.extend(pki.client(None));
+        all.extend(args.iter().map(|s| s.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        etcdctl_stdin(&c, &all, stdin)
+    };
+    let run = |args: &[&str]| run_in(args, None);
+    let end = Instant::now() + Duration::from_secs(30);
+    while !run(&["put", "k0", "v0"]).0 {
+        assert!(Instant::now() < end, "etcdkit with TLS did not answer: {}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let root = format!("root:{pw}");
+    for args in [
+        &["user", "add", &root][..],
+        &["user", "grant-role", "root", "root"],
+        &["auth", "enable"],
+        &["--user", &root, "put", "k1", "v1"],
+        &["--user", &root, "user", "add", "bob:Bob-s3cret"],
+        &["--user", &root, "user", "passwd", "bob", "--interactive=false"],
+    ] {
+        let stdin = args.contains(&"passwd").then_some("Bob-n3w-s3cret\n");
+        let (ok, _, err) = run_in(args, stdin);
+        assert!(ok, "etcdctl {args:?}: {err}");
+    }
+    let (ok, _, _) = run(&["--user", &format!("root:{wrong}"), "get", "k1"]);
+    assert!(!ok, "a wrong password was accepted");
+    // A token from the gateway, used on the gateway.
+    let curl = |path: &str, body: &str, token: Option<&str>| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "10", "--cacert", &pki.path("ca.pem"), "-X", "POST", "-d", body]);
+        if let Some(t) = token {
+            cmd.args(["-H", &format!("Authorization: {t}")]);
+        }
+        let out = cmd.arg(format!("{ep}{path}")).output().expect("run curl");
+        assert!(out.status.success(), "curl {path}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let auth = curl("/v3/auth/authenticate", &format!(r#"{{"name":"root","password":"{pw}"}}"#), None);
+    let token = auth["token"].as_str().expect("a token").to_string();
+    let put = curl("/v3/kv/put", r#"{"key":"azI=","value":"djI="}"#, Some(&token));
+    assert!(put["header"]["revision"].is_string(), "{put}");
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(" D | "), "no debug lines logged:\n{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in the log:\n{text}");
+    for secret in [pw, wrong, "Bob-s3cret", "Bob-n3w-s3cret", token.as_str()] {
+        assert!(!text.contains(secret), "the log holds the secret {secret:?}:\n{text}");
+    }
+    for key in ["server-key.pem", "client-key.pem"] {
+        let pem = std::fs::read_to_string(pki.path(key)).unwrap();
+        for line in pem.lines().filter(|l| !l.starts_with("-----") && l.len() >= 16) {
+            assert!(!text.contains(line), "the log holds a line of {key}:\n{text}");
+        }
+    }
+}
+
 /// `etcdctl ARGS` against `p`, as JSON.
 fn ctl_json(p: &EtcdProc, c: &Path, args: &[&str]) -> serde_json::Value {
     let mut all = args.to_vec();
