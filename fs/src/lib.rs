@@ -11,6 +11,10 @@
 //!   [failpoint](Fs::failpoint)), then "reboot" keeping only the synced bytes,
 //!   or those plus a torn prefix of what was written after the last sync.
 //!
+//! and a wrapper, [`FaultyFs`]: another `Fs` whose disk turns slow or failing
+//! (`EIO`, `ENOSPC`) while it runs, switched from a control file (a served
+//! member under the robustness harness).
+//!
 //! ```
 //! use std::path::Path;
 //! use etcdkit_fs::{Fs, Open, SimFs, Reboot};
@@ -28,6 +32,7 @@
 //! (`map.rs`) and the `fcntl` lock (`real.rs`), each block with its argument.
 #![deny(unsafe_code)]
 
+mod faulty;
 mod map;
 mod real;
 mod rng;
@@ -38,6 +43,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use faulty::{DiskFaults, FaultyFs};
 pub use map::Map;
 pub use real::RealFs;
 pub use rng::Rng;

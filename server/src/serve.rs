@@ -77,6 +77,8 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    #[cfg(feature = "disk-faults")]
+    let cfg = disk_faults(cfg);
     for (k, v) in &flags.env_used {
         tracing::info!(target: "flags", "recognized and used environment variable {k}={v}");
     }
@@ -205,6 +207,21 @@ pub fn config(f: &Flags) -> Result<ServeConfig, ServeError> {
     })
 }
 
+/// Test builds only (the `disk-faults` feature): the member's files go
+/// through an [`etcdkit_fs::FaultyFs`] switched from the control file that
+/// `ETCDKIT_DISK_FAULTS` names (the robustness harness's slow and failing
+/// disks; see `docs/robustness.md`).
+#[cfg(feature = "disk-faults")]
+fn disk_faults(mut cfg: ServeConfig) -> ServeConfig {
+    if let Some(ctl) = std::env::var_os("ETCDKIT_DISK_FAULTS") {
+        let faults = etcdkit_fs::DiskFaults::watch(std::path::Path::new(&ctl));
+        let real = cfg.node.store.db.fs.clone();
+        cfg.node.store.db.fs = std::sync::Arc::new(etcdkit_fs::FaultyFs::new(real, faults));
+        tracing::warn!(target: "etcdmain", "disk faults injected from {} (a test build)", ctl.to_string_lossy());
+    }
+    cfg
+}
+
 fn path(f: &Flags, name: &str) -> Option<std::path::PathBuf> {
     Some(f.get(name)).filter(|p| !p.is_empty()).map(Into::into)
 }
@@ -246,8 +263,15 @@ async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
             tracing::warn!(target: "etcdserver", "the data-dir used by this member must be removed.");
         }
         End::Died(e) => {
-            let _ = server.stop().await;
-            return Err(ServeError::Node(e));
+            // etcd exits at once when its member fails (a WAL save or a
+            // backend commit `Fatalf`s); no graceful drain. The error the
+            // member's thread stopped on comes back from its close.
+            let node = server.node().clone();
+            let why = tokio::task::spawn_blocking(move || node.close()).await;
+            return Err(ServeError::Node(match why {
+                Ok(Err(inner)) => inner,
+                _ => e,
+            }));
         }
     }
     server.stop().await
@@ -265,7 +289,7 @@ enum End {
 /// Returns when the member is removed or its thread has stopped.
 async fn watch_member(node: &std::sync::Arc<etcdkit_raft_node::Node>) -> End {
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let n = node.clone();
         match tokio::task::spawn_blocking(move || n.status()).await {
             Ok(Ok(s)) if s.removed => {

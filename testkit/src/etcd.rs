@@ -113,6 +113,11 @@ impl EtcdProc {
         // Drop kills and reaps it.
     }
 
+    /// Whether the process has exited (reaping it if so).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// The log so far (for a failure message).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -177,6 +182,22 @@ pub fn start_etcd_with(
     initial_cluster: Option<&str>,
     extra: &[&str],
 ) -> EtcdProc {
+    start_etcd_env(etcd, name, dir, client_port, peer_port, initial_cluster, extra, &[])
+}
+
+/// [`start_etcd_with`] with environment variables `env` (the rest of the
+/// environment is cleared, as there).
+#[allow(clippy::too_many_arguments)]
+pub fn start_etcd_env(
+    etcd: &Path,
+    name: &str,
+    dir: &Path,
+    client_port: u16,
+    peer_port: u16,
+    initial_cluster: Option<&str>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> EtcdProc {
     // With a client certificate (`--cert-file` in `extra`) it serves https.
     let scheme = if extra.contains(&"--cert-file") { "https" } else { "http" };
     let ep = format!("{scheme}://127.0.0.1:{client_port}");
@@ -185,6 +206,7 @@ pub fn start_etcd_with(
     let mut cmd = Command::new(etcd);
     cmd.env_clear()
         .env("HOME", dir.parent().expect("a data dir has a parent"))
+        .envs(env.iter().copied())
         .args(["--name", name, "--data-dir", dir.to_str().expect("UTF-8 path")])
         .args(["--listen-client-urls", &ep, "--advertise-client-urls", &ep])
         .args(["--listen-peer-urls", &pu, "--initial-advertise-peer-urls", &pu]);
@@ -194,7 +216,9 @@ pub fn start_etcd_with(
     cmd.args(extra);
     let child = cmd
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("create the etcd log"))
+        // Appended to: a restarted member's log keeps what the killed one
+        // wrote (a panic before a kill stays visible).
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open the etcd log"))
         .spawn()
         .expect("start etcd");
     EtcdProc { child, endpoint: ep, log }

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 pub use etcdkit_testkit::boltref::{boltref, run_boltref};
 pub use etcdkit_testkit::etcd::{
     EtcdProc, RestoreArgs, etcd_binaries, etcd35_dir, etcdctl, etcdctl_restore, etcdctl_stdin, start_etcd,
-    start_etcd_with,
+    start_etcd_env, start_etcd_with,
 };
 pub use etcdkit_testkit::{Rng, missing, root, run};
 
@@ -131,8 +131,10 @@ pub fn extract_restored(set: &str, dest: &Path) -> Option<PathBuf> {
 }
 
 /// The `etcdkit` binary: `cargo test --workspace` builds it (for the CLI's
-/// own tests) beside this test's executable before any test runs. A test run
-/// alone (`-p etcdkit-tests`) needs `cargo build -p etcdkit-cli` first.
+/// own tests, with the `disk-faults` feature this crate turns on) beside this
+/// test's executable before any test runs. A test run alone
+/// (`-p etcdkit-tests`) needs `cargo build --profile test -p etcdkit-cli
+/// --features disk-faults` first.
 pub fn etcdkit_bin() -> PathBuf {
     // Tests run from target/<profile>/deps, the harness's binaries from target/<profile>.
     let exe = std::env::current_exe().expect("the test's own path");
@@ -141,7 +143,11 @@ pub fn etcdkit_bin() -> PathBuf {
         .into_iter()
         .find(|b| b.is_file())
         .unwrap_or_else(|| here.join("etcdkit"));
-    assert!(bin.exists(), "{} is missing: build it with `cargo build -p etcdkit-cli`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build --profile test -p etcdkit-cli --features disk-faults`",
+        bin.display()
+    );
     bin
 }
 
