@@ -187,8 +187,8 @@ impl Attack {
     }
 }
 
-/// 512 KiB of values under `slow/` (eight times a stream's flow-control
-/// window): written once before the idle figures
+/// 2 MiB of values under `slow/` (32 values of 64 KiB, each a whole
+/// flow-control window of a stream): written once before the idle figures
 /// are taken and once under attack (so both phases hold the same kind of
 /// data), the second time to the watchers that do not read.
 fn slow_data(rt: &tokio::runtime::Runtime, endpoint: &str) {
@@ -205,7 +205,7 @@ fn slow_data(rt: &tokio::runtime::Runtime, endpoint: &str) {
     })
 }
 
-/// Watchers that never read, each on a stream of its own: the 512 KiB
+/// Watchers that never read, each on a stream of its own: the 2 MiB
 /// written next cannot be delivered to them.
 fn slow_readers(rt: &tokio::runtime::Runtime, endpoint: &str) -> Vec<Box<dyn std::any::Any>> {
     rt.block_on(async {

@@ -6,14 +6,25 @@
 //!
 //! Ports: from `base`, four per member (client, client proxy, peer, peer
 //! proxy).
+//!
+//! Disks: each member's files go through a `FaultyFs` that follows a
+//! control file next to its data dir (`<name>.disk-faults`, named by
+//! `ETCDKIT_DISK_FAULTS`; the etcdkit binary is built with the server's
+//! `disk-faults` feature; a real etcd ignores it).
+//!
+//! Membership: [`Cluster::replace`] is etcd's robustness "member replace"
+//! (removed, data wiped, added back under a new ID, joined); a member keeps
+//! its name and ports throughout.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcdkit_testkit::etcd::{EtcdProc, start_etcd_with};
+use etcdkit_proto::etcdserverpb as pb;
+use etcdkit_testkit::etcd::{EtcdProc, start_etcd_env};
 
 use super::proxy::{self, Faults};
+use super::traffic;
 
 /// One member.
 pub struct Member {
@@ -29,6 +40,19 @@ pub struct Member {
     pub peer_faults: Arc<Faults>,
     /// SIGSTOP'ed and not yet continued.
     pub paused: bool,
+    /// Its raft member ID (a replaced member has a new one).
+    pub id: u64,
+    /// After a replacement: the `--initial-cluster` it joined with
+    /// (`--initial-cluster-state existing`).
+    pub joined: Option<String>,
+    /// Removed and not added back (a replacement that could not finish):
+    /// not started again.
+    pub out: bool,
+    /// The control file of its disk faults.
+    pub disk: PathBuf,
+    /// Its disk was made to fail since it was last started (it may exit on
+    /// the error any time until it is started again).
+    pub disk_failed: bool,
 }
 
 impl Member {
@@ -42,6 +66,11 @@ impl Member {
         format!("http://127.0.0.1:{}", self.client)
     }
 
+    /// The peer URL it advertises (through its peer proxy).
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_proxy)
+    }
+
     fn signal(&self, sig: &str) {
         if let Some(p) = &self.proc {
             let _ = std::process::Command::new("kill").args([sig, &p.pid().to_string()]).status();
@@ -51,6 +80,9 @@ impl Member {
 
 pub struct Cluster {
     pub members: Vec<Member>,
+    /// Members found exited that nothing had made exit (drained into the
+    /// history's errors).
+    pub unexpected: Vec<String>,
     initial_cluster: String,
     token: String,
 }
@@ -62,6 +94,7 @@ impl Cluster {
         let mut members = Vec::new();
         for (i, bin) in bins.iter().enumerate() {
             let p = base + 4 * i as u16;
+            let adv = format!("http://127.0.0.1:{}", p + 3);
             members.push(Member {
                 name: format!("m{i}"),
                 bin: bin.clone(),
@@ -74,14 +107,17 @@ impl Cluster {
                 client_faults: proxy::start(p + 1, p)?,
                 peer_faults: proxy::start(p + 3, p + 2)?,
                 paused: false,
+                // etcd's ID of an initial member.
+                id: etcdkit_schema::cluster::member_id(&[adv], token),
+                joined: None,
+                out: false,
+                disk: dir.join(format!("m{i}.disk-faults")),
+                disk_failed: false,
             });
         }
-        let initial_cluster = members
-            .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_proxy))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut c = Cluster { members, initial_cluster, token: token.to_string() };
+        let initial_cluster =
+            members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect::<Vec<_>>().join(",");
+        let mut c = Cluster { members, unexpected: Vec::new(), initial_cluster, token: token.to_string() };
         for i in 0..c.members.len() {
             c.launch(i);
         }
@@ -91,9 +127,16 @@ impl Cluster {
     /// Starts member `i`'s process (again, after a kill).
     pub fn launch(&mut self, i: usize) {
         let m = &mut self.members[i];
+        if m.out {
+            return;
+        }
         let listen = format!("http://127.0.0.1:{}", m.peer);
-        let adv = format!("http://127.0.0.1:{}", m.peer_proxy);
+        let adv = m.peer_url();
+        let state = if m.joined.is_some() { "existing" } else { "new" };
+        let initial = m.joined.as_deref().unwrap_or(&self.initial_cluster);
         let extra = [
+            "--initial-cluster-state",
+            state,
             "--initial-cluster-token",
             &self.token,
             "--heartbeat-interval",
@@ -105,7 +148,10 @@ impl Cluster {
             "--initial-advertise-peer-urls",
             &adv,
         ];
-        m.proc = Some(start_etcd_with(&m.bin, &m.name, &m.dir, m.client, m.peer, Some(&self.initial_cluster), &extra));
+        let disk = m.disk.to_str().expect("a UTF-8 path");
+        let env = [("ETCDKIT_DISK_FAULTS", disk)];
+        m.disk_failed = false;
+        m.proc = Some(start_etcd_env(&m.bin, &m.name, &m.dir, m.client, m.peer, Some(initial), &extra, &env));
         m.paused = false;
     }
 
@@ -125,11 +171,69 @@ impl Cluster {
         self.members[i].paused = false;
     }
 
-    /// Every member running, unpaused, every link healed.
+    /// Cuts member `i` off from its peers both ways: its inbound peer link
+    /// silenced, and its connections into the others' peer ports held (they
+    /// carry etcd's `X-Server-From: <its ID>`). Without the second half it
+    /// still hears the leader over the streams it dials itself.
+    pub fn partition(&mut self, i: usize) {
+        let marker = format!("x-server-from: {:x}\r\n", self.members[i].id);
+        for (j, m) in self.members.iter().enumerate() {
+            if j == i {
+                m.peer_faults.blackhole.store(true, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                m.peer_faults.isolate(&marker);
+            }
+        }
+    }
+
+    /// Sets member `i`'s disk faults (its control file's text, `""`: none;
+    /// see `etcdkit_fs::FaultyFs`). Written whole, then renamed into place.
+    pub fn disk(&mut self, i: usize, faults: &str) {
+        let m = &mut self.members[i];
+        m.disk_failed |= faults.contains("fail=");
+        let tmp = m.disk.with_extension("tmp");
+        let _ = std::fs::write(&tmp, faults).and_then(|()| std::fs::rename(&tmp, &m.disk));
+    }
+
+    /// Whether member `i` follows its disk-fault control file (its log says
+    /// so within 5 s of its start; a build without the `disk-faults`
+    /// feature never does).
+    pub fn disk_faults_on(&self, i: usize) -> bool {
+        let Some(p) = &self.members[i].proc else { return false };
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            if p.log_text().contains("disk faults injected from") {
+                return true;
+            }
+            if Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether member `i`'s process has exited by itself.
+    pub fn exited(&mut self, i: usize) -> bool {
+        self.members[i].proc.as_mut().is_some_and(|p| p.exited())
+    }
+
+    /// Every member running, unpaused, every link and disk healed. A member
+    /// that exited with nothing to make it is restarted and noted in
+    /// `unexpected`.
     pub fn heal(&mut self) {
         for i in 0..self.members.len() {
             if self.members[i].paused {
                 self.resume(i);
+            }
+            self.disk(i, "");
+            if self.exited(i) {
+                let m = &mut self.members[i];
+                if !m.disk_failed {
+                    let log = m.proc.as_ref().map(|p| p.log_text()).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                    self.unexpected.push(format!("{} exited by itself: {}", m.name, tail.join(" | ")));
+                }
+                self.members[i].proc = None;
             }
             if self.members[i].proc.is_none() {
                 self.launch(i);
@@ -137,6 +241,47 @@ impl Cluster {
             self.members[i].client_faults.heal();
             self.members[i].peer_faults.heal();
         }
+    }
+
+    /// etcd's robustness "member replace" on member `i`: killed, removed
+    /// through another member, its data dir wiped, added back under a new ID
+    /// (as a learner when `learner`, promoted once it has caught up) and
+    /// started to join the running cluster. Each step is retried for a
+    /// bounded time (a leader change, or a learner still catching up, refuses
+    /// at first); `Err` names the step that did not finish.
+    pub fn replace(&mut self, i: usize, learner: bool) -> Result<(), String> {
+        let via = self.members[(i + 1) % self.members.len()].direct_endpoint();
+        let url = self.members[i].peer_url();
+        self.kill(i);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let step = |what: &str, secs: u64| (what.to_string(), Instant::now() + Duration::from_secs(secs));
+        let (what, until) = step("remove", 20);
+        retry(&rt, &what, until, || remove(&via, &url))?;
+        self.members[i].out = true;
+        let _ = std::fs::remove_dir_all(&self.members[i].dir);
+        let (what, until) = step("add", 20);
+        let (id, list) = retry(&rt, &what, until, || add(&via, &url, learner))?;
+        // The cluster it joins: every member's URL as the others list them.
+        let joined = list
+            .iter()
+            .filter_map(|m| {
+                let u = m.peer_ur_ls.first()?;
+                let name = &self.members.iter().find(|x| x.peer_url() == *u)?.name;
+                Some(format!("{name}={u}"))
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let m = &mut self.members[i];
+        (m.id, m.joined, m.out) = (id, Some(joined), false);
+        self.launch(i);
+        let own = self.members[i].direct_endpoint();
+        let (what, until) = step("start", 20);
+        retry(&rt, &what, until, || status(&own))?;
+        if learner {
+            let (what, until) = step("promote", 20);
+            retry(&rt, &what, until, || promote(&via, id))?;
+        }
+        Ok(())
     }
 
     /// Every member's log, for a failure report.
@@ -193,5 +338,71 @@ pub fn sleep_until(until: Instant) {
     let now = Instant::now();
     if until > now {
         std::thread::sleep(until - now);
+    }
+}
+
+/// Runs `f` every 200 ms until it succeeds or `until` passes.
+fn retry<T, F: std::future::Future<Output = Result<T, String>>>(
+    rt: &tokio::runtime::Runtime,
+    what: &str,
+    until: Instant,
+    mut f: impl FnMut() -> F,
+) -> Result<T, String> {
+    rt.block_on(async {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(3), f()).await {
+                Ok(Ok(t)) => return Ok(t),
+                Ok(Err(e)) if Instant::now() > until => return Err(format!("member {what}: {e}")),
+                Err(_) if Instant::now() > until => return Err(format!("member {what}: timed out")),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    })
+}
+
+async fn client(ep: &str) -> Result<etcdkit_server::client::Client, String> {
+    traffic::connect(ep).await.ok_or_else(|| format!("no connection to {ep}"))
+}
+
+async fn list(ep: &str) -> Result<Vec<pb::Member>, String> {
+    let r = client(ep).await?.cluster().member_list(pb::MemberListRequest {}).await;
+    Ok(r.map_err(|s| s.message().to_string())?.into_inner().members)
+}
+
+/// Removes the member with peer URL `url`, if listed (a retry after an
+/// applied removal finds it gone).
+async fn remove(ep: &str, url: &str) -> Result<(), String> {
+    let Some(m) = list(ep).await?.into_iter().find(|m| m.peer_ur_ls.iter().any(|u| u == url)) else {
+        return Ok(());
+    };
+    let r = client(ep).await?.cluster().member_remove(pb::MemberRemoveRequest { id: m.id }).await;
+    r.map(drop).map_err(|s| s.message().to_string())
+}
+
+/// Adds a member with peer URL `url` unless listed (a retry after an
+/// applied add finds it); returns its ID and the membership.
+async fn add(ep: &str, url: &str, learner: bool) -> Result<(u64, Vec<pb::Member>), String> {
+    let members = list(ep).await?;
+    if let Some(m) = members.iter().find(|m| m.peer_ur_ls.iter().any(|u| u == url)) {
+        return Ok((m.id, members));
+    }
+    let req = pb::MemberAddRequest { peer_ur_ls: vec![url.to_string()], is_learner: learner };
+    let r = client(ep).await?.cluster().member_add(req).await.map_err(|s| s.message().to_string())?.into_inner();
+    Ok((r.member.map_or(0, |m| m.id), r.members))
+}
+
+async fn status(ep: &str) -> Result<(), String> {
+    let r = client(ep).await?.maintenance().status(pb::StatusRequest {}).await;
+    r.map(drop).map_err(|s| s.message().to_string())
+}
+
+async fn promote(ep: &str, id: u64) -> Result<(), String> {
+    let r = client(ep).await?.cluster().member_promote(pb::MemberPromoteRequest { id }).await;
+    match r {
+        Ok(_) => Ok(()),
+        // A retry after an applied promotion (etcd's ErrGRPCMemberNotLearner;
+        // a learner not yet in sync gets the same words and more).
+        Err(s) if s.message() == "etcdserver: can only promote a learner member" => Ok(()),
+        Err(s) => Err(s.message().to_string()),
     }
 }

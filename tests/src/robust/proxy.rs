@@ -6,7 +6,11 @@
 //! - `blackhole`: bytes stop moving both ways but connections stay open (a
 //!   partition: the peer sees silence until its own timeouts fire);
 //! - `delay_ms`: each forwarded chunk waits that long (a slow link);
-//! - `reset()`: every open connection is closed once (a flapping link).
+//! - `reset()`: every open connection is closed once (a flapping link);
+//! - `isolate(marker)`: a blackhole for the connections whose first bytes
+//!   hold `marker` (case aside), such as etcd's `X-Server-From: <id>` header
+//!   on the connections one member opens to another: with it a member is cut
+//!   off on the links it dials as well as on the ones it accepts.
 //!
 //! One thread per direction per connection; each wakes every 50 ms to see
 //! the switches, so a fault applies within that. `stop` ends the proxy and
@@ -18,6 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 /// The switches of one proxy.
 #[derive(Default, Debug)]
 pub struct Faults {
@@ -26,6 +32,9 @@ pub struct Faults {
     pub delay_ms: AtomicU64,
     generation: AtomicU64,
     stop: AtomicBool,
+    /// Lower-case markers of the connections held (see `isolate`).
+    isolated: Mutex<Vec<String>>,
+    isolating: AtomicBool,
 }
 
 impl Faults {
@@ -34,11 +43,27 @@ impl Faults {
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Holds every connection (open or to come) whose first bytes contain
+    /// `marker`, ignoring case.
+    pub fn isolate(&self, marker: &str) {
+        self.isolated.lock().push(marker.to_ascii_lowercase());
+        self.isolating.store(true, Ordering::Relaxed);
+    }
+
     /// Lifts every fault.
     pub fn heal(&self) {
         self.cut.store(false, Ordering::Relaxed);
         self.blackhole.store(false, Ordering::Relaxed);
         self.delay_ms.store(0, Ordering::Relaxed);
+        self.isolating.store(false, Ordering::Relaxed);
+        self.isolated.lock().clear();
+    }
+
+    /// Whether a connection that began with `head` (lower case) is held.
+    fn holds(&self, head: &str) -> bool {
+        self.blackhole.load(Ordering::Relaxed)
+            || (self.isolating.load(Ordering::Relaxed)
+                && self.isolated.lock().iter().any(|m| head.contains(m.as_str())))
     }
 
     /// Ends the proxy: no new connections, open ones closed.
@@ -67,7 +92,8 @@ pub fn start(listen: u16, target: u16) -> std::io::Result<Arc<Faults>> {
                         let _ = inbound.shutdown(Shutdown::Both);
                         continue;
                     }
-                    connect(inbound, target, f.clone());
+                    let f = f.clone();
+                    std::thread::spawn(move || connect(inbound, target, f));
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -79,6 +105,12 @@ pub fn start(listen: u16, target: u16) -> std::io::Result<Arc<Faults>> {
 
 fn connect(inbound: TcpStream, target: u16, f: Arc<Faults>) {
     let _ = inbound.set_nonblocking(false);
+    // The first bytes, for `isolate`: a request head arrives at once (every
+    // protocol here has the client speak first).
+    let _ = inbound.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut first = [0u8; 2048];
+    let n = inbound.peek(&mut first).unwrap_or(0);
+    let head: Arc<str> = String::from_utf8_lossy(&first[..n]).to_ascii_lowercase().into();
     let Ok(out) = TcpStream::connect_timeout(&([127, 0, 0, 1], target).into(), Duration::from_secs(1)) else {
         let _ = inbound.shutdown(Shutdown::Both);
         return;
@@ -87,18 +119,18 @@ fn connect(inbound: TcpStream, target: u16, f: Arc<Faults>) {
     let pairs = (|| Ok::<_, std::io::Error>([(inbound.try_clone()?, out.try_clone()?), (out, inbound)]))();
     let Ok(pairs) = pairs else { return };
     for (from, to) in pairs {
-        let f = f.clone();
-        std::thread::spawn(move || pump(from, to, &f, generation));
+        let (f, head) = (f.clone(), head.clone());
+        std::thread::spawn(move || pump(from, to, &f, &head, generation));
     }
 }
 
 /// Copies `from` to `to` until either side closes or the proxy closes them.
-fn pump(mut from: TcpStream, mut to: TcpStream, f: &Faults, generation: u64) {
+fn pump(mut from: TcpStream, mut to: TcpStream, f: &Faults, head: &str, generation: u64) {
     let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
     let _ = to.set_nodelay(true);
     let mut buf = vec![0u8; 64 << 10];
     while !f.closing(generation) {
-        if f.blackhole.load(Ordering::Relaxed) {
+        if f.holds(head) {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         }
@@ -110,7 +142,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, f: &Faults, generation: u64) {
                     std::thread::sleep(Duration::from_millis(d));
                 }
                 // Held bytes are dropped if the link is cut meanwhile.
-                while f.blackhole.load(Ordering::Relaxed) && !f.closing(generation) {
+                while f.holds(head) && !f.closing(generation) {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 if f.closing(generation) || to.write_all(&buf[..n]).is_err() {

@@ -312,6 +312,12 @@ pub async fn run_client(spec: ClientSpec, rec: Arc<Recorder>, epoch: Instant, st
             continue;
         };
         n += 1;
+        if serializable {
+            // Local reads answer in microseconds: paced, the stale client's
+            // budget lasts the whole history instead of ending before the
+            // partition takes hold (a history could then pass uncaught).
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let k = rng.below(spec.keys);
         let mut value = || {
             value_seq += 1;

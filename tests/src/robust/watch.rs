@@ -197,8 +197,14 @@ fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
 pub struct Anomaly {
     pub what: String,
     /// For an event after a progress answer that ran ahead of it: the
-    /// member that answered (its endpoint).
+    /// member that answered (its endpoint); for a missing `prev_kv`, the
+    /// member that sent the event.
     pub member: Option<String>,
+    /// An event whose `prev_kv` was left out, all else right: etcd 3.4
+    /// reads the previous version at `mod_revision - 1` as it sends the
+    /// event and drops it silently if that revision was compacted meanwhile
+    /// (`v3rpc/watch.go`, `sendLoop`).
+    pub prev_kv_dropped: bool,
 }
 
 /// The anomalies of watcher `w` against `log` (the event log) and the
@@ -210,7 +216,7 @@ pub fn check(w: &Watcher, log: &[Event], init: &BTreeMap<Bytes, KeyValue>) -> Ve
     // The highest progress answer so far and who gave it.
     let mut progress: Option<(i64, usize)> = None;
     let mut revs_done: HashSet<i64> = HashSet::new();
-    let other = |bad: &mut Vec<Anomaly>, what: String| bad.push(Anomaly { what, member: None });
+    let other = |bad: &mut Vec<Anomaly>, what: String| bad.push(Anomaly { what, member: None, prev_kv_dropped: false });
     for r in &w.records {
         if r.progress {
             if progress.is_none_or(|(p, _)| r.revision > p) {
@@ -228,7 +234,7 @@ pub fn check(w: &Watcher, log: &[Event], init: &BTreeMap<Bytes, KeyValue>) -> Ve
                 && rev <= p
             {
                 let what = format!("event at revision {rev} after a progress notification at {p}");
-                bad.push(Anomaly { what, member: Some(w.endpoints[m].clone()) });
+                bad.push(Anomaly { what, member: Some(w.endpoints[m].clone()), prev_kv_dropped: false });
             }
             if !seen.insert((rev, e.kv.key.clone())) {
                 let k = String::from_utf8_lossy(&e.kv.key);
@@ -250,13 +256,26 @@ pub fn check(w: &Watcher, log: &[Event], init: &BTreeMap<Bytes, KeyValue>) -> Ve
         if e.kv.mod_revision >= w.start && e.kv.mod_revision <= last_rev && in_range(&e.kv.key, &w.key, &w.end) {
             want.push(Event { delete: e.delete, kv: e.kv.clone(), prev });
         }
-        if e.delete {
-            state.remove(&e.kv.key);
-        } else {
-            state.insert(e.kv.key.clone(), e.kv.clone());
+        apply(&mut state, e);
+    }
+    let mut got: Vec<Event> = Vec::new();
+    for r in &w.records {
+        for e in &r.events {
+            let i = got.len();
+            let mut e = e.clone();
+            if let Some(want) = want.get(i)
+                && e.prev.is_none()
+                && want.prev.is_some()
+                && e.kv == want.kv
+                && e.delete == want.delete
+            {
+                let what = format!("event at revision {} without its prev_kv", e.kv.mod_revision);
+                bad.push(Anomaly { what, member: Some(w.endpoints[r.member].clone()), prev_kv_dropped: true });
+                e.prev = want.prev.clone();
+            }
+            got.push(e);
         }
     }
-    let got: Vec<Event> = events(w).into_iter().cloned().collect();
     if got != want {
         let first = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
         other(
@@ -277,11 +296,16 @@ pub fn check(w: &Watcher, log: &[Event], init: &BTreeMap<Bytes, KeyValue>) -> Ve
 pub fn state_at(init: &BTreeMap<Bytes, KeyValue>, log: &[Event], revision: i64) -> BTreeMap<Bytes, KeyValue> {
     let mut s = init.clone();
     for e in log.iter().take_while(|e| e.kv.mod_revision <= revision) {
-        if e.delete {
-            s.remove(&e.kv.key);
-        } else {
-            s.insert(e.kv.key.clone(), e.kv.clone());
-        }
+        apply(&mut s, e);
     }
     s
+}
+
+/// One event of the log applied to a key-value state.
+fn apply(state: &mut BTreeMap<Bytes, KeyValue>, e: &Event) {
+    if e.delete {
+        state.remove(&e.kv.key);
+    } else {
+        state.insert(e.kv.key.clone(), e.kv.clone());
+    }
 }
