@@ -33,6 +33,7 @@ pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod listen;
+mod lobby;
 pub mod lock;
 pub mod log;
 pub mod maintenance;

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::ServeError;
+use crate::lobby::{Lobby, Socket};
 
 /// A URL etcd listens on: `http://host:port` (`https` once TLS is set up),
 /// or `unix://path`.
@@ -106,40 +107,30 @@ pub enum Listener {
 pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Conn for T {}
 
-/// An accepted connection that has not said anything yet.
-enum Accepted {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-}
-
-impl Accepted {
-    /// Waits for the first bytes (or the peer's close), without taking them.
-    async fn readable(&self) -> std::io::Result<()> {
-        match self {
-            // (`readable` alone can wake before any byte has come.)
-            Accepted::Tcp(s) => s.peek(&mut [0u8; 1]).await.map(|_| ()),
-            Accepted::Unix(s) => s.readable().await,
-        }
-    }
-
-    fn boxed(self) -> Box<dyn Conn> {
-        match self {
-            Accepted::Tcp(s) => Box::new(s),
-            Accepted::Unix(s) => Box::new(s),
-        }
-    }
-}
-
 impl Listener {
-    /// The next connection and who it is from (for the log).
-    async fn accept(&self) -> std::io::Result<(Accepted, String)> {
+    /// The next connection, as a non-blocking `std` socket for the lobby.
+    async fn accept(&self) -> std::io::Result<Socket> {
         match self {
             Listener::Tcp(l) => {
-                let (s, from) = l.accept().await?;
+                let s = l.accept().await?.0;
                 let _ = s.set_nodelay(true);
-                Ok((Accepted::Tcp(s), from.to_string()))
+                Ok(Socket::Tcp(s.into_std()?))
             }
-            Listener::Unix(l) => Ok((Accepted::Unix(l.accept().await?.0), "@".into())),
+            Listener::Unix(l) => Ok(Socket::Unix(l.accept().await?.0.into_std()?)),
+        }
+    }
+}
+
+impl Socket {
+    /// The socket in tokio's hands, and who it is from (for the log).
+    fn into_conn(self) -> std::io::Result<(Box<dyn Conn>, String)> {
+        match self {
+            Socket::Tcp(s) => {
+                let s = tokio::net::TcpStream::from_std(s)?;
+                let from = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                Ok((Box::new(s), from))
+            }
+            Socket::Unix(s) => Ok((Box::new(tokio::net::UnixStream::from_std(s)?), "@".into())),
         }
     }
 }
@@ -182,6 +173,11 @@ pub async fn serve(
         // (half the window): a client opening thousands of watches at once
         // (kube-apiserver) sends as many small frames.
         .initial_connection_window_size(16 << 20)
+        // What a stream may hold unsent: grpc-go's write quota (64 KiB,
+        // `defaultWriteQuota`), where hyper's default is 400 KiB. A watcher
+        // that does not read then holds at most that much here besides its
+        // flow-control window, and its stream waits, as in etcd.
+        .max_send_buf_size(64 << 10)
         // etcd's --grpc-keepalive-interval / --grpc-keepalive-timeout defaults.
         .keep_alive_interval(Some(Duration::from_secs(7200)))
         .keep_alive_timeout(Duration::from_secs(20));
@@ -192,38 +188,47 @@ pub async fn serve(
     builder.http1().timer(TokioTimer::new()).max_buf_size(64 << 10);
     // Shared, not copied into every connection's task.
     let builder = std::sync::Arc::new(builder);
+    // Until it says something, a connection waits in the lobby and holds no
+    // task, no HTTP state and no tokio registration (10,000 silent ones
+    // cost about 40 bytes each). Without a lobby (its thread or `epoll` set
+    // could not be made) connections are served at once.
+    let (to_serve, mut ready) = tokio::sync::mpsc::unbounded_channel();
+    let lobby = Lobby::start(to_serve)
+        .inspect_err(|e| tracing::warn!(target: "embed", "no connection lobby ({e}): connections served at once"))
+        .ok();
     // After a failed accept (out of file descriptors, say) the next waits,
     // 5 ms doubling to 1 s, as Go's net/http does: no spinning while the
     // limit holds, and the connections already open are served meanwhile.
     let mut backoff = Duration::ZERO;
     loop {
-        tokio::select! {
-            conn = listener.accept() => {
-                let (stream, from) = match conn {
-                    Ok(c) => {
-                        backoff = Duration::ZERO;
-                        c
+        let socket = tokio::select! {
+            conn = listener.accept() => match conn {
+                Ok(socket) => {
+                    backoff = Duration::ZERO;
+                    match &lobby {
+                        Some(lobby) => {
+                            lobby.admit(socket);
+                            continue;
+                        }
+                        None => socket,
                     }
-                    Err(e) => {
-                        backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
-                        tracing::warn!(target: "embed", "accept error: {e}; retrying in {backoff:?}");
-                        tokio::time::sleep(backoff).await;
-                        continue;
-                    }
-                };
-                let (router, builder, watcher, tls) = (router.clone(), builder.clone(), graceful.watcher(), tls.clone());
-                tokio::spawn(async move {
-                    // Until it says something a connection costs only this
-                    // small task: 10,000 idle connections hold no HTTP state.
-                    if stream.readable().await.is_err() {
-                        return;
-                    }
-                    Box::pin(serve_conn(stream.boxed(), from, router, &builder, watcher, tls)).await;
-                });
-            }
+                }
+                Err(e) => {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                    tracing::warn!(target: "embed", "accept error: {e}; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            },
+            Some(socket) = ready.recv() => socket,
             _ = stop.changed() => break,
-        }
+        };
+        let Ok((stream, from)) = socket.into_conn() else { continue };
+        let (router, builder, watcher, tls) = (router.clone(), builder.clone(), graceful.watcher(), tls.clone());
+        tokio::spawn(async move { serve_conn(stream, from, router, &builder, watcher, tls).await });
     }
+    // The connections still waiting are closed unserved.
+    drop(lobby);
     drop(listener);
     let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
 }

@@ -297,11 +297,12 @@ fn hostile_connections_leave_the_server_up_bounded_and_responsive() {
         "only {} idle connections",
         counts[0]
     );
-    // Issue 22's goal is 2×. The optimized build measures 1.97–2.08× here
-    // (its idle level is lower: 24 MiB against the debug build's 40 MiB),
-    // about 11 MiB of it the 10,000 idle connections; until that is cut, the
-    // test holds the server to 2.5×, and the figure is reported.
-    assert!(rss_x <= 2.5, "RSS {rss} KiB under attack, {idle_rss} KiB idle\n{}", p.log_text());
+    // Issue 22's goal, 2×: the optimized build measures 1.4–1.6× here (idle
+    // 24 MiB). Silent connections wait in the listener's lobby (about 170
+    // bytes each, 1.1 KiB as tokio tasks); the rest is the HTTP/2 state of
+    // the connections that spoke, the slowloris writers and the watchers
+    // that do not read (64 KiB unsent each, grpc-go's write quota).
+    assert!(rss_x <= 2.0, "RSS {rss} KiB under attack, {idle_rss} KiB idle\n{}", p.log_text());
     assert!(p99_x <= 5.0, "p99 {p99:?} under attack, {idle_p99:?} idle");
     // The same attack on real etcd 3.4, for comparison (HOSTILE_COMPARE=1).
     if std::env::var_os("HOSTILE_COMPARE").is_some()
