@@ -2,7 +2,7 @@
 # raft-node anchor: etcd's `benchmark put` workload (8-byte keys, 256-byte
 # values, key space 1 as etcd's default) on a single-member etcdkit node
 # (in-process, `node-put`) and on real etcd 3.4 (the `etcd` binary on loopback,
-# driven by benches/go/putload with clientv3), in the same run, for 1, 16 and
+# driven by benches/go/load -mode put with clientv3), in the same run, for 1, 16 and
 # 256 concurrent writers. Every put is acknowledged after its WAL fsync and
 # apply on both sides. Prints ops/s and p50/p99 per side and the throughput
 # ratio (etcdkit ÷ etcd); JSON in target/anchors-node.json.
@@ -12,8 +12,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p target/node-anchor
 work="$(realpath target/node-anchor)"
 cargo build -q --release -p etcdkit-benches --bin node-put
-(cd benches/go/putload && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= \
-  GOCACHE="${GOCACHE:-/tmp/putload-gocache}" go build -o "$work/putload" .)
+(cd benches/go/load && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= \
+  GOCACHE="${GOCACHE:-/tmp/load-gocache}" go build -o "$work/load" .)
 port=$((23000 + RANDOM % 500))
 results=()
 for c in 1 16 256; do
@@ -26,7 +26,7 @@ for c in 1 16 256; do
     --initial-cluster "default=http://127.0.0.1:$((port + 1))" >"$work/etcd.log" 2>&1 &
   pid=$!
   for _ in $(seq 50); do etcdctl --endpoints "127.0.0.1:$port" endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
-  theirs="$("$work/putload" -endpoint "127.0.0.1:$port" -total "$n" -clients "$c" -conns $(( c < 100 ? c : 100 )))"
+  theirs="$("$work/load" -mode put -endpoints "127.0.0.1:$port" -total "$n" -clients "$c" -conns $(( c < 100 ? c : 100 )))"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   results+=("$c|$ours|$theirs")
 done

@@ -1,5 +1,5 @@
 //! etcd's `benchmark put` workload on an in-process single-member etcdkit
-//! node (the counterpart of `benches/go/putload` against real etcd): N puts
+//! node (the counterpart of `benches/go/load -mode put` against real etcd): N puts
 //! of 8-byte keys and 256-byte values from C concurrent writers, each
 //! answered after its entry is fsynced in the WAL and applied. Prints one
 //! JSON line: ops, seconds, ops/s, p50/p99 latency in microseconds.
