@@ -64,6 +64,15 @@ func fail(err error) {
 	os.Exit(1)
 }
 
+// opTimeout bounds every request: a server that stops answering ends the
+// run with errors instead of hanging it.
+const opTimeout = 10 * time.Second
+
+// opCtx is the context of one request.
+func opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), opTimeout)
+}
+
 // recorder keeps every latency of one client (no lock on the hot path).
 type recorder struct {
 	lat  []time.Duration
@@ -135,7 +144,9 @@ func runClients(cs []*clientv3.Client) ([]*recorder, float64) {
 	var leases []clientv3.LeaseID
 	if *mode == "lease-keepalive" {
 		for i := 0; i < *clients; i++ {
-			l, err := cs[i%len(cs)].Grant(context.Background(), 600)
+			ctx, cancel := opCtx()
+			l, err := cs[i%len(cs)].Grant(ctx, 600)
+			cancel()
 			if err != nil {
 				fail(err)
 			}
@@ -159,29 +170,38 @@ func runClients(cs []*clientv3.Client) ([]*recorder, float64) {
 			r := rand.New(rand.NewSource(int64(w) + 1))
 			rec := recs[w]
 			kube := &kubeClient{c: c, r: r, value: value, revs: map[string]int64{}}
+			failing := 0
 			for {
 				n := int(atomic.AddInt64(&next, 1))
 				if n >= *total {
 					return
 				}
 				t := time.Now()
+				ctx, cancel := opCtx()
 				var err error
 				switch *mode {
 				case "put":
-					_, err = c.Put(context.Background(), nextKey(r, n), value)
+					_, err = c.Put(ctx, nextKey(r, n), value)
 				case "txn-put":
-					_, err = c.Txn(context.Background()).Then(clientv3.OpPut(nextKey(r, n), value)).Commit()
+					_, err = c.Txn(ctx).Then(clientv3.OpPut(nextKey(r, n), value)).Commit()
 				case "range":
-					err = rangeOnce(c, r)
+					err = rangeOnce(ctx, c, r)
 				case "lease-keepalive":
-					_, err = c.KeepAliveOnce(context.Background(), leases[w])
+					_, err = c.KeepAliveOnce(ctx, leases[w])
 				case "kube":
-					err = kube.step()
+					err = kube.step(ctx)
 				}
+				cancel()
 				if err != nil {
+					// Errors are counted; three in a row mean the server is
+					// gone, and the run ends rather than waiting on it.
 					rec.errs++
+					if failing++; failing == 3 {
+						fail(fmt.Errorf("client %d: three failures in a row, the last: %v", w, err))
+					}
 					continue
 				}
+				failing = 0
 				rec.lat = append(rec.lat, time.Since(t))
 			}
 		}(w)
@@ -196,7 +216,8 @@ func runClients(cs []*clientv3.Client) ([]*recorder, float64) {
 
 // prepare writes what a read mode reads: the range keys, the kube objects.
 func prepare(c *clientv3.Client, value string) {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	switch *mode {
 	case "range":
 		for i := 0; i < 100; i++ {
@@ -215,17 +236,17 @@ func prepare(c *clientv3.Client, value string) {
 
 func rangeKey(i int) string { return fmt.Sprintf("range/%03d", i) }
 
-func rangeOnce(c *clientv3.Client, r *rand.Rand) error {
+func rangeOnce(ctx context.Context, c *clientv3.Client, r *rand.Rand) error {
 	var opts []clientv3.OpOption
 	if *consistency == "s" {
 		opts = append(opts, clientv3.WithSerializable())
 	}
 	if *rangeKeys <= 1 {
-		_, err := c.Get(context.Background(), rangeKey(r.Intn(100)), opts...)
+		_, err := c.Get(ctx, rangeKey(r.Intn(100)), opts...)
 		return err
 	}
 	opts = append(opts, clientv3.WithRange(rangeKey(*rangeKeys)))
-	resp, err := c.Get(context.Background(), rangeKey(0), opts...)
+	resp, err := c.Get(ctx, rangeKey(0), opts...)
 	if err == nil && len(resp.Kvs) != *rangeKeys {
 		err = fmt.Errorf("range returned %d keys, want %d", len(resp.Kvs), *rangeKeys)
 	}
@@ -250,8 +271,7 @@ type kubeClient struct {
 // mod_revision; a lost race reads the object back in the same txn, as
 // GuaranteedUpdate does), 10 % a paginated list of the whole prefix, 10 %
 // a create.
-func (k *kubeClient) step() error {
-	ctx := context.Background()
+func (k *kubeClient) step(ctx context.Context) error {
 	switch p := k.r.Intn(10); {
 	case p < 8:
 		key := kubeKey(k.r.Intn(*kubeObjects))
@@ -373,7 +393,13 @@ func runWatch(cs []*clientv3.Client) ([]*recorder, float64) {
 			}
 		}(recs[w], ws[w%len(ws)].Watch(clientv3.WithRequireLeader(ctx), "watch/", clientv3.WithPrefix(), clientv3.WithCreatedNotify()))
 	}
-	ready.Wait()
+	created := make(chan struct{})
+	go func() { ready.Wait(); close(created) }()
+	select {
+	case <-created:
+	case <-time.After(time.Minute):
+		fail(fmt.Errorf("the %d watchers were not all created within a minute", *watchers))
+	}
 	pad := make([]byte, *valSize)
 	var next int64 = -1
 	var wg sync.WaitGroup
@@ -397,12 +423,19 @@ func runWatch(cs []*clientv3.Client) ([]*recorder, float64) {
 					v = append(v, pad[len(v):]...)
 				}
 				atomic.StoreInt64(&sent[n], time.Now().UnixNano())
-				if _, err := c.Put(context.Background(), fmt.Sprintf("watch/%d", n%1000), string(v)); err != nil {
+				ctx, cancel := opCtx()
+				_, err := c.Put(ctx, fmt.Sprintf("watch/%d", n%1000), string(v))
+				cancel()
+				if err != nil {
 					fail(err)
 				}
 				if *mode == "watch-latency" {
 					// One at a time: the next put waits for every watcher.
+					deadline := time.Now().Add(opTimeout)
 					for atomic.LoadInt64(&got) < int64(n+1)*int64(*watchers) {
+						if time.Now().After(deadline) {
+							fail(fmt.Errorf("put %d not seen by every watcher within %v", n, opTimeout))
+						}
 						time.Sleep(20 * time.Microsecond)
 					}
 				}
