@@ -190,7 +190,7 @@ pub async fn serve(
     let builder = std::sync::Arc::new(builder);
     // Until it says something, a connection waits in the lobby and holds no
     // task, no HTTP state and no tokio registration (10,000 silent ones
-    // cost about 40 bytes each). Without a lobby (its thread or `epoll` set
+    // cost about 170 bytes each). Without a lobby (its thread or `epoll` set
     // could not be made) connections are served at once.
     let (to_serve, mut ready) = tokio::sync::mpsc::unbounded_channel();
     let lobby = Lobby::start(to_serve)

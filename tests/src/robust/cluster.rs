@@ -80,9 +80,10 @@ impl Member {
 
 pub struct Cluster {
     pub members: Vec<Member>,
-    /// Members found exited that nothing had made exit (drained into the
-    /// history's errors).
-    pub unexpected: Vec<String>,
+    /// What went wrong beside the checker's verdict: a member found exited
+    /// that nothing had made exit, a fault that could not be injected
+    /// (drained into the history's errors).
+    pub errors: Vec<String>,
     initial_cluster: String,
     token: String,
 }
@@ -117,7 +118,7 @@ impl Cluster {
         }
         let initial_cluster =
             members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect::<Vec<_>>().join(",");
-        let mut c = Cluster { members, unexpected: Vec::new(), initial_cluster, token: token.to_string() };
+        let mut c = Cluster { members, errors: Vec::new(), initial_cluster, token: token.to_string() };
         for i in 0..c.members.len() {
             c.launch(i);
         }
@@ -219,7 +220,7 @@ impl Cluster {
 
     /// Every member running, unpaused, every link and disk healed. A member
     /// that exited with nothing to make it is restarted and noted in
-    /// `unexpected`.
+    /// `errors`.
     pub fn heal(&mut self) {
         for i in 0..self.members.len() {
             if self.members[i].paused {
@@ -231,7 +232,7 @@ impl Cluster {
                 if !m.disk_failed {
                     let log = m.proc.as_ref().map(|p| p.log_text()).unwrap_or_default();
                     let tail: Vec<&str> = log.lines().rev().take(5).collect();
-                    self.unexpected.push(format!("{} exited by itself: {}", m.name, tail.join(" | ")));
+                    self.errors.push(format!("{} exited by itself: {}", m.name, tail.join(" | ")));
                 }
                 self.members[i].proc = None;
             }

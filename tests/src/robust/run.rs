@@ -292,11 +292,10 @@ async fn history(cfg: &Config, mut cluster: Cluster, dir: &Path) -> Result<Repor
     // The faults, on a thread of their own (signals and sleeps).
     let traffic_done = Arc::new(AtomicBool::new(false));
     let injected = Arc::new(Mutex::new(BTreeMap::<&'static str, u64>::new()));
-    let fault_errors = Arc::new(Mutex::new(Vec::new()));
     let fault_thread = {
-        let (cfg, done, injected, errors) = (cfg.clone(), traffic_done.clone(), injected.clone(), fault_errors.clone());
+        let (cfg, done, injected) = (cfg.clone(), traffic_done.clone(), injected.clone());
         std::thread::spawn(move || {
-            inject(&mut cluster, &cfg, &done, &injected, &errors);
+            inject(&mut cluster, &cfg, &done, &injected);
             cluster
         })
     };
@@ -322,13 +321,12 @@ async fn history(cfg: &Config, mut cluster: Cluster, dir: &Path) -> Result<Repor
         .await
         .map_err(|e| e.to_string())?;
     let mut report = Report { seed: cfg.seed, faults: injected.lock().clone(), traffic_time, ..Default::default() };
-    report.errors.extend(fault_errors.lock().drain(..));
-    report.errors.append(&mut cluster.unexpected);
+    report.errors.append(&mut cluster.errors);
     if let Some(m) = cluster.panicked() {
         report.errors.push(format!("{m} panicked"));
     }
     cluster.heal();
-    report.errors.append(&mut cluster.unexpected);
+    report.errors.append(&mut cluster.errors);
     // The last operation: every key, linearizably, once the cluster answers.
     let final_read = final_read(&rec, epoch, &endpoints).await;
     let Some((final_rev, final_kvs)) = final_read else {
@@ -445,13 +443,7 @@ async fn compacted_watch(endpoints: &[String], rev: i64, report: &mut Report) {
 /// Injects faults until `done`; a fault that could not be carried out on a
 /// healed cluster (a membership change that never completed) goes to
 /// `errors`.
-fn inject(
-    cluster: &mut Cluster,
-    cfg: &Config,
-    done: &AtomicBool,
-    injected: &Mutex<BTreeMap<&'static str, u64>>,
-    errors: &Mutex<Vec<String>>,
-) {
+fn inject(cluster: &mut Cluster, cfg: &Config, done: &AtomicBool, injected: &Mutex<BTreeMap<&'static str, u64>>) {
     let mut rng = Rng::new(cfg.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed);
     let n = cluster.members.len();
     let wait = |ms: u64| {
@@ -492,7 +484,7 @@ fn inject(
             let Some(k) = (0..n).map(|k| (i + k) % n).find(|&k| !real(k) && running(k)) else { continue };
             i = k;
             if !cluster.disk_faults_on(i) {
-                errors.lock().push(format!(
+                cluster.errors.push(format!(
                     "m{i} cannot inject disk faults: its etcdkit was built without the `disk-faults` feature"
                 ));
                 continue;
@@ -556,7 +548,7 @@ fn inject(
             FaultKind::MemberReplace => {
                 let learner = rng.below(2) == 1;
                 if let Err(e) = cluster.replace(i, learner) {
-                    errors.lock().push(format!("replacing m{i}{}: {e}", if learner { " (as a learner)" } else { "" }));
+                    cluster.errors.push(format!("replacing m{i}{}: {e}", if learner { " (as a learner)" } else { "" }));
                 }
             }
         }
