@@ -644,3 +644,54 @@ fn etcdutl_backup_matches_etcdctl_and_boots_a_new_cluster() {
     let p = start_etcd_with(&etcd, "b1", &ours, 28052, 28053, None, &["--force-new-cluster"]);
     assert_eq!(p.get_all(&real_ctl, None)["kvs"], want, "keys served from the backup");
 }
+
+/// A token that expires while `txn -i` waits for its input is renewed and
+/// the txn made, as clientv3's retry does (etcd's e2e TestCtlV3AuthTxnJWT
+/// failed this way on a loaded CI machine: its 1 s JWTs ran out between
+/// the connection's Authenticate and the Txn). Against real etcd 3.4 and
+/// etcdkit serve, with HS256 tokens of 1 s and the input 2.5 s late.
+#[test]
+fn txn_renews_a_token_that_expired_while_it_read_its_input() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = etcdkit_as(tmp.path(), "etcdctl");
+    let secret = tmp.path().join("jwt.secret");
+    std::fs::write(&secret, b"etcdkit-test-hs256-secret-0123456789").unwrap();
+    let token = format!("jwt,priv-key={},sign-method=HS256,ttl=1s", secret.display());
+    let mut servers = vec![("etcdkit", etcdkit_as(tmp.path(), "etcd"), 28056)];
+    if let Some((etcd, _)) = etcd_binaries() {
+        servers.push(("etcd 3.4", etcd, 28054));
+    }
+    for (what, server, client) in servers {
+        let dir = tmp.path().join(format!("{client}.etcd"));
+        let p = start_etcd_with(&server, "j1", &dir, client, client + 1, None, &["--auth-token", &token]);
+        let ep = format!("--endpoints={}", p.endpoint);
+        for args in [&["put", "k", "v"][..], &["user", "add", "root:root"], &["auth", "enable"]] {
+            let mut all = vec![ep.clone()];
+            all.extend(args.iter().map(|a| a.to_string()));
+            let (code, out, err) = exec(&ours, &all, None);
+            assert_eq!(code, 0, "{what}: {args:?}: {out}{err}");
+        }
+        let mut child = std::process::Command::new(&ours)
+            .env_clear()
+            .env("ETCDCTL_API", "3")
+            .args([&ep, "--user=root:root", "txn", "-i"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The client has connected and authenticated once it prompts; its
+        // token (exp in whole seconds) is dead 2 s later at the latest.
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        child.stdin.take().unwrap().write_all(b"value(\"k\") = \"v\"\n\nget k\n\n\n").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("txn -i did not finish").unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{what}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.ends_with("SUCCESS\n\nk\nv\n"), "{what}: {stdout}");
+    }
+}

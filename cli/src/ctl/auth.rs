@@ -8,15 +8,9 @@ use etcdkit_proto::etcdserverpb::{
     AuthUserChangePasswordRequest, AuthUserDeleteRequest, AuthUserGetRequest, AuthUserGrantRoleRequest,
     AuthUserListRequest, AuthUserRevokeRoleRequest,
 };
-use tokio::time::Instant;
 
-use super::{Ctx, Exit, Result};
+use super::{Ctx, Exit, Result, forever};
 use crate::say;
-
-/// The user and role commands have no deadline in etcdctl (`context.TODO()`).
-fn forever() -> Instant {
-    Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600)
-}
 
 pub async fn auth_enable(cx: &mut Ctx) -> Result {
     if !cx.args.is_empty() {

@@ -10,7 +10,7 @@ use etcdkit_server::client::{Client, ClientError};
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
 
-use super::{Ctx, Exit, Result};
+use super::{Ctx, Exit, Result, forever};
 
 /// A lease of `ttl` seconds kept alive in the background; `done` fires
 /// when it can no longer be renewed (clientv3's `concurrency.Session`).
@@ -20,7 +20,7 @@ struct Session {
 }
 
 async fn session(c: &Client, ttl: i64) -> std::result::Result<Session, ClientError> {
-    let lease = c.lease().lease_grant(LeaseGrantRequest { ttl, id: 0 }).await?.into_inner().id;
+    let lease = rpc!(c, forever(), lease.lease_grant(LeaseGrantRequest { ttl, id: 0 }))?.id;
     let (done_tx, done) = oneshot::channel();
     let c = c.clone();
     tokio::spawn(async move {
@@ -43,8 +43,8 @@ async fn signalled() {
 }
 
 async fn get_key(c: &Client, key: &[u8]) -> Result<RangeResponse> {
-    let r = c.kv().range(RangeRequest { key: key.to_vec(), ..Default::default() }).await.map_err(ClientError::from)?;
-    Ok(r.into_inner())
+    let r = rpc!(c, forever(), kv.range(RangeRequest { key: key.to_vec(), ..Default::default() }))?;
+    Ok(r)
 }
 
 pub async fn lock(cx: &mut Ctx) -> Result {
@@ -54,14 +54,13 @@ pub async fn lock(cx: &mut Ctx) -> Result {
     let c = cx.client().await?;
     let s = session(&c, cx.flags.int("ttl")).await?;
     let name = super::raw(&cx.args[0]);
-    let mut lc = c.lock();
     let locked = tokio::select! {
-        r = lc.lock(LockRequest { name, lease: s.lease }) => r.map_err(ClientError::from)?.into_inner(),
+        r = async { rpc!(c, forever(), lock.lock(LockRequest { name, lease: s.lease })) } => r?,
         _ = signalled() => return Err(Exit::error("context canceled")),
     };
     let unlock = |key: Vec<u8>| {
         let c = c.clone();
-        async move { c.lock().unlock(UnlockRequest { key }).await.map(|_| ()).map_err(ClientError::from) }
+        async move { rpc!(c, forever(), lock.unlock(UnlockRequest { key })).map(|_| ()) }
     };
     if cx.args.len() > 1 {
         let rev = locked.header.as_ref().map_or(0, |h| h.revision);
@@ -119,10 +118,9 @@ pub async fn elect(cx: &mut Ctx) -> Result {
     }
     let s = session(&c, 60).await?;
     let value = super::raw(&cx.args[1]);
-    let mut ec = c.election();
     let leader: LeaderKey = tokio::select! {
-        r = ec.campaign(CampaignRequest { name, lease: s.lease, value }) => {
-            r.map_err(ClientError::from)?.into_inner().leader.unwrap_or_default()
+        r = async { rpc!(c, forever(), election.campaign(CampaignRequest { name, lease: s.lease, value })) } => {
+            r?.leader.unwrap_or_default()
         }
         _ = signalled() => return Err(Exit::error("context canceled")),
     };
@@ -132,6 +130,6 @@ pub async fn elect(cx: &mut Ctx) -> Result {
         _ = signalled() => {}
         _ = s.done => return Err(Exit::error("elect: session expired")),
     }
-    c.election().resign(ResignRequest { leader: Some(leader) }).await.map_err(ClientError::from)?;
+    rpc!(c, forever(), election.resign(ResignRequest { leader: Some(leader) }))?;
     Ok(())
 }

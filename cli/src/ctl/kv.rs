@@ -184,9 +184,10 @@ pub async fn txn(cx: &mut Ctx) -> Result {
     }
     let c = cx.client().await?;
     let req = read_txn(&mut std::io::stdin().lock(), cx.flags.bool("interactive"))?;
-    // etcdctl's txn has no deadline of its own.
-    let r = c.kv().txn(req).await.map_err(|s| Exit::error(etcdkit_server::client::go_status(&s)))?;
-    cx.out.txn(&r.into_inner())
+    // etcdctl's txn has no deadline of its own. Through the retry: a
+    // token that expired while the user typed is renewed, as clientv3 does.
+    let r = rpc!(c, super::forever(), kv.txn(req))?;
+    cx.out.txn(&r)
 }
 
 pub async fn compaction(cx: &mut Ctx) -> Result {

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{Ctx, Exit, Result};
+use super::{Ctx, Exit, Result, forever};
 
 /// Keys per range request of the base copy (clientv3's `batchLimit`).
 const BATCH: i64 = 1000;
@@ -79,7 +79,7 @@ async fn run(
         (prefix.as_bytes().to_vec(), etcdkit_mvcc::prefix_end(prefix.as_bytes()))
     };
     // The base: every key at one revision, in batches.
-    let rev = c.kv().range(RangeRequest { key: b"foo".to_vec(), ..Default::default() }).await?.into_inner();
+    let rev = rpc!(c, forever(), kv.range(RangeRequest { key: b"foo".to_vec(), ..Default::default() }))?;
     let rev = rev.header.map_or(0, |h| h.revision);
     let mut from = key.clone();
     loop {
@@ -90,10 +90,10 @@ async fn run(
             revision: rev,
             ..Default::default()
         };
-        let r = c.kv().range(req).await?.into_inner();
+        let r = rpc!(c, forever(), kv.range(req))?;
         for kv in &r.kvs {
             let put = PutRequest { key: rename(&kv.key, prefix, dest), value: kv.value.clone(), ..Default::default() };
-            dc.kv().put(put).await?;
+            rpc!(dc, forever(), kv.put(put))?;
             total.fetch_add(1, Ordering::Relaxed);
         }
         match (r.more, r.kvs.last()) {
@@ -119,7 +119,8 @@ async fn run(
         for e in &r.events {
             let kv = e.kv.clone().unwrap_or_default();
             if last_rev != 0 && kv.mod_revision > last_rev {
-                dc.kv().txn(TxnRequest { success: std::mem::take(&mut ops), ..Default::default() }).await?;
+                let batch = TxnRequest { success: std::mem::take(&mut ops), ..Default::default() };
+                rpc!(dc, forever(), kv.txn(batch))?;
             }
             last_rev = kv.mod_revision;
             let k = rename(&kv.key, prefix, dest);
@@ -133,7 +134,7 @@ async fn run(
             total.fetch_add(1, Ordering::Relaxed);
         }
         if !ops.is_empty() {
-            dc.kv().txn(TxnRequest { success: ops, ..Default::default() }).await?;
+            rpc!(dc, forever(), kv.txn(TxnRequest { success: ops, ..Default::default() }))?;
         }
     }
     drop(tx);

@@ -25,6 +25,13 @@ macro_rules! rpc {
     }};
 }
 
+/// The deadline of a call etcdctl makes without one (`context.TODO()` or
+/// `context.Background()`: the user and role commands, txn, lock, elect,
+/// make-mirror).
+fn forever() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600)
+}
+
 pub mod auth;
 pub mod check;
 pub mod concurrency;
