@@ -5,9 +5,10 @@
 //! allocator's slack), and 10,000 silent ones held that many. Here they wait
 //! as plain sockets in one `epoll` set of a thread of the listener's own:
 //! what stays in this process per connection is an entry in a map (about
-//! 170 bytes of resident memory each, measured over 10,000). Once a connection has a byte to read, or is closed or in
-//! error, it leaves the lobby as a `std` socket, and the listener gives it
-//! to tokio and serves it (a closed one ends at its first read).
+//! 170 bytes of resident memory each, measured over 10,000). Once a
+//! connection has a byte to read, or is closed or in error, it leaves the
+//! lobby as a `std` socket, and the listener gives it to tokio and serves
+//! it (a closed one ends at its first read).
 //!
 //! The lobby stops when it is dropped: the connections still in it are
 //! closed, unserved.

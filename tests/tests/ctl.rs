@@ -681,16 +681,23 @@ fn txn_renews_a_token_that_expired_while_it_read_its_input() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        // The client has connected and authenticated once it prompts; its
-        // token (exp in whole seconds) is dead 2 s later at the latest.
-        std::thread::sleep(std::time::Duration::from_millis(2500));
-        child.stdin.take().unwrap().write_all(b"value(\"k\") = \"v\"\n\nget k\n\n\n").unwrap();
+        // `txn -i` prompts once it has connected and authenticated; its
+        // token (exp in whole seconds) is dead 2 s later at the latest. On
+        // a thread, so that a client that never prompts fails the test.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
+            let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+            let mut text = String::new();
+            let _ = std::io::BufRead::read_line(&mut stdout, &mut text);
+            if text == "compares:\n" {
+                std::thread::sleep(std::time::Duration::from_millis(2500));
+                let _ = child.stdin.take().unwrap().write_all(b"value(\"k\") = \"v\"\n\nget k\n\n\n");
+            }
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+            let _ = tx.send((child.wait_with_output(), text));
         });
-        let out = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("txn -i did not finish").unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (out, stdout) = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("txn -i did not finish");
+        let out = out.unwrap();
         assert!(out.status.success(), "{what}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.ends_with("SUCCESS\n\nk\nv\n"), "{what}: {stdout}");
     }

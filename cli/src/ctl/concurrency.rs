@@ -43,8 +43,7 @@ async fn signalled() {
 }
 
 async fn get_key(c: &Client, key: &[u8]) -> Result<RangeResponse> {
-    let r = rpc!(c, forever(), kv.range(RangeRequest { key: key.to_vec(), ..Default::default() }))?;
-    Ok(r)
+    Ok(rpc!(c, forever(), kv.range(RangeRequest { key: key.to_vec(), ..Default::default() }))?)
 }
 
 pub async fn lock(cx: &mut Ctx) -> Result {
