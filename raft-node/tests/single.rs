@@ -209,3 +209,74 @@ fn v2_keys_survive_restarts_across_snapshots() {
     assert!(matches!(node.v2_get("/nope", false, false), Err(Error::V2(e)) if e.code == 100));
     node.close().unwrap();
 }
+
+/// A lone command on an idle member runs on the caller's thread (the
+/// callers' turns of node.rs), mixed with the node thread's batched turns
+/// when callers crowd in: either way each caller's commands apply in the
+/// order it sent them, each once. Four writers send puts without waiting,
+/// pausing now and then so the member goes idle.
+#[test]
+fn callers_turns_keep_each_callers_order() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    use etcdkit_proto::etcdserverpb::PutRequest;
+    use etcdkit_raft_node::Response;
+    const PUTS: usize = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Arc::new(leading(config(tmp.path())));
+    let on_caller = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (node, on_caller) = (node.clone(), on_caller.clone());
+            std::thread::spawn(move || {
+                let me = std::thread::current().id();
+                let (tx, rx) = std::sync::mpsc::channel();
+                for i in 0..PUTS {
+                    let (tx, on_caller) = (tx.clone(), on_caller.clone());
+                    let put =
+                        PutRequest { key: format!("w{w}").into(), value: format!("{i}").into(), ..Default::default() };
+                    node.propose_then(InternalRaftRequest { put: Some(put), ..Default::default() }, move |r| {
+                        if std::thread::current().id() == me {
+                            on_caller.fetch_add(1, Relaxed);
+                        }
+                        let _ = tx.send((i, r));
+                    });
+                    if i % 7 == w {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+                drop(tx);
+                let mut got: Vec<(usize, i64)> = rx
+                    .iter()
+                    .map(|(i, r)| match r {
+                        Ok(Response::Put(p)) => (i, p.rev),
+                        other => panic!("writer {w}, put {i}: {other:?}"),
+                    })
+                    .collect();
+                got.sort_unstable();
+                assert_eq!(got.len(), PUTS, "writer {w}: every put answered");
+                for p in got.windows(2) {
+                    assert!(
+                        p[0].1 < p[1].1,
+                        "writer {w}: put {} applied at {} after put {} at {}",
+                        p[1].0,
+                        p[1].1,
+                        p[0].0,
+                        p[0].1
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    for w in 0..4 {
+        assert_eq!(node.get(format!("w{w}").as_bytes()).unwrap(), Some(format!("{}", PUTS - 1).into_bytes()));
+    }
+    let n = on_caller.load(Relaxed);
+    assert!(n > 0, "no put ran on its caller's thread");
+    assert!(n < 4 * PUTS, "every put ran on its caller's thread: the thread's batches went untested");
+    node.close().unwrap();
+}

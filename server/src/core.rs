@@ -3,6 +3,8 @@
 //!
 //! Writes and linearizable reads use the node's callback API (`*_then`),
 //! answered through a oneshot: a request waiting for raft holds no thread.
+//! (When the member is idle, the request's own turn of the member may run
+//! right there, on the handler's worker: see `etcdkit_raft_node`'s `node.rs`.)
 //! The rare calls that have only a blocking form run on tokio's blocking pool.
 
 use std::sync::Arc;
