@@ -380,7 +380,11 @@ impl Node {
 
     /// The caller's own turn: `None` if `cmd` was handled, else `cmd` back.
     fn try_turn(&self, cmd: Cmd) -> Option<Cmd> {
-        if !cmd.light() || self.queued.load(SeqCst) != 0 {
+        // A proposal goes its own way only when it is the one in flight:
+        // concurrent writers' proposals wait for the thread's batch, which
+        // shares one WAL fsync among them.
+        let alone = !matches!(cmd, Cmd::Propose(..)) || self.inflight.load(Relaxed) <= 1;
+        if !cmd.light() || !alone || self.queued.load(SeqCst) != 0 {
             return Some(cmd);
         }
         let Some(mut g) = self.driver.try_lock() else { return Some(cmd) };

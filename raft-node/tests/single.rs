@@ -213,8 +213,9 @@ fn v2_keys_survive_restarts_across_snapshots() {
 /// A lone command on an idle member runs on the caller's thread (the
 /// callers' turns of node.rs), mixed with the node thread's batched turns
 /// when callers crowd in: either way each caller's commands apply in the
-/// order it sent them, each once. Four writers send puts without waiting,
-/// pausing now and then so the member goes idle.
+/// order it sent them, each once, and a read sent after a put sees it. Four
+/// writers send puts and reads without waiting, pausing now and then so the
+/// member goes idle.
 #[test]
 fn callers_turns_keep_each_callers_order() {
     use std::sync::Arc;
@@ -241,6 +242,13 @@ fn callers_turns_keep_each_callers_order() {
                             on_caller.fetch_add(1, Relaxed);
                         }
                         let _ = tx.send((i, r));
+                    });
+                    // A read sent after the put (not waiting for it) sees it.
+                    let key = format!("w{w}").into_bytes();
+                    node.range_then(RangeRequest { key, ..Default::default() }, false, move |r| {
+                        let seen = r.expect("a read answers").kvs.first().map(|kv| kv.value.clone());
+                        let seen: usize = String::from_utf8(seen.expect("the put before it")).unwrap().parse().unwrap();
+                        assert!(seen >= i, "writer {w}: a read sent after put {i} saw put {seen}");
                     });
                     if i % 7 == w {
                         std::thread::sleep(Duration::from_millis(2));
@@ -276,6 +284,7 @@ fn callers_turns_keep_each_callers_order() {
         assert_eq!(node.get(format!("w{w}").as_bytes()).unwrap(), Some(format!("{}", PUTS - 1).into_bytes()));
     }
     let n = on_caller.load(Relaxed);
+    eprintln!("{n} of {} puts ran on their caller's thread", 4 * PUTS);
     assert!(n > 0, "no put ran on its caller's thread");
     assert!(n < 4 * PUTS, "every put ran on its caller's thread: the thread's batches went untested");
     node.close().unwrap();
