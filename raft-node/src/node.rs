@@ -16,10 +16,12 @@
 //! read, a keep-alive…) and who finds the mutex free and *nothing queued*
 //! takes one turn itself instead, on its own thread: its command, then
 //! raft's `Ready`. On one member with one client, that is the whole request
-//! with no thread hand-off (two wake-ups of sleeping threads, ~150 µs of a
-//! one-key read's ~300 µs here, BENCHMARKS.md). Under load the queue is
-//! rarely empty or the thread holds the mutex, and commands go through the
-//! channel as before, in batches.
+//! with no thread hand-off (two wake-ups of sleeping threads: a served
+//! one-key read's p50 went from 309–347 µs to 181–229 µs, BENCHMARKS.md). A
+//! proposal does so only when it is the one in flight, so concurrent
+//! writers still share the thread's batched WAL fsync. Under load the queue
+//! is rarely empty or the thread holds the mutex, and commands go through
+//! the channel as before, in batches.
 //!
 //! Why "nothing queued": a command must not overtake one sent before it (a
 //! watch's cancel its creation, a client's second write its first). `queued`
