@@ -244,15 +244,47 @@ impl Cmd {
     }
 }
 
+/// The node thread's channel with its count of commands sent and not yet
+/// handled (module docs: a caller's turn waits for that count to be 0).
+/// Every sender goes through it; the thread lowers the count under the
+/// member's mutex, after handling.
+#[derive(Clone)]
+struct Queue {
+    tx: SyncSender<Cmd>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// Sends `cmd`, waiting for room; false if the thread has ended.
+    fn send(&self, cmd: Cmd) -> bool {
+        self.queued.fetch_add(1, SeqCst);
+        let sent = self.tx.send(cmd).is_ok();
+        if !sent {
+            self.queued.fetch_sub(1, SeqCst);
+        }
+        sent
+    }
+
+    /// Sends `cmd` if there is room (peers' messages: dropped, never waited for).
+    fn try_send(&self, cmd: Cmd) {
+        self.queued.fetch_add(1, SeqCst);
+        if self.tx.try_send(cmd).is_err() {
+            self.queued.fetch_sub(1, SeqCst);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queued.load(SeqCst) == 0
+    }
+}
+
 /// A member running on its own thread (see the module docs). Cheap to share
 /// (`Arc<Node>`); [`Node::close`] or dropping the last handle stops it.
 pub struct Node {
-    tx: SyncSender<Cmd>,
+    queue: Queue,
     /// The member's state; whoever holds it runs a turn (module docs).
     /// `None` once the thread has closed (or crashed) the member.
     driver: Arc<StateLock<Option<Driver>>>,
-    /// Commands sent on `tx` and not yet handled.
-    queued: Arc<AtomicUsize>,
     thread: Mutex<Option<JoinHandle<Result<()>>>>,
     id: u64,
     cluster_id: u64,
@@ -290,17 +322,10 @@ impl Node {
         let cfg = member.config().clone();
         let (tx, rx) = sync_channel::<Cmd>(cfg.max_pending.max(1024) * 2);
         let (id, cluster_id) = (member.id(), member.cluster_id());
-        let raft_tx = tx.clone();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let raft_queued = queued.clone();
+        let queue = Queue { tx, queued: Arc::new(AtomicUsize::new(0)) };
+        let raft_queue = queue.clone();
         // Raft messages are dropped, never blocked on, when the node is swamped.
-        let inbox: Inbox = Arc::new(move |m| {
-            raft_queued.fetch_add(1, SeqCst);
-            if raft_tx.try_send(Cmd::Raft(m)).is_err() {
-                raft_queued.fetch_sub(1, SeqCst);
-            }
-        });
-        let transport = make(id, cluster_id, inbox)?;
+        let transport = make(id, cluster_id, Arc::new(move |m| raft_queue.try_send(Cmd::Raft(m))))?;
         // A joining member knows no one yet: its transport was told of its peers.
         if !member.members().is_empty() {
             transport.update_members(&member.members(), member.removed_ids());
@@ -313,15 +338,14 @@ impl Node {
         let auth = member.auth().clone();
         let timings = member.timings().clone();
         let driver = Arc::new(StateLock::new(Some(Driver::new(member, transport, inflight2, gauges2))));
-        let (driver2, queued2) = (driver.clone(), queued.clone());
+        let (driver2, queued) = (driver.clone(), queue.queued.clone());
         let thread = std::thread::Builder::new()
             .name(format!("etcdkit-node-{id:x}"))
-            .spawn(move || Driver::run(&driver2, rx, &queued2))
+            .spawn(move || Driver::run(&driver2, rx, &queued))
             .map_err(Error::io("spawn", &cfg.data_dir))?;
         Ok(Node {
-            tx,
+            queue,
             driver,
-            queued,
             thread: Mutex::new(Some(thread)),
             id,
             cluster_id,
@@ -373,10 +397,8 @@ impl Node {
     /// (module docs), else queues it for the node's thread. A command the
     /// node never takes drops its reply: `wait` reads Stopped.
     fn submit(&self, cmd: Cmd) {
-        let Some(cmd) = self.try_turn(cmd) else { return };
-        self.queued.fetch_add(1, SeqCst);
-        if self.tx.send(cmd).is_err() {
-            self.queued.fetch_sub(1, SeqCst);
+        if let Some(cmd) = self.try_turn(cmd) {
+            self.queue.send(cmd);
         }
     }
 
@@ -386,14 +408,14 @@ impl Node {
         // concurrent writers' proposals wait for the thread's batch, which
         // shares one WAL fsync among them.
         let alone = !matches!(cmd, Cmd::Propose(..)) || self.inflight.load(Relaxed) <= 1;
-        if !cmd.light() || !alone || self.queued.load(SeqCst) != 0 {
+        if !cmd.light() || !alone || !self.queue.is_empty() {
             return Some(cmd);
         }
         let Some(mut g) = self.driver.try_lock() else { return Some(cmd) };
         // Checked again under the mutex: the thread handles (and uncounts)
         // commands only while holding it.
         match g.as_mut() {
-            Some(d) if self.queued.load(SeqCst) == 0 && d.fatal.is_none() => d.turn(cmd),
+            Some(d) if self.queue.is_empty() && d.fatal.is_none() => d.turn(cmd),
             _ => return Some(cmd),
         }
         None
@@ -685,8 +707,7 @@ impl Node {
     /// final WAL sync): for recovery tests.
     pub fn kill(&self) {
         let (tx, rx) = channel();
-        self.queued.fetch_add(1, SeqCst);
-        if self.tx.send(Cmd::Kill(tx)).is_ok() {
+        if self.queue.send(Cmd::Kill(tx)) {
             let _ = rx.recv();
         }
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -698,8 +719,7 @@ impl Node {
     /// Stops the node cleanly: the store is committed and the WAL synced.
     pub fn close(&self) -> Result<()> {
         let (tx, rx) = channel();
-        self.queued.fetch_add(1, SeqCst);
-        if self.tx.send(Cmd::Stop(tx)).is_ok() {
+        if self.queue.send(Cmd::Stop(tx)) {
             let _ = rx.recv();
         }
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
