@@ -28,7 +28,12 @@ impl Store {
         })?;
         self.compact_main_rev = rev;
         let keep = self.index.compact(rev);
-        self.delete_compacted(rev, &keep)?;
+        // While a defragmentation copies the file, its deletions wait for
+        // the new file (defrag.rs).
+        match &mut self.held {
+            Some(held) => held.hold(rev, keep),
+            None => self.delete_compacted(rev, &keep)?,
+        }
         self.poisoned = false;
         self.sync_watchers();
         Ok(())

@@ -2,12 +2,38 @@
 //! packed, into a new file that then replaces it. The keyspace is the same
 //! bytes, so the index, the leases and the watchers stay as they are: only
 //! the file under the store changes.
+//!
+//! etcd holds every writer for the whole copy (etcd#9222). Here the copy
+//! needs no lock, in three steps:
+//!
+//! 1. [`Store::defrag_begin`] (the store's owner, brief): commits the batch,
+//!    notes the revision `R`, and holds compaction's deletions back.
+//! 2. [`DefragCopy::run`] (any thread, long): copies a read transaction of
+//!    the file into the new one while the store goes on writing.
+//! 3. [`Store::defrag_finish`] (the owner, brief): commits the batch, then
+//!    adds to the copy what changed since it began, and swaps the files.
+//!
+//! What changed is small and easy to find, by etcd's schema. The `key`
+//! bucket only grows between compactions, by revisions above `R` (its keys
+//! are revisions), so step 3 copies the entries above `R`. Every other bucket
+//! (meta, lease, auth, members, alarm, cluster…) is small and is copied
+//! again whole. Compaction is the one writer that removes `key` entries, so
+//! while a copy runs it compacts the index (readers see its effect at once)
+//! but leaves its deletions from the file for after the swap, on the new
+//! file; `meta`'s scheduled compaction revision is written at once, so a
+//! crash meanwhile redoes the deletions on open, as etcd does after a crash
+//! mid-compaction.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use etcdkit_storage::Db;
+use etcdkit_schema::bucket::KEY;
+use etcdkit_storage::compact::{compact_tx, replace_bucket};
+use etcdkit_storage::{Db, Options};
 
-use crate::{Result, store::Store};
+use crate::key_index::RevSet;
+use crate::{MvccError, Result, store::Store};
 
 /// Keys and values copied per bbolt transaction (etcd's `defragLimit`: 10,000
 /// keys; here counted in bytes, 64 MiB).
@@ -17,6 +43,59 @@ fn io_err(op: String, source: std::io::Error) -> etcdkit_storage::Error {
     etcdkit_storage::Error::Io { op, source }
 }
 
+/// Compaction's deletions held back while a copy runs (module docs): the
+/// last compaction's revision and the revisions it keeps. A later
+/// compaction's deletions include an earlier one's.
+#[derive(Default)]
+pub(crate) struct Held {
+    last: Option<(i64, RevSet)>,
+}
+
+impl Held {
+    pub(crate) fn hold(&mut self, rev: i64, keep: RevSet) {
+        self.last = Some((rev, keep));
+    }
+}
+
+/// Step 2 of a defragmentation (module docs): the copy, to run on any thread.
+pub struct DefragCopy {
+    src: Arc<Db>,
+    tmp: PathBuf,
+    opts: Options,
+    /// The store's revision when the copy began: later `key` entries are
+    /// added by the last step.
+    from_rev: i64,
+    cancel: Arc<AtomicBool>,
+}
+
+/// A finished copy, for [`Store::defrag_finish`].
+pub struct DefragCopied {
+    src: Arc<Db>,
+    dst: Db,
+    tmp: PathBuf,
+    from_rev: i64,
+}
+
+impl DefragCopy {
+    /// A flag that, once set, stops [`DefragCopy::run`] within a thousand
+    /// entries (with `Cancelled`).
+    pub fn canceller(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Copies the file as it is now into the new one, reporting the bytes of
+    /// keys and values copied. The store may write meanwhile.
+    pub fn run(self, progress: &mut dyn FnMut(u64)) -> Result<DefragCopied> {
+        let dst = Db::open(&self.tmp, self.opts.clone())?;
+        {
+            let stx = self.src.begin()?;
+            compact_tx(&dst, &stx, TX_MAX, progress, &|| self.cancel.load(Relaxed))?;
+        }
+        dst.sync()?;
+        Ok(DefragCopied { src: self.src, dst, tmp: self.tmp, from_rev: self.from_rev })
+    }
+}
+
 impl Store {
     /// Rewrites the db without its free pages through `tmp` (a path in the
     /// db's directory), then swaps it in. Returns the sizes before and after.
@@ -24,26 +103,112 @@ impl Store {
         self.defragment_with_progress(tmp, &mut |_| {})
     }
 
-    /// [`Store::defragment`], reporting the bytes of keys and values copied.
+    /// [`Store::defragment`], reporting the bytes of keys and values copied:
+    /// the three steps of the module docs, one after the other.
     pub fn defragment_with_progress(&mut self, tmp: &Path, progress: &mut dyn FnMut(u64)) -> Result<(u64, u64)> {
+        let copy = self.defrag_begin(tmp)?;
+        match copy.run(progress) {
+            Ok(copied) => self.defrag_finish(copied),
+            Err(e) => {
+                self.defrag_abandon()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Step 1 (module docs): commits the batch, holds compaction's
+    /// deletions back and returns the copy to run. One at a time.
+    pub fn defrag_begin(&mut self, tmp: &Path) -> Result<DefragCopy> {
         self.usable()?;
-        self.commit()?;
-        let before = self.db.begin()?.size();
+        if self.held.is_some() {
+            return Err(MvccError::DefragRunning);
+        }
+        self.flush()?;
         let fs = self.opts.db.fs.clone();
         if fs.exists(tmp) {
             fs.remove_file(tmp).map_err(|e| io_err(format!("remove {}", tmp.display()), e))?;
         }
-        {
-            let dst = Db::open(tmp, self.opts.db.clone())?;
-            etcdkit_storage::compact::compact_with_progress(&dst, &self.db, TX_MAX, progress)?;
-            dst.sync()?;
+        self.held = Some(Held::default());
+        Ok(DefragCopy {
+            src: self.db.clone(),
+            tmp: tmp.to_path_buf(),
+            opts: self.opts.db.clone(),
+            from_rev: self.current_rev,
+            cancel: Arc::default(),
+        })
+    }
+
+    /// Step 3 (module docs): adds what changed since the copy began and
+    /// swaps the new file in; then runs the compaction deletions held back.
+    /// Returns the sizes of the file replaced and of the new one. [`MvccError::DefragStale`] when
+    /// the copy is of a file this store no longer has (a raft snapshot
+    /// replaced it): begin again.
+    pub fn defrag_finish(&mut self, copied: DefragCopied) -> Result<(u64, u64)> {
+        if !Arc::ptr_eq(&copied.src, &self.db) {
+            return Err(MvccError::DefragStale);
         }
+        let swapped = self.usable().and_then(|()| self.swap_in(copied));
+        let released = self.defrag_abandon();
+        let sizes = swapped?;
+        released.map(|()| sizes)
+    }
+
+    /// Ends a defragmentation whose copy failed or was cancelled: the
+    /// compaction deletions held back run on the file as it is.
+    pub fn defrag_abandon(&mut self) -> Result<()> {
+        match self.held.take().and_then(|h| h.last) {
+            Some((rev, keep)) => {
+                self.usable()?;
+                self.poisoned = true;
+                self.delete_compacted(rev, &keep)?;
+                self.poisoned = false;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn swap_in(&mut self, copied: DefragCopied) -> Result<(u64, u64)> {
+        let DefragCopied { src, dst, tmp, from_rev } = copied;
+        drop(src);
+        self.flush()?;
+        let before = self.db.begin()?.size();
+        {
+            let live = self.db.begin()?;
+            let copy_names: Vec<Vec<u8>> = dst.begin()?.bucket_names()?.into_iter().map(<[u8]>::to_vec).collect();
+            let mut tx = dst.begin_rw()?;
+            if let Some(kb) = live.bucket(KEY)? {
+                let mut to = tx.create_bucket_if_not_exists(KEY)?;
+                to.set_fill_percent(1.0);
+                let mut c = kb.cursor();
+                let mut e = c.seek(&(from_rev + 1).to_be_bytes())?;
+                while let Some((k, v)) = e {
+                    to.put(k, v.unwrap_or_default())?;
+                    e = c.next()?;
+                }
+            }
+            let mut names: std::collections::BTreeSet<&[u8]> = live.bucket_names()?.into_iter().collect();
+            names.extend(copy_names.iter().map(Vec::as_slice));
+            for name in names {
+                if name != KEY {
+                    replace_bucket(&mut tx, name, live.bucket(name)?)?;
+                }
+            }
+            tx.commit()?;
+        }
+        dst.sync()?;
+        drop(dst);
+        let fs = self.opts.db.fs.clone();
         let path = self.db.path().to_path_buf();
-        fs.rename(tmp, &path).map_err(|e| io_err(format!("rename {}", tmp.display()), e))?;
+        // From the rename on, the store's file is the new one: until it is
+        // open, nothing may be written to the old.
+        self.poisoned = true;
+        fs.rename(&tmp, &path).map_err(|e| io_err(format!("rename {}", tmp.display()), e))?;
         etcdkit_fs::sync_parent(&*fs, &path)
             .map_err(|e| io_err(format!("sync the directory of {}", path.display()), e))?;
         // The old file (and its lock) go with the old `Db`.
-        self.db = Db::open(&path, self.opts.db.clone())?;
+        self.db = Arc::new(Db::open(&path, self.opts.db.clone())?);
+        self.poisoned = false;
         let after = self.db.begin()?.size();
         Ok((before, after))
     }

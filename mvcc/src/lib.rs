@@ -61,6 +61,7 @@ mod watch;
 mod write;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use defrag::{DefragCopied, DefragCopy};
 pub use etcdkit_schema::{REV_BYTES_LEN, Revision};
 pub use events::Event;
 pub use index::{KeyRange, prefix_end};
@@ -102,4 +103,11 @@ pub enum MvccError {
     /// A write failed earlier; the in-memory state may differ from the file: reopen.
     #[error("store is unusable after an earlier write error; reopen it")]
     Poisoned,
+    /// A defragmentation is already running (one at a time).
+    #[error("a defragmentation is already running")]
+    DefragRunning,
+    /// A defragmentation's copy is of a file the store no longer has (a
+    /// raft snapshot replaced it while the copy ran).
+    #[error("the db was replaced while it was being defragmented")]
+    DefragStale,
 }

@@ -92,7 +92,8 @@ pub struct DeleteResult {
 pub struct Store {
     /// Told how long each backend commit took (metrics).
     on_commit: Option<CommitObserver>,
-    pub(crate) db: Db,
+    /// Shared with a defragmentation's copy while one runs (`defrag.rs`).
+    pub(crate) db: std::sync::Arc<Db>,
     pub(crate) opts: StoreOptions,
     pub(crate) index: Index,
     pub(crate) current_rev: i64,
@@ -105,6 +106,9 @@ pub struct Store {
     pub(crate) pending: Pending,
     pub(crate) watchers: crate::watch::Watchers,
     pub(crate) poisoned: bool,
+    /// Compaction's deletions held back while a defragmentation copies the
+    /// file (`defrag.rs`); `None` when none runs.
+    pub(crate) held: Option<crate::defrag::Held>,
 }
 
 impl Drop for Store {
@@ -129,7 +133,7 @@ impl Store {
         }
         let mut s = Store {
             on_commit: None,
-            db,
+            db: std::sync::Arc::new(db),
             opts,
             index: Index::default(),
             current_rev: 1,
@@ -140,6 +144,7 @@ impl Store {
             pending: Pending::default(),
             watchers: Default::default(),
             poisoned: false,
+            held: None,
         };
         let scheduled = s.restore()?;
         if let Some(at) = scheduled
@@ -157,6 +162,12 @@ impl Store {
     /// The page store underneath.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The page store, to read from another thread (a read transaction
+    /// there sees a consistent state while this store goes on writing).
+    pub fn db_shared(&self) -> std::sync::Arc<Db> {
+        self.db.clone()
     }
 
     /// The current revision (the last write's; 1 in an empty store).

@@ -54,6 +54,8 @@ use etcdkit_proto::membership;
 use etcdkit_proto::raftpb;
 use raft::eraftpb::Message;
 
+mod background;
+
 use crate::apply::Response;
 use crate::member::Member;
 use crate::transport::{Inbox, LocalNetwork, NoPeers, Transport};
@@ -562,15 +564,17 @@ impl Node {
 
     /// Writes a consistent copy of the backend db (what etcd's snapshot RPC
     /// streams) to `path`; returns its size. The store's pending batch is
-    /// committed first, so the copy holds every write answered so far.
+    /// committed first, so the copy holds every write answered so far. The
+    /// copy runs on a helper thread: the member goes on serving.
     pub fn copy_db(&self, path: &std::path::Path) -> Result<u64> {
         let path = path.to_path_buf();
         self.call(|r, _| Cmd::CopyDb(path, r)).wait()
     }
 
-    /// Defragments this member's db (etcd's `Maintenance.Defragment`): the
-    /// member stops serving for the copy's time. Returns the sizes before
-    /// and after.
+    /// Defragments this member's db (etcd's `Maintenance.Defragment`).
+    /// Unlike etcd's, the member goes on serving while the db is copied
+    /// (`node/background.rs`); it pauses only to add what changed meanwhile
+    /// and swap the files. Returns the sizes before and after.
     pub fn defragment(&self) -> Result<(u64, u64)> {
         self.call(|r, _| Cmd::Defrag(r)).wait()
     }
@@ -759,6 +763,8 @@ struct Driver {
     members_epoch: u64,
     /// What failed in a caller's turn (a WAL write…): the thread ends with it.
     fatal: Option<Error>,
+    /// Defragmentations and db copies on helper threads.
+    background: background::Background,
 }
 
 impl Driver {
@@ -780,6 +786,7 @@ impl Driver {
             gauges,
             members_epoch: 0,
             fatal: None,
+            background: Default::default(),
         }
     }
 
@@ -866,6 +873,8 @@ impl Driver {
             if let Err(e) = d.process() {
                 return g.take().expect(mine).end(Err(e), None);
             }
+            let tmp = d.member.config().layout().defrag_tmp();
+            d.background.poll(d.member.store_mut(), &tmp);
         }
     }
 
@@ -947,11 +956,14 @@ impl Driver {
                 };
                 reply.send(r);
             }
-            Cmd::CopyDb(path, reply) => reply.send(self.copy_db(&path)),
+            Cmd::CopyDb(path, reply) => {
+                let fs = self.member.config().fs().clone();
+                self.background.copy_db(self.member.store_mut(), &*fs, &path, reply);
+            }
             Cmd::Hash(reply) => reply.send(self.member.store_mut().hash().map_err(Error::from)),
             Cmd::Defrag(reply) => {
                 let tmp = self.member.config().layout().defrag_tmp();
-                reply.send(self.member.store_mut().defragment(&tmp).map_err(Error::from));
+                self.background.defrag(self.member.store_mut(), &tmp, reply);
             }
             Cmd::Leases(reply) => {
                 // etcd lists them soonest expiry first.
@@ -998,14 +1010,6 @@ impl Driver {
             Cmd::Stop(_) | Cmd::Kill(_) => unreachable!("handled by the loop"),
         }
         Ok(())
-    }
-
-    fn copy_db(&mut self, path: &std::path::Path) -> Result<u64> {
-        let fs = self.member.config().fs().clone();
-        self.member.store_mut().commit()?;
-        let dst = fs.open(path, etcdkit_fs::Open::Truncate { mode: 0o600 }).map_err(Error::io("create", path))?;
-        let tx = self.member.store().db().begin()?;
-        Ok(tx.copy_to_file(&*dst, 64 << 20, &mut |_| {})?)
     }
 
     fn process(&mut self) -> Result<()> {
@@ -1098,6 +1102,7 @@ impl Driver {
     fn fail_all(&mut self) {
         let removed = self.member.is_removed();
         let err = || if removed { Error::Removed } else { Error::Stopped };
+        self.background.stop(err);
         for (_, (reply, _)) in self.waiters.drain() {
             self.inflight.fetch_sub(1, Relaxed);
             reply.send(Err(err()));

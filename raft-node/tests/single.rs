@@ -289,3 +289,83 @@ fn callers_turns_keep_each_callers_order() {
     assert!(n < 4 * PUTS, "every put ran on its caller's thread: the thread's batches went untested");
     node.close().unwrap();
 }
+
+/// A defragmentation copies the db on a helper thread: a writer beside it
+/// goes on being answered, held up only for the short last step (etcd
+/// holds every writer for the whole copy, etcd#9222), and every key is
+/// there afterwards, also after a restart.
+#[test]
+fn defragment_lets_writes_through() {
+    use etcdkit_proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest, request_op::Request};
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::time::Instant;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path());
+    let node = std::sync::Arc::new(leading(cfg.clone()));
+    // 40 MiB of keys, 128 puts of 8 KiB per request, then a third
+    // overwritten and compacted, so that the file has free pages to lose.
+    for round in 0..60 {
+        let ops = (0..128)
+            .map(|i| RequestOp {
+                request: Some(Request::RequestPut(PutRequest {
+                    key: format!("bulk/{:05}", (round % 40) * 128 + i).into_bytes(),
+                    value: vec![b'a' + (round % 26) as u8; 8 << 10],
+                    ..Default::default()
+                })),
+            })
+            .collect();
+        node.txn(TxnRequest { success: ops, ..Default::default() }).unwrap();
+    }
+    node.compact(node.status().unwrap().revision).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (node, stop) = (node.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut done = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Relaxed) && i < 1_000_000 {
+                node.put(format!("w/{i:07}").as_bytes(), b"during").unwrap();
+                done.push(Instant::now());
+                i += 1;
+            }
+            done
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let (before, after) = node.defragment().unwrap();
+    let ended = Instant::now();
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Relaxed);
+    let done = writer.join().unwrap();
+    assert!(after < before * 3 / 4, "{after} is not well below {before}");
+
+    let took = ended - started;
+    let during: Vec<Instant> = done.iter().copied().filter(|t| (started..ended).contains(t)).collect();
+    let mut longest = Duration::ZERO;
+    let mut last = started;
+    for &t in during.iter().chain([ended].iter()) {
+        longest = longest.max(t - last);
+        last = t;
+    }
+    assert!(
+        during.len() >= 10 && longest < took / 2,
+        "{} writes answered during a {took:?} defragmentation, the longest wait {longest:?}",
+        during.len()
+    );
+    let count = |node: &Node, prefix: &[u8]| {
+        let mut end = prefix.to_vec();
+        *end.last_mut().unwrap() += 1;
+        let r = RangeRequest { key: prefix.to_vec(), range_end: end, count_only: true, ..Default::default() };
+        node.range(r).unwrap().count
+    };
+    assert_eq!(count(&node, b"bulk/"), 40 * 128);
+    assert_eq!(count(&node, b"w/"), done.len() as i64);
+    let hash = node.hash_kv(0).unwrap();
+    std::sync::Arc::into_inner(node).unwrap().close().unwrap();
+    let node = leading(cfg);
+    assert_eq!(node.hash_kv(0).unwrap(), hash);
+    assert_eq!(count(&node, b"w/"), done.len() as i64);
+    node.close().unwrap();
+}

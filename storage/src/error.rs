@@ -66,6 +66,9 @@ pub enum Error {
     /// The B+tree is deeper than any valid file can be (a cycle between pages).
     #[error("corrupt page {pgid}: tree deeper than {max} levels (cycle between branch pages?)")]
     TooDeep { pgid: Pgid, max: usize },
+    /// A long operation (a copy) was told to stop before it finished.
+    #[error("{0} was cancelled")]
+    Cancelled(&'static str),
 }
 
 impl Error {
