@@ -72,7 +72,6 @@ pub struct DefragCopy {
 pub struct DefragCopied {
     src: Arc<Db>,
     dst: Db,
-    tmp: PathBuf,
     from_rev: i64,
 }
 
@@ -92,7 +91,7 @@ impl DefragCopy {
             compact_tx(&dst, &stx, TX_MAX, progress, &|| self.cancel.load(Relaxed))?;
         }
         dst.sync()?;
-        Ok(DefragCopied { src: self.src, dst, tmp: self.tmp, from_rev: self.from_rev })
+        Ok(DefragCopied { src: self.src, dst, from_rev: self.from_rev })
     }
 }
 
@@ -169,7 +168,7 @@ impl Store {
     }
 
     fn swap_in(&mut self, copied: DefragCopied) -> Result<(u64, u64)> {
-        let DefragCopied { src, dst, tmp, from_rev } = copied;
+        let DefragCopied { src, mut dst, from_rev } = copied;
         drop(src);
         self.flush()?;
         let before = self.db.begin()?.size();
@@ -197,17 +196,17 @@ impl Store {
             tx.commit()?;
         }
         dst.sync()?;
-        drop(dst);
-        let fs = self.opts.db.fs.clone();
         let path = self.db.path().to_path_buf();
-        // From the rename on, the store's file is the new one: until it is
-        // open, nothing may be written to the old.
+        // From the rename on, the store's file is the new one: if anything
+        // fails before the store has it, nothing more may be written to
+        // the old.
         self.poisoned = true;
-        fs.rename(&tmp, &path).map_err(|e| io_err(format!("rename {}", tmp.display()), e))?;
-        etcdkit_fs::sync_parent(&*fs, &path)
-            .map_err(|e| io_err(format!("sync the directory of {}", path.display()), e))?;
-        // The old file (and its lock) go with the old `Db`.
-        self.db = Arc::new(Db::open(&path, self.opts.db.clone())?);
+        dst.rename(&path)?;
+        // The copy stays open (reopening would walk every page again to
+        // rebuild the freelist). The old file goes with the old `Db`, whose
+        // unmapping takes a while on a large file: not on this thread.
+        let old = std::mem::replace(&mut self.db, Arc::new(dst));
+        let _ = std::thread::Builder::new().name("etcdkit-defrag-drop".into()).spawn(move || drop(old));
         self.poisoned = false;
         let after = self.db.begin()?.size();
         Ok((before, after))

@@ -1,6 +1,7 @@
 //! Crash model of the MVCC store: a seeded workload (puts with and without
 //! leases, deletes, lease grants and revokes, compactions in batches of two
-//! keys, explicit commits) on etcd-style batching (a bbolt commit every three
+//! keys, explicit commits, defragmentations begun and finished with writes
+//! and compactions between their steps) on etcd-style batching (a bbolt commit every three
 //! writes) runs on a simulated file system that crashes at operation N, for
 //! every N. After a reboot (synced / torn / reordered / everything):
 //!
@@ -17,13 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcdkit_fs::{Fault, Rng, SimFs, crash_seeds};
-use etcdkit_mvcc::{ManualClock, Store, StoreOptions};
+use etcdkit_mvcc::{DefragCopied, ManualClock, Store, StoreOptions};
 use etcdkit_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 use etcdkit_storage::check;
 use etcdkit_storage::{Db, Options};
 use etcdkit_testkit::crash::{clean_run, explore, explore_crashes, fs_with_dir, synced_or_all};
 
 const PATH: &str = "/data/member/snap/db";
+const TMP: &str = "/data/member/snap/db.tmp";
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -35,6 +37,10 @@ enum Op {
     /// Compact to an absolute revision (filled in by a first clean run).
     Compact(Option<i64>),
     Commit,
+    /// A defragmentation's first step and its copy (`defrag.rs`).
+    DefragBegin,
+    /// Its last step, when one was begun.
+    DefragFinish,
 }
 
 fn workload(seed: u64, n: usize) -> Vec<Op> {
@@ -42,7 +48,7 @@ fn workload(seed: u64, n: usize) -> Vec<Op> {
     (0..n)
         .map(|_| {
             let key = format!("/k/{}", r.below(12)).into_bytes();
-            match r.below(20) {
+            match r.below(22) {
                 0..=9 => {
                     let lease = if r.below(4) == 0 { 100 + r.below(3) as i64 } else { 0 };
                     Op::Put(key, vec![b'v'; r.below(120) as usize], lease)
@@ -52,6 +58,8 @@ fn workload(seed: u64, n: usize) -> Vec<Op> {
                 13 => Op::Grant(100 + r.below(3) as i64),
                 14 => Op::Revoke(100 + r.below(3) as i64),
                 15 | 16 => Op::Compact(None),
+                20 => Op::DefragBegin,
+                21 => Op::DefragFinish,
                 _ => Op::Commit,
             }
         })
@@ -69,10 +77,12 @@ fn opts(fs: &SimFs) -> StoreOptions {
     }
 }
 
-/// Applies op number `i` (1-based: its raft index). Logical errors (a lease
-/// that exists, a revision already compacted) are answers, the same in every
-/// run; callers tell I/O failures by the file system's crash flag.
-fn apply(s: &mut Store, i: u64, op: &Op) {
+/// Applies op number `i` (1-based: its raft index); `copy` is a
+/// defragmentation's copy between its steps. Logical errors (a lease that
+/// exists, a revision already compacted, a second defragmentation) are
+/// answers, the same in every run; callers tell I/O failures by the file
+/// system's crash flag.
+fn apply(s: &mut Store, copy: &mut Option<DefragCopied>, i: u64, op: &Op) {
     s.set_consistent_index(i);
     let _ = match op {
         Op::Put(k, v, lease) => {
@@ -89,6 +99,11 @@ fn apply(s: &mut Store, i: u64, op: &Op) {
         Op::Compact(Some(rev)) => s.compact(*rev),
         Op::Compact(None) => unreachable!("compactions are resolved first"),
         Op::Commit => s.commit(),
+        Op::DefragBegin => s.defrag_begin(TMP.as_ref()).and_then(|c| c.run(&mut |_| {})).map(|c| *copy = Some(c)),
+        Op::DefragFinish => match copy.take() {
+            Some(c) => s.defrag_finish(c).map(|_| ()),
+            None => Ok(()),
+        },
     };
 }
 
@@ -119,11 +134,12 @@ fn fingerprints(ops: &mut [Op]) -> Vec<Fingerprint> {
     let fs = fresh();
     let mut s = Store::open(PATH, opts(&fs)).unwrap();
     let mut fps = vec![fingerprint(&s)];
+    let mut copy = None;
     for (i, op) in ops.iter_mut().enumerate() {
         if let Op::Compact(None) = op {
             *op = Op::Compact(Some((s.rev() - 2).max(1)));
         }
-        apply(&mut s, i as u64 + 1, op);
+        apply(&mut s, &mut copy, i as u64 + 1, op);
         fps.push(fingerprint(&s));
     }
     fps
@@ -141,14 +157,17 @@ fn run(fs: &SimFs, ops: &[Op]) -> Outcome {
     let mut o = Outcome { opened: false, acked: 0, attempted: 0 };
     let Ok(mut s) = Store::open(PATH, opts(fs)) else { return o };
     o.opened = true;
+    let mut copy = None;
     for (i, op) in ops.iter().enumerate() {
         o.attempted = i + 1;
-        apply(&mut s, i as u64 + 1, op);
+        // A defragmentation's last step commits the batch first.
+        let commits = matches!(op, Op::Commit) || matches!(op, Op::DefragFinish) && copy.is_some();
+        apply(&mut s, &mut copy, i as u64 + 1, op);
         if fs.crashed() {
             s.crash();
             return o;
         }
-        if let Op::Commit = op {
+        if commits {
             o.acked = i + 1;
         }
     }
@@ -178,8 +197,9 @@ fn verify(fs: &SimFs, ops: &[Op], fps: &[Fingerprint], o: &Outcome, what: &str) 
     // A member replays its WAL after the consistent index.
     let ci = s.consistent_index() as usize;
     assert!(ci <= o.attempted, "{what}: consistent index {ci} ahead of the {} operations run", o.attempted);
+    let mut copy = None;
     for (i, op) in ops.iter().enumerate().skip(ci) {
-        apply(&mut s, i as u64 + 1, op);
+        apply(&mut s, &mut copy, i as u64 + 1, op);
     }
     let after = fingerprint(&s);
     let want = &fps[ops.len()];
@@ -192,6 +212,8 @@ fn verify(fs: &SimFs, ops: &[Op], fps: &[Fingerprint], o: &Outcome, what: &str) 
         want.kvs.len()
     );
     s.commit().unwrap();
+    // A copy begun and not finished holds the file open (and locked).
+    drop(copy);
     drop(s);
     let db = Db::open(PATH, Options { fs: Arc::new(fs.clone()), ..Options::default() }).unwrap();
     assert!(check::check(&db.begin().unwrap()).is_empty(), "{what}: check after replay");
@@ -201,10 +223,12 @@ fn verify(fs: &SimFs, ops: &[Op], fps: &[Fingerprint], o: &Outcome, what: &str) 
 fn crash_at_every_operation_recovers_and_replays_exactly_once() {
     let mut points = 0u64;
     let mut compactions = 0;
+    let mut defrags = 0;
     for seed in 0..crash_seeds(6) {
         let mut ops = workload(seed, 50);
         let fps = fingerprints(&mut ops);
         compactions += ops.iter().filter(|o| matches!(o, Op::Compact(_))).count();
+        defrags += ops.iter().filter(|o| matches!(o, Op::DefragFinish)).count();
         let (n_ops, all) = clean_run(&fresh, |fs| run(fs, &ops));
         assert_eq!(all.attempted, ops.len());
         points += explore_crashes(
@@ -216,7 +240,8 @@ fn crash_at_every_operation_recovers_and_replays_exactly_once() {
         );
     }
     assert!(compactions > 0);
-    eprintln!("mvcc: {points} crash points verified ({compactions} compactions)");
+    assert!(defrags > 0);
+    eprintln!("mvcc: {points} crash points verified ({compactions} compactions, {defrags} defragmentations)");
 }
 
 #[test]

@@ -440,6 +440,16 @@ impl Db {
         &self.path
     }
 
+    /// Moves the file to `to` (replacing what is there) and syncs the
+    /// directory; the database stays open, its lock with the file.
+    pub fn rename(&mut self, to: &Path) -> Result<()> {
+        let fs = &*self.opts.fs;
+        let what = format!("rename {} to {}", self.path.display(), to.display());
+        fs.rename(&self.path, to).map_err(|e| Error::io(what, e))?;
+        self.path = to.to_path_buf();
+        etcdkit_fs::sync_parent(fs, to).map_err(|e| Error::io(format!("sync the directory of {}", to.display()), e))
+    }
+
     pub fn page_size(&self) -> usize {
         self.page_size
     }
