@@ -44,7 +44,7 @@ import (
 
 var (
 	endpoints   = flag.String("endpoints", "127.0.0.1:2379", "client endpoints, comma-separated")
-	mode        = flag.String("mode", "put", "put | txn-put | range | watch | watch-latency | lease-keepalive | kube")
+	mode        = flag.String("mode", "put", "put | txn-put | range | watch | watch-latency | lease-keepalive | kube | defrag | serving")
 	total       = flag.Int("total", 10000, "operations in all")
 	clients     = flag.Int("clients", 1, "concurrent clients")
 	conns       = flag.Int("conns", 1, "gRPC connections")
@@ -81,6 +81,11 @@ type recorder struct {
 
 func main() {
 	flag.Parse()
+	if *mode == "serving" {
+		// Before any client is made: it measures from its own start.
+		runServing()
+		return
+	}
 	cs := make([]*clientv3.Client, *conns)
 	for i := range cs {
 		c, err := clientv3.New(clientv3.Config{
@@ -102,6 +107,9 @@ func main() {
 		recs, secs = runClients(cs)
 	case "watch", "watch-latency":
 		recs, secs = runWatch(cs)
+	case "defrag":
+		runDefrag(cs[0])
+		return
 	default:
 		fail(fmt.Errorf("unknown mode %q", *mode))
 	}
