@@ -93,7 +93,7 @@ impl Pair {
 /// The copy runs on a thread while this one writes to the store, with
 /// compactions in between (held back, then done on the new file); the
 /// result equals the store that never defragmented, before and after a
-/// reopen, and is smaller than the file it replaced.
+/// reopen.
 #[test]
 fn a_copy_beside_writes_ends_equal_to_a_store_that_never_defragmented() {
     for batch_limit in [1, 10_000] {
@@ -113,15 +113,13 @@ fn a_copy_beside_writes_ends_equal_to_a_store_that_never_defragmented() {
             p.step(n);
             n += 1;
         }
-        let (before, after) = p.a.defrag_finish(copied).unwrap();
+        // (The sizes are not compared: the writes beside the copy, as many
+        // as a slow machine lets in, all land in the new file's last step.
+        // `defragment_keeps_the_keyspace_and_the_watchers` checks the
+        // shrinking.)
+        p.a.defrag_finish(copied).unwrap();
         assert!(!p.tmp().exists());
         p.assert_same();
-        // A commit per write leaves the file full of free pages. (Committed
-        // in a few large batches it is dense already, and the file grows
-        // in steps: a few pages either way.)
-        if batch_limit == 1 {
-            assert!(after < before, "{after} >= {before}");
-        }
         for _ in 0..200 {
             p.step(n);
             n += 1;
