@@ -70,6 +70,20 @@ impl Map {
         self.len() == 0
     }
 
+    /// Drops the mapped pages from this process's resident set: they stay
+    /// in the page cache and come back on the next read. For after a pass
+    /// over the whole file (the index rebuild on open), whose pages would
+    /// otherwise all count in the process's RSS.
+    pub fn release_pages(&self) {
+        if let Inner::Mapped(m) = &self.inner {
+            // SAFETY: MADV_DONTNEED on a shared file mapping only unmaps its
+            // pages from this process; the next read faults them back in from
+            // the file, whose bytes under a live slice do not change (module
+            // docs), so no slice sees anything different.
+            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+
     /// Whether later writes to the file show through this view (a shared
     /// mapping); a copy must be taken again after writes.
     pub fn is_live(&self) -> bool {

@@ -156,6 +156,9 @@ impl Store {
             s.compact_main_rev = at;
             s.delete_compacted(at, &keep)?;
         }
+        // The rebuild read every page of the `key` bucket: they need not
+        // stay in this process's RSS (at 1 M keys, 360 MB of 730).
+        s.db.release_pages();
         Ok(s)
     }
 

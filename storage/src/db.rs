@@ -440,6 +440,14 @@ impl Db {
         &self.path
     }
 
+    /// Drops the file's pages that reads mapped in from this process's
+    /// resident set (they stay in the page cache): after a pass over the
+    /// whole file, such as the index rebuild on open.
+    pub fn release_pages(&self) {
+        let map = lock(&self.shared).map.clone();
+        map.release_pages();
+    }
+
     /// Moves the file to `to` (replacing what is there) and syncs the
     /// directory; the database stays open, its lock with the file.
     pub fn rename(&mut self, to: &Path) -> Result<()> {

@@ -51,6 +51,11 @@ fn assert_matches(db: &Db, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
     let want: Vec<(Vec<u8>, Vec<u8>)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     assert_eq!(got.len(), want.len());
     assert!(got == want, "contents differ");
+    // Slices into the map stay right after its pages leave the RSS (they
+    // are read back from the file).
+    let held: Vec<(&[u8], &[u8])> = b.iter().map(|e| e.map(|(k, v)| (k, v.unwrap())).unwrap()).collect();
+    db.release_pages();
+    assert!(held.iter().map(|&(k, v)| (k.to_vec(), v.to_vec())).eq(want.iter().cloned()), "after release_pages");
     for (k, v) in model.iter().take(50) {
         assert_eq!(b.get(k).unwrap(), Some(&v[..]));
     }

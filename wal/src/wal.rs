@@ -35,7 +35,10 @@ pub struct Segment {
 /// most of a restart. The decoder sees the same bytes up to the zero field.
 fn read_records(f: &dyn File, path: &Path, size: u64) -> Result<Vec<u8>> {
     const STEP: u64 = 1 << 20;
-    let mut buf = Vec::new();
+    // Room for a whole segment at once (pages are touched only as they are
+    // read), so growing never copies; a file larger than any segment (a
+    // hostile one) grows in steps.
+    let mut buf = Vec::with_capacity(size.min(SEGMENT_SIZE + STEP) as usize);
     let mut frame = 0usize;
     while (buf.len() as u64) < size {
         let have = buf.len();
@@ -56,9 +59,17 @@ fn read_records(f: &dyn File, path: &Path, size: u64) -> Result<Vec<u8>> {
 }
 
 /// Reads and decodes `names` (in order) from `dir`, verifying the CRC chain
-/// and crc records. Returns the segments and how the data ended (a torn tail
-/// can only end the last segment).
-fn decode_files(fs: &dyn Fs, dir: &Path, names: &[String]) -> Result<(Vec<Segment>, End, u32)> {
+/// and crc records, and hands each frame to `visit` as it comes. Returns the
+/// segments (with their frames only when `keep`: a member's restart reads
+/// hundreds of megabytes of WAL and needs few of its frames at once) and how
+/// the data ended (a torn tail can only end the last segment).
+fn decode_files(
+    fs: &dyn Fs,
+    dir: &Path,
+    names: &[String],
+    keep: bool,
+    visit: &mut dyn FnMut(&Path, &Frame) -> Result<()>,
+) -> Result<(Vec<Segment>, End, u32)> {
     let mut out = Vec::new();
     let mut crc = 0u32;
     for (i, name) in names.iter().enumerate() {
@@ -73,7 +84,10 @@ fn decode_files(fs: &dyn Fs, dir: &Path, names: &[String]) -> Result<(Vec<Segmen
             match dec.next_frame() {
                 Ok(Some(f)) => {
                     chain_crc(&mut dec, &f, &path)?;
-                    frames.push(f);
+                    visit(&path, &f)?;
+                    if keep {
+                        frames.push(f);
+                    }
                 }
                 Ok(None) => break End::Clean,
                 Err(Error::UnexpectedEof { .. }) => break End::Torn,
@@ -111,7 +125,7 @@ fn chain_crc(dec: &mut Decoder<'_>, f: &Frame, path: &Path) -> Result<()> {
 /// Every segment of the WAL in `dir`, decoded (for inspection tools).
 pub fn read_segments(fs: &dyn Fs, dir: &Path) -> Result<(Vec<Segment>, bool)> {
     let names = read_wal_names(fs, dir)?;
-    let (segs, end, _) = decode_files(fs, dir, &names)?;
+    let (segs, end, _) = decode_files(fs, dir, &names, true, &mut |_, _| Ok(()))?;
     Ok((segs, end == End::Torn))
 }
 
@@ -123,8 +137,8 @@ fn decode<M: Message + Default>(f: &Frame, file: &Path) -> Result<M> {
     })
 }
 
-fn corrupt(seg: &Segment, f: &Frame, what: String) -> Error {
-    Error::Corrupt { file: seg.path.clone(), offset: f.offset, what }
+fn corrupt(path: &Path, f: &Frame, what: String) -> Error {
+    Error::Corrupt { file: path.to_path_buf(), offset: f.offset, what }
 }
 
 /// What [`read_all`] returns: etcd's `ReadAll`.
@@ -157,68 +171,63 @@ fn select(fs: &dyn Fs, dir: &Path, start: &Snapshot) -> Result<Vec<String>> {
 }
 
 fn apply(fs: &dyn Fs, dir: &Path, names: &[String], start: &Snapshot) -> Result<ReadAll> {
-    let (segs, end, crc) = decode_files(fs, dir, names)?;
     let mut r = ReadAll::default();
     let mut metadata: Option<Vec<u8>> = None;
-    for seg in &segs {
-        for f in &seg.frames {
-            match f.record.r#type {
-                ENTRY_TYPE => {
-                    let e: Entry = decode(f, &seg.path)?;
-                    if !(0..=2).contains(&e.r#type) {
-                        return Err(corrupt(seg, f, format!("entry {} has unknown type {}", e.index, e.r#type)));
-                    }
-                    if e.index > start.index {
-                        let up = e.index - start.index - 1;
-                        if up > r.entries.len() as u64 {
-                            return Err(Error::SliceOutOfRange { index: e.index, have: r.entries.len() as u64 });
-                        }
-                        // Raft rewrites an index only for a newer leader (higher
-                        // term); anything else is damage the CRC cannot see (it
-                        // does not cover the record type).
-                        if let Some(old) = r.entries.get(up as usize)
-                            && old.term >= e.term
-                            && *old != e
-                        {
-                            return Err(corrupt(seg, f, format!("entry {} rewritten without a newer term", e.index)));
-                        }
-                        r.entries.truncate(up as usize);
-                        r.entries.push(e.clone());
-                    }
-                    r.enti = e.index;
+    let mut visit = |path: &Path, f: &Frame| -> Result<()> {
+        match f.record.r#type {
+            ENTRY_TYPE => {
+                let e: Entry = decode(f, path)?;
+                if !(0..=2).contains(&e.r#type) {
+                    return Err(corrupt(path, f, format!("entry {} has unknown type {}", e.index, e.r#type)));
                 }
-                STATE_TYPE => {
-                    let st: HardState = decode(f, &seg.path)?;
-                    if st.term < r.state.term || st.commit < r.state.commit {
-                        return Err(corrupt(seg, f, "hard state goes backwards (term or commit decreased)".into()));
+                r.enti = e.index;
+                if e.index > start.index {
+                    let up = e.index - start.index - 1;
+                    if up > r.entries.len() as u64 {
+                        return Err(Error::SliceOutOfRange { index: e.index, have: r.entries.len() as u64 });
                     }
-                    r.state = st;
-                }
-                METADATA_TYPE => {
-                    let d = f.record.data.clone().unwrap_or_default();
-                    if metadata.as_ref().is_some_and(|m| *m != d) {
-                        return Err(Error::MetadataConflict);
+                    // Raft rewrites an index only for a newer leader (higher
+                    // term); anything else is damage the CRC cannot see (it
+                    // does not cover the record type).
+                    if let Some(old) = r.entries.get(up as usize)
+                        && old.term >= e.term
+                        && *old != e
+                    {
+                        return Err(corrupt(path, f, format!("entry {} rewritten without a newer term", e.index)));
                     }
-                    metadata = Some(d);
+                    r.entries.truncate(up as usize);
+                    r.entries.push(e);
                 }
-                CRC_TYPE => {}
-                SNAPSHOT_TYPE => {
-                    let s: Snapshot = decode(f, &seg.path)?;
-                    if s.index == start.index {
-                        if s.term != start.term {
-                            return Err(Error::SnapshotMismatch {
-                                index: s.index,
-                                found: s.term,
-                                expected: start.term,
-                            });
-                        }
-                        r.snapshot_found = true;
-                    }
-                }
-                t => return Err(Error::UnexpectedType { file: seg.path.clone(), offset: f.offset, kind: t }),
             }
+            STATE_TYPE => {
+                let st: HardState = decode(f, path)?;
+                if st.term < r.state.term || st.commit < r.state.commit {
+                    return Err(corrupt(path, f, "hard state goes backwards (term or commit decreased)".into()));
+                }
+                r.state = st;
+            }
+            METADATA_TYPE => {
+                let d = f.record.data.clone().unwrap_or_default();
+                if metadata.as_ref().is_some_and(|m| *m != d) {
+                    return Err(Error::MetadataConflict);
+                }
+                metadata = Some(d);
+            }
+            CRC_TYPE => {}
+            SNAPSHOT_TYPE => {
+                let s: Snapshot = decode(f, path)?;
+                if s.index == start.index {
+                    if s.term != start.term {
+                        return Err(Error::SnapshotMismatch { index: s.index, found: s.term, expected: start.term });
+                    }
+                    r.snapshot_found = true;
+                }
+            }
+            t => return Err(Error::UnexpectedType { file: path.to_path_buf(), offset: f.offset, kind: t }),
         }
-    }
+        Ok(())
+    };
+    let (segs, end, crc) = decode_files(fs, dir, names, false, &mut visit)?;
     r.metadata = metadata.unwrap_or_default();
     r.torn = end == End::Torn;
     if let Some(last) = segs.last() {
@@ -238,18 +247,16 @@ pub fn read_all(fs: &dyn Fs, dir: &Path, start: Snapshot) -> Result<ReadAll> {
 /// (etcd `ValidSnapshotEntries`).
 pub fn valid_snapshot_entries(fs: &dyn Fs, dir: &Path) -> Result<Vec<Snapshot>> {
     let names = read_wal_names(fs, dir)?;
-    let (segs, _, _) = decode_files(fs, dir, &names)?;
     let mut snaps = Vec::new();
     let mut state = HardState::default();
-    for seg in &segs {
-        for f in &seg.frames {
-            match f.record.r#type {
-                SNAPSHOT_TYPE => snaps.push(decode::<Snapshot>(f, &seg.path)?),
-                STATE_TYPE => state = decode(f, &seg.path)?,
-                _ => {}
-            }
+    decode_files(fs, dir, &names, false, &mut |path, f| {
+        match f.record.r#type {
+            SNAPSHOT_TYPE => snaps.push(decode::<Snapshot>(f, path)?),
+            STATE_TYPE => state = decode(f, path)?,
+            _ => {}
         }
-    }
+        Ok(())
+    })?;
     snaps.retain(|s| s.index <= state.commit);
     Ok(snaps)
 }
