@@ -24,19 +24,7 @@ root="$PWD"
 work="$root/target/serve-anchors"
 rm -rf "$work" && mkdir -p "$work/bin"
 
-echo "building etcdkit (release) and the load generator" >&2
-cargo build --release -q -p etcdkit-cli -p etcdkit-benches --bin etcdkit --bin pagestore-bench
-ln -sf "$root/target/release/etcdkit" "$work/bin/etcd"
-(cd benches/go/load && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= \
-  GOCACHE="${GOCACHE:-/tmp/load-gocache}" go build -o "$work/load" .)
-scripts/etcd35.sh || { echo "cannot get etcd 3.5.1 (scripts/etcd35.sh)" >&2; exit 1; }
-
-declare -A server=(
-  [etcdkit]="$work/bin/etcd"
-  [etcd-3.4]="$(command -v etcd)"
-  [etcd-3.5]="$root/target/etcd-3.5.1/etcd"
-)
-systems=(${SYSTEMS:-etcdkit etcd-3.4 etcd-3.5})
+EXTRA_BUILD="-p etcdkit-benches --bin pagestore-bench" source benches/serve-lib.sh
 if [ -n "${QUICK:-}" ]; then
   members=(${MEMBERS:-1}); shapes=("1x1" "16x16"); scale=${SCALE:-1}
 else

@@ -24,19 +24,7 @@ db_mb=${DB_MB:-1024}
 keys=${KEYS:-1000000}
 parts=" ${PARTS:-big keys} "
 
-echo "building etcdkit (release) and the load generator" >&2
-cargo build --release -q -p etcdkit-cli --bin etcdkit
-ln -sf "$root/target/release/etcdkit" "$work/bin/etcd"
-(cd benches/go/load && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= \
-  GOCACHE="${GOCACHE:-/tmp/load-gocache}" go build -o "$work/load" .)
-scripts/etcd35.sh || { echo "cannot get etcd 3.5.1 (scripts/etcd35.sh)" >&2; exit 1; }
-
-declare -A server=(
-  [etcdkit]="$work/bin/etcd"
-  [etcd-3.4]="$(command -v etcd)"
-  [etcd-3.5]="$root/target/etcd-3.5.1/etcd"
-)
-systems=(${SYSTEMS:-etcdkit etcd-3.4 etcd-3.5})
+source benches/serve-lib.sh
 ep=127.0.0.1:24000
 pid=""
 stop() {

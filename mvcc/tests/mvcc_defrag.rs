@@ -27,6 +27,13 @@ impl Pair {
         Pair { dir, a, b }
     }
 
+    /// Steps `from..to` of the mix.
+    fn steps(&mut self, from: u64, to: u64) {
+        for n in from..to {
+            self.step(n);
+        }
+    }
+
     fn tmp(&self) -> std::path::PathBuf {
         self.dir.path().join("a.db.tmp")
     }
@@ -98,9 +105,7 @@ impl Pair {
 fn a_copy_beside_writes_ends_equal_to_a_store_that_never_defragmented() {
     for batch_limit in [1, 10_000] {
         let mut p = Pair::new(batch_limit);
-        for n in 0..3000 {
-            p.step(n);
-        }
+        p.steps(0, 3000);
         let copy = p.a.defrag_begin(&p.tmp()).unwrap();
         let copying = std::thread::spawn(move || copy.run(&mut |_| {}));
         let mut n = 3000;
@@ -135,14 +140,10 @@ fn a_copy_beside_writes_ends_equal_to_a_store_that_never_defragmented() {
 #[test]
 fn a_cancelled_copy_runs_the_held_compaction_on_the_old_file() {
     let mut p = Pair::new(1);
-    for n in 0..1200 {
-        p.step(n);
-    }
+    p.steps(0, 1200);
     let copy = p.a.defrag_begin(&p.tmp()).unwrap();
     assert!(matches!(p.a.defrag_begin(&p.tmp()), Err(MvccError::DefragRunning)));
-    for n in 1200..1300 {
-        p.step(n);
-    }
+    p.steps(1200, 1300);
     copy.canceller().store(true, std::sync::atomic::Ordering::Relaxed);
     let err = copy.run(&mut |_| {}).err().expect("cancelled");
     assert!(matches!(err, MvccError::Storage(etcdkit_storage::Error::Cancelled(_))), "{err}");
@@ -159,13 +160,9 @@ fn a_cancelled_copy_runs_the_held_compaction_on_the_old_file() {
 #[test]
 fn a_held_compaction_is_finished_on_open() {
     let mut p = Pair::new(1);
-    for n in 0..1000 {
-        p.step(n);
-    }
+    p.steps(0, 1000);
     let copy = p.a.defrag_begin(&p.tmp()).unwrap();
-    for n in 1000..1060 {
-        p.step(n);
-    }
+    p.steps(1000, 1060);
     drop(copy);
     p.reopen_a(1);
     p.assert_same();
@@ -176,9 +173,7 @@ fn a_held_compaction_is_finished_on_open() {
 #[test]
 fn a_copy_of_another_file_is_refused() {
     let mut p = Pair::new(1);
-    for n in 0..100 {
-        p.step(n);
-    }
+    p.steps(0, 100);
     let copied = p.a.defrag_begin(&p.tmp()).unwrap().run(&mut |_| {}).unwrap();
     assert!(matches!(p.b.defrag_finish(copied), Err(MvccError::DefragStale)));
     p.a.defrag_abandon().unwrap();
