@@ -33,12 +33,14 @@ pub struct Segment {
 /// file's end). A segment is preallocated to 64 MB; etcd's decoder reads no
 /// further than its records either, and reading the zeros after them was
 /// most of a restart. The decoder sees the same bytes up to the zero field.
-fn read_records(f: &dyn File, path: &Path, size: u64) -> Result<Vec<u8>> {
+/// `buf` is reused from segment to segment: its pages are faulted in once.
+fn read_records(f: &dyn File, path: &Path, size: u64, buf: &mut Vec<u8>) -> Result<()> {
     const STEP: u64 = 1 << 20;
+    buf.clear();
     // Room for a whole segment at once (pages are touched only as they are
     // read), so growing never copies; a file larger than any segment (a
     // hostile one) grows in steps.
-    let mut buf = Vec::with_capacity(size.min(SEGMENT_SIZE + STEP) as usize);
+    buf.reserve(size.min(SEGMENT_SIZE + STEP) as usize);
     let mut frame = 0usize;
     while (buf.len() as u64) < size {
         let have = buf.len();
@@ -48,14 +50,14 @@ fn read_records(f: &dyn File, path: &Path, size: u64) -> Result<Vec<u8>> {
         while let Some(field) = buf.get(frame..frame + 8) {
             let field = u64::from_le_bytes(field.try_into().expect("8 bytes"));
             if field == 0 {
-                return Ok(buf);
+                return Ok(());
             }
             let pad = if (field as i64) < 0 { (field >> 56) & 0x7 } else { 0 };
             let len = (field & 0x00FF_FFFF_FFFF_FFFF).saturating_add(pad);
             frame = frame.saturating_add(8).saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
         }
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// Reads and decodes `names` (in order) from `dir`, verifying the CRC chain
@@ -72,11 +74,12 @@ fn decode_files(
 ) -> Result<(Vec<Segment>, End, u32)> {
     let mut out = Vec::new();
     let mut crc = 0u32;
+    let mut bytes = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let path = dir.join(name);
         let f = fs.open(&path, Open::Read).map_err(|e| Error::io("open", &path, e))?;
         let size = f.len().map_err(|e| Error::io("stat", &path, e))?;
-        let bytes = read_records(&*f, &path, size)?;
+        read_records(&*f, &path, size, &mut bytes)?;
         drop(f);
         let mut dec = Decoder::new(&path, &bytes, crc, i + 1 == names.len());
         let mut frames = Vec::new();
