@@ -74,7 +74,11 @@ for sys in "${systems[@]}"; do
     fill=$(load -mode put -total "$n" -conns 16 -clients 16 -val-size 4000 -key-space-size "$n" -sequential-keys)
     size=$(db_size)
     t0=$(date +%s.%N)
-    ctl snapshot save "$work/snap.db" >/dev/null 2>&1
+    ctl --command-timeout=600s snapshot save "$work/snap.db" >"$work/snapshot-$sys.log" 2>&1 || {
+      echo "snapshot save failed on $sys:" >&2
+      tail -5 "$work/snapshot-$sys.log" >&2
+      exit 1
+    }
     snap=$(secs_since "$t0")
     snap_bytes=$(stat -c %s "$work/snap.db")
     rm -f "$work/snap.db"
