@@ -20,14 +20,14 @@ def ratio(a, b):
 
 if big:
     out += ["| system | db | snapshot save s | defrag s | idle put p99 ms | put p99 during defrag ms "
-            "| longest put during defrag ms | puts during defrag |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "| longest put during defrag ms | puts during defrag | failed puts |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for s, r in big.items():
         d = r["defrag"]
         dur = d["during"]
         out.append(f"| {s} | {r['db_size'] / 2**20:.0f} MiB | {r['snapshot_secs']:.2f} | {d['defrag_secs']:.2f} "
                    f"| {ms(d['idle']['p99_us'])} | {ms(dur.get('p99_us', 0))} | {ms(dur.get('max_us', 0))} "
-                   f"| {dur['ops']} |")
+                   f"| {dur['ops']} | {d['errors']} |")
     if "etcdkit" in big:
         k = big["etcdkit"]
         kd = k["defrag"]
