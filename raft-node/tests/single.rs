@@ -104,22 +104,38 @@ impl OpenAgain for etcdkit_raft_node::Result<Node> {
     }
 }
 
+/// Two writers each send 32 proposals without waiting against a limit of
+/// 4 in flight. Every fsync takes 20 ms, so while one writer's proposal
+/// holds the member (a caller's turn runs its fsync), the other's queue
+/// up: the limit is reached whatever the scheduling.
 #[test]
 fn proposals_beyond_the_limit_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = config(tmp.path());
     cfg.max_pending = 4;
-    let node = leading(cfg);
-    let pending: Vec<_> = (0..64)
-        .map(|i| {
-            node.put_request(etcdkit_proto::etcdserverpb::PutRequest {
-                key: vec![i],
-                value: vec![i],
-                ..Default::default()
+    let faults = std::sync::Arc::new(etcdkit_fs::DiskFaults::default());
+    cfg.store.db.fs = std::sync::Arc::new(etcdkit_fs::FaultyFs::new(etcdkit_fs::real(), faults.clone()));
+    let node = std::sync::Arc::new(leading(cfg));
+    faults.set("sync-delay-ms=20");
+    let writers: Vec<_> = (0..2u8)
+        .map(|w| {
+            let node = node.clone();
+            std::thread::spawn(move || {
+                let pending: Vec<_> = (0..32u8)
+                    .map(|i| {
+                        node.put_request(etcdkit_proto::etcdserverpb::PutRequest {
+                            key: vec![w, i],
+                            value: vec![i],
+                            ..Default::default()
+                        })
+                    })
+                    .collect();
+                pending.into_iter().map(|p| p.wait()).collect::<Vec<_>>()
             })
         })
         .collect();
-    let results: Vec<_> = pending.into_iter().map(|p| p.wait()).collect();
+    let results: Vec<_> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    faults.set("");
     assert!(results.iter().any(|r| matches!(r, Err(Error::TooManyRequests { .. }))));
     assert!(results.iter().any(|r| r.is_ok()));
 }
