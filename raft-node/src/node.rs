@@ -873,8 +873,7 @@ impl Driver {
             if let Err(e) = d.process() {
                 return g.take().expect(mine).end(Err(e), None);
             }
-            let tmp = d.member.config().layout().defrag_tmp();
-            d.background.poll(d.member.store_mut(), &tmp);
+            d.background.poll(d.member.store_mut());
         }
     }
 

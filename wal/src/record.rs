@@ -55,6 +55,13 @@ pub fn frame_size(len: u64) -> (u64, u64) {
     (field, pad)
 }
 
+/// A frame's length field as (record length, padding): the low 56 bits,
+/// and, when the top bit is set, the padding in bits 56–58.
+pub(crate) fn split_len_field(field: u64) -> (u64, u64) {
+    let pad = if (field as i64) < 0 { (field >> 56) & 0x7 } else { 0 };
+    (field & 0x00FF_FFFF_FFFF_FFFF, pad)
+}
+
 /// Appends the frame of `rec` to `out`.
 pub fn encode_frame(rec: &Record, out: &mut Vec<u8>) {
     let len = rec.encoded_len() as u64;
@@ -136,8 +143,7 @@ impl<'a> Decoder<'a> {
         if field == 0 {
             return Ok(None);
         }
-        let len = field & 0x00FF_FFFF_FFFF_FFFF;
-        let pad = if (field as i64) < 0 { (field >> 56) & 0x7 } else { 0 };
+        let (len, pad) = split_len_field(field);
         if len >= MAX_RECORD_SIZE.saturating_sub(pad) {
             return Err(Error::EntryTooLarge { file: self.file.to_path_buf(), offset: off as u64, len });
         }

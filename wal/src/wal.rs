@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::names::{is_valid_seq, parse_wal_name, read_wal_names, search_index, wal_name};
 use crate::record::{
     CRC_TYPE, Decoder, ENTRY_TYPE, End, Frame, METADATA_TYPE, SNAPSHOT_TYPE, STATE_TYPE, crc_update, encode_frame,
+    split_len_field,
 };
 
 /// Preallocated size of a segment; a segment is cut once a write crosses it.
@@ -52,8 +53,8 @@ fn read_records(f: &dyn File, path: &Path, size: u64, buf: &mut Vec<u8>) -> Resu
             if field == 0 {
                 return Ok(());
             }
-            let pad = if (field as i64) < 0 { (field >> 56) & 0x7 } else { 0 };
-            let len = (field & 0x00FF_FFFF_FFFF_FFFF).saturating_add(pad);
+            let (len, pad) = split_len_field(field);
+            let len = len.saturating_add(pad);
             frame = frame.saturating_add(8).saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
         }
     }

@@ -14,7 +14,7 @@
 //! when the node has stopped.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::thread::JoinHandle;
@@ -42,6 +42,8 @@ struct Defrag {
     cancel: Arc<AtomicBool>,
     reply: Reply<(u64, u64)>,
     retries: u32,
+    /// Where the copy is written (the data dir's defrag file).
+    tmp: PathBuf,
 }
 
 impl Background {
@@ -63,7 +65,7 @@ impl Background {
         let cancel = copy.canceller();
         let spawned = std::thread::Builder::new().name("etcdkit-defrag".into()).spawn(move || copy.run(&mut |_| {}));
         match spawned {
-            Ok(thread) => self.defrag = Some(Defrag { thread, cancel, reply, retries }),
+            Ok(thread) => self.defrag = Some(Defrag { thread, cancel, reply, retries, tmp: tmp.to_path_buf() }),
             Err(e) => {
                 let r = store.defrag_abandon().map_err(Error::from);
                 reply.send(r.and(Err(Error::io("spawn the defragmentation's thread", tmp)(e))));
@@ -73,18 +75,18 @@ impl Background {
 
     /// On the node's thread, every turn: finishes a defragmentation whose
     /// copy is done (and begins the next one asked), forgets db copies that
-    /// have ended.
-    pub(super) fn poll(&mut self, store: &mut Store, tmp: &Path) {
+    /// have ended. Costs nothing when no helper runs.
+    pub(super) fn poll(&mut self, store: &mut Store) {
         self.copies.retain(|t| !t.is_finished());
         if !self.defrag.as_ref().is_some_and(|d| d.thread.is_finished()) {
             return;
         }
-        let Defrag { thread, reply, retries, .. } = self.defrag.take().expect("checked above");
+        let Defrag { thread, reply, retries, tmp, .. } = self.defrag.take().expect("checked above");
         let copied =
             thread.join().unwrap_or_else(|_| Err(MvccError::Corrupt("the defragmentation's copy panicked".into())));
         match copied.and_then(|c| store.defrag_finish(c)) {
             Err(MvccError::DefragStale) if retries < STALE_RETRIES => {
-                return self.begin_defrag(store, tmp, reply, retries + 1);
+                return self.begin_defrag(store, &tmp, reply, retries + 1);
             }
             Ok(sizes) => reply.send(Ok(sizes)),
             Err(e) => {
@@ -98,7 +100,7 @@ impl Background {
             }
         }
         if let Some(next) = self.defrags_waiting.pop_front() {
-            self.begin_defrag(store, tmp, next, 0);
+            self.begin_defrag(store, &tmp, next, 0);
         }
     }
 
