@@ -29,7 +29,8 @@
 //! ```
 //!
 //! The only `unsafe` code of etcdkit's file handling is here: the memory map
-//! (`map.rs`) and the `fcntl` lock (`real.rs`), each block with its argument.
+//! and its release of resident pages (`map.rs`), the `fcntl` lock and
+//! `sync_file_range` (`real.rs`), each block with its argument.
 #![deny(unsafe_code)]
 
 mod faulty;
