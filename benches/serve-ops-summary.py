@@ -18,16 +18,26 @@ def ratio(a, b):
     return f"{b / a:.2f}×" if a else "–"
 
 
+def catch_up(r):
+    return f"{r['catch_up']['secs']:.2f}" if "catch_up" in r else "–"
+
+
+def hwm(r):
+    c = r.get("catch_up")
+    return f"{c['leader_hwm_kib_before'] / 1024:.0f} → {c['leader_hwm_kib_after'] / 1024:.0f}" if c else "–"
+
+
 if big:
     out += ["| system | db | snapshot save s | defrag s | idle put p99 ms | put p99 during defrag ms "
-            "| longest put during defrag ms | puts during defrag | failed puts |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "| longest put during defrag ms | puts during defrag | failed puts | new member caught up s "
+            "| leader peak RSS MiB (before → after) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for s, r in big.items():
         d = r["defrag"]
         dur = d["during"]
         out.append(f"| {s} | {r['db_size'] / 2**20:.0f} MiB | {r['snapshot_secs']:.2f} | {d['defrag_secs']:.2f} "
                    f"| {ms(d['idle']['p99_us'])} | {ms(dur.get('p99_us', 0))} | {ms(dur.get('max_us', 0))} "
-                   f"| {dur['ops']} | {d['errors']} |")
+                   f"| {dur['ops']} | {d['errors']} | {catch_up(r)} | {hwm(r)} |")
     if "etcdkit" in big:
         k = big["etcdkit"]
         kd = k["defrag"]
@@ -37,7 +47,9 @@ if big:
         for s, r in big.items():
             if s != "etcdkit":
                 out.append(f"- vs {s}: snapshot save {ratio(k['snapshot_secs'], r['snapshot_secs'])} faster; "
-                           f"longest put during defrag {ratio(kd['during'].get('max_us', 0), r['defrag']['during'].get('max_us', 0))} shorter")
+                           f"longest put during defrag {ratio(kd['during'].get('max_us', 0), r['defrag']['during'].get('max_us', 0))} shorter"
+                           + (f"; new member's catch-up {k['catch_up']['secs'] / r['catch_up']['secs']:.2f} of etcd's time (target ≤ 0.5)"
+                              if "catch_up" in k and "catch_up" in r else ""))
     out.append("")
 if keys:
     out += ["| system | keys | db | RSS loaded MiB | restart s | RSS restarted MiB |",

@@ -7,6 +7,9 @@
 #     snapshot  `etcdctl snapshot save` of the whole db over the network
 #     defrag    a writer putting every 2 ms while the member defragments:
 #               its p99 and longest put before and during (etcd#9222)
+#     catch-up  `member add`, then a second member started empty: seconds
+#               until it reports the leader's revision (the db reaches it
+#               as a raft snapshot), and the leader's peak RSS meanwhile
 #   many keys (KEYS, default 1,000,000, of 256-byte values):
 #     rss       the member's RSS after the load, and after a restart
 #     restart   SIGTERM, start again: time until a linearizable get answers
@@ -14,7 +17,7 @@
 #   env: SYSTEMS="…" (a subset of etcdkit etcd-3.4 etcd-3.5), DB_MB, KEYS,
 #        PARTS="big keys" (either or both)
 # Writes target/serve-ops/results.jsonl and target/anchors-serve-ops.md.
-# Ports 24000-24001. Servers are stopped by pid on exit.
+# Ports 24000-24003. Servers are stopped by pid on exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
@@ -27,12 +30,17 @@ parts=" ${PARTS:-big keys} "
 source benches/serve-lib.sh
 ep=127.0.0.1:24000
 pid=""
+joiner=""
+# stop_pid PID: SIGTERM, up to 60 s, then SIGKILL.
+stop_pid() {
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 600); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+}
 stop() {
-  [ -n "$pid" ] || return 0
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  pid=""
+  [ -z "$joiner" ] || stop_pid "$joiner"
+  [ -z "$pid" ] || stop_pid "$pid"
+  pid="" joiner=""
 }
 trap stop EXIT
 
@@ -60,6 +68,37 @@ serving() {
 secs_since() { awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.3f", t1 - t0 }'; }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$pid/status"; }
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$pid/status"; }
+revision() {
+  ETCDCTL_API=3 etcdctl --endpoints "$1" --command-timeout=1s endpoint status -w json 2>/dev/null |
+    sed -n 's/.*"revision":\([0-9]*\).*/\1/p'
+}
+
+# catch_up SYSTEM DATA: adds a member, starts it empty on 24002/24003 and
+# prints the seconds until it reports the leader's revision (bounded at
+# 600 s; no writes meanwhile), with the leader's peak RSS before and after.
+catch_up() {
+  local rev hwm0 t0 secs=""
+  rev=$(revision "$ep")
+  hwm0=$(hwm_kib)
+  ctl member add m1 --peer-urls http://127.0.0.1:24003 >/dev/null
+  t0=$(date +%s.%N)
+  "${server[$1]}" --name m1 --data-dir "$2-m1" --quota-backend-bytes 8589934592 \
+    --listen-client-urls http://127.0.0.1:24002 --advertise-client-urls http://127.0.0.1:24002 \
+    --listen-peer-urls http://127.0.0.1:24003 --initial-advertise-peer-urls http://127.0.0.1:24003 \
+    --initial-cluster m0=http://127.0.0.1:24001,m1=http://127.0.0.1:24003 \
+    --initial-cluster-state existing >>"$work/$1-m1.log" 2>&1 &
+  joiner=$!
+  for _ in $(seq 6000); do
+    if [ "$(revision 127.0.0.1:24002)" = "$rev" ]; then
+      secs=$(secs_since "$t0")
+      break
+    fi
+    sleep 0.1
+  done
+  [ -n "$secs" ] || { echo "m1 of $1 did not catch up in 600 s; log in $work" >&2; exit 1; }
+  echo "{\"secs\":$secs,\"revision\":$rev,\"leader_hwm_kib_before\":$hwm0,\"leader_hwm_kib_after\":$(hwm_kib)}"
+}
 db_size() { ctl endpoint status -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["dbSize"])'; }
 load() { "$work/load" -endpoints "$ep" "$@"; }
 
@@ -83,10 +122,11 @@ for sys in "${systems[@]}"; do
     snap_bytes=$(stat -c %s "$work/snap.db")
     rm -f "$work/snap.db"
     defrag=$(load -mode defrag -val-size 256 -key-space-size 100000)
-    echo "{\"system\":\"$sys\",\"part\":\"big\",\"db_size\":$size,\"fill\":$fill,\"snapshot_secs\":$snap,\"snapshot_bytes\":$snap_bytes,\"defrag\":$defrag}" >>"$out"
-    echo "   db $size B; snapshot save ${snap}s; defrag $defrag" >&2
+    catchup=$(catch_up "$sys" "$data")
+    echo "{\"system\":\"$sys\",\"part\":\"big\",\"db_size\":$size,\"fill\":$fill,\"snapshot_secs\":$snap,\"snapshot_bytes\":$snap_bytes,\"defrag\":$defrag,\"catch_up\":$catchup}" >>"$out"
+    echo "   db $size B; snapshot save ${snap}s; defrag $defrag; catch-up $catchup" >&2
     stop
-    rm -rf "$data"
+    rm -rf "$data" "$data-m1"
   fi
   if [[ "$parts" == *" keys "* ]]; then
     echo "== $sys: $keys keys" >&2

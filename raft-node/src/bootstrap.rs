@@ -143,6 +143,20 @@ pub(crate) fn finish_snapshot_db(layout: &DataDir, index: u64, cfg: &Config) -> 
     sync_dir(&**fs, &layout.snap())
 }
 
+/// Removes the files of the snap dir `stale` names: received dbs no
+/// install will read ([`DataDir::received_db_index`] at or below the
+/// installed snapshot: a copy that arrived twice, or too late) and, at
+/// open, dbs a crash left in transit ([`DataDir::is_transit_file`]).
+pub(crate) fn remove_snapshot_dbs(fs: &dyn Fs, layout: &DataDir, stale: impl Fn(&str) -> bool) -> Result<()> {
+    let snap = layout.snap();
+    let names = fs.read_dir(&snap).map_err(Error::io("read", &snap))?;
+    for name in names.iter().filter(|n| stale(n)) {
+        let p = snap.join(name);
+        fs.remove_file(&p).map_err(Error::io("remove", &p))?;
+    }
+    Ok(())
+}
+
 /// Writes `data` to `path` (created or truncated) and fsyncs it.
 pub(crate) fn write_synced(fs: &dyn Fs, path: &Path, data: &[u8]) -> Result<()> {
     let f = fs.open(path, Open::Truncate { mode: 0o600 }).map_err(Error::io("create", path))?;

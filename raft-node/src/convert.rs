@@ -77,11 +77,28 @@ pub fn snapshot_meta_from_etcd(m: &raftpb::SnapshotMetadata) -> eraftpb::Snapsho
     out
 }
 
-/// Inside etcdkit, a `MsgSnapshot`'s data is etcd's merged snapshot: the v2
-/// store JSON (membership, cluster version, v2 keys: what etcd puts in the
-/// message) and the db (what etcd streams after it), framed as an 8-byte
-/// big-endian length, the JSON, then the db. The peer transport splits it
-/// onto the wire and joins it again on arrival.
+/// Where a `MsgSnapshot`'s db is, inside etcdkit. The message's data is
+/// etcd's merged snapshot: the v2 store JSON (membership, cluster version,
+/// v2 keys: what etcd puts in the message) and the db (what etcd streams
+/// after it). Between members in different processes the db never sits in
+/// the message: the leader streams it from a read transaction
+/// ([`crate::OutgoingSnapshot`]) and the receiver streams it to a file
+/// ([`crate::SnapshotReceiver`]) before it delivers the message.
+///
+/// Packed as an 8-byte big-endian word, the JSON, then the db if inline. The
+/// word's top bit says the db was received to `member/snap/<index>.snap.db`
+/// ([`SnapshotData::Received`]); the other 63 bits are the JSON's length.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SnapshotData<'a> {
+    /// The db follows the JSON in the message (members in one process).
+    Inline { v2_json: &'a [u8], db: &'a [u8] },
+    /// The db was received to the data dir and checked (see above).
+    Received { v2_json: &'a [u8] },
+}
+
+const RECEIVED: u64 = 1 << 63;
+
+/// Packs a snapshot whose db travels inline.
 pub fn pack_snapshot(v2_json: &[u8], db: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + v2_json.len() + db.len());
     out.extend_from_slice(&(v2_json.len() as u64).to_be_bytes());
@@ -90,12 +107,28 @@ pub fn pack_snapshot(v2_json: &[u8], db: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The v2 store JSON and the db of a packed snapshot; `None` if malformed.
-pub fn unpack_snapshot(data: &[u8]) -> Option<(&[u8], &[u8])> {
-    let n = u64::from_be_bytes(data.get(..8)?.try_into().ok()?);
-    let n = usize::try_from(n).ok()?;
+/// Packs a snapshot whose db was received to the data dir.
+pub fn pack_received_snapshot(v2_json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + v2_json.len());
+    out.extend_from_slice(&(RECEIVED | v2_json.len() as u64).to_be_bytes());
+    out.extend_from_slice(v2_json);
+    out
+}
+
+/// What a packed snapshot holds; `None` if malformed.
+pub fn unpack_snapshot(data: &[u8]) -> Option<SnapshotData<'_>> {
+    let word = u64::from_be_bytes(data.get(..8)?.try_into().ok()?);
+    let n = usize::try_from(word & !RECEIVED).ok()?;
     let rest = &data[8..];
-    (n <= rest.len()).then(|| rest.split_at(n))
+    if n > rest.len() {
+        return None;
+    }
+    let (v2_json, db) = rest.split_at(n);
+    match word & RECEIVED {
+        0 => Some(SnapshotData::Inline { v2_json, db }),
+        _ if db.is_empty() => Some(SnapshotData::Received { v2_json }),
+        _ => None,
+    }
 }
 
 /// A raft-rs message as etcd's peer protocol carries it. Fields etcd lacks

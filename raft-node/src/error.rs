@@ -31,6 +31,10 @@ pub enum Error {
     /// A committed entry that cannot be decoded (a corrupt log).
     #[error("raft entry {index}: {what}")]
     BadEntry { index: u64, what: String },
+    /// A leader's snapshot that cannot be installed (its db is damaged,
+    /// or was not received).
+    #[error("the raft snapshot at index {index}: {what}")]
+    BadSnapshot { index: u64, what: String },
     /// Too many proposals are waiting to be applied (etcd's
     /// "too many requests"); retry later.
     #[error("etcdserver: too many requests ({pending} proposals pending)")]

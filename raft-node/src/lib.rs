@@ -43,6 +43,7 @@ mod logstore;
 mod member;
 pub mod migrate;
 mod node;
+mod snapshot_db;
 pub mod timing;
 pub mod transport;
 pub mod v2;
@@ -55,4 +56,5 @@ pub use member::{Member, Output};
 pub use node::{Gauges, LeaseTtl, Node, Pending, Status};
 /// raft-rs's message types, as [`Transport`] carries them.
 pub use raft::eraftpb;
+pub use snapshot_db::{OutgoingSnapshot, SnapshotReceiver, SnapshotSink};
 pub use transport::{Faults, Inbox, LocalNetwork, Transport};

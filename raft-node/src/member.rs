@@ -34,7 +34,7 @@ use raft::{RawNode, StateRole};
 
 use crate::apply::{self, Response};
 use crate::bootstrap::{self, sync_dir, write_synced};
-use crate::convert;
+use crate::convert::{self, SnapshotData};
 use crate::logstore::{self, LogStore};
 use crate::{Config, Error, Result};
 
@@ -43,6 +43,8 @@ use crate::{Config, Error, Result};
 pub struct Output {
     /// Messages for peers (`to` says which).
     pub messages: Vec<eraftpb::Message>,
+    /// Snapshots for peers, each with its db to stream (`snapshot_db`).
+    pub snapshots: Vec<crate::OutgoingSnapshot>,
     /// Requests applied on this member: (request ID, answer). Every member
     /// applies every entry; the one that proposed it has a waiter for the ID.
     pub applied: Vec<(u64, Result<Response>)>,
@@ -166,30 +168,6 @@ fn state_json(db: &etcdkit_storage::Db, v2: &crate::v2::V2Store) -> Result<Vec<u
     Ok(v2store::store_json(&members, &removed, version.as_deref(), &keys))
 }
 
-/// Whether `db` (a leader's snapshot) is a sound bbolt file with etcd's
-/// `key` and `meta` buckets: checked in memory (a copy in a `SimFs`), before
-/// anything of this member's is replaced.
-fn check_snapshot_db(db: &[u8]) -> std::result::Result<(), String> {
-    let fs = std::sync::Arc::new(etcdkit_fs::SimFs::new());
-    let path = std::path::Path::new("/snapshot.db");
-    let f = etcdkit_fs::Fs::open(&*fs, path, etcdkit_fs::Open::Create { mode: 0o600 }).map_err(|e| e.to_string())?;
-    f.write_all_at(db, 0).map_err(|e| e.to_string())?;
-    drop(f);
-    let opts = etcdkit_storage::Options { fs, read_only: true, ..Default::default() };
-    let d = etcdkit_storage::Db::open(path, opts).map_err(|e| format!("the snapshot's db does not open: {e}"))?;
-    let tx = d.begin().map_err(|e| e.to_string())?;
-    let problems = etcdkit_storage::check::check(&tx);
-    if let Some(p) = problems.first() {
-        return Err(format!("the snapshot's db is damaged: {p}"));
-    }
-    for b in [etcdkit_schema::bucket::KEY, etcdkit_schema::bucket::META] {
-        if tx.bucket(b).ok().flatten().is_none() {
-            return Err(format!("the snapshot's db lacks the {:?} bucket", String::from_utf8_lossy(b)));
-        }
-    }
-    Ok(())
-}
-
 /// A peer message that is dropped as implausible (see `Member::plausible`).
 fn tracing_drop(m: &eraftpb::Message, why: &str) {
     tracing::warn!(target: "raft", "dropped {:?} from {:x} (term {}): {why}", m.get_msg_type(), m.from, m.term);
@@ -236,6 +214,9 @@ impl Member {
             .map_err(|e| Error::DataDir { path: wal_dir.clone(), what: format!("WAL metadata: {e}") })?;
         let timings = std::sync::Arc::new(crate::timing::DiskTimings::default());
         let mut store = Store::open(&db_path, cfg.store.clone())?;
+        // The db's lock is held: no other process is sending or receiving.
+        let received_before = |n: &str| DataDir::received_db_index(n).is_some_and(|i| i <= snap_meta.index);
+        bootstrap::remove_snapshot_dbs(&*fs, &layout, |n| DataDir::is_transit_file(n) || received_before(n))?;
         let storage = etcdkit_schema::version::detect(&store.db().begin()?)?;
         observe_commits(&mut store, &timings);
         let mut wal = wal;
@@ -515,9 +496,8 @@ impl Member {
             // A snapshot this member would install: its db must be sound
             // (installing it replaces the member's own).
             MessageType::MsgSnapshot if m.get_snapshot().get_metadata().index > log.committed => {
-                let (_, db) = convert::unpack_snapshot(&m.get_snapshot().data)
-                    .ok_or_else(|| "the snapshot is not a v2 store and a db".to_string())?;
-                check_snapshot_db(db)
+                let s = m.get_snapshot();
+                crate::snapshot_db::check_snapshot(&**self.cfg.fs(), &self.layout, s.get_metadata().index, &s.data)
             }
             _ => Ok(()),
         }
@@ -699,21 +679,20 @@ impl Member {
         Ok(())
     }
 
-    /// Queues messages; a snapshot message gets the db attached (etcd's
-    /// merged snapshot message).
+    /// Queues messages. A snapshot goes out with a handle on the db, which
+    /// the transport streams from its own thread (`snapshot_db`): the
+    /// message's data is the v2 store JSON (etcd's merged snapshot).
     fn send(&mut self, msgs: Vec<eraftpb::Message>, out: &mut Output) -> Result<()> {
         for mut m in msgs {
             if m.get_msg_type() == MessageType::MsgSnapshot {
+                // The stream's read transaction must see every applied entry.
                 self.store.commit()?;
-                let tx = self.store.db().begin()?;
-                let mut buf = Vec::with_capacity(tx.size() as usize);
-                tx.write_to(&mut buf)?;
-                m.mut_snapshot().data = convert::pack_snapshot(&self.store_json()?, &buf).into();
+                m.mut_snapshot().data = self.store_json()?.into();
                 // Handed to the transport: raft probes the follower next, and
                 // sends a new snapshot if this one never arrives (etcd reports
                 // the status when the stream is done; a lost one heals the same way).
                 let to = m.to;
-                out.messages.push(m);
+                out.snapshots.push(crate::OutgoingSnapshot::new(m, &self.store.db_shared()));
                 self.raw.report_snapshot(to, raft::SnapshotStatus::Finish);
                 continue;
             }
@@ -911,9 +890,17 @@ impl Member {
         let meta = s.get_metadata().clone();
         let pending = self.layout.received_db(meta.index);
         let fs = self.cfg.fs().clone();
-        let (v2_json, db_bytes) = convert::unpack_snapshot(&s.data)
-            .ok_or_else(|| Error::BadEntry { index: meta.index, what: "a snapshot without its v2 store".into() })?;
-        write_synced(&*fs, &pending, db_bytes)?;
+        let bad = |what: &str| Error::BadSnapshot { index: meta.index, what: what.into() };
+        let v2_json = match convert::unpack_snapshot(&s.data) {
+            Some(SnapshotData::Inline { v2_json, db }) => {
+                write_synced(&*fs, &pending, db)?;
+                v2_json
+            }
+            // Synced and checked on arrival (`SnapshotSink::finish`).
+            Some(SnapshotData::Received { v2_json }) if fs.exists(&pending) => v2_json,
+            Some(SnapshotData::Received { .. }) => return Err(bad("its db was not received")),
+            None => return Err(bad("not a v2 store and a db")),
+        };
         self.v2 = crate::v2::V2Store::from_snapshot_json(v2_json);
         let cs = convert::conf_state_to_etcd(meta.get_conf_state());
         // The membership the db carries, for the v2 JSON of the `.snap`.
@@ -932,6 +919,11 @@ impl Member {
         let db = self.layout.db();
         fs.rename(&pending, &db).map_err(Error::io("rename", &pending))?;
         sync_dir(&*fs, &self.layout.snap())?;
+        // Copies that arrived twice or too late (one still arriving is left
+        // to the next open).
+        bootstrap::remove_snapshot_dbs(&*fs, &self.layout, |n| {
+            DataDir::received_db_index(n).is_some_and(|i| i <= meta.index)
+        })?;
         // The old store (and its lock) belong to the replaced file.
         self.store = Store::open(&db, self.cfg.store.clone())?;
         self.storage = etcdkit_schema::version::detect(&self.store.db().begin()?)?;
@@ -998,24 +990,5 @@ mod decode_tests {
         };
         assert_eq!(apply::decode_normal(&put.encode_to_vec()).unwrap(), put);
         assert!(apply::decode_normal(&[0xff, 0xff, 0xff]).is_err());
-    }
-
-    #[test]
-    fn a_snapshot_db_must_be_sound_before_it_replaces_ours() {
-        assert!(check_snapshot_db(b"not a database").is_err());
-        assert!(check_snapshot_db(&[]).is_err());
-        // A real store's db passes; with its meta pages wiped, it does not.
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("db");
-        drop(Store::open(&path, Default::default()).unwrap());
-        let good = std::fs::read(&path).unwrap();
-        assert_eq!(check_snapshot_db(&good), Ok(()));
-        let mut wiped = good.clone();
-        wiped[..8192].fill(0);
-        assert!(check_snapshot_db(&wiped).is_err());
-        // A bbolt file without etcd's buckets is not a member's db.
-        let bare = tmp.path().join("bare");
-        drop(etcdkit_storage::Db::open(&bare, Default::default()).unwrap());
-        assert!(check_snapshot_db(&std::fs::read(&bare).unwrap()).unwrap_err().contains("bucket"));
     }
 }

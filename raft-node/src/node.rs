@@ -1021,6 +1021,9 @@ impl Driver {
         }
         let out = self.member.process()?;
         self.transport.send(out.messages);
+        for s in out.snapshots {
+            self.transport.send_snapshot(s);
+        }
         if self.member.members_epoch() != self.members_epoch {
             self.members_epoch = self.member.members_epoch();
             self.transport.update_members(&self.member.members(), self.member.removed_ids());

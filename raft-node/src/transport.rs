@@ -9,9 +9,22 @@ use std::sync::{Arc, Mutex};
 
 use raft::eraftpb::Message;
 
+use crate::OutgoingSnapshot;
+
 /// Sends raft messages to peers. Delivery may fail silently: raft retries.
 pub trait Transport: Send + Sync {
     fn send(&self, msgs: Vec<Message>);
+
+    /// Sends a snapshot and its db. The default carries the db inline in
+    /// the message (members in one process); a network transport streams
+    /// it ([`OutgoingSnapshot::write_db`]).
+    fn send_snapshot(&self, s: OutgoingSnapshot) {
+        match s.into_inline() {
+            Ok(m) => self.send(vec![m]),
+            // Raft sends another snapshot when this one is not answered.
+            Err(e) => tracing::warn!(target: "raft", "snapshot not sent: {e}"),
+        }
+    }
 
     /// The membership changed (or is first known): peers to reach, and the
     /// IDs removed for good (whose traffic is refused).

@@ -69,6 +69,25 @@ impl DataDir {
         self.snap().join(format!("{index:016x}.snap.db"))
     }
 
+    /// The index of a [`DataDir::received_db`] file name; `None` for any other.
+    pub fn received_db_index(name: &str) -> Option<u64> {
+        let hex = name.strip_suffix(".snap.db")?;
+        (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok()).flatten()
+    }
+
+    /// `member/snap/<seq %016x>.recv-tmp`: a leader's snapshot db while it
+    /// arrives, renamed to [`DataDir::received_db`] once synced and checked.
+    pub fn receiving_db(&self, seq: u64) -> PathBuf {
+        self.snap().join(format!("{seq:016x}.recv-tmp"))
+    }
+
+    /// Whether `name`, a file in [`DataDir::snap`], is a copy in transit
+    /// ([`DataDir::receiving_db`], [`DataDir::sending_db`]) that a crash
+    /// left behind: nothing reads one after a restart.
+    pub fn is_transit_file(name: &str) -> bool {
+        name.ends_with(".recv-tmp") || name.ends_with(".send-tmp")
+    }
+
     /// `member/snap/<seq %016x>.send-tmp`: a copy of the db being streamed to
     /// a client (the Maintenance service's snapshot), removed once sent.
     pub fn sending_db(&self, seq: u64) -> PathBuf {
@@ -114,6 +133,12 @@ mod tests {
         assert_eq!(d.wal(), Path::new("/x/n1.etcd/member/wal"));
         assert_eq!(d.db(), Path::new("/x/n1.etcd/member/snap/db"));
         assert_eq!(d.received_db(0x2a), Path::new("/x/n1.etcd/member/snap/000000000000002a.snap.db"));
+        assert!(DataDir::is_transit_file(d.receiving_db(7).file_name().unwrap().to_str().unwrap()));
+        assert!(DataDir::is_transit_file(d.sending_db(7).file_name().unwrap().to_str().unwrap()));
+        assert!(!DataDir::is_transit_file("000000000000002a.snap.db"));
+        assert_eq!(DataDir::received_db_index("000000000000002a.snap.db"), Some(0x2a));
+        assert_eq!(DataDir::received_db_index("000000000000002a.snap"), None);
+        assert_eq!(DataDir::received_db_index("2a.snap.db"), None);
         assert_eq!(d.staging("restore"), Path::new("/x/n1.etcd.restore-tmp"));
         assert_eq!(d.clone().with_wal_dir("/w").wal(), Path::new("/w"));
         assert_eq!(etcdkit_fs::parent(Path::new("db")), Path::new("."));

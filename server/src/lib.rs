@@ -179,13 +179,20 @@ impl Server {
             node_cfg.initial_advertise_peer_urls.split(',').filter(|u| !u.is_empty()).map(str::to_string).collect();
         let rt = tokio::runtime::Handle::current();
         let multi = !cfg.listen_peer_urls.is_empty();
+        let receiver = etcdkit_raft_node::SnapshotReceiver::new(&node_cfg);
         let (node, transport) = tokio::task::spawn_blocking(move || {
             let mut made = None;
             let node = Node::open_with(node_cfg, |id, cluster_id, inbox| {
                 if !multi {
                     return Ok(Arc::new(etcdkit_raft_node::transport::NoPeers) as Arc<dyn etcdkit_raft_node::Transport>);
                 }
-                let t = peer::PeerTransport::new(peer::Local { id, cluster_id, urls: advertised }, inbox, rt, dialer);
+                let t = peer::PeerTransport::new(
+                    peer::Local { id, cluster_id, urls: advertised },
+                    inbox,
+                    receiver,
+                    rt,
+                    dialer,
+                );
                 if !joined.is_empty() {
                     etcdkit_raft_node::Transport::update_members(&t, &joined, &Default::default());
                 }

@@ -12,6 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use etcdkit_proto::Message as _;
+use etcdkit_proto::raftpb;
+use etcdkit_schema::DataDir;
 use etcdkit_tests::{EtcdProc, etcd_binaries, etcdctl, etcdkit_as, start_etcd_with};
 
 /// One member of a test cluster: its binary, ports and data dir.
@@ -385,6 +388,33 @@ fn peer_garbage_gets_etcds_answers() {
     std::fs::write(&short, [0, 0, 0, 0, 0, 0, 1, 0, 8, 7]).unwrap();
     let s = format!("@{}", short.display());
     assert_eq!(with(&hdr(&cid), &["-X", "POST", "--data-binary", &s, &format!("{peer}/raft/snapshot")]), "400");
+    // A snapshot message followed by bytes that are not a db: 500 (etcd's
+    // "failed to save KV snapshot"), and nothing of it stays in the snap
+    // dir (it was written aside and checked before it could be installed).
+    let msg = raftpb::Message {
+        r#type: raftpb::MessageType::MsgSnap as i32,
+        from: 1,
+        term: 1,
+        snapshot: raftpb::Snapshot {
+            data: Some(b"{}".to_vec()),
+            metadata: raftpb::SnapshotMetadata { index: 1 << 40, term: 1, ..Default::default() },
+        },
+        ..Default::default()
+    };
+    let mut frame = (msg.encoded_len() as u64).to_be_bytes().to_vec();
+    frame.extend(msg.encode_to_vec());
+    frame.extend(std::fs::read(&garbage).unwrap());
+    let bad_db = tmp.path().join("bad-db");
+    std::fs::write(&bad_db, frame).unwrap();
+    let b = format!("@{}", bad_db.display());
+    assert_eq!(with(&hdr(&cid), &["-X", "POST", "--data-binary", &b, &format!("{peer}/raft/snapshot")]), "500");
+    let snap_dir = DataDir::new(&ms[0].dir).snap();
+    let left: Vec<String> = std::fs::read_dir(&snap_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| DataDir::is_transit_file(n) || DataDir::received_db_index(n).is_some())
+        .collect();
+    assert!(left.is_empty(), "left in {}: {left:?}", snap_dir.display());
     // A stream from someone who is not a member: 404; wrong methods: 405.
     assert_eq!(with(&hdr(&cid), &["-H", "X-Raft-To: 1", &format!("{peer}/raft/stream/message/2")]), "404");
     assert_eq!(with(&hdr(&cid), &[&format!("{peer}/raft")]), "405");

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use etcdkit_proto::Message as _;
 use etcdkit_proto::raftpb;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use super::codec::{self, MessageDecoder, MsgAppV2Decoder};
 use super::{Peer, Shared, StreamType, id_string};
 use crate::listen::{Conn, ListenUrl};
+use etcdkit_raft_node::OutgoingSnapshot;
 
 /// etcd's stream dial retry frequency.
 pub const RETRY: Duration = Duration::from_millis(100);
@@ -82,8 +83,13 @@ impl Dialer {
         }
     }
 
-    /// An HTTP/1.1 connection to `url`, ready for requests.
-    pub async fn handshake(&self, url: &str) -> Result<SendRequest<Full<Bytes>>, PeerError> {
+    /// An HTTP/1.1 connection to `url`, ready for requests with bodies of type `B`.
+    pub async fn handshake<B>(&self, url: &str) -> Result<SendRequest<B>, PeerError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let conn = self.connect(url).await?;
         let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(conn))
             .await
@@ -97,6 +103,11 @@ impl Dialer {
 
 /// A request to `base` + `path` with etcd's peer headers.
 pub(crate) fn request(s: &Shared, method: &str, base: &str, path: &str, body: Bytes) -> Request<Full<Bytes>> {
+    request_with(s, method, base, path, Full::new(body))
+}
+
+/// [`request`] with any body.
+fn request_with<B>(s: &Shared, method: &str, base: &str, path: &str, body: B) -> Request<B> {
     let host = base.split_once("://").map_or(base, |(_, r)| r).trim_end_matches('/');
     let mut b = Request::builder()
         .method(method)
@@ -109,7 +120,7 @@ pub(crate) fn request(s: &Shared, method: &str, base: &str, path: &str, body: By
     if !s.local.urls.is_empty() {
         b = b.header("X-PeerURLs", s.local.urls.join(","));
     }
-    b.body(Full::new(body)).expect("valid request")
+    b.body(body).expect("valid request")
 }
 
 /// A `GET` of `path` on a peer URL without the raft headers (what etcd's
@@ -286,10 +297,7 @@ async fn post(
 }
 
 /// The next queued message; `None` once the queue closes or the peer is stopped.
-async fn next(
-    rx: &mut mpsc::Receiver<raftpb::Message>,
-    stopped: &mut watch::Receiver<bool>,
-) -> Option<raftpb::Message> {
+async fn next<T>(rx: &mut mpsc::Receiver<T>, stopped: &mut watch::Receiver<bool>) -> Option<T> {
     tokio::select! {
         m = rx.recv() => m,
         _ = stopped.changed() => None,
@@ -318,40 +326,85 @@ pub(crate) async fn pipeline(
     }
 }
 
-/// Sends snapshots: the message (its `data` the v2 store JSON) framed
-/// as on the message stream, then the db (etcd's merged snapshot body).
+/// A snapshot request's body: the framed message, then the db in the
+/// chunks a helper thread writes ([`DbChunks`]).
+type SnapshotBody = http_body_util::StreamBody<tokio_stream::wrappers::ReceiverStream<std::io::Result<Frame<Bytes>>>>;
+
+/// Sends snapshots (etcd's `snapshotSender`): the message (its `data` the
+/// v2 store JSON) framed as on the message stream, then the db (etcd's
+/// merged snapshot body), written from a read transaction as the
+/// connection takes it; one request, on a connection of its own, each.
 pub(crate) async fn snapshots(
     s: Arc<Shared>,
     peer: Arc<Peer>,
-    mut rx: mpsc::Receiver<raftpb::Message>,
+    mut rx: mpsc::Receiver<(raftpb::Message, OutgoingSnapshot)>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut conn = None;
     let mut turn = 0usize;
     loop {
-        let Some(mut m) = next(&mut rx, &mut stopped).await else { return };
-        // etcdkit's packed snapshot: the v2 store JSON goes in the message,
-        // the db after it (etcd's merged snapshot).
-        let packed = m.snapshot.data.take().unwrap_or_default();
-        let Some((v2, db)) = etcdkit_raft_node::convert::unpack_snapshot(&packed) else { continue };
-        m.snapshot.data = Some(v2.to_vec());
-        let mut body = BytesMut::with_capacity(db.len() + m.encoded_len() + 8);
-        codec::encode_message(&m, &mut body);
-        body.extend_from_slice(db);
-        drop(packed);
+        let Some((m, snapshot)) = next(&mut rx, &mut stopped).await else { return };
         let Some(url) = pick(&peer, turn) else { continue };
-        let size = body.len();
-        tracing::info!(target: "rafthttp", "sending database snapshot [index: {}] to peer {:x} ({size} bytes)", m.snapshot.metadata.index, peer.id);
-        match post(&s, &mut conn, &url, "/raft/snapshot", "application/octet-stream", body.freeze()).await {
-            Ok(()) => {
-                tracing::info!(target: "rafthttp", "sent database snapshot [index: {}] to peer {:x}", m.snapshot.metadata.index, peer.id)
+        let index = m.snapshot.metadata.index;
+        // A few chunks in flight: the thread reads ahead of the socket, no more.
+        let (tx, chunks) = mpsc::channel(4);
+        let mut head = BytesMut::new();
+        codec::encode_message(&m, &mut head);
+        let _ = tx.try_send(Ok(Frame::data(head.freeze())));
+        let writer = tokio::task::spawn_blocking(move || {
+            let r = snapshot.write_db(&mut DbChunks(tx.clone()));
+            if let Err(e) = &r {
+                // Fails the request, so the peer does not take a short db.
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
             }
-            Err(e) => {
-                tracing::warn!(target: "rafthttp", "failed to send database snapshot to peer {:x}: {e}", peer.id);
+            r
+        });
+        tracing::info!(target: "rafthttp", "sending database snapshot [index: {index}] to peer {:x}", peer.id);
+        let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(chunks));
+        let sent = post_snapshot(&s, &url, body).await;
+        let written = writer.await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+        match (sent, written) {
+            (Ok(()), Ok(size)) => tracing::info!(target: "rafthttp",
+                "sent database snapshot [index: {index}] to peer {:x} ({size} bytes)", peer.id),
+            (sent, written) => {
+                let why = sent.err().map_or_else(|| written.err().unwrap_or_default(), |e| e.to_string());
+                tracing::warn!(target: "rafthttp", "failed to send database snapshot to peer {:x}: {why}", peer.id);
                 turn += 1;
             }
         }
     }
+}
+
+/// Hands what a db copy writes to the request body, blocking while the
+/// connection is behind; fails once the request is gone.
+struct DbChunks(mpsc::Sender<std::io::Result<Frame<Bytes>>>);
+
+impl std::io::Write for DbChunks {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(Frame::data(Bytes::copy_from_slice(b))))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the snapshot request ended"))?;
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `POST /raft/snapshot` on a connection of its own.
+async fn post_snapshot(s: &Shared, url: &str, body: SnapshotBody) -> Result<(), PeerError> {
+    let mut sender = s.dialer.handshake::<SnapshotBody>(url).await?;
+    let mut req = request_with(s, "POST", url, "/raft/snapshot", body);
+    req.headers_mut().insert(hyper::header::CONTENT_TYPE, "application/octet-stream".parse().expect("ascii"));
+    let resp = match tokio::time::timeout(POST_TIMEOUT, sender.send_request(req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(PeerError::Http { url: url.to_string(), why: crate::tls::go_tls_error(&e) }),
+        Err(_) => return Err(PeerError::Http { url: url.to_string(), why: "timed out".into() }),
+    };
+    if resp.status() == StatusCode::NO_CONTENT {
+        return Ok(());
+    }
+    Err(refused(s, url, resp).await)
 }
 
 /// POSTs `body` to the leader's `path` over the peer protocol (etcd's

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use etcdkit_proto::raftpb::{self, MessageType};
 use http_body_util::BodyExt;
 
@@ -126,7 +126,7 @@ async fn snapshot(State(s): State<Arc<Shared>>, method: Method, h: HeaderMap, bo
         let mut buf = BytesMut::new();
         let mut dec = MessageDecoder { limit: codec::STREAM_LIMIT };
         let bad = |e: String| refuse(StatusCode::BAD_REQUEST, &format!("failed to decode raft message ({e})"));
-        let mut m = loop {
+        let m = loop {
             if let Some(m) = dec.decode(&mut buf).map_err(|e| bad(e.to_string()))? {
                 break m;
             }
@@ -142,21 +142,52 @@ async fn snapshot(State(s): State<Arc<Shared>>, method: Method, h: HeaderMap, bo
         if let Some(r) = from_removed(&s, &m) {
             return Err(r);
         }
-        tracing::info!(target: "rafthttp", "receiving database snapshot [index: {}] from peer {:x}", m.snapshot.metadata.index, m.from);
-        // The rest of the body is the db.
-        let mut db = Vec::with_capacity(buf.remaining());
-        db.extend_from_slice(&buf);
-        while let Some(chunk) = futures_next(&mut body).await {
-            let chunk = chunk
-                .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("failed to save KV snapshot ({e})")))?;
-            db.extend_from_slice(&chunk);
+        let index = m.snapshot.metadata.index;
+        tracing::info!(target: "rafthttp", "receiving database snapshot [index: {index}] from peer {:x}", m.from);
+        // The rest of the body is the db: to a file, on a blocking thread,
+        // a few chunks behind the socket. The writer finishes (syncs,
+        // checks, names the file) only on `None`, the body's clean end.
+        let save_err = |e: String| refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("failed to save KV snapshot ({e})"));
+        let sink = s.receiver.clone();
+        let (tx, mut chunks) = tokio::sync::mpsc::channel::<Option<bytes::Bytes>>(4);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut sink = sink.begin(index)?;
+            while let Some(chunk) = chunks.blocking_recv() {
+                match chunk {
+                    Some(c) => sink.write(&c)?,
+                    None => return sink.finish().map(Some),
+                }
+            }
+            Ok(None) // the body failed: the sink's file is removed
+        });
+        let mut first = Some(buf.split().freeze());
+        let body_err = loop {
+            let chunk = match first.take() {
+                Some(c) => Ok(Some(c)),
+                None => futures_next(&mut body).await.transpose(),
+            };
+            match chunk {
+                Ok(c) => {
+                    let end = c.is_none();
+                    if tx.send(c).await.is_err() || end {
+                        break None; // the body ended, or the writer failed (it says why)
+                    }
+                }
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        drop(tx);
+        let written = writer.await.map_err(|e| save_err(e.to_string()))?;
+        if let Some(e) = body_err {
+            return Err(save_err(e));
         }
-        tracing::info!(target: "rafthttp", "received database snapshot [index: {}] from peer {:x} ({} bytes)", m.snapshot.metadata.index, m.from, db.len());
-        // Inside etcdkit the snapshot's data is the v2 store JSON and the db, packed.
-        let v2 = m.snapshot.data.take().unwrap_or_default();
-        m.snapshot.data = Some(etcdkit_raft_node::convert::pack_snapshot(&v2, &db));
-        drop(db);
-        s.deliver(m);
+        let size = match written {
+            Ok(Some(size)) => size,
+            Ok(None) => return Err(save_err("the body ended early".into())),
+            Err(e) => return Err(save_err(e.to_string())),
+        };
+        tracing::info!(target: "rafthttp", "received database snapshot [index: {index}] from peer {:x} ({size} bytes)", m.from);
+        s.deliver_snapshot(m);
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;

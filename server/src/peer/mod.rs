@@ -24,11 +24,14 @@
 //! up, everything else on the message stream, and through the pipeline when
 //! neither is. A full queue drops the message (raft resends), as etcd does.
 //!
-//! Inside etcdkit a `MsgSnapshot`'s `data` packs the v2 store JSON and the
-//! leader's whole db (`convert::pack_snapshot`). On the wire it is etcd's
-//! merged snapshot: the message's `data` is the v2 store JSON (what an etcd
-//! 3.4 member recovers its membership and v2 keys from) and the db follows
-//! the message.
+//! Snapshots travel as etcd's merged snapshot: the message's `data` is the
+//! v2 store JSON (what an etcd 3.4 member recovers its membership and v2
+//! keys from) and the db follows the message. Neither side holds the db in
+//! memory: the sender writes it from a read transaction as the connection
+//! takes it, the receiver to a file it checks before the member sees the
+//! message (`etcdkit_raft_node::snapshot_db`). A `MsgSnap` arriving any
+//! other way (a stream, the pipeline) has no db and is dropped; etcd never
+//! sends one there.
 
 pub mod client;
 pub mod codec;
@@ -41,7 +44,7 @@ use std::time::Instant;
 
 use etcdkit_proto::membership::Member;
 use etcdkit_proto::raftpb::{self, MessageType};
-use etcdkit_raft_node::{Inbox, Transport, convert};
+use etcdkit_raft_node::{Inbox, OutgoingSnapshot, SnapshotReceiver, Transport, convert};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, watch};
 
@@ -97,7 +100,7 @@ pub(crate) struct Peer {
     pub(crate) urls: RwLock<Vec<String>>,
     streams: [Mutex<Option<Attached>>; 2],
     pipeline: mpsc::Sender<raftpb::Message>,
-    snapshots: mpsc::Sender<raftpb::Message>,
+    snapshots: mpsc::Sender<(raftpb::Message, OutgoingSnapshot)>,
     /// When a stream to or from the peer last came up (`None`: down).
     active_since: Mutex<Option<Instant>>,
     /// Whether the last request failed (its outage is logged once).
@@ -135,6 +138,8 @@ impl Peer {
 pub(crate) struct Shared {
     pub(crate) local: Local,
     inbox: Inbox,
+    /// Where the dbs of snapshots sent to this member are written.
+    pub(crate) receiver: SnapshotReceiver,
     rt: tokio::runtime::Handle,
     pub(crate) dialer: client::Dialer,
     peers: Mutex<HashMap<u64, Arc<Peer>>>,
@@ -154,11 +159,25 @@ impl Shared {
     }
 
     /// Hands a peer's message to the member (dropped if raft-rs cannot
-    /// represent its type, or if it is addressed to someone else).
+    /// represent its type, if it is addressed to someone else, or if it is
+    /// a snapshot: those come with their db, [`Shared::deliver_snapshot`]).
     pub(crate) fn deliver(&self, m: raftpb::Message) {
+        if m.to != self.local.id || m.r#type == MessageType::MsgSnap as i32 {
+            return;
+        }
+        if let Some(m) = convert::message_from_etcd(m) {
+            (self.inbox)(m);
+        }
+    }
+
+    /// Hands a snapshot to the member once its db is received
+    /// (`SnapshotSink::finish`): its data is the v2 store JSON.
+    pub(crate) fn deliver_snapshot(&self, mut m: raftpb::Message) {
         if m.to != self.local.id {
             return;
         }
+        let v2 = m.snapshot.data.take().unwrap_or_default();
+        m.snapshot.data = Some(convert::pack_received_snapshot(&v2));
         if let Some(m) = convert::message_from_etcd(m) {
             (self.inbox)(m);
         }
@@ -213,13 +232,20 @@ pub struct PeerTransport {
 }
 
 impl PeerTransport {
-    /// A transport for the member `local` delivering to `inbox`; its tasks
-    /// run on `rt`.
-    pub fn new(local: Local, inbox: Inbox, rt: tokio::runtime::Handle, dialer: client::Dialer) -> PeerTransport {
+    /// A transport for the member `local` delivering to `inbox` (snapshot
+    /// dbs to `receiver`); its tasks run on `rt`.
+    pub fn new(
+        local: Local,
+        inbox: Inbox,
+        receiver: SnapshotReceiver,
+        rt: tokio::runtime::Handle,
+        dialer: client::Dialer,
+    ) -> PeerTransport {
         PeerTransport {
             shared: Arc::new(Shared {
                 local,
                 inbox,
+                receiver,
                 rt,
                 dialer,
                 peers: Mutex::new(HashMap::new()),
@@ -252,9 +278,7 @@ impl Transport for PeerTransport {
             let Some(peer) = self.shared.peer(m.to) else { continue };
             let em = convert::message_to_etcd(&m);
             if em.r#type == MessageType::MsgSnap as i32 {
-                // One snapshot at a time; raft sends another if this one is dropped.
-                let _ = peer.snapshots.try_send(em);
-                continue;
+                continue; // without its db: see `send_snapshot`
             }
             let mut em = Some(em);
             let order: &[StreamType] = if m.get_msg_type() == etcdkit_raft_node::eraftpb::MessageType::MsgAppend {
@@ -279,6 +303,14 @@ impl Transport for PeerTransport {
                 let _ = peer.pipeline.try_send(em);
             }
         }
+    }
+
+    fn send_snapshot(&self, s: OutgoingSnapshot) {
+        let Some(peer) = self.shared.peer(s.message.to) else { return };
+        // Its data is the v2 store JSON, as on the wire.
+        let em = convert::message_to_etcd(&s.message);
+        // One snapshot at a time; raft sends another if this one is dropped.
+        let _ = peer.snapshots.try_send((em, s));
     }
 
     fn update_members(&self, members: &[Member], removed: &std::collections::BTreeSet<u64>) {
