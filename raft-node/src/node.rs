@@ -78,6 +78,14 @@ impl<T> Pending<T> {
         }
     }
 
+    /// Blocks until the answer, however long the work takes: a
+    /// defragmentation, a db copy or a hash of a large db (etcd bounds none
+    /// of them on the server; the client's deadline does). A node that
+    /// stops answers every command or drops it (`Stopped`).
+    pub fn wait_done(self) -> Result<T> {
+        self.rx.recv().unwrap_or(Err(Error::Stopped))
+    }
+
     /// The answer if it has arrived.
     pub fn try_take(&mut self) -> Option<Result<T>> {
         match self.rx.try_recv() {
@@ -568,15 +576,16 @@ impl Node {
     /// copy runs on a helper thread: the member goes on serving.
     pub fn copy_db(&self, path: &std::path::Path) -> Result<u64> {
         let path = path.to_path_buf();
-        self.call(|r, _| Cmd::CopyDb(path, r)).wait()
+        self.call(|r, _| Cmd::CopyDb(path, r)).wait_done()
     }
 
     /// Defragments this member's db (etcd's `Maintenance.Defragment`).
     /// Unlike etcd's, the member goes on serving while the db is copied
     /// (`node/background.rs`); it pauses only to add what changed meanwhile
-    /// and swap the files. Returns the sizes before and after.
+    /// and swap the files. Returns the sizes before and after. Not bounded
+    /// by the request timeout: a large db takes longer.
     pub fn defragment(&self) -> Result<(u64, u64)> {
-        self.call(|r, _| Cmd::Defrag(r)).wait()
+        self.call(|r, _| Cmd::Defrag(r)).wait_done()
     }
 
     /// The IDs of every lease, the soonest to expire first (as etcd lists them).
@@ -624,13 +633,13 @@ impl Node {
     /// (hash, current revision, compact revision). Members that applied the
     /// same entries answer the same hash (etcd's corruption check).
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
-        self.call(|r, _| Cmd::HashKv(rev, r)).wait()
+        self.call(|r, _| Cmd::HashKv(rev, r)).wait_done()
     }
 
     /// etcd's backend hash of this member's whole db (every bucket but the
     /// consistent index), after committing what is pending.
     pub fn hash(&self) -> Result<u32> {
-        self.call(|r, _| Cmd::Hash(r)).wait()
+        self.call(|r, _| Cmd::Hash(r)).wait_done()
     }
 
     /// The membership (the `members` bucket, as `etcdctl member list`).

@@ -140,6 +140,32 @@ fn proposals_beyond_the_limit_are_refused() {
     assert!(results.iter().any(|r| r.is_ok()));
 }
 
+/// A defragmentation, db copy or hash that takes longer than the request
+/// timeout is still answered: etcd bounds them by the client's deadline
+/// only (a 1 GiB defragmentation on a busy disk takes more than 7 s).
+#[test]
+fn maintenance_longer_than_the_request_timeout_is_answered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path());
+    cfg.request_timeout = Duration::from_millis(300);
+    let faults = std::sync::Arc::new(etcdkit_fs::DiskFaults::default());
+    cfg.store.db.fs = std::sync::Arc::new(etcdkit_fs::FaultyFs::new(etcdkit_fs::real(), faults.clone()));
+    let node = leading(cfg);
+    node.put(b"k", b"v").unwrap();
+    // Every fsync takes 150 ms: the defragmentation's (the copy's commit,
+    // its sync, the last step's commits) add up to well over 300 ms.
+    faults.set("sync-delay-ms=150");
+    let started = std::time::Instant::now();
+    let defrag = node.defragment();
+    let copy = node.copy_db(&tmp.path().join("copy.db"));
+    let took = started.elapsed();
+    faults.set("");
+    defrag.unwrap();
+    assert!(copy.unwrap() > 0);
+    assert!(took > Duration::from_millis(800), "the fsyncs were not slowed ({took:?})");
+    assert_eq!(node.get(b"k").unwrap(), Some(b"v".to_vec()));
+}
+
 /// Kills the node at seeded random points of a concurrent write load, eight
 /// times over the same data dir: every acknowledged put survives, none is
 /// applied twice, the consistent index matches the applied index, and the
