@@ -122,7 +122,9 @@ for sys in "${systems[@]}"; do
     snap_bytes=$(stat -c %s "$work/snap.db")
     rm -f "$work/snap.db"
     defrag=$(load -mode defrag -val-size 256 -key-space-size 100000)
-    catchup=$(catch_up "$sys" "$data")
+    # Not in $(…): the joiner's pid must reach `stop` in this shell.
+    catch_up "$sys" "$data" >"$work/catch-up.json"
+    catchup=$(cat "$work/catch-up.json")
     echo "{\"system\":\"$sys\",\"part\":\"big\",\"db_size\":$size,\"fill\":$fill,\"snapshot_secs\":$snap,\"snapshot_bytes\":$snap_bytes,\"defrag\":$defrag,\"catch_up\":$catchup}" >>"$out"
     echo "   db $size B; snapshot save ${snap}s; defrag $defrag; catch-up $catchup" >&2
     stop

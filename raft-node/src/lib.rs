@@ -56,5 +56,5 @@ pub use member::{Member, Output};
 pub use node::{Gauges, LeaseTtl, Node, Pending, Status};
 /// raft-rs's message types, as [`Transport`] carries them.
 pub use raft::eraftpb;
-pub use snapshot_db::{OutgoingSnapshot, SnapshotReceiver, SnapshotSink};
+pub use snapshot_db::{OutgoingSnapshot, SnapshotReceiver, SnapshotReport, SnapshotSink};
 pub use transport::{Faults, Inbox, LocalNetwork, Transport};

@@ -43,7 +43,8 @@ use crate::{Config, Error, Result};
 pub struct Output {
     /// Messages for peers (`to` says which).
     pub messages: Vec<eraftpb::Message>,
-    /// Snapshots for peers, each with its db to stream (`snapshot_db`).
+    /// Snapshots for peers, each with its db to stream (`snapshot_db`);
+    /// once sent (or not), [`Member::report_snapshot`].
     pub snapshots: Vec<crate::OutgoingSnapshot>,
     /// Requests applied on this member: (request ID, answer). Every member
     /// applies every entry; the one that proposed it has a waiter for the ID.
@@ -681,24 +682,29 @@ impl Member {
 
     /// Queues messages. A snapshot goes out with a handle on the db, which
     /// the transport streams from its own thread (`snapshot_db`): the
-    /// message's data is the v2 store JSON (etcd's merged snapshot).
+    /// message's data is the v2 store JSON (etcd's merged snapshot). Raft
+    /// sends the peer nothing else until [`Member::report_snapshot`].
     fn send(&mut self, msgs: Vec<eraftpb::Message>, out: &mut Output) -> Result<()> {
         for mut m in msgs {
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 // The stream's read transaction must see every applied entry.
                 self.store.commit()?;
                 m.mut_snapshot().data = self.store_json()?.into();
-                // Handed to the transport: raft probes the follower next, and
-                // sends a new snapshot if this one never arrives (etcd reports
-                // the status when the stream is done; a lost one heals the same way).
-                let to = m.to;
                 out.snapshots.push(crate::OutgoingSnapshot::new(m, &self.store.db_shared()));
-                self.raw.report_snapshot(to, raft::SnapshotStatus::Finish);
                 continue;
             }
             out.messages.push(m);
         }
         Ok(())
+    }
+
+    /// The transport is done with the snapshot for `to` (etcd reports when
+    /// the stream ends): delivered, raft probes the follower next; not,
+    /// raft sends another snapshot when the follower asks again. Until
+    /// then raft sends that follower no appends, and no second snapshot.
+    pub fn report_snapshot(&mut self, to: u64, delivered: bool) {
+        let status = if delivered { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
+        self.raw.report_snapshot(to, status);
     }
 
     fn release_reads(&mut self, out: &mut Output) {

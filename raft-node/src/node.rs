@@ -229,6 +229,8 @@ enum Cmd {
     HashKv(i64, Reply<(u32, i64, i64)>),
     Status(Reply<Status>),
     Campaign,
+    /// A wake-up: the transport finished a snapshot (`Driver::snapshot_reports`).
+    SnapshotReported,
     TransferLeader(u64),
     V2Get(String, bool, bool, Reply<crate::v2::Event>),
     Stop(Sender<()>),
@@ -347,7 +349,9 @@ impl Node {
         let gauges2 = gauges.clone();
         let auth = member.auth().clone();
         let timings = member.timings().clone();
-        let driver = Arc::new(StateLock::new(Some(Driver::new(member, transport, inflight2, gauges2))));
+        let mut d = Driver::new(member, transport, inflight2, gauges2);
+        d.wake = Some(queue.clone());
+        let driver = Arc::new(StateLock::new(Some(d)));
         let (driver2, queued) = (driver.clone(), queue.queued.clone());
         let thread = std::thread::Builder::new()
             .name(format!("etcdkit-node-{id:x}"))
@@ -774,6 +778,12 @@ struct Driver {
     fatal: Option<Error>,
     /// Defragmentations and db copies on helper threads.
     background: background::Background,
+    /// Snapshots the transport has finished sending, (peer, delivered),
+    /// for raft on the next turn (a callback cannot wait for the queue:
+    /// it may run on this thread).
+    snapshot_reports: Arc<StateLock<Vec<(u64, bool)>>>,
+    /// The node's own queue, to wake it when a report arrives.
+    wake: Option<Queue>,
 }
 
 impl Driver {
@@ -796,6 +806,8 @@ impl Driver {
             members_epoch: 0,
             fatal: None,
             background: Default::default(),
+            snapshot_reports: Default::default(),
+            wake: None,
         }
     }
 
@@ -1011,6 +1023,7 @@ impl Driver {
                 }));
             }
             Cmd::Campaign => self.member.campaign()?,
+            Cmd::SnapshotReported => {} // `process` reads the reports
             Cmd::TransferLeader(to) => self.member.transfer_leader(to),
             Cmd::V2Get(key, recursive, sorted, reply) => {
                 reply.send(self.member.v2_get(&key, recursive, sorted).map_err(Error::V2))
@@ -1021,6 +1034,10 @@ impl Driver {
     }
 
     fn process(&mut self) -> Result<()> {
+        let reports = std::mem::take(&mut *self.snapshot_reports.lock());
+        for (to, delivered) in reports {
+            self.member.report_snapshot(to, delivered);
+        }
         if !self.new_reads.is_empty() {
             let ctx = self.next_read;
             self.next_read += 1;
@@ -1030,7 +1047,14 @@ impl Driver {
         }
         let out = self.member.process()?;
         self.transport.send(out.messages);
-        for s in out.snapshots {
+        for mut s in out.snapshots {
+            let (to, reports, wake) = (s.message.to, self.snapshot_reports.clone(), self.wake.clone());
+            s.on_report(Box::new(move |delivered| {
+                reports.lock().push((to, delivered));
+                if let Some(q) = wake {
+                    q.try_send(Cmd::SnapshotReported);
+                }
+            }));
             self.transport.send_snapshot(s);
         }
         if self.member.members_epoch() != self.members_epoch {

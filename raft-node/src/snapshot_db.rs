@@ -31,18 +31,36 @@ use etcdkit_storage::Db;
 use crate::convert::{SnapshotData, pack_snapshot};
 use crate::{Config, Error, Result, eraftpb};
 
-/// A `MsgSnapshot` for a peer and the db it describes (module docs).
+/// What a snapshot's sender is told once it is sent (true) or failed (false).
+pub type SnapshotReport = Box<dyn FnOnce(bool) + Send>;
+
+/// A `MsgSnapshot` for a peer and the db it describes (module docs). The
+/// transport says how it went with [`OutgoingSnapshot::report`]; dropped
+/// unreported, it reports a failure, so raft never waits for it forever.
 pub struct OutgoingSnapshot {
     /// The message; its snapshot's data is the v2 store JSON.
     pub message: eraftpb::Message,
     /// Weak: a snapshot waiting in a queue keeps neither the file nor its
     /// lock (a closed member's db is gone, and the send with it).
     db: Weak<Db>,
+    on_report: Option<SnapshotReport>,
 }
 
 impl OutgoingSnapshot {
     pub(crate) fn new(message: eraftpb::Message, db: &Arc<Db>) -> OutgoingSnapshot {
-        OutgoingSnapshot { message, db: Arc::downgrade(db) }
+        OutgoingSnapshot { message, db: Arc::downgrade(db), on_report: None }
+    }
+
+    /// Who hears the report (the node, for raft: [`crate::Member::report_snapshot`]).
+    pub fn on_report(&mut self, f: SnapshotReport) {
+        self.on_report = Some(f);
+    }
+
+    /// The snapshot reached the peer (`true`) or did not.
+    pub fn report(&mut self, delivered: bool) {
+        if let Some(f) = self.on_report.take() {
+            f(delivered);
+        }
     }
 
     /// Writes the db to `w` from a read transaction begun now; the bytes
@@ -57,13 +75,23 @@ impl OutgoingSnapshot {
         Ok(tx.write_to(w)?)
     }
 
-    /// The message with the db inline, for transports within one process.
+    /// The message with the db inline, for transports within one process:
+    /// reported delivered (as a message is once sent; if the network loses
+    /// it, raft asks again).
     pub fn into_inline(mut self) -> Result<eraftpb::Message> {
         let mut db = Vec::new();
         self.write_db(&mut db)?;
-        let snapshot = self.message.mut_snapshot();
+        let mut m = std::mem::take(&mut self.message);
+        let snapshot = m.mut_snapshot();
         snapshot.data = pack_snapshot(&snapshot.data, &db).into();
-        Ok(self.message)
+        self.report(true);
+        Ok(m)
+    }
+}
+
+impl Drop for OutgoingSnapshot {
+    fn drop(&mut self) {
+        self.report(false);
     }
 }
 
@@ -228,6 +256,25 @@ mod tests {
         // The member's db is gone: a queued snapshot no longer reaches it.
         assert!(matches!(out.write_db(&mut Vec::new()), Err(Error::BadSnapshot { index: 9, .. })));
         (tmp, cfg, db)
+    }
+
+    #[test]
+    fn a_snapshot_is_reported_once_and_failed_if_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("db"), Default::default()).unwrap();
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let snapshot = |heard: &Arc<std::sync::Mutex<Vec<bool>>>| {
+            let mut s = OutgoingSnapshot::new(eraftpb::Message::default(), &store.db_shared());
+            let h = heard.clone();
+            s.on_report(Box::new(move |ok| h.lock().unwrap().push(ok)));
+            s
+        };
+        drop(snapshot(&heard));
+        let mut sent = snapshot(&heard);
+        sent.report(true);
+        drop(sent);
+        snapshot(&heard).into_inline().unwrap();
+        assert_eq!(*heard.lock().unwrap(), vec![false, true, true]);
     }
 
     fn snap_files(cfg: &Config) -> Vec<String> {

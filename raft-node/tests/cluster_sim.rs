@@ -124,7 +124,11 @@ impl Sim {
         let Some(m) = self.members[i].as_mut() else { return };
         let out = m.process().unwrap_or_else(|e| panic!("member {i}: {e}"));
         self.in_flight.extend(out.messages);
-        self.in_flight.extend(out.snapshots.into_iter().map(|s| s.into_inline().expect("snapshot db")));
+        for s in out.snapshots {
+            let to = s.message.to;
+            self.in_flight.push(s.into_inline().expect("snapshot db"));
+            m.report_snapshot(to, true);
+        }
         for (id, r) in out.applied {
             if let Some(op) = self.waiting.remove(&(i, id)) {
                 self.ops[op].completed = self.now;

@@ -343,7 +343,7 @@ pub(crate) async fn snapshots(
     let mut turn = 0usize;
     loop {
         let Some((m, snapshot)) = next(&mut rx, &mut stopped).await else { return };
-        let Some(url) = pick(&peer, turn) else { continue };
+        let Some(url) = pick(&peer, turn) else { continue }; // dropped: reported failed
         let index = m.snapshot.metadata.index;
         // A few chunks in flight: the thread reads ahead of the socket, no more.
         let (tx, chunks) = mpsc::channel(4);
@@ -356,12 +356,19 @@ pub(crate) async fn snapshots(
                 // Fails the request, so the peer does not take a short db.
                 let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
             }
-            r
+            (snapshot, r)
         });
         tracing::info!(target: "rafthttp", "sending database snapshot [index: {index}] to peer {:x}", peer.id);
         let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(chunks));
         let sent = post_snapshot(&s, &url, body).await;
-        let written = writer.await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+        // A writer that panicked dropped the snapshot: reported failed.
+        let written = match writer.await {
+            Ok((mut snapshot, r)) => {
+                snapshot.report(sent.is_ok() && r.is_ok());
+                r.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
         match (sent, written) {
             (Ok(()), Ok(size)) => tracing::info!(target: "rafthttp",
                 "sent database snapshot [index: {index}] to peer {:x} ({size} bytes)", peer.id),
