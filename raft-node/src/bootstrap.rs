@@ -144,9 +144,9 @@ pub(crate) fn finish_snapshot_db(layout: &DataDir, index: u64, cfg: &Config) -> 
 }
 
 /// Removes the files of the snap dir `stale` names: received dbs no
-/// install will read ([`DataDir::received_db_index`] at or below the
-/// installed snapshot: a copy that arrived twice, or too late) and, at
-/// open, dbs a crash left in transit ([`DataDir::is_transit_file`]).
+/// install will read ([`DataDir::received_db_index`]: a copy that arrived
+/// twice or too late, or, at open, any the newest `.snap` does not name)
+/// and, at open, dbs a crash left in transit ([`DataDir::is_transit_file`]).
 pub(crate) fn remove_snapshot_dbs(fs: &dyn Fs, layout: &DataDir, stale: impl Fn(&str) -> bool) -> Result<()> {
     let snap = layout.snap();
     let names = fs.read_dir(&snap).map_err(Error::io("read", &snap))?;

@@ -216,8 +216,12 @@ impl Member {
         let timings = std::sync::Arc::new(crate::timing::DiskTimings::default());
         let mut store = Store::open(&db_path, cfg.store.clone())?;
         // The db's lock is held: no other process is sending or receiving.
-        let received_before = |n: &str| DataDir::received_db_index(n).is_some_and(|i| i <= snap_meta.index);
-        bootstrap::remove_snapshot_dbs(&*fs, &layout, |n| DataDir::is_transit_file(n) || received_before(n))?;
+        // `finish_snapshot_db` moved the one a `.snap` names into place: any
+        // other received db belongs to no saved snapshot (the leader sends
+        // it again if the member still needs it).
+        bootstrap::remove_snapshot_dbs(&*fs, &layout, |n| {
+            DataDir::is_transit_file(n) || DataDir::received_db_index(n).is_some()
+        })?;
         let storage = etcdkit_schema::version::detect(&store.db().begin()?)?;
         observe_commits(&mut store, &timings);
         let mut wal = wal;
@@ -926,10 +930,12 @@ impl Member {
         fs.rename(&pending, &db).map_err(Error::io("rename", &pending))?;
         sync_dir(&*fs, &self.layout.snap())?;
         // Copies that arrived twice or too late (one still arriving is left
-        // to the next open).
-        bootstrap::remove_snapshot_dbs(&*fs, &self.layout, |n| {
+        // to the next open); a file that will not go is no reason to fail.
+        if let Err(e) = bootstrap::remove_snapshot_dbs(&*fs, &self.layout, |n| {
             DataDir::received_db_index(n).is_some_and(|i| i <= meta.index)
-        })?;
+        }) {
+            tracing::warn!(target: "etcdserver", "stale snapshot dbs left: {e}");
+        }
         // The old store (and its lock) belong to the replaced file.
         self.store = Store::open(&db, self.cfg.store.clone())?;
         self.storage = etcdkit_schema::version::detect(&self.store.db().begin()?)?;
