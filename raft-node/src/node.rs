@@ -349,9 +349,7 @@ impl Node {
         let gauges2 = gauges.clone();
         let auth = member.auth().clone();
         let timings = member.timings().clone();
-        let mut d = Driver::new(member, transport, inflight2, gauges2);
-        d.wake = Some(queue.clone());
-        let driver = Arc::new(StateLock::new(Some(d)));
+        let driver = Arc::new(StateLock::new(Some(Driver::new(member, transport, queue.clone(), inflight2, gauges2))));
         let (driver2, queued) = (driver.clone(), queue.queued.clone());
         let thread = std::thread::Builder::new()
             .name(format!("etcdkit-node-{id:x}"))
@@ -783,13 +781,14 @@ struct Driver {
     /// it may run on this thread).
     snapshot_reports: Arc<StateLock<Vec<(u64, bool)>>>,
     /// The node's own queue, to wake it when a report arrives.
-    wake: Option<Queue>,
+    wake: Queue,
 }
 
 impl Driver {
     fn new(
         member: Member,
         transport: Arc<dyn Transport>,
+        wake: Queue,
         inflight: Arc<std::sync::atomic::AtomicUsize>,
         gauges: Arc<Gauges>,
     ) -> Driver {
@@ -807,7 +806,7 @@ impl Driver {
             fatal: None,
             background: Default::default(),
             snapshot_reports: Default::default(),
-            wake: None,
+            wake,
         }
     }
 
@@ -1051,9 +1050,7 @@ impl Driver {
             let (to, reports, wake) = (s.message.to, self.snapshot_reports.clone(), self.wake.clone());
             s.on_report(Box::new(move |delivered| {
                 reports.lock().push((to, delivered));
-                if let Some(q) = wake {
-                    q.try_send(Cmd::SnapshotReported);
-                }
+                wake.try_send(Cmd::SnapshotReported);
             }));
             self.transport.send_snapshot(s);
         }
