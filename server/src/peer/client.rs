@@ -337,12 +337,14 @@ type SnapshotBody = http_body_util::StreamBody<tokio_stream::wrappers::ReceiverS
 pub(crate) async fn snapshots(
     s: Arc<Shared>,
     peer: Arc<Peer>,
-    mut rx: mpsc::Receiver<(raftpb::Message, OutgoingSnapshot)>,
+    mut rx: mpsc::Receiver<OutgoingSnapshot>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut turn = 0usize;
     loop {
-        let Some((m, snapshot)) = next(&mut rx, &mut stopped).await else { return };
+        let Some(snapshot) = next(&mut rx, &mut stopped).await else { return };
+        // Its data is the v2 store JSON, as on the wire.
+        let m = etcdkit_raft_node::convert::message_to_etcd(&snapshot.message);
         let Some(url) = pick(&peer, turn) else { continue }; // dropped: reported failed
         let index = m.snapshot.metadata.index;
         // A few chunks in flight: the thread reads ahead of the socket, no more.

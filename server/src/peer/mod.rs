@@ -100,7 +100,7 @@ pub(crate) struct Peer {
     pub(crate) urls: RwLock<Vec<String>>,
     streams: [Mutex<Option<Attached>>; 2],
     pipeline: mpsc::Sender<raftpb::Message>,
-    snapshots: mpsc::Sender<(raftpb::Message, OutgoingSnapshot)>,
+    snapshots: mpsc::Sender<OutgoingSnapshot>,
     /// When a stream to or from the peer last came up (`None`: down).
     active_since: Mutex<Option<Instant>>,
     /// Whether the last request failed (its outage is logged once).
@@ -307,10 +307,8 @@ impl Transport for PeerTransport {
 
     fn send_snapshot(&self, s: OutgoingSnapshot) {
         let Some(peer) = self.shared.peer(s.message.to) else { return };
-        // Its data is the v2 store JSON, as on the wire.
-        let em = convert::message_to_etcd(&s.message);
         // One snapshot at a time; raft sends another if this one is dropped.
-        let _ = peer.snapshots.try_send((em, s));
+        let _ = peer.snapshots.try_send(s);
     }
 
     fn update_members(&self, members: &[Member], removed: &std::collections::BTreeSet<u64>) {
