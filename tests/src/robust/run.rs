@@ -246,6 +246,7 @@ async fn history(cfg: &Config, mut cluster: Cluster, dir: &Path) -> Result<Repor
     // The primary watcher (the event log) and a second one over half the keys.
     let rotate = |k: usize| endpoints.iter().cycle().skip(k).take(n).cloned().collect::<Vec<_>>();
     let primary = tokio::spawn(watch::run_watcher(
+        watch::Done::Events,
         rotate(0),
         traffic::PREFIX.to_vec(),
         traffic::prefix_end(),
@@ -257,6 +258,7 @@ async fn history(cfg: &Config, mut cluster: Cluster, dir: &Path) -> Result<Repor
         watch_deadline,
     ));
     let second = tokio::spawn(watch::run_watcher(
+        watch::Done::Progress,
         rotate(1),
         traffic::key(0),
         traffic::key(cfg.keys / 2),
@@ -415,6 +417,7 @@ async fn compacted_watch(endpoints: &[String], rev: i64, report: &mut Report) {
             }
         }
         let w = watch::run_watcher(
+            watch::Done::Progress,
             vec![ep.clone()],
             traffic::PREFIX.to_vec(),
             traffic::prefix_end(),

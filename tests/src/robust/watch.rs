@@ -66,11 +66,26 @@ pub struct Watcher {
     pub resumes: u64,
 }
 
+/// What tells a watcher that `until` has been delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Done {
+    /// An event or a progress notification at `until` or above (a watcher
+    /// of part of the key space may see no event at `until`).
+    Progress,
+    /// An event at `until` or above, never a progress notification alone:
+    /// the event log, which sees every key, so the final revision's event
+    /// reaches it. etcd 3.4 may send a progress notification ahead of
+    /// events still on their way (etcd #15220); stopping on it ended a
+    /// control run's log early, and the writes after its end looked lost.
+    Events,
+}
+
 /// Watches `[key, end)` from `start` over `endpoints` (the first one first),
-/// until `stop` is set and `until` (read then) has been delivered, or
-/// `deadline`. `delivered` follows the last event revision seen.
+/// until `stop` is set and `until` (read then) has been delivered as `done`
+/// says, or `deadline`. `delivered` follows the last event revision seen.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_watcher(
+    done: Done,
     endpoints: Vec<String>,
     key: Bytes,
     end: Bytes,
@@ -95,8 +110,15 @@ pub async fn run_watcher(
     let mut known = last;
     let mut next_ep = 0;
     let mut opened = 0u64;
+    let finished = |last: i64, known: i64| {
+        let reached = match done {
+            Done::Progress => known,
+            Done::Events => last,
+        };
+        stop.load(Ordering::Relaxed) && reached >= until.load(Ordering::Relaxed)
+    };
     'outer: while Instant::now() < deadline {
-        if stop.load(Ordering::Relaxed) && known >= until.load(Ordering::Relaxed) {
+        if finished(last, known) {
             break;
         }
         let member = next_ep % endpoints.len();
@@ -132,7 +154,7 @@ pub async fn run_watcher(
             if Instant::now() >= deadline {
                 break 'outer;
             }
-            if stop.load(Ordering::Relaxed) && known >= until.load(Ordering::Relaxed) {
+            if finished(last, known) {
                 break 'outer;
             }
             tokio::select! {
@@ -307,5 +329,101 @@ fn apply(state: &mut BTreeMap<Bytes, KeyValue>, e: &Event) {
         state.remove(&e.kv.key);
     } else {
         state.insert(e.kv.key.clone(), e.kv.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+
+    use etcdkit_proto::etcdserverpb::watch_server::{Watch, WatchServer};
+    use etcdkit_proto::mvccpb;
+    use tokio_stream::Stream;
+
+    use super::*;
+
+    /// A member with etcd 3.4's #15220: it answers a watch from revision 2
+    /// with a progress notification at 4, then the events at 2, 3 and 4.
+    struct ProgressAhead;
+
+    fn header(revision: i64) -> Option<pb::ResponseHeader> {
+        Some(pb::ResponseHeader { revision, ..Default::default() })
+    }
+
+    #[tonic::async_trait]
+    impl Watch for ProgressAhead {
+        type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, tonic::Status>> + Send>>;
+
+        async fn watch(
+            &self,
+            req: tonic::Request<tonic::Streaming<pb::WatchRequest>>,
+        ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+            let mut inbound = req.into_inner();
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            tokio::spawn(async move {
+                // The create request, then the progress requests, unread.
+                let _ = inbound.message().await;
+                tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
+                let created = pb::WatchResponse { header: header(1), created: true, ..Default::default() };
+                let ahead = pb::WatchResponse { header: header(4), ..Default::default() };
+                let _ = tx.send(Ok(created)).await;
+                let _ = tx.send(Ok(ahead)).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                for rev in 2..=4 {
+                    let kv = mvccpb::KeyValue {
+                        key: b"k".to_vec(),
+                        create_revision: 2,
+                        mod_revision: rev,
+                        version: rev - 1,
+                        value: format!("v{rev}").into_bytes(),
+                        lease: 0,
+                    };
+                    let event = mvccpb::Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None };
+                    let _ = tx
+                        .send(Ok(pb::WatchResponse { header: header(rev), events: vec![event], ..Default::default() }))
+                        .await;
+                }
+                // The stream stays open: the watcher decides when it is done.
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            });
+            Ok(tonic::Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        }
+    }
+
+    async fn watch_until_4(done: Done, ep: &str) -> Watcher {
+        let now = Instant::now();
+        run_watcher(
+            done,
+            vec![ep.to_string()],
+            b"k".to_vec(),
+            Vec::new(),
+            2,
+            now,
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(AtomicI64::new(4)),
+            Arc::new(AtomicI64::new(0)),
+            now + Duration::from_secs(5),
+        )
+        .await
+    }
+
+    /// A control history's event log once ended at such a progress
+    /// notification (seed 2000 of the real etcd 3.4 control, CI of stop 35):
+    /// the writes after it looked lost and the history not linearizable.
+    #[tokio::test]
+    async fn the_event_log_is_not_ended_by_a_progress_notification_ahead_of_its_events() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ep = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(WatchServer::new(ProgressAhead))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let log = watch_until_4(Done::Events, &ep).await;
+        let revs: Vec<i64> = events(&log).iter().map(|e| e.kv.mod_revision).collect();
+        assert_eq!(revs, [2, 3, 4]);
+        // A watcher of part of the key space takes the notification's word.
+        let part = watch_until_4(Done::Progress, &ep).await;
+        assert!(events(&part).is_empty(), "{:?}", part.records);
     }
 }
