@@ -160,20 +160,32 @@ async fn snapshot(State(s): State<Arc<Shared>>, method: Method, h: HeaderMap, bo
             }
             Ok(None) // the body failed: the sink's file is removed
         });
-        let mut first = Some(buf.split().freeze());
+        // The body's pieces are as large as a socket read; they go to the
+        // writer gathered into chunks of the sink's size, so that it wakes
+        // once a chunk and writes each uncopied. (Room for one more piece,
+        // at most hyper's read buffer, so a chunk never grows in place.)
+        const CHUNK: usize = etcdkit_raft_node::SnapshotSink::CHUNK;
+        let fresh = || BytesMut::with_capacity(CHUNK + CHUNK / 2);
+        let mut gathered = fresh();
+        gathered.extend_from_slice(&buf);
         let body_err = loop {
-            let chunk = match first.take() {
-                Some(c) => Ok(Some(c)),
-                None => futures_next(&mut body).await.transpose(),
-            };
-            match chunk {
-                Ok(c) => {
-                    let end = c.is_none();
-                    if tx.send(c).await.is_err() || end {
-                        break None; // the body ended, or the writer failed (it says why)
-                    }
-                }
+            let c = match futures_next(&mut body).await.transpose() {
+                Ok(c) => c,
                 Err(e) => break Some(e.to_string()),
+            };
+            let end = c.is_none();
+            if let Some(c) = c {
+                gathered.extend_from_slice(&c);
+            }
+            let mut sent = Ok(());
+            if gathered.len() >= CHUNK || (end && !gathered.is_empty()) {
+                sent = tx.send(Some(std::mem::replace(&mut gathered, fresh()).freeze())).await;
+            }
+            if sent.is_ok() && end {
+                sent = tx.send(None).await;
+            }
+            if sent.is_err() || end {
+                break None; // the body ended, or the writer failed (it says why)
             }
         };
         drop(tx);
