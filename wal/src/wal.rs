@@ -34,31 +34,35 @@ pub struct Segment {
 /// file's end). A segment is preallocated to 64 MB; etcd's decoder reads no
 /// further than its records either, and reading the zeros after them was
 /// most of a restart. The decoder sees the same bytes up to the zero field.
-/// `buf` is reused from segment to segment: its pages are faulted in once.
-fn read_records(f: &dyn File, path: &Path, size: u64, buf: &mut Vec<u8>) -> Result<()> {
+/// `buf` is reused from segment to segment: its pages are faulted in and
+/// zeroed once, not again for each segment; the bytes read are
+/// `buf[..returned]` (what lies past them is an earlier segment's).
+fn read_records(f: &dyn File, path: &Path, size: u64, buf: &mut Vec<u8>) -> Result<usize> {
     const STEP: u64 = 1 << 20;
-    buf.clear();
     // Room for a whole segment at once (pages are touched only as they are
     // read), so growing never copies; a file larger than any segment (a
     // hostile one) grows in steps.
     buf.reserve(size.min(SEGMENT_SIZE + STEP) as usize);
+    let mut have = 0usize;
     let mut frame = 0usize;
-    while (buf.len() as u64) < size {
-        let have = buf.len();
+    while (have as u64) < size {
         let n = (size - have as u64).min(STEP) as usize;
-        buf.resize(have + n, 0);
-        f.read_exact_at(&mut buf[have..], have as u64).map_err(|e| Error::io("read", path, e))?;
-        while let Some(field) = buf.get(frame..frame + 8) {
+        if buf.len() < have + n {
+            buf.resize(have + n, 0);
+        }
+        f.read_exact_at(&mut buf[have..have + n], have as u64).map_err(|e| Error::io("read", path, e))?;
+        have += n;
+        while let Some(field) = buf[..have].get(frame..frame + 8) {
             let field = u64::from_le_bytes(field.try_into().expect("8 bytes"));
             if field == 0 {
-                return Ok(());
+                return Ok(have);
             }
             let (len, pad) = split_len_field(field);
             let len = len.saturating_add(pad);
             frame = frame.saturating_add(8).saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
         }
     }
-    Ok(())
+    Ok(have)
 }
 
 /// Reads and decodes `names` (in order) from `dir`, verifying the CRC chain
@@ -80,9 +84,9 @@ fn decode_files(
         let path = dir.join(name);
         let f = fs.open(&path, Open::Read).map_err(|e| Error::io("open", &path, e))?;
         let size = f.len().map_err(|e| Error::io("stat", &path, e))?;
-        read_records(&*f, &path, size, &mut bytes)?;
+        let read = read_records(&*f, &path, size, &mut bytes)?;
         drop(f);
-        let mut dec = Decoder::new(&path, &bytes, crc, i + 1 == names.len());
+        let mut dec = Decoder::new(&path, &bytes[..read], crc, i + 1 == names.len());
         let mut frames = Vec::new();
         let end = loop {
             match dec.next_frame() {
@@ -662,5 +666,44 @@ impl Wal {
     /// Flushes and syncs everything written.
     pub fn close(mut self) -> Result<()> {
         self.sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment of frames (each a length field, then that many bytes of
+    /// `fill`) totalling `len` bytes of frames, then zeros to `size`.
+    fn segment(fs: &dyn Fs, path: &Path, len: usize, fill: u8, size: usize) {
+        let mut b = Vec::with_capacity(size);
+        while b.len() < len {
+            let n = 4088.min(len - b.len() - 8);
+            b.extend_from_slice(&(n as u64).to_le_bytes());
+            b.resize(b.len() + n, fill);
+        }
+        b.resize(size, 0);
+        fs.write(path, &b).unwrap();
+    }
+
+    /// The buffer keeps an earlier, longer segment's bytes past a later
+    /// one's end; what is returned as read is the later segment's alone.
+    #[test]
+    fn a_reused_buffer_reads_each_segment_alone() {
+        let fs = etcdkit_fs::SimFs::new();
+        fs.create_dir_all(Path::new("/w"), 0o700).unwrap();
+        let (long, short) = (Path::new("/w/a"), Path::new("/w/b"));
+        segment(&fs, long, 3 << 20, 0xaa, (3 << 20) + 4096);
+        segment(&fs, short, 8192, 0xbb, 2 << 20);
+        let mut buf = Vec::new();
+        let f = fs.open(long, Open::Read).unwrap();
+        let n = read_records(&*f, long, f.len().unwrap(), &mut buf).unwrap();
+        assert!(n >= 3 << 20 && buf[..n].contains(&0xaa));
+        let f = fs.open(short, Open::Read).unwrap();
+        let n = read_records(&*f, short, f.len().unwrap(), &mut buf).unwrap();
+        // One step (1 MiB) holds its frames and the zero field after them.
+        assert_eq!(n, 1 << 20);
+        assert_eq!(&buf[..n], &fs.read(short).unwrap()[..n]);
+        assert!(buf.len() > n, "the earlier segment's bytes are still there, past what was read");
     }
 }
