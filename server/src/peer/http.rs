@@ -149,24 +149,33 @@ async fn snapshot(State(s): State<Arc<Shared>>, method: Method, h: HeaderMap, bo
         // checks, names the file) only on `None`, the body's clean end.
         let save_err = |e: String| refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("failed to save KV snapshot ({e})"));
         let sink = s.receiver.clone();
-        let (tx, mut chunks) = tokio::sync::mpsc::channel::<Option<bytes::Bytes>>(4);
+        // The body's pieces are as large as a socket read; they go to the
+        // writer gathered into chunks of the sink's size, so that it wakes
+        // once a chunk and writes each uncopied. The writer hands each
+        // buffer back when written: a 1 GiB db reuses a few, rather than
+        // faulting in a fresh megabyte for every one. (Room for one more
+        // piece, at most hyper's read buffer, so a chunk never grows.)
+        const CHUNK: usize = etcdkit_raft_node::SnapshotSink::CHUNK;
+        let (tx, mut chunks) = tokio::sync::mpsc::channel::<Option<Vec<u8>>>(4);
+        let (give_back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
         let writer = tokio::task::spawn_blocking(move || {
             let mut sink = sink.begin(index)?;
             while let Some(chunk) = chunks.blocking_recv() {
                 match chunk {
-                    Some(c) => sink.write(&c)?,
+                    Some(mut c) => {
+                        sink.write(&c)?;
+                        c.clear();
+                        let _ = give_back.send(c);
+                    }
                     None => return sink.finish().map(Some),
                 }
             }
             Ok(None) // the body failed: the sink's file is removed
         });
-        // The body's pieces are as large as a socket read; they go to the
-        // writer gathered into chunks of the sink's size, so that it wakes
-        // once a chunk and writes each uncopied. (Room for one more piece,
-        // at most hyper's read buffer, so a chunk never grows in place.)
-        const CHUNK: usize = etcdkit_raft_node::SnapshotSink::CHUNK;
-        let fresh = || BytesMut::with_capacity(CHUNK + CHUNK / 2);
-        let mut gathered = fresh();
+        let next_buffer = |spare: &std::sync::mpsc::Receiver<Vec<u8>>| {
+            spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK + CHUNK / 2))
+        };
+        let mut gathered = next_buffer(&spare);
         gathered.extend_from_slice(&buf);
         let body_err = loop {
             let c = match futures_next(&mut body).await.transpose() {
@@ -179,7 +188,8 @@ async fn snapshot(State(s): State<Arc<Shared>>, method: Method, h: HeaderMap, bo
             }
             let mut sent = Ok(());
             if gathered.len() >= CHUNK || (end && !gathered.is_empty()) {
-                sent = tx.send(Some(std::mem::replace(&mut gathered, fresh()).freeze())).await;
+                let full = std::mem::replace(&mut gathered, next_buffer(&spare));
+                sent = tx.send(Some(full)).await;
             }
             if sent.is_ok() && end {
                 sent = tx.send(None).await;
