@@ -46,7 +46,7 @@ use std::sync::Arc;
 
 pub use faulty::{DiskFaults, FaultyFs};
 pub use map::Map;
-pub use real::RealFs;
+pub use real::{RealFs, lower_thread_priority};
 pub use rng::Rng;
 pub use sim::{Fault, Reboot, SimFs, crash_seeds};
 

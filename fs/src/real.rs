@@ -157,3 +157,16 @@ fn ofd_lock(f: &std::fs::File) -> io::Result<bool> {
         _ => Err(e),
     }
 }
+
+/// Marks the calling thread as background work (a defragmentation's copy):
+/// nice 10, so that on a small machine the member's own threads (a client's
+/// write, its WAL fsync, its answer) run first and the copy takes the cores'
+/// leftover time. Best effort: a refused call changes nothing and is not an
+/// error.
+pub fn lower_thread_priority() {
+    // SAFETY: gettid and setpriority take integers only and act on this
+    // thread's scheduling; they touch none of our memory.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
+}

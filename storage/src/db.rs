@@ -436,6 +436,22 @@ impl Db {
         self.file.sync_data().map_err(|e| Error::io("fdatasync", e))
     }
 
+    /// Turns [`Options::no_sync`] on or off for the commits that follow (as
+    /// bbolt's `DB.NoSync` field does). Turning it off does not make earlier
+    /// commits durable: [`Db::sync`] first.
+    pub fn set_no_sync(&mut self, no_sync: bool) -> Result<()> {
+        if !no_sync {
+            // Commits without sync do not zero ahead (`zero_ahead`): the
+            // file's own end is where the zeroing resumes, or the next
+            // appending commit would zero the pages they wrote.
+            let len = self.file.len().map_err(|e| Error::io(format!("stat {}", self.path.display()), e))?;
+            let z = self.zeroed.get_mut();
+            *z = (*z).max(len);
+        }
+        self.opts.no_sync = no_sync;
+        Ok(())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

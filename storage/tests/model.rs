@@ -325,3 +325,41 @@ fn errors_are_typed() {
     assert!(matches!(ro.begin_rw(), Err(Error::ReadOnly)));
     assert_eq!(ro.begin().unwrap().bucket(b"b").unwrap().unwrap().sequence(), 1);
 }
+
+/// A file written without syncs (a defragmentation's copy), then synced and
+/// switched to synced commits, keeps every page: the next commits append
+/// past what the unsynced ones wrote, and zeroing ahead of the file's end
+/// starts at its end, not where the file ended when it was opened.
+#[test]
+fn commits_after_no_sync_is_turned_off_keep_the_unsynced_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy.db");
+    let mut db = Db::open(&path, Options { no_sync: true, ..Default::default() }).unwrap();
+    let mut model = BTreeMap::new();
+    let mut put_batch = |db: &Db, first: u32| {
+        db.update(|tx| {
+            let mut b = tx.create_bucket_if_not_exists(b"b")?;
+            b.set_fill_percent(1.0);
+            for i in first..first + 2000 {
+                let (k, v) = (i.to_be_bytes().to_vec(), vec![(i % 251) as u8; 1000]);
+                b.put(&k, &v)?;
+                model.insert(k, v);
+            }
+            Ok(())
+        })
+        .unwrap();
+    };
+    for n in 0..3 {
+        put_batch(&db, n * 2000);
+    }
+    db.sync().unwrap();
+    db.set_no_sync(false).unwrap();
+    assert!(!db.options().no_sync);
+    for n in 3..5 {
+        put_batch(&db, n * 2000);
+    }
+    assert_matches(&db, &model);
+    drop(db);
+    let db = Db::open(&path, Options::default()).unwrap();
+    assert_matches(&db, &model);
+}

@@ -63,7 +63,10 @@ impl Background {
             Err(e) => return reply.send(Err(e.into())),
         };
         let cancel = copy.canceller();
-        let spawned = std::thread::Builder::new().name("etcdkit-defrag".into()).spawn(move || copy.run(&mut |_| {}));
+        let spawned = std::thread::Builder::new().name("etcdkit-defrag".into()).spawn(move || {
+            etcdkit_fs::lower_thread_priority();
+            copy.run(&mut |_| {})
+        });
         match spawned {
             Ok(thread) => self.defrag = Some(Defrag { thread, cancel, reply, retries, tmp: tmp.to_path_buf() }),
             Err(e) => {
