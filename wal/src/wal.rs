@@ -12,8 +12,8 @@ use prost::Message;
 use crate::error::{Error, Result};
 use crate::names::{is_valid_seq, parse_wal_name, read_wal_names, search_index, wal_name};
 use crate::record::{
-    CRC_TYPE, Decoder, ENTRY_TYPE, End, Frame, METADATA_TYPE, SNAPSHOT_TYPE, STATE_TYPE, crc_update, encode_frame,
-    split_len_field,
+    CRC_TYPE, Decoder, ENTRY_TYPE, End, Frame, FrameRef, METADATA_TYPE, SNAPSHOT_TYPE, STATE_TYPE, crc_update,
+    encode_frame, split_len_field,
 };
 
 /// Preallocated size of a segment; a segment is cut once a write crosses it.
@@ -75,7 +75,7 @@ fn decode_files(
     dir: &Path,
     names: &[String],
     keep: bool,
-    visit: &mut dyn FnMut(&Path, &Frame) -> Result<()>,
+    visit: &mut dyn FnMut(&Path, &FrameRef<'_>) -> Result<()>,
 ) -> Result<(Vec<Segment>, End, u32)> {
     let mut out = Vec::new();
     let mut crc = 0u32;
@@ -89,12 +89,12 @@ fn decode_files(
         let mut dec = Decoder::new(&path, &bytes[..read], crc, i + 1 == names.len());
         let mut frames = Vec::new();
         let end = loop {
-            match dec.next_frame() {
+            match dec.next_frame_ref() {
                 Ok(Some(f)) => {
                     chain_crc(&mut dec, &f, &path)?;
                     visit(&path, &f)?;
                     if keep {
-                        frames.push(f);
+                        frames.push(f.to_frame());
                     }
                 }
                 Ok(None) => break End::Clean,
@@ -115,17 +115,17 @@ fn decode_files(
 
 /// A crc record continues the chain: it must carry the CRC of everything
 /// before it (0 only at the very start), and the chain goes on from it.
-fn chain_crc(dec: &mut Decoder<'_>, f: &Frame, path: &Path) -> Result<()> {
-    if f.record.r#type == CRC_TYPE {
-        if dec.crc != 0 && f.record.crc != dec.crc {
+fn chain_crc(dec: &mut Decoder<'_>, f: &FrameRef<'_>, path: &Path) -> Result<()> {
+    if f.r#type == CRC_TYPE {
+        if dec.crc != 0 && f.crc != dec.crc {
             return Err(Error::CrcMismatch {
                 file: path.to_path_buf(),
                 offset: f.offset,
-                stored: f.record.crc,
+                stored: f.crc,
                 computed: dec.crc,
             });
         }
-        dec.crc = f.record.crc;
+        dec.crc = f.crc;
     }
     Ok(())
 }
@@ -137,15 +137,11 @@ pub fn read_segments(fs: &dyn Fs, dir: &Path) -> Result<(Vec<Segment>, bool)> {
     Ok((segs, end == End::Torn))
 }
 
-fn decode<M: Message + Default>(f: &Frame, file: &Path) -> Result<M> {
-    M::decode(f.record.data.as_deref().unwrap_or(&[])).map_err(|e| Error::Corrupt {
-        file: file.to_path_buf(),
-        offset: f.offset,
-        what: e.to_string(),
-    })
+fn decode<M: Message + Default>(f: &FrameRef<'_>, file: &Path) -> Result<M> {
+    M::decode(f.data()).map_err(|e| Error::Corrupt { file: file.to_path_buf(), offset: f.offset, what: e.to_string() })
 }
 
-fn corrupt(path: &Path, f: &Frame, what: String) -> Error {
+fn corrupt(path: &Path, f: &FrameRef<'_>, what: String) -> Error {
     Error::Corrupt { file: path.to_path_buf(), offset: f.offset, what }
 }
 
@@ -181,8 +177,8 @@ fn select(fs: &dyn Fs, dir: &Path, start: &Snapshot) -> Result<Vec<String>> {
 fn apply(fs: &dyn Fs, dir: &Path, names: &[String], start: &Snapshot) -> Result<ReadAll> {
     let mut r = ReadAll::default();
     let mut metadata: Option<Vec<u8>> = None;
-    let mut visit = |path: &Path, f: &Frame| -> Result<()> {
-        match f.record.r#type {
+    let mut visit = |path: &Path, f: &FrameRef<'_>| -> Result<()> {
+        match f.r#type {
             ENTRY_TYPE => {
                 let e: Entry = decode(f, path)?;
                 if !(0..=2).contains(&e.r#type) {
@@ -215,7 +211,7 @@ fn apply(fs: &dyn Fs, dir: &Path, names: &[String], start: &Snapshot) -> Result<
                 r.state = st;
             }
             METADATA_TYPE => {
-                let d = f.record.data.clone().unwrap_or_default();
+                let d = f.data().to_vec();
                 if metadata.as_ref().is_some_and(|m| *m != d) {
                     return Err(Error::MetadataConflict);
                 }
@@ -258,7 +254,7 @@ pub fn valid_snapshot_entries(fs: &dyn Fs, dir: &Path) -> Result<Vec<Snapshot>> 
     let mut snaps = Vec::new();
     let mut state = HardState::default();
     decode_files(fs, dir, &names, false, &mut |path, f| {
-        match f.record.r#type {
+        match f.r#type {
             SNAPSHOT_TYPE => snaps.push(decode::<Snapshot>(f, path)?),
             STATE_TYPE => state = decode(f, path)?,
             _ => {}
@@ -279,7 +275,7 @@ pub fn repair(fs: &dyn Fs, dir: &Path) -> Result<bool> {
     let bytes = fs.read(&path).map_err(|e| Error::io("read", &path, e))?;
     let mut dec = Decoder::new(&path, &bytes, 0, true);
     loop {
-        match dec.next_frame() {
+        match dec.next_frame_ref() {
             Ok(Some(f)) => chain_crc(&mut dec, &f, &path)?,
             Ok(None) => return Ok(false),
             Err(Error::UnexpectedEof { offset, .. }) => {
