@@ -456,6 +456,15 @@ impl Db {
         &self.path
     }
 
+    /// Closes the database, unmapping its file, and hands back the file,
+    /// its lock still held (the defragmentation frees a replaced file's
+    /// blocks a step at a time before it lets the file go).
+    pub fn into_file(self) -> Box<dyn File> {
+        let Db { file, shared, .. } = self;
+        drop(shared);
+        file
+    }
+
     /// Drops the file's pages that reads mapped in from this process's
     /// resident set (they stay in the page cache): after a pass over the
     /// whole file, such as the index rebuild on open.
