@@ -221,6 +221,11 @@ fn leaf_for<'l>(leaves: &'l mut BTreeMap<Box<[u8]>, Leaf>, key: &[u8]) -> &'l mu
         .1
 }
 
+/// Every entry of `leaves`, in key order.
+fn entries(leaves: &BTreeMap<Box<[u8]>, Leaf>) -> impl Iterator<Item = (&[u8], Result<&[u8], u32>)> {
+    leaves.values().flat_map(|l| (0..l.starts.len()).map(move |i| l.entry(i)))
+}
+
 /// Fills leaves in key order (a bulk build).
 #[derive(Default)]
 struct Builder {
@@ -233,6 +238,18 @@ struct Builder {
 
 impl Builder {
     fn push(&mut self, key: &[u8], b: Building) {
+        if b.bytes.len() <= INLINE_MAX {
+            push_entry(self.next_entry(key), key, Ok(&b.bytes));
+        } else {
+            let slot = self.long.len() as u32;
+            push_entry(self.next_entry(key), key, Err(slot));
+            self.long.push(b);
+        }
+    }
+
+    /// Counts an entry for `key` and returns the buffer its bytes go to,
+    /// starting a new leaf first if the current one is full.
+    fn next_entry(&mut self, key: &[u8]) -> &mut Vec<u8> {
         if self.cur.buf.len() >= LEAF_BYTES {
             self.flush();
             self.cur_key = key.into();
@@ -243,13 +260,8 @@ impl Builder {
             self.cur.starts.reserve(64);
         }
         self.cur.starts.push(self.cur.buf.len() as u32);
-        if b.bytes.len() <= INLINE_MAX {
-            push_entry(&mut self.cur.buf, key, Ok(&b.bytes));
-        } else {
-            push_entry(&mut self.cur.buf, key, Err(self.long.len() as u32));
-            self.long.push(b);
-        }
         self.len += 1;
+        &mut self.cur.buf
     }
 
     fn flush(&mut self) {
@@ -296,6 +308,31 @@ impl Index {
             }
         }
         b.finish()
+    }
+
+    /// One index of the keys of `a` and `b`, which have no key in common
+    /// (the index rebuild's parts). Both are read in key order and the new
+    /// leaves written in order, so this is a streaming copy.
+    pub(crate) fn merge(a: Index, b: Index) -> Index {
+        let Index { leaves: leaves_a, long: mut long_a, .. } = a;
+        let Index { leaves: leaves_b, long: mut long_b, .. } = b;
+        let (mut ea, mut eb) = (entries(&leaves_a).peekable(), entries(&leaves_b).peekable());
+        let mut out = Builder::default();
+        loop {
+            let take_a = match (ea.peek(), eb.peek()) {
+                (Some(x), Some(y)) => x.0 < y.0,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let (it, long) = if take_a { (&mut ea, &mut long_a) } else { (&mut eb, &mut long_b) };
+            let (key, hist) = it.next().expect("peeked");
+            match hist {
+                Ok(h) => push_entry(out.next_entry(key), key, Ok(h)),
+                Err(slot) => out.push(key, std::mem::take(&mut long[slot as usize])),
+            }
+        }
+        out.finish()
     }
 
     fn hist<'s>(&'s self, h: Result<&'s [u8], u32>) -> Hist<'s> {
@@ -647,6 +684,25 @@ mod tests {
             proptest::prop_assert_eq!(rebuilt.len(), model.len());
             for (k, ki) in &model {
                 proptest::prop_assert_eq!(rebuilt.get(k, rev), ki.get(rev));
+            }
+            // The rebuild's parts: keys split between two bulk builds, merged.
+            let part = |odd: bool| {
+                Index::from_sorted(model.iter().filter(|(k, _)| (k.len() % 2 == 1) == odd).map(|(k, ki)| {
+                    let mut h = Vec::new();
+                    history::encode(ki, &mut h);
+                    (&k[..], Building::from_bytes(h).unwrap_or_default())
+                }))
+            };
+            let merged = Index::merge(part(false), part(true));
+            proptest::prop_assert_eq!(merged.len(), model.len());
+            let flat = |ix: &Index| -> Vec<(Vec<u8>, Vec<u8>)> {
+                entries(&ix.leaves).map(|(k, h)| (k.to_vec(), ix.hist(h).bytes().to_vec())).collect()
+            };
+            proptest::prop_assert_eq!(flat(&merged), flat(&rebuilt));
+            for at in (0..=rev).step_by(5) {
+                for (k, ki) in &model {
+                    proptest::prop_assert_eq!(merged.get(k, at), ki.get(at));
+                }
             }
         }
     }

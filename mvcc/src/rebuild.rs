@@ -1,7 +1,7 @@
 //! Opening a store: the meta keys and leases are read, and the in-memory
 //! index is rebuilt from the `key` bucket by two threads (etcd's
-//! `restoreIntoIndex`), each indexing the keys of its hash half, merged in key
-//! order straight into the index's leaves.
+//! `restoreIntoIndex`), each indexing the keys of its hash half into an
+//! index of its own; the two merge in key order.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -52,8 +52,8 @@ impl Store {
         }
         // The key bucket is scanned by two threads, each indexing the keys
         // whose hash falls in its half (a key's records stay in order within
-        // one thread); each sorts its part, and the parts merge into one bulk
-        // build of the tree index.
+        // one thread); each sorts its part and builds an index of it, and
+        // the parts merge as streams.
         let kb = tx.bucket(KEY)?;
         let parts: u64 = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 { 2 } else { 1 };
         let scans: Vec<Result<Scan>> = match &kb {
@@ -63,44 +63,88 @@ impl Store {
                 hs.into_iter().map(|h| h.join().expect("index scan does not panic")).collect()
             }),
         };
-        let mut last_lease: Vec<(&[u8], i64)> = Vec::new();
-        let mut sorted: Vec<KeyRun<'_>> = Vec::new();
+        let mut last_lease: Vec<(Vec<u8>, i64)> = Vec::new();
+        let mut index: Option<Index> = None;
         for scan in scans {
             let scan = scan?;
             self.current_rev = self.current_rev.max(scan.last_rev);
             last_lease.extend(scan.leases);
-            sorted.push(scan.keys);
+            index = Some(match index {
+                None => scan.index,
+                Some(i) => Index::merge(i, scan.index),
+            });
         }
-        let merged = merge_sorted(sorted);
-        self.index = Index::from_sorted(merged);
+        self.index = index.unwrap_or_default();
         if self.current_rev < self.compact_main_rev {
             self.current_rev = self.compact_main_rev;
         }
         for (key, id) in last_lease {
-            self.leases.attach(key, id);
+            self.leases.attach(&key, id);
         }
         Ok(scheduled)
     }
 }
 
 /// One thread's part of the index rebuild.
-struct Scan<'a> {
-    /// Its keys, sorted, with their histories.
-    keys: KeyRun<'a>,
+struct Scan {
+    /// Its keys with their histories.
+    index: Index,
     /// Keys whose newest record carries a lease.
-    leases: Vec<(&'a [u8], i64)>,
+    leases: Vec<(Vec<u8>, i64)>,
     /// Main revision of the bucket's last record.
     last_rev: i64,
 }
 
+/// Keys back to back, key `i` at `bytes[ends[i - 1]..ends[i]]`.
+///
+/// Why a copy: the leaves are built in key order, and the records of keys
+/// adjacent in that order may lie anywhere in the file. Copying each key
+/// once, in file order, while its page is being read anyway, leaves the
+/// sort and the leaves' build reading a few MiB instead of the whole mapped
+/// bucket at random (a 1 M-key restart spent 13 % of its samples in those
+/// cache and TLB misses).
+#[derive(Default)]
+struct Arena {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Arena {
+    fn push(&mut self, key: &[u8]) -> u32 {
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len());
+        (self.ends.len() - 1) as u32
+    }
+
+    fn key(&self, slot: u32) -> &[u8] {
+        let i = slot as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+}
+
+/// The thread (of `parts`) that indexes a key with hash `hash`: taken from
+/// the hash's upper half, which the multiply mixes from every input bit. (Its
+/// lowest bit is one bit of the key's first byte for an 8-byte key, which
+/// is the same for every key etcd's benchmark writes: one thread did all the
+/// work.) The slot table's [`Pass`] moves these bits out of its index
+/// (below 16 M slots).
+fn part_of(hash: u64, parts: u64) -> u64 {
+    (hash >> 32) % parts
+}
+
 /// Indexes the keys of the `key` bucket whose hash is `part` modulo `parts`
 /// (etcd `restoreIntoIndex`, 3.4.23 rules).
-fn scan_keys<'a>(kb: &etcdkit_storage::Bucket<'a>, part: u64, parts: u64) -> Result<Scan<'a>> {
+fn scan_keys<'a>(kb: &etcdkit_storage::Bucket<'a>, part: u64, parts: u64) -> Result<Scan> {
     use std::hash::BuildHasher;
     let hasher = crate::FxBuild::default();
-    // Each key's slot in `keys`: the key, its history, the lease of its newest record.
+    // Each key's slot: in `arena`, `hists` and `leases_of`. The table borrows
+    // the key where the file holds its first record.
     let mut slot_of: HashMap<Hashed<'a>, u32, PassHash> = HashMap::default();
-    let mut keys: Vec<(&[u8], Building, i64)> = Vec::new();
+    let mut arena = Arena::default();
+    let mut hists: Vec<Building> = Vec::new();
+    // The lease of each key's newest record.
+    let mut leases_of: Vec<i64> = Vec::new();
     // The previous record's key with its hash, whether this thread indexes
     // it, and its slot: records of one key often follow each other, and
     // then need no lookup.
@@ -119,7 +163,7 @@ fn scan_keys<'a>(kb: &etcdkit_storage::Bucket<'a>, part: u64, parts: u64) -> Res
             Some((lk, mine, slot)) if lk.key == key => (lk, mine, slot),
             _ => {
                 let hashed = Hashed { hash: hasher.hash_one(key), key };
-                let mine = parts == 1 || hashed.hash % parts == part;
+                let mine = parts == 1 || part_of(hashed.hash, parts) == part;
                 (hashed, mine, if mine { slot_of.get(&hashed).copied() } else { None })
             }
         };
@@ -134,15 +178,15 @@ fn scan_keys<'a>(kb: &etcdkit_storage::Bucket<'a>, part: u64, parts: u64) -> Res
         }
         match slot {
             Some(s) => {
-                let (_, b, lease) = &mut keys[s as usize];
-                if !b.push(rev, tomb) {
+                if !hists[s as usize].push(rev, tomb) {
                     return Err(MvccError::Corrupt(format!("revision {}.{} out of order", rev.main, rev.sub)));
                 }
-                *lease = if tomb { 0 } else { kv.lease };
+                leases_of[s as usize] = if tomb { 0 } else { kv.lease };
             }
             None if !tomb => {
-                let s = keys.len() as u32;
-                keys.push((key, Building::new(Revision::new(kv.create_revision, 0), rev, kv.version), kv.lease));
+                let s = arena.push(key);
+                hists.push(Building::new(Revision::new(kv.create_revision, 0), rev, kv.version));
+                leases_of.push(kv.lease);
                 slot_of.insert(hashed, s);
                 last = Some((hashed, true, Some(s)));
             }
@@ -157,11 +201,16 @@ fn scan_keys<'a>(kb: &etcdkit_storage::Bucket<'a>, part: u64, parts: u64) -> Res
         Some(h) => u64::from_be_bytes(*h),
         None => k.iter().enumerate().fold(0u64, |h, (i, &b)| h | u64::from(b) << (56 - 8 * i)),
     };
-    let mut order: Vec<(u64, &[u8], u32)> = keys.iter().enumerate().map(|(i, k)| (head(k.0), k.0, i as u32)).collect();
-    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-    let leases = keys.iter().filter(|k| k.2 != 0).map(|k| (k.0, k.2)).collect();
-    let sorted: KeyRun<'a> = order.into_iter().map(|(_, k, i)| (k, std::mem::take(&mut keys[i as usize].1))).collect();
-    Ok(Scan { keys: sorted, leases, last_rev })
+    let mut order: Vec<(u64, u32)> = (0..hists.len() as u32).map(|s| (head(arena.key(s)), s)).collect();
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| arena.key(a.1).cmp(arena.key(b.1))));
+    let leases =
+        leases_of.iter().enumerate().filter(|l| *l.1 != 0).map(|(s, &id)| (arena.key(s as u32).to_vec(), id)).collect();
+    // This thread builds its part of the index (reading its keys and
+    // histories in key order is most of the rebuild's cache misses, now
+    // spent on both cores); the parts then merge as streams.
+    let index =
+        Index::from_sorted(order.into_iter().map(|(_, s)| (arena.key(s), std::mem::take(&mut hists[s as usize]))));
+    Ok(Scan { index, leases, last_rev })
 }
 
 /// A key with its hash, computed once per record (it also picks the
@@ -188,9 +237,11 @@ impl std::hash::Hash for Hashed<'_> {
     }
 }
 
-/// The hasher of the slot table: [`Hashed`]'s hash, byte-swapped, since
-/// within one thread the low bits (the thread's choice) are all the same
-/// and the table places entries by its low bits.
+/// The hasher of the slot table: [`Hashed`]'s hash, byte-swapped: the
+/// table places entries by its low bits, which FxHash mixes least, and the
+/// swap also moves the bit that chose the thread ([`part_of`]: the same
+/// within one thread) to bit 24, above the index of a table below 16 M
+/// slots.
 #[derive(Default)]
 struct Pass(u64);
 
@@ -212,39 +263,3 @@ impl std::hash::Hasher for Pass {
 }
 
 type PassHash = std::hash::BuildHasherDefault<Pass>;
-
-/// Keys (borrowed from the file) with their histories, in key order.
-type KeyRun<'a> = Vec<(&'a [u8], Building)>;
-
-/// Merges sorted runs of distinct keys into one sorted sequence.
-fn merge_sorted<'a>(runs: Vec<KeyRun<'a>>) -> Box<dyn Iterator<Item = (&'a [u8], Building)> + 'a> {
-    let mut it = runs.into_iter();
-    let mut acc: Box<dyn Iterator<Item = (&'a [u8], Building)>> = Box::new(it.next().unwrap_or_default().into_iter());
-    for r in it {
-        acc = Box::new(Merge { a: acc.peekable(), b: r.into_iter().peekable() });
-    }
-    acc
-}
-
-/// Two sorted sequences of distinct keys as one.
-struct Merge<A: Iterator, B: Iterator> {
-    a: std::iter::Peekable<A>,
-    b: std::iter::Peekable<B>,
-}
-
-impl<'a, A, B> Iterator for Merge<A, B>
-where
-    A: Iterator<Item = (&'a [u8], Building)>,
-    B: Iterator<Item = (&'a [u8], Building)>,
-{
-    type Item = (&'a [u8], Building);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let take_a = match (self.a.peek(), self.b.peek()) {
-            (Some(x), Some(y)) => x.0 <= y.0,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if take_a { self.a.next() } else { self.b.next() }
-    }
-}
