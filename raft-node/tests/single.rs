@@ -189,6 +189,62 @@ fn snapshot_dbs_left_in_the_snap_dir_are_removed_at_open() {
     node.close().unwrap();
 }
 
+/// A restart reads the WAL from the newest `.snap` when the WAL shows that
+/// `.snap` valid, and otherwise searches the whole WAL as etcd 3.5 does: a
+/// `.snap` the WAL has no record of is passed over, and a damaged one (with
+/// its record) is renamed `.broken`; either way the member comes back with
+/// every put, from the older snapshot and the log after it.
+#[test]
+fn restart_passes_over_a_snap_the_wal_lacks_and_a_damaged_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path());
+    cfg.snapshot_count = 5;
+    let snap_dir = cfg.layout().snap();
+    let snaps = || {
+        let mut names: Vec<String> = std::fs::read_dir(&snap_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".snap"))
+            .collect();
+        names.sort();
+        names
+    };
+    let write = |node: &Node, from: usize, to: usize| {
+        for i in from..to {
+            node.put(format!("k{i:03}").as_bytes(), b"v").unwrap();
+        }
+    };
+    let node = leading(cfg.clone());
+    write(&node, 0, 20);
+    node.close().unwrap();
+    let names = snaps();
+    assert!(names.len() >= 2, "{names:?}");
+    let newest = names.last().unwrap().clone();
+    let (term, index) = etcdkit_schema::snap::parse_snap_name(&newest).unwrap();
+
+    // A `.snap` named past anything the WAL holds: not the WAL's, passed over.
+    let stray = etcdkit_schema::snap::snap_name(term, index + 1000);
+    std::fs::copy(snap_dir.join(&newest), snap_dir.join(&stray)).unwrap();
+    let node = leading(cfg.clone());
+    for i in 0..20 {
+        assert_eq!(node.get(format!("k{i:03}").as_bytes()).unwrap(), Some(b"v".to_vec()), "k{i:03}");
+    }
+    write(&node, 20, 23);
+    node.close().unwrap();
+    assert!(snap_dir.join(&stray).exists());
+    std::fs::remove_file(snap_dir.join(&stray)).unwrap();
+
+    // The newest `.snap` damaged: renamed `.broken`, the one before it used.
+    let newest = snaps().last().unwrap().clone();
+    std::fs::write(snap_dir.join(&newest), b"not a snapshot").unwrap();
+    let node = leading(cfg.clone());
+    for i in 0..23 {
+        assert_eq!(node.get(format!("k{i:03}").as_bytes()).unwrap(), Some(b"v".to_vec()), "k{i:03}");
+    }
+    node.close().unwrap();
+    assert!(snap_dir.join(format!("{newest}.broken")).exists());
+}
+
 /// Kills the node at seeded random points of a concurrent write load, eight
 /// times over the same data dir: every acknowledged put survives, none is
 /// applied twice, the consistent index matches the applied index, and the
