@@ -233,12 +233,19 @@ impl Store {
         // unmapping and freeing take a while on a large file: not on this
         // thread.
         let old = std::mem::replace(&mut self.db, Arc::new(dst));
+        // Whether to free it in steps is decided here, from the size the
+        // store knows: a file call on that thread for every defragmentation
+        // would be an operation at a racing point of the crash models.
+        let large = before > FREE_AT_ONCE;
         let _ = std::thread::Builder::new().name("etcdkit-defrag-drop".into()).spawn(move || {
             etcdkit_fs::lower_thread_priority();
             // (A snapshot still reading the old file keeps it whole; it
             // goes at once with the last reader.)
             if let Ok(old) = Arc::try_unwrap(old) {
-                free_in_steps(&*old.into_file(), FREE_STEP, FREE_AT_ONCE);
+                let file = old.into_file();
+                if large {
+                    free_in_steps(&*file, FREE_STEP, FREE_AT_ONCE);
+                }
             }
         });
         self.poisoned = false;
