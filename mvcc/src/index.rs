@@ -221,6 +221,13 @@ fn leaf_for<'l>(leaves: &'l mut BTreeMap<Box<[u8]>, Leaf>, key: &[u8]) -> &'l mu
         .1
 }
 
+/// A key's history for [`Index::from_sorted`]: packed bytes, or the
+/// working form of one that grew record by record.
+pub(crate) enum Packed<'a> {
+    Bytes(&'a [u8]),
+    Grown(Building),
+}
+
 /// Every entry of `leaves`, in key order.
 fn entries(leaves: &BTreeMap<Box<[u8]>, Leaf>) -> impl Iterator<Item = (&[u8], Result<&[u8], u32>)> {
     leaves.values().flat_map(|l| (0..l.starts.len()).map(move |i| l.entry(i)))
@@ -300,11 +307,18 @@ impl Index {
     }
 
     /// An index from keys in ascending order with their histories (a bulk build).
-    pub(crate) fn from_sorted<'a>(keys: impl Iterator<Item = (&'a [u8], Building)>) -> Index {
+    pub(crate) fn from_sorted<'a>(keys: impl Iterator<Item = (&'a [u8], Packed<'a>)>) -> Index {
         let mut b = Builder::default();
         for (k, h) in keys {
-            if !h.bytes.is_empty() {
-                b.push(k, h);
+            match h {
+                Packed::Bytes(h) if h.len() <= INLINE_MAX => {
+                    if !h.is_empty() {
+                        push_entry(b.next_entry(k), k, Ok(h));
+                    }
+                }
+                Packed::Bytes(h) => b.push(k, Building::from_bytes(h.to_vec()).expect("not empty")),
+                Packed::Grown(h) if h.bytes.is_empty() => {}
+                Packed::Grown(h) => b.push(k, h),
             }
         }
         b.finish()
@@ -679,7 +693,7 @@ mod tests {
             let rebuilt = Index::from_sorted(model.iter().map(|(k, ki)| {
                 let mut h = Vec::new();
                 history::encode(ki, &mut h);
-                (&k[..], Building::from_bytes(h).unwrap_or_default())
+                (&k[..], Packed::Grown(Building::from_bytes(h).unwrap_or_default()))
             }));
             proptest::prop_assert_eq!(rebuilt.len(), model.len());
             for (k, ki) in &model {
@@ -690,7 +704,9 @@ mod tests {
                 Index::from_sorted(model.iter().filter(|(k, _)| (k.len() % 2 == 1) == odd).map(|(k, ki)| {
                     let mut h = Vec::new();
                     history::encode(ki, &mut h);
-                    (&k[..], Building::from_bytes(h).unwrap_or_default())
+                    // Bytes on one side, the working form on the other.
+                    let b = Building::from_bytes(h).unwrap_or_default();
+                    (&k[..], if odd { Packed::Grown(b) } else { Packed::Bytes(Box::leak(b.bytes.into_boxed_slice())) })
                 }))
             };
             let merged = Index::merge(part(false), part(true));
