@@ -244,13 +244,19 @@ struct Builder {
 }
 
 impl Builder {
-    fn push(&mut self, key: &[u8], b: Building) {
-        if b.bytes.len() <= INLINE_MAX {
-            push_entry(self.next_entry(key), key, Ok(&b.bytes));
-        } else {
-            let slot = self.long.len() as u32;
-            push_entry(self.next_entry(key), key, Err(slot));
-            self.long.push(b);
+    /// Adds `key` with its history: in the leaf when it is short enough,
+    /// else in a slot of `long`. An empty history adds nothing.
+    fn push(&mut self, key: &[u8], h: Packed<'_>) {
+        match h {
+            Packed::Bytes([]) => {}
+            Packed::Bytes(h) if h.len() <= INLINE_MAX => push_entry(self.next_entry(key), key, Ok(h)),
+            Packed::Bytes(h) => self.push(key, Packed::Grown(Building::from_bytes(h.to_vec()).expect("not empty"))),
+            Packed::Grown(b) if b.bytes.len() <= INLINE_MAX => self.push(key, Packed::Bytes(&b.bytes)),
+            Packed::Grown(b) => {
+                let slot = self.long.len() as u32;
+                push_entry(self.next_entry(key), key, Err(slot));
+                self.long.push(b);
+            }
         }
     }
 
@@ -310,16 +316,7 @@ impl Index {
     pub(crate) fn from_sorted<'a>(keys: impl Iterator<Item = (&'a [u8], Packed<'a>)>) -> Index {
         let mut b = Builder::default();
         for (k, h) in keys {
-            match h {
-                Packed::Bytes(h) if h.len() <= INLINE_MAX => {
-                    if !h.is_empty() {
-                        push_entry(b.next_entry(k), k, Ok(h));
-                    }
-                }
-                Packed::Bytes(h) => b.push(k, Building::from_bytes(h.to_vec()).expect("not empty")),
-                Packed::Grown(h) if h.bytes.is_empty() => {}
-                Packed::Grown(h) => b.push(k, h),
-            }
+            b.push(k, h);
         }
         b.finish()
     }
@@ -342,8 +339,8 @@ impl Index {
             let (it, long) = if take_a { (&mut ea, &mut long_a) } else { (&mut eb, &mut long_b) };
             let (key, hist) = it.next().expect("peeked");
             match hist {
-                Ok(h) => push_entry(out.next_entry(key), key, Ok(h)),
-                Err(slot) => out.push(key, std::mem::take(&mut long[slot as usize])),
+                Ok(h) => out.push(key, Packed::Bytes(h)),
+                Err(slot) => out.push(key, Packed::Grown(std::mem::take(&mut long[slot as usize]))),
             }
         }
         out.finish()
@@ -690,23 +687,25 @@ mod tests {
                     proptest::prop_assert_eq!(got, want);
                 }
             }
-            let rebuilt = Index::from_sorted(model.iter().map(|(k, ki)| {
-                let mut h = Vec::new();
-                history::encode(ki, &mut h);
-                (&k[..], Packed::Grown(Building::from_bytes(h).unwrap_or_default()))
-            }));
+            let packed: Vec<(&[u8], Vec<u8>)> = model
+                .iter()
+                .map(|(k, ki)| {
+                    let mut h = Vec::new();
+                    history::encode(ki, &mut h);
+                    (&k[..], h)
+                })
+                .collect();
+            let grown = |h: &[u8]| Packed::Grown(Building::from_bytes(h.to_vec()).unwrap_or_default());
+            let rebuilt = Index::from_sorted(packed.iter().map(|(k, h)| (*k, grown(h))));
             proptest::prop_assert_eq!(rebuilt.len(), model.len());
             for (k, ki) in &model {
                 proptest::prop_assert_eq!(rebuilt.get(k, rev), ki.get(rev));
             }
-            // The rebuild's parts: keys split between two bulk builds, merged.
+            // The rebuild's parts: keys split between two bulk builds (bytes
+            // on one side, the working form on the other), merged.
             let part = |odd: bool| {
-                Index::from_sorted(model.iter().filter(|(k, _)| (k.len() % 2 == 1) == odd).map(|(k, ki)| {
-                    let mut h = Vec::new();
-                    history::encode(ki, &mut h);
-                    // Bytes on one side, the working form on the other.
-                    let b = Building::from_bytes(h).unwrap_or_default();
-                    (&k[..], if odd { Packed::Grown(b) } else { Packed::Bytes(Box::leak(b.bytes.into_boxed_slice())) })
+                Index::from_sorted(packed.iter().filter(|(k, _)| (k.len() % 2 == 1) == odd).map(|(k, h)| {
+                    (*k, if odd { grown(h) } else { Packed::Bytes(h) })
                 }))
             };
             let merged = Index::merge(part(false), part(true));

@@ -155,7 +155,7 @@ fn part_of(hash: u64, parts: u64) -> u64 {
 fn scan_keys<'a>(kb: &etcdkit_storage::Bucket<'a>, part: u64, parts: u64) -> Result<Scan> {
     use std::hash::BuildHasher;
     let hasher = crate::FxBuild::default();
-    // Each key's slot: in `arena`, `hists` and `leases_of`. The table borrows
+    // Each key's slot: in `arena`, `grown` and `leases_of`. The table borrows
     // the key where the file holds its first record.
     let mut slot_of: HashMap<Hashed<'a>, u32, PassHash> = HashMap::default();
     let mut arena = Arena::default();
