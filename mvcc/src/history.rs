@@ -448,9 +448,8 @@ mod tests {
             let Some(&(m, s, _)) = ops.iter().find(|o| !o.2) else { return Ok(()) };
             // The same history grown through `Building` from its first put
             // (as the index rebuild grows a key's history from its first record).
-            let mut b = Building::from_bytes(first(Revision::new(m, s), Revision::new(m, s), 1).as_slice().to_vec()).unwrap();
-            let mut h2 = Vec::new();
-            h2.extend_from_slice(first(Revision::new(m, s), Revision::new(m, s), 1).as_slice());
+            let mut h2 = first(Revision::new(m, s), Revision::new(m, s), 1).as_slice().to_vec();
+            let mut b = Building::from_bytes(h2.clone()).unwrap();
             let mut started = false;
             for &(main, sub, tomb) in &ops {
                 let rev = Revision::new(main, sub);
