@@ -18,6 +18,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The descriptors themselves, for the JSON gateway's reflection.
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("etcd_api.fds"), prost::Message::encode_to_vec(&fds))?;
+    // Every RPC the files declare, for per-method counters that need no
+    // lookup table built at run time (and count no path that is not one).
+    let mut rpcs = Vec::new();
+    for file in &fds.file {
+        for service in &file.service {
+            let name = format!("{}.{}", file.package(), service.name());
+            for m in &service.method {
+                let kind = match (m.client_streaming(), m.server_streaming()) {
+                    (false, false) => "unary",
+                    (true, true) => "bidi_stream",
+                    (false, true) => "server_stream",
+                    (true, false) => "client_stream",
+                };
+                rpcs.push((format!("/{name}/{}", m.name()), name.clone(), m.name().to_string(), kind));
+            }
+        }
+    }
+    rpcs.sort();
+    let mut table = String::from("/// Every RPC of the API, by path (sorted): (service, method, grpc type).\n");
+    table.push_str("pub const GRPC_METHODS: &[(&str, (&str, &str, &str))] = &[\n");
+    for (path, service, method, kind) in &rpcs {
+        table.push_str(&format!("    (\"{path}\", (\"{service}\", \"{method}\", \"{kind}\")),\n"));
+    }
+    table.push_str("];\n");
+    std::fs::write(out.join("grpc_methods.rs"), table)?;
     let mut cfg = prost_build::Config::new();
     cfg.extern_path(".mvccpb", "crate::mvccpb").extern_path(".authpb", "crate::authpb");
     if std::env::var_os("CARGO_FEATURE_GRPC").is_some() {

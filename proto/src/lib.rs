@@ -60,6 +60,8 @@ pub use prost::{DecodeError, Message};
 /// needs to know etcd's messages by name.
 pub const API_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/etcd_api.fds"));
 
+include!(concat!(env!("OUT_DIR"), "/grpc_methods.rs"));
+
 #[cfg(test)]
 mod tests {
     use super::Message;

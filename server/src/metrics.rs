@@ -5,7 +5,6 @@
 //! served (`etcd_mvcc_{put,delete,range,txn}_total`). The member's gauges
 //! are read at scrape time (`http.rs`).
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -15,71 +14,102 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use etcdkit_proto::GRPC_METHODS;
 use http_body::Frame;
-use parking_lot::Mutex;
 
-/// (service, method, grpc type).
-type Rpc = (String, String, &'static str);
+/// gRPC's code names as go-grpc-prometheus labels them, by code.
+const CODES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+const CANCELED: usize = 1;
+const UNKNOWN: usize = 2;
 
-/// The server's counters.
-#[derive(Default)]
+/// The server's counters. The gRPC ones are one atomic per RPC of the API
+/// (`GRPC_METHODS`, by index) and per code: counting a call takes no lock
+/// and allocates nothing, and a path that names no RPC is not counted (as
+/// grpc-go's interceptors never see one), so clients cannot grow the set.
 pub struct Metrics {
-    started: Mutex<BTreeMap<Rpc, u64>>,
-    handled: Mutex<BTreeMap<(Rpc, &'static str), u64>>,
+    started: Box<[AtomicU64]>,
+    /// `CODES.len()` per RPC.
+    handled: Box<[AtomicU64]>,
     pub puts: AtomicU64,
     pub deletes: AtomicU64,
     pub ranges: AtomicU64,
     pub txns: AtomicU64,
 }
 
-/// gRPC's code names as go-grpc-prometheus labels them.
-fn code_name(code: &str) -> &'static str {
-    match code.trim() {
-        "0" => "OK",
-        "1" => "Canceled",
-        "2" => "Unknown",
-        "3" => "InvalidArgument",
-        "4" => "DeadlineExceeded",
-        "5" => "NotFound",
-        "6" => "AlreadyExists",
-        "7" => "PermissionDenied",
-        "8" => "ResourceExhausted",
-        "9" => "FailedPrecondition",
-        "10" => "Aborted",
-        "11" => "OutOfRange",
-        "12" => "Unimplemented",
-        "13" => "Internal",
-        "14" => "Unavailable",
-        "15" => "DataLoss",
-        "16" => "Unauthenticated",
-        _ => "Unknown",
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let zeros = |n| (0..n).map(|_| AtomicU64::new(0)).collect();
+        Metrics {
+            started: zeros(GRPC_METHODS.len()),
+            handled: zeros(GRPC_METHODS.len() * CODES.len()),
+            puts: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
+            ranges: AtomicU64::new(0),
+            txns: AtomicU64::new(0),
+        }
     }
 }
 
-fn rpc_type(service: &str, method: &str) -> &'static str {
-    match (service, method) {
-        ("etcdserverpb.Watch", "Watch") | ("etcdserverpb.Lease", "LeaseKeepAlive") => "bidi_stream",
-        ("etcdserverpb.Maintenance", "Snapshot") | ("v3electionpb.Election", "Observe") => "server_stream",
-        _ => "unary",
-    }
+/// The RPC a request path names, as its index in `GRPC_METHODS`.
+fn rpc_of(path: &str) -> Option<usize> {
+    GRPC_METHODS.binary_search_by(|(p, _)| (*p).cmp(path)).ok()
+}
+
+/// A `grpc-status` value as its code (anything else: Unknown).
+fn code_of(status: &str) -> usize {
+    status.trim().parse().ok().filter(|c: &usize| *c < CODES.len()).unwrap_or(UNKNOWN)
 }
 
 impl Metrics {
-    fn handled(&self, rpc: &Rpc, code: &'static str) {
-        *self.handled.lock().entry((rpc.clone(), code)).or_default() += 1;
+    fn handled(&self, rpc: usize, code: usize) {
+        self.handled[rpc * CODES.len() + code].fetch_add(1, Relaxed);
     }
 
-    /// The counters in Prometheus text.
+    /// The counters in Prometheus text, each family in label order.
     pub fn render(&self, out: &mut String) {
-        let labels = |(s, m, t): &Rpc| format!("grpc_method=\"{m}\",grpc_service=\"{s}\",grpc_type=\"{t}\"");
+        let labels =
+            |(s, m, t): (&str, &str, &str)| format!("grpc_method=\"{m}\",grpc_service=\"{s}\",grpc_type=\"{t}\"");
+        let mut started: Vec<_> = GRPC_METHODS
+            .iter()
+            .zip(self.started.iter())
+            .map(|((_, rpc), n)| (*rpc, n.load(Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        started.sort_unstable();
         out.push_str("# HELP grpc_server_started_total Total number of RPCs started on the server.\n");
         out.push_str("# TYPE grpc_server_started_total counter\n");
-        for (rpc, n) in self.started.lock().iter() {
+        for (rpc, n) in started {
             out.push_str(&format!("grpc_server_started_total{{{}}} {n}\n", labels(rpc)));
         }
+        let mut handled: Vec<_> = self
+            .handled
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ((GRPC_METHODS[i / CODES.len()].1, CODES[i % CODES.len()]), n.load(Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        handled.sort_unstable();
         out.push_str("# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.\n");
         out.push_str("# TYPE grpc_server_handled_total counter\n");
-        for ((rpc, code), n) in self.handled.lock().iter() {
+        for ((rpc, code), n) in handled {
             out.push_str(&format!("grpc_server_handled_total{{grpc_code=\"{code}\",{}}} {n}\n", labels(rpc)));
         }
         for (name, help, v) in [
@@ -96,14 +126,12 @@ impl Metrics {
 /// The middleware in front of the gRPC services: counts each call started,
 /// and handled once its status is known (or its stream dropped: Canceled).
 pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().trim_start_matches('/').to_string();
-    let Some((service, method)) = path.split_once('/') else { return next.run(req).await };
-    let rpc: Rpc = (service.to_string(), method.to_string(), rpc_type(service, method));
-    *m.started.lock().entry(rpc.clone()).or_default() += 1;
+    let Some(rpc) = rpc_of(req.uri().path()) else { return next.run(req).await };
+    m.started[rpc].fetch_add(1, Relaxed);
     let resp = next.run(req).await;
     // A "trailers-only" answer carries its status in the headers.
-    if let Some(code) = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()) {
-        m.handled(&rpc, code_name(code));
+    if let Some(code) = resp.headers().get("grpc-status") {
+        m.handled(rpc, code.to_str().map_or(UNKNOWN, code_of));
         return resp;
     }
     let (parts, body) = resp.into_parts();
@@ -115,7 +143,7 @@ pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> R
 /// or Canceled when it is dropped before them (the client went away).
 struct Tracked {
     inner: Body,
-    rpc: Rpc,
+    rpc: usize,
     metrics: Arc<Metrics>,
     done: bool,
 }
@@ -130,9 +158,9 @@ impl http_body::Body for Tracked {
             && let Some(t) = f.trailers_ref()
             && !self.done
         {
-            let code = t.get("grpc-status").and_then(|v| v.to_str().ok()).map_or("Unknown", code_name);
+            let code = t.get("grpc-status").and_then(|v| v.to_str().ok()).map_or(UNKNOWN, code_of);
             self.done = true;
-            self.metrics.handled(&self.rpc, code);
+            self.metrics.handled(self.rpc, code);
         }
         r
     }
@@ -149,7 +177,59 @@ impl http_body::Body for Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         if !self.done {
-            self.metrics.handled(&self.rpc, "Canceled");
+            self.metrics.handled(self.rpc, CANCELED);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpcs_are_the_apis_with_their_grpc_types() {
+        let kind = |path| rpc_of(path).map(|i| GRPC_METHODS[i].1.2);
+        assert_eq!(kind("/etcdserverpb.KV/Put"), Some("unary"));
+        assert_eq!(kind("/etcdserverpb.Watch/Watch"), Some("bidi_stream"));
+        assert_eq!(kind("/etcdserverpb.Lease/LeaseKeepAlive"), Some("bidi_stream"));
+        assert_eq!(kind("/etcdserverpb.Maintenance/Snapshot"), Some("server_stream"));
+        assert_eq!(kind("/v3electionpb.Election/Observe"), Some("server_stream"));
+        assert_eq!(kind("/v3lockpb.Lock/Lock"), Some("unary"));
+        // Not an RPC: not counted, however many a client sends.
+        assert_eq!(kind("/etcdserverpb.KV/Nope"), None);
+        assert_eq!(kind("/etcdserverpb.KV"), None);
+        assert_eq!(kind("/metrics"), None);
+    }
+
+    #[test]
+    fn statuses_read_as_codes() {
+        assert_eq!(CODES[code_of("0")], "OK");
+        assert_eq!(CODES[code_of(" 16 ")], "Unauthenticated");
+        assert_eq!(CODES[code_of("17")], "Unknown");
+        assert_eq!(CODES[code_of("x")], "Unknown");
+    }
+
+    #[test]
+    fn render_lists_what_was_counted_in_label_order() {
+        let m = Metrics::default();
+        let (put, range) = (rpc_of("/etcdserverpb.KV/Put").unwrap(), rpc_of("/etcdserverpb.KV/Range").unwrap());
+        for (rpc, code) in [(put, 0), (range, 3), (put, 0), (range, 0)] {
+            m.started[rpc].fetch_add(1, Relaxed);
+            m.handled(rpc, code);
+        }
+        let mut text = String::new();
+        m.render(&mut text);
+        let ours: Vec<&str> = text.lines().filter(|l| l.starts_with("grpc_server_") && !l.contains("HELP")).collect();
+        let kv = |m: &str| format!("grpc_method=\"{m}\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"");
+        assert_eq!(
+            ours,
+            [
+                format!("grpc_server_started_total{{{}}} 2", kv("Put")),
+                format!("grpc_server_started_total{{{}}} 2", kv("Range")),
+                format!("grpc_server_handled_total{{grpc_code=\"OK\",{}}} 2", kv("Put")),
+                format!("grpc_server_handled_total{{grpc_code=\"InvalidArgument\",{}}} 1", kv("Range")),
+                format!("grpc_server_handled_total{{grpc_code=\"OK\",{}}} 1", kv("Range")),
+            ]
+        );
     }
 }

@@ -56,3 +56,35 @@ async fn metrics_count_fsyncs_and_commits() {
     }
     s.stop().await.unwrap();
 }
+
+/// `/metrics` counts gRPC calls as go-grpc-prometheus does: started and
+/// handled, by service, method, type and code, whether the status came in
+/// the trailers (a success) or alone in the headers (an error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_grpc_calls_by_method_and_code() {
+    use etcdkit_proto::etcdserverpb::RangeRequest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (s, url) = common::server(dir.path()).await;
+    let mut kv = common::client(&url).await.kv();
+    for i in 0..3 {
+        kv.put(PutRequest { key: format!("k{i}").into_bytes(), ..Default::default() }).await.unwrap();
+    }
+    let refused = kv.range(RangeRequest::default()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    let mut c = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
+    c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).await.unwrap();
+    let put = r#"grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary""#;
+    let range = r#"grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary""#;
+    for line in [
+        format!("grpc_server_started_total{{{put}}} 3"),
+        format!("grpc_server_handled_total{{grpc_code=\"OK\",{put}}} 3"),
+        format!("grpc_server_started_total{{{range}}} 1"),
+        format!("grpc_server_handled_total{{grpc_code=\"InvalidArgument\",{range}}} 1"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    s.stop().await.unwrap();
+}
