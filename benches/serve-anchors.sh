@@ -4,11 +4,14 @@
 # each as a 1-member and a 3-member cluster on loopback, all driven by the
 # same client: benches/go/load, etcd's `benchmark` workloads on clientv3.
 # Every mode runs against every system in the same run, at the same
-# connection × client shapes; the table has the ratios.
+# connection × client shapes; the table has the ratios. Beside them, the KV
+# modes also run against "no-op" (benches/src/bin/grpc-floor.rs: etcd's KV
+# service answering at once, storing nothing): what the client and the
+# transport alone carry on this machine, the floor no server can beat.
 #
 #   usage: benches/serve-anchors.sh
 #   env:   QUICK=1           1-member clusters, shapes 1×1 and 16×16, fewer ops
-#          SYSTEMS="…"       a subset of: etcdkit etcd-3.4 etcd-3.5
+#          SYSTEMS="…"       a subset of: etcdkit etcd-3.4 etcd-3.5 no-op
 #          MEMBERS="1 3"     cluster sizes
 #          MODES="…"         a subset of the mode names below
 #          SCALE=N           multiplies every operation count
@@ -24,7 +27,9 @@ root="$PWD"
 work="$root/target/serve-anchors"
 rm -rf "$work" && mkdir -p "$work/bin"
 
-EXTRA_BUILD="-p etcdkit-benches --bin pagestore-bench" source benches/serve-lib.sh
+EXTRA_BUILD="-p etcdkit-benches --bin pagestore-bench --bin grpc-floor" source benches/serve-lib.sh
+server[no-op]="$root/target/release/grpc-floor"
+[ -n "${SYSTEMS:-}" ] || systems+=(no-op)
 if [ -n "${QUICK:-}" ]; then
   members=(${MEMBERS:-1}); shapes=("1x1" "16x16"); scale=${SCALE:-1}
 else
@@ -62,6 +67,14 @@ trap stop_all EXIT
 # $endpoints. Member i: client port 24000+2i, peer port 24001+2i.
 start() {
   local sys=$1 n=$2 ic="" i
+  if [ "$sys" = no-op ]; then
+    "${server[$sys]}" 127.0.0.1:24000 >"$work/$sys-$n.log" 2>&1 &
+    pids+=($!)
+    endpoints=127.0.0.1:24000
+    for _ in $(seq 100); do grep -q ready "$work/$sys-$n.log" && return 0; sleep 0.1; done
+    echo "$sys did not start; log in $work" >&2
+    exit 1
+  fi
   for ((i = 0; i < n; i++)); do ic+="${ic:+,}m$i=http://127.0.0.1:$((24001 + 2 * i))"; done
   endpoints=""
   for ((i = 0; i < n; i++)); do
@@ -96,6 +109,8 @@ for n in "${members[@]}"; do
     for m in "${modes_all[@]}"; do
       IFS='|' read -r name flags ops <<<"$m"
       [ "$wanted" = "  " ] || [[ "$wanted" == *" $name "* ]] || continue
+      # The no-op server has only the KV service.
+      [ "$sys" != no-op ] || [[ "$name" == put-* || "$name" == txn-put || "$name" == range-* ]] || continue
       for shape in "${shapes[@]}"; do
         conns=${shape%x*} clients=${shape#*x}
         total=$((ops * scale * (clients > 1 ? 10 : 1)))

@@ -9,6 +9,13 @@ system, etcdkit's throughput ratio to each etcd) and
 OUTDIR/serve-plots/<members>m-<mode>.svg: p99 latency against throughput,
 one curve per system through its connection x client shapes (log-log axes),
 drawn here without a plotting library.
+
+The "no-op" system is benches' grpc-floor: etcd's KV service answering
+every call at once, storing nothing. Driven by the same client, it is the
+most that client, gRPC and the loopback carry on this machine: no server of
+the API can do better. Its rows (KV modes only) say what fraction of that
+etcdkit reaches, and how far above etcd the floor itself is (when the no-op
+server is not 3x etcd, 3x etcd is out of any server's reach here).
 """
 import json
 import math
@@ -16,7 +23,8 @@ import os
 import sys
 
 SYSTEMS = ["etcdkit", "etcd-3.4", "etcd-3.5"]
-COLOURS = {"etcdkit": "#c0392b", "etcd-3.4": "#2471a3", "etcd-3.5": "#229954"}
+NOOP = "no-op"
+COLOURS = {"etcdkit": "#c0392b", "etcd-3.4": "#2471a3", "etcd-3.5": "#229954", NOOP: "#7f8c8d"}
 
 
 def load(path):
@@ -43,7 +51,7 @@ def table(runs, floor):
     out = []
     for (members, name, shape), cells in rows.items():
         row = {"members": members, "mode": name, "shape": shape}
-        for s in SYSTEMS:
+        for s in SYSTEMS + [NOOP]:
             if s in cells:
                 res = cells[s]["result"]
                 row[s] = {k: res[k] for k in ("ops_per_sec", "p50_us", "p99_us", "p999_us", "errors")}
@@ -53,6 +61,10 @@ def table(runs, floor):
             if s in row:
                 row[f"x_{s}"] = ratio(kit, row[s]["ops_per_sec"])
                 row[f"p99_x_{s}"] = ratio(row.get("etcdkit", {}).get("p99_us"), row[s]["p99_us"])
+        if NOOP in row:
+            noop = row[NOOP]["ops_per_sec"]
+            row["of_noop"] = ratio(kit, noop)
+            row["noop_x_etcd-3.4"] = ratio(noop, row.get("etcd-3.4", {}).get("ops_per_sec"))
         out.append(row)
     return out
 
@@ -73,6 +85,10 @@ def markdown(rows, floor):
             rule += " ---: | ---: |"
         head += " ×3.4 | ×3.5 |"
         rule += " ---: | ---: |"
+        noop = any(NOOP in r for r in rows if r["members"] == members)
+        if noop:
+            head += " no-op ops/s | etcdkit ÷ no-op | no-op ÷ 3.4 |"
+            rule += " ---: | ---: | ---: |"
         lines += [head, rule]
         for r in rows:
             if r["members"] != members:
@@ -84,6 +100,11 @@ def markdown(rows, floor):
             for s in SYSTEMS[1:]:
                 x = r.get(f"x_{s}")
                 line += f" {x:.2f} |" if x else " – |"
+            if noop:
+                n = r.get(NOOP)
+                line += f" {n['ops_per_sec']:.0f} |" if n else " – |"
+                for k in ("of_noop", "noop_x_etcd-3.4"):
+                    line += f" {r[k]:.2f} |" if r.get(k) else " – |"
             lines.append(line)
         lines.append("")
     return "\n".join(lines)
