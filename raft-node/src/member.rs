@@ -690,9 +690,28 @@ impl Member {
 
     /// Persists, applies and collects everything raft has ready.
     pub fn process(&mut self) -> Result<Output> {
-        let mut out = Output { messages: std::mem::take(&mut self.outbox), ..Default::default() };
+        let mut early = Vec::new();
+        let mut out = self.process_sending(&mut |m| early.extend(m))?;
+        early.append(&mut out.messages);
+        out.messages = early;
+        Ok(out)
+    }
+
+    /// [`Member::process`], handing `send` each batch of messages that may
+    /// leave before this member's log is durable (a leader's appends and
+    /// heartbeats, raft §10.2.1) as soon as raft has it: before the WAL
+    /// write and fsync of the same `Ready`, so a leader's fsync and its
+    /// followers' overlap instead of following one another. The messages
+    /// that must wait for the fsync (a follower's answers, votes) come back
+    /// in the output, to be sent after.
+    pub fn process_sending(&mut self, send: &mut dyn FnMut(Vec<eraftpb::Message>)) -> Result<Output> {
+        let mut out = Output::default();
+        let queued = std::mem::take(&mut self.outbox);
+        if !queued.is_empty() {
+            send(queued);
+        }
         while self.raw.has_ready() {
-            self.handle_ready(&mut out)?;
+            self.handle_ready(&mut out, send)?;
         }
         let leader = self.is_leader();
         if leader && !self.was_leader {
@@ -713,10 +732,14 @@ impl Member {
         Ok(out)
     }
 
-    fn handle_ready(&mut self, out: &mut Output) -> Result<()> {
+    fn handle_ready(&mut self, out: &mut Output, send: &mut dyn FnMut(Vec<eraftpb::Message>)) -> Result<()> {
         let mut rd = self.raw.ready();
-        // A leader's messages may leave before its own log is durable (raft §10.2.1).
-        self.send(rd.take_messages(), out)?;
+        // A leader's messages may leave before its own log is durable (raft
+        // §10.2.1): they go now, before this Ready's WAL fsync.
+        let now = self.outgoing(rd.take_messages(), out)?;
+        if !now.is_empty() {
+            send(now);
+        }
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone())?;
         }
@@ -736,7 +759,8 @@ impl Member {
             self.waiting_reads.push((rs.index, rs.request_ctx));
         }
         self.apply_entries(rd.take_committed_entries(), out)?;
-        self.send(rd.take_persisted_messages(), out)?;
+        let after = self.outgoing(rd.take_persisted_messages(), out)?;
+        out.messages.extend(after);
         let mut light = self.raw.advance(rd);
         if let Some(c) = light.commit_index() {
             self.raw.mut_store().mem().wl().mut_hard_state().commit = c;
@@ -747,18 +771,21 @@ impl Member {
             let hs = convert::hard_state_to_etcd(&self.raw.raft.hard_state());
             self.wal.save(&hs, &[])?;
         }
-        self.send(light.take_messages(), out)?;
+        let after = self.outgoing(light.take_messages(), out)?;
+        out.messages.extend(after);
         self.apply_entries(light.take_committed_entries(), out)?;
         self.raw.advance_apply();
         self.release_reads(out);
         Ok(())
     }
 
-    /// Queues messages. A snapshot goes out with a handle on the db, which
-    /// the transport streams from its own thread (`snapshot_db`): the
-    /// message's data is the v2 store JSON (etcd's merged snapshot). Raft
-    /// sends the peer nothing else until [`Member::report_snapshot`].
-    fn send(&mut self, msgs: Vec<eraftpb::Message>, out: &mut Output) -> Result<()> {
+    /// Sorts raft's messages: a snapshot goes into `out` with a handle on
+    /// the db, which the transport streams from its own thread
+    /// (`snapshot_db`): the message's data is the v2 store JSON (etcd's
+    /// merged snapshot), and raft sends the peer nothing else until
+    /// [`Member::report_snapshot`]. The others are returned.
+    fn outgoing(&mut self, msgs: Vec<eraftpb::Message>, out: &mut Output) -> Result<Vec<eraftpb::Message>> {
+        let mut rest = Vec::with_capacity(msgs.len());
         for mut m in msgs {
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 // The stream's read transaction must see every applied entry.
@@ -767,9 +794,9 @@ impl Member {
                 out.snapshots.push(crate::OutgoingSnapshot::new(m, &self.store.db_shared()));
                 continue;
             }
-            out.messages.push(m);
+            rest.push(m);
         }
-        Ok(())
+        Ok(rest)
     }
 
     /// The transport is done with the snapshot for `to` (etcd reports when

@@ -1091,7 +1091,8 @@ impl Driver {
             let batch = std::mem::take(&mut self.new_reads);
             self.reads.insert(ctx, (batch, Instant::now()));
         }
-        let out = self.member.process()?;
+        let transport = self.transport.clone();
+        let out = self.member.process_sending(&mut |m| transport.send(m))?;
         self.transport.send(out.messages);
         for mut s in out.snapshots {
             let (to, reports, wake) = (s.message.to, self.snapshot_reports.clone(), self.wake.clone());
