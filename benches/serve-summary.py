@@ -64,7 +64,8 @@ def table(runs, floor):
         if NOOP in row:
             noop = row[NOOP]["ops_per_sec"]
             row["of_noop"] = ratio(kit, noop)
-            row["noop_x_etcd-3.4"] = ratio(noop, row.get("etcd-3.4", {}).get("ops_per_sec"))
+            for s in SYSTEMS[1:]:
+                row[f"noop_x_{s}"] = ratio(noop, row.get(s, {}).get("ops_per_sec"))
         out.append(row)
     return out
 
@@ -87,8 +88,8 @@ def markdown(rows, floor):
         rule += " ---: | ---: |"
         noop = any(NOOP in r for r in rows if r["members"] == members)
         if noop:
-            head += " no-op ops/s | etcdkit ÷ no-op | no-op ÷ 3.4 |"
-            rule += " ---: | ---: | ---: |"
+            head += " no-op ops/s | etcdkit ÷ no-op | no-op ÷ 3.4 | no-op ÷ 3.5 |"
+            rule += " ---: | ---: | ---: | ---: |"
         lines += [head, rule]
         for r in rows:
             if r["members"] != members:
@@ -103,7 +104,7 @@ def markdown(rows, floor):
             if noop:
                 n = r.get(NOOP)
                 line += f" {n['ops_per_sec']:.0f} |" if n else " – |"
-                for k in ("of_noop", "noop_x_etcd-3.4"):
+                for k in ("of_noop", "noop_x_etcd-3.4", "noop_x_etcd-3.5"):
                     line += f" {r[k]:.2f} |" if r.get(k) else " – |"
             lines.append(line)
         lines.append("")
