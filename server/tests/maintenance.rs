@@ -1,7 +1,10 @@
 //! Maintenance.Hash over gRPC is the backend hash of the member's db: the
 //! same value the store computes on the file once the server has stopped.
 
+use etcdkit_proto::etcdserverpb::kv_client::KvClient;
 use etcdkit_proto::etcdserverpb::{HashRequest, PutRequest};
+
+type Kv = KvClient<etcdkit_server::client::Svc>;
 
 mod common;
 
@@ -22,27 +25,39 @@ async fn hash_is_the_backend_hash() {
     assert_eq!(store.hash().unwrap(), served);
 }
 
+/// A served member holding `n` puts (keys `k0`…), with its URL and a KV client.
+async fn with_puts(dir: &std::path::Path, n: usize) -> (etcdkit_server::Server, String, Kv) {
+    let (s, url) = common::server(dir).await;
+    let mut kv = common::client(&url).await.kv();
+    for i in 0..n {
+        kv.put(PutRequest { key: format!("k{i}").into_bytes(), ..Default::default() }).await.unwrap();
+    }
+    (s, url, kv)
+}
+
+/// The member's `/metrics` page, over plain HTTP/1.0.
+async fn scrape(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
+    c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).await.unwrap();
+    text
+}
+
 /// `/metrics` has etcd's disk latency histograms, counting the WAL's
 /// fsyncs and the backend's commits (the batch commits without more writes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_fsyncs_and_commits() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let (s, url) = common::server(dir.path()).await;
-    let mut kv = common::client(&url).await.kv();
-    for i in 0..5 {
-        kv.put(PutRequest { key: format!("k{i}").into_bytes(), ..Default::default() }).await.unwrap();
-    }
+    let (s, url, _) = with_puts(dir.path(), 5).await;
     let count = |text: &str, name: &str| -> u64 {
         let line = text.lines().find(|l| l.starts_with(&format!("{name}_count "))).expect(name);
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let mut c = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
-        c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
-        let mut text = String::new();
-        c.read_to_string(&mut text).await.unwrap();
+        let text = scrape(&url).await;
         assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.001\"}"), "{text}");
         let (fsyncs, commits) = (
             count(&text, "etcd_disk_wal_fsync_duration_seconds"),
@@ -63,19 +78,11 @@ async fn metrics_count_fsyncs_and_commits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_grpc_calls_by_method_and_code() {
     use etcdkit_proto::etcdserverpb::RangeRequest;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let (s, url) = common::server(dir.path()).await;
-    let mut kv = common::client(&url).await.kv();
-    for i in 0..3 {
-        kv.put(PutRequest { key: format!("k{i}").into_bytes(), ..Default::default() }).await.unwrap();
-    }
+    let (s, url, mut kv) = with_puts(dir.path(), 3).await;
     let refused = kv.range(RangeRequest::default()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
-    let mut c = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
-    c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
-    let mut text = String::new();
-    c.read_to_string(&mut text).await.unwrap();
+    let text = scrape(&url).await;
     let put = r#"grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary""#;
     let range = r#"grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary""#;
     for line in [
