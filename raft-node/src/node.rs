@@ -1091,8 +1091,7 @@ impl Driver {
             let batch = std::mem::take(&mut self.new_reads);
             self.reads.insert(ctx, (batch, Instant::now()));
         }
-        let transport = self.transport.clone();
-        let out = self.member.process_sending(&mut |m| transport.send(m))?;
+        let out = self.member.process_sending(&mut |m| self.transport.send(m))?;
         self.transport.send(out.messages);
         for mut s in out.snapshots {
             let (to, reports, wake) = (s.message.to, self.snapshot_reports.clone(), self.wake.clone());

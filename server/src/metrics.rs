@@ -74,8 +74,9 @@ fn rpc_of(path: &str) -> Option<usize> {
 }
 
 /// A `grpc-status` value as its code (anything else: Unknown).
-fn code_of(status: &str) -> usize {
-    status.trim().parse().ok().filter(|c: &usize| *c < CODES.len()).unwrap_or(UNKNOWN)
+fn code_of(status: &axum::http::HeaderValue) -> usize {
+    let code = status.to_str().ok().and_then(|s| s.trim().parse().ok());
+    code.filter(|c: &usize| *c < CODES.len()).unwrap_or(UNKNOWN)
 }
 
 impl Metrics {
@@ -131,7 +132,7 @@ pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> R
     let resp = next.run(req).await;
     // A "trailers-only" answer carries its status in the headers.
     if let Some(code) = resp.headers().get("grpc-status") {
-        m.handled(rpc, code.to_str().map_or(UNKNOWN, code_of));
+        m.handled(rpc, code_of(code));
         return resp;
     }
     let (parts, body) = resp.into_parts();
@@ -158,7 +159,7 @@ impl http_body::Body for Tracked {
             && let Some(t) = f.trailers_ref()
             && !self.done
         {
-            let code = t.get("grpc-status").and_then(|v| v.to_str().ok()).map_or(UNKNOWN, code_of);
+            let code = t.get("grpc-status").map_or(UNKNOWN, code_of);
             self.done = true;
             self.metrics.handled(self.rpc, code);
         }
@@ -203,10 +204,11 @@ mod tests {
 
     #[test]
     fn statuses_read_as_codes() {
-        assert_eq!(CODES[code_of("0")], "OK");
-        assert_eq!(CODES[code_of(" 16 ")], "Unauthenticated");
-        assert_eq!(CODES[code_of("17")], "Unknown");
-        assert_eq!(CODES[code_of("x")], "Unknown");
+        let code = |s: &'static str| CODES[code_of(&axum::http::HeaderValue::from_static(s))];
+        assert_eq!(code("0"), "OK");
+        assert_eq!(code(" 16 "), "Unauthenticated");
+        assert_eq!(code("17"), "Unknown");
+        assert_eq!(code("x"), "Unknown");
     }
 
     #[test]
