@@ -64,7 +64,7 @@ pub fn generate(path: &Path, target_bytes: u64, seed: u64) -> (i64, u64) {
                     // Delete: a tombstone carrying only the key.
                     let i = (rng.next_u64() % live.len() as u64) as usize;
                     let k = live.swap_remove(i);
-                    let kv = KeyValue { key: k.name, ..Default::default() };
+                    let kv = KeyValue { key: k.name.into(), ..Default::default() };
                     kb.put(&rev_key(rev, true), &kv.encode_to_vec()).unwrap();
                     continue;
                 }
@@ -90,11 +90,11 @@ pub fn generate(path: &Path, target_bytes: u64, seed: u64) -> (i64, u64) {
                 }
                 value.truncate(len);
                 let kv = KeyValue {
-                    key: k.name.clone(),
+                    key: k.name.clone().into(),
                     create_revision: k.create,
                     mod_revision: rev,
                     version: k.version,
-                    value: value.clone(),
+                    value: value.clone().into(),
                     lease: 0,
                 };
                 kb.put(&rev_key(rev, false), &kv.encode_to_vec()).unwrap();

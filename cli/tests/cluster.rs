@@ -124,8 +124,7 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
                 ..Default::default()
             })
             .unwrap();
-        let have: std::collections::HashMap<&[u8], i64> =
-            all.kvs.iter().map(|kv| (kv.key.as_slice(), kv.version)).collect();
+        let have: std::collections::HashMap<&[u8], i64> = all.kvs.iter().map(|kv| (&kv.key[..], kv.version)).collect();
         for k in &all_acked {
             assert_eq!(have.get(k.as_bytes()), Some(&1), "round {round}: {k} lost or applied twice");
         }

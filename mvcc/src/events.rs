@@ -27,6 +27,11 @@ impl Store {
     /// key's previous state. A start below the compaction revision is
     /// `Compacted`.
     pub fn events(&self, range: KeyRange<'_>, from: i64, prev_kv: bool) -> Result<Vec<Event>> {
+        self.events_until(range, from, i64::MAX, prev_kv)
+    }
+
+    /// [`Store::events`] of revisions `from..=to` only.
+    pub fn events_until(&self, range: KeyRange<'_>, from: i64, to: i64, prev_kv: bool) -> Result<Vec<Event>> {
         self.usable()?;
         if from < self.compact_main_rev {
             return Err(MvccError::Compacted { rev: from, compacted: self.compact_main_rev });
@@ -35,34 +40,42 @@ impl Store {
         let kb = tx.bucket(KEY)?;
         let start = Revision::new(from.max(0), 0).to_key(false);
         let mut out = Vec::new();
-        let mut visit = |k: &[u8], v: &[u8]| -> Result<()> {
+        // `false` once past `to` (the bucket is in revision order).
+        let mut visit = |k: &[u8], v: &[u8]| -> Result<bool> {
             let (rev, tomb) =
                 Revision::from_key(k).ok_or_else(|| MvccError::Corrupt(format!("key of {} bytes", k.len())))?;
+            if rev.main > to {
+                return Ok(false);
+            }
             let mut kv = decode_kv(v, rev)?;
             if !range.contains(&kv.key) {
-                return Ok(());
+                return Ok(true);
             }
             if tomb {
                 kv.mod_revision = rev.main;
             }
-            let prev = match self.index.get(&kv.key, rev.main - 1) {
-                Some(at) if prev_kv => Some(get_rev(&self.pending, kb.as_ref(), at.modified)?),
-                _ => None,
+            let prev = match prev_kv.then(|| self.index.get(&kv.key, rev.main - 1)).flatten() {
+                Some(at) => Some(get_rev(&self.pending, kb.as_ref(), at.modified)?),
+                None => None,
             };
             out.push(Event { delete: tomb, kv, prev_kv: prev });
-            Ok(())
+            Ok(true)
         };
         if let Some(kb) = &kb {
             let mut c = kb.cursor();
             let mut e = c.seek(&start)?;
             while let Some((k, v)) = e {
-                visit(k, v.unwrap_or_default())?;
+                if !visit(k, v.unwrap_or_default())? {
+                    return Ok(out);
+                }
                 e = c.next()?;
             }
         }
         // Pending revisions are all newer than the committed ones.
         for (k, v) in self.pending.key_range(&start) {
-            visit(k, v)?;
+            if !visit(k, v)? {
+                break;
+            }
         }
         Ok(out)
     }

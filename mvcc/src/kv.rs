@@ -177,7 +177,7 @@ mod tests {
         fn parse_kv_agrees_with_prost(key in proptest::collection::vec(any::<u8>(), 0..40),
                                       value in proptest::collection::vec(any::<u8>(), 0..300),
                                       c in any::<i64>(), m in any::<i64>(), v in any::<i64>(), l in any::<i64>()) {
-            let kv = KeyValue { key, create_revision: c, mod_revision: m, version: v, value, lease: l };
+            let kv = KeyValue { key: key.into(), create_revision: c, mod_revision: m, version: v, value: value.into(), lease: l };
             let b = kv.encode_to_vec();
             prop_assert_eq!(&encode_kv(&kv.key, c, m, v, &kv.value, l), &b);
             let r = parse_kv(&b).unwrap();

@@ -28,7 +28,7 @@
 //! let put = PutRequest { key: b"foo".to_vec(), value: b"bar".to_vec(), ..Default::default() };
 //! assert_eq!(store.put(&put)?.rev, 2); // the first write of a new store is revision 2
 //! let got = store.range(&RangeRequest { key: b"foo".to_vec(), ..Default::default() })?;
-//! assert_eq!(got.kvs[0].value, b"bar");
+//! assert_eq!(got.kvs[0].value, &b"bar"[..]);
 //! # Ok::<(), etcdkit_mvcc::MvccError>(())
 //! ```
 //!

@@ -121,7 +121,7 @@ pub fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
                 Some(TargetUnion::Value(v)) => v,
                 _ => &[],
             };
-            kv.value.as_slice().cmp(v)
+            kv.value[..].cmp(v)
         }
         (Ok(t), tv) => {
             let want = match tv {

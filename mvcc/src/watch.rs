@@ -9,12 +9,16 @@
 //! never loses an event. A watcher whose next revision was compacted away
 //! gets one response with `compact_revision` set and is cancelled, as in etcd.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::rc::Rc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use etcdkit_proto::mvccpb::KeyValue;
 
 use crate::Event;
 use crate::MvccError;
+use crate::Result;
 use crate::index::KeyRange;
 use crate::store::Store;
 
@@ -61,6 +65,12 @@ pub enum Offer {
 /// its async channel ([`Store::watch_to`]).
 pub trait WatchSink: Send {
     fn offer(&self, r: WatchResponse) -> Offer;
+
+    /// `false` when an offer now would surely be `Full`: a watcher that has
+    /// fallen behind does not read its history until its sink has room.
+    fn has_room(&self) -> bool {
+        true
+    }
 }
 
 impl WatchSink for SyncSender<WatchResponse> {
@@ -97,6 +107,11 @@ impl Watchers {
         self.list.is_empty()
     }
 }
+
+/// Revisions one catch-up read covers at most (etcd's `watchBatchMaxRevs`):
+/// a watcher far behind catches up in steps, never holding its whole
+/// history in memory at once.
+const CATCH_UP_REVS: i64 = 1000;
 
 fn wanted(req: &WatchRequest, e: &Event) -> bool {
     KeyRange::new(&req.key, &req.range_end).contains(&e.kv.key)
@@ -234,13 +249,18 @@ impl Store {
     }
 
     /// Lets every unsynced watcher catch up from the stored history, as far
-    /// as its channel takes it.
+    /// as its sink takes it: one response of at most [`CATCH_UP_REVS`]
+    /// revisions each time. Watchers of one range that are behind from the
+    /// same revision (those that fell behind on one write, as a stream's
+    /// watchers do together) share one read of the history.
     pub fn sync_watchers(&mut self) {
         let current = self.rev();
         let compacted = self.compact_rev();
         let mut list = std::mem::take(&mut self.watchers.list);
+        type ReadKey = (Vec<u8>, Vec<u8>, i64, bool);
+        let mut reads: HashMap<ReadKey, Rc<(Vec<Event>, i64)>> = HashMap::new();
         list.retain_mut(|w| {
-            if w.synced {
+            if w.synced || !w.tx.has_room() {
                 return true;
             }
             if w.next < compacted {
@@ -254,28 +274,44 @@ impl Store {
                 // Cancelled once told; kept (to retry) while its channel is full.
                 return w.tx.offer(r) == Offer::Full;
             }
-            let range = KeyRange::new(&w.req.key, &w.req.range_end);
-            let evs = match self.events(range, w.next, w.req.prev_kv) {
-                Ok(evs) => evs.into_iter().filter(|e| wanted(&w.req, e)).collect::<Vec<_>>(),
-                Err(_) => return true,
+            let read = match reads.entry((w.req.key.clone(), w.req.range_end.clone(), w.next, w.req.prev_kv)) {
+                Entry::Occupied(e) => e.get().clone(),
+                Entry::Vacant(e) => match self.catch_up(&w.req, w.next, current) {
+                    Ok(r) => e.insert(Rc::new(r)).clone(),
+                    Err(_) => return true,
+                },
             };
-            if evs.is_empty() {
-                w.next = current + 1;
-                w.synced = true;
-                return true;
-            }
-            match w.tx.offer(WatchResponse { watch_id: w.id, revision: current, events: evs, ..Default::default() }) {
-                Offer::Sent => {
-                    w.next = current + 1;
-                    w.synced = true;
-                    true
+            let (evs, to) = (&read.0, read.1);
+            let evs: Vec<Event> = evs.iter().filter(|e| wanted(&w.req, e)).cloned().collect();
+            if !evs.is_empty() {
+                match w.tx.offer(WatchResponse { watch_id: w.id, revision: current, events: evs, ..Default::default() })
+                {
+                    Offer::Sent => {}
+                    Offer::Full => return true,
+                    Offer::Closed => return false,
                 }
-                Offer::Full => true,
-                Offer::Closed => false,
             }
+            w.next = to + 1;
+            w.synced = w.next > current;
+            true
         });
         self.watchers.list = list;
         self.flush_progress_all();
+    }
+
+    /// The next step of a catch-up from revision `from`: the events of `req`'s
+    /// range in the first window of [`CATCH_UP_REVS`] revisions that has any
+    /// (or none, up to `current`), and the last revision it covered.
+    fn catch_up(&self, req: &WatchRequest, mut from: i64, current: i64) -> Result<(Vec<Event>, i64)> {
+        let range = KeyRange::new(&req.key, &req.range_end);
+        loop {
+            let to = current.min(from.saturating_add(CATCH_UP_REVS - 1));
+            let evs = self.events_until(range, from, to, req.prev_kv)?;
+            if !evs.is_empty() || to >= current {
+                return Ok((evs, to));
+            }
+            from = to + 1;
+        }
     }
 
     fn kv_at(&self, key: &[u8], rev: i64) -> Option<KeyValue> {

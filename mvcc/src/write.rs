@@ -3,6 +3,7 @@
 //! fetched in revision order, and [`Writer`], the write transaction whose
 //! changes take one new revision.
 
+use etcdkit_proto::bytes::Bytes;
 use etcdkit_proto::etcdserverpb::request_op::Request;
 use etcdkit_proto::etcdserverpb::{
     DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, SortOrder, SortTarget, TxnRequest,
@@ -28,11 +29,11 @@ pub(crate) fn decode_kv(b: &[u8], rev: Revision) -> Result<KeyValue> {
     let kv = crate::parse_kv(b)
         .ok_or_else(|| MvccError::Corrupt(format!("revision {}.{}: value is not a KeyValue", rev.main, rev.sub)))?;
     Ok(KeyValue {
-        key: kv.key.to_vec(),
+        key: Bytes::copy_from_slice(kv.key),
         create_revision: kv.create_revision,
         mod_revision: kv.mod_revision,
         version: kv.version,
-        value: kv.value.to_vec(),
+        value: Bytes::copy_from_slice(kv.value),
         lease: kv.lease,
     })
 }
@@ -241,11 +242,11 @@ impl Writer<'_> {
             .put_rev(idx, false, |b| crate::kv::encode_kv_into(b, &p.key, created, rev, version + 1, value, lease));
         if let Some(evs) = &mut self.events {
             let kv = KeyValue {
-                key: p.key.clone(),
+                key: p.key.clone().into(),
                 create_revision: created,
                 mod_revision: rev,
                 version: version + 1,
-                value: value.to_vec(),
+                value: Bytes::copy_from_slice(value),
                 lease,
             };
             evs.push(Event { delete: false, kv, prev_kv: None });
@@ -268,7 +269,7 @@ impl Writer<'_> {
             let idx = Revision::new(self.begin + 1, self.changes);
             self.pending.put_rev(idx, true, |b| crate::kv::encode_kv_into(b, key, 0, 0, 0, &[], 0));
             if let Some(evs) = &mut self.events {
-                let kv = KeyValue { key: key.clone(), mod_revision: idx.main, ..Default::default() };
+                let kv = KeyValue { key: key.clone().into(), mod_revision: idx.main, ..Default::default() };
                 evs.push(Event { delete: true, kv, prev_kv: None });
             }
             if !self.index.tombstone(key, idx) {

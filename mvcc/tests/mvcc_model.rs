@@ -86,7 +86,7 @@ impl Model {
         }
         next.insert(
             k.clone(),
-            KeyValue { key: k, create_revision: create, mod_revision: rev, version, value: v, lease },
+            KeyValue { key: k.into(), create_revision: create, mod_revision: rev, version, value: v.into(), lease },
         );
     }
     fn delete(next: &mut Space, leases: &mut BTreeMap<i64, BTreeSet<Vec<u8>>>, keys: &[Vec<u8>]) {

@@ -26,7 +26,7 @@ fn del(s: &mut Store, k: &str) -> i64 {
 fn drain(rx: &std::sync::mpsc::Receiver<WatchResponse>, out: &mut Vec<(i64, Vec<u8>, bool)>) {
     while let Ok(r) = rx.try_recv() {
         for e in r.events {
-            out.push((e.kv.mod_revision, e.kv.key, e.delete));
+            out.push((e.kv.mod_revision, e.kv.key.to_vec(), e.delete));
         }
     }
 }
@@ -59,10 +59,10 @@ fn history_then_live_with_filters_prev_kv_and_cancel() {
     put(&mut s, "c", "1");
     let first = rx.recv().unwrap();
     assert_eq!(first.events.len(), 2, "history: a@2, a@{r3}");
-    assert_eq!(first.events[1].prev_kv.as_ref().unwrap().value, b"1");
+    assert_eq!(first.events[1].prev_kv.as_ref().unwrap().value[..], b"1"[..]);
     let live = rx.recv().unwrap();
     assert!(live.events[0].delete && live.events[0].kv.mod_revision == r4);
-    assert_eq!(live.events[0].prev_kv.as_ref().unwrap().value, b"2");
+    assert_eq!(live.events[0].prev_kv.as_ref().unwrap().value[..], b"2"[..]);
     let got: Vec<_> = rx_nodel.try_iter().flat_map(|r| r.events).map(|e| e.kv.key).collect();
     assert_eq!(got, vec![b"c".to_vec()], "no_delete filters the delete of a");
     assert!(s.cancel_watch(id));
@@ -70,7 +70,7 @@ fn history_then_live_with_filters_prev_kv_and_cancel() {
     assert!(rx.try_recv().is_err());
     s.progress();
     let p = rx_nodel.try_iter().last().unwrap();
-    assert!(p.events.is_empty() || p.events.iter().any(|e| e.kv.key == b"a"));
+    assert!(p.events.is_empty() || p.events.iter().any(|e| e.kv.key[..] == b"a"[..]));
     assert!(!s.cancel_watch(id));
 }
 
@@ -116,7 +116,7 @@ proptest! {
         let mut got = Vec::new();
         // What the store already holds from `begin`, in range.
         for e in s.events(etcdkit_mvcc::KeyRange::Span(b"k", b"k4"), begin, false).unwrap() {
-            want.push((e.kv.mod_revision, e.kv.key, e.delete));
+            want.push((e.kv.mod_revision, e.kv.key.to_vec(), e.delete));
         }
         for (k, is_del, read) in ops {
             let key = format!("k{k}");
@@ -197,4 +197,90 @@ fn progress_all_waits_for_a_watcher_behind() {
     }
     assert_eq!(last_event, top);
     assert_eq!(seen, vec![top], "exactly one answer, at the current revision");
+}
+
+/// A watcher far behind catches up in steps of at most 1,000 revisions
+/// (etcd's `watchBatchMaxRevs`), each event once and in order; watchers of
+/// one range behind from one revision share each read and all get it all.
+#[test]
+fn watchers_far_behind_catch_up_in_steps_of_a_thousand_revisions() {
+    let (_d, mut s) = store(1000);
+    for i in 0..2_500 {
+        put(&mut s, &format!("k{}", i % 7), "v");
+    }
+    put(&mut s, "other", "v");
+    let last = s.rev();
+    let watch = |s: &mut Store, no_put| {
+        s.watch(WatchRequest {
+            key: b"k".to_vec(),
+            range_end: b"l".to_vec(),
+            start_revision: 2,
+            no_put,
+            capacity: 1,
+            ..Default::default()
+        })
+        .unwrap()
+        .1
+    };
+    let (a, b, filtered) = (watch(&mut s, false), watch(&mut s, false), watch(&mut s, true));
+    let mut seen = [Vec::new(), Vec::new()];
+    let mut responses = 0;
+    for _ in 0..10 {
+        for (rx, seen) in [&a, &b].into_iter().zip(seen.iter_mut()) {
+            while let Ok(r) = rx.try_recv() {
+                responses += 1;
+                let revs: Vec<i64> = r.events.iter().map(|e| e.kv.mod_revision).collect();
+                assert!(
+                    revs.last().unwrap() - revs[0] < 1_000,
+                    "one step spans {}..={}",
+                    revs[0],
+                    revs.last().unwrap()
+                );
+                seen.extend(revs);
+            }
+        }
+        s.sync_watchers();
+    }
+    let want: Vec<i64> = (2..last).collect();
+    assert_eq!(seen[0], want);
+    assert_eq!(seen[1], want);
+    assert!(responses >= 6, "2,499 revisions in {responses} responses");
+    // Only deletions wanted: nothing to send, and it is synced at the end.
+    assert!(filtered.try_recv().is_err());
+    let r = del(&mut s, "k1");
+    assert_eq!(filtered.try_recv().unwrap().events[0].kv.mod_revision, r);
+}
+
+/// A sink that says it has no room is not offered a catch-up, and gets its
+/// history once it has room again.
+#[test]
+fn a_full_sink_is_not_read_for_until_it_has_room() {
+    use etcdkit_mvcc::{Offer, WatchSink};
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<(bool, usize, Vec<i64>)>>);
+    impl WatchSink for Sink {
+        fn offer(&self, r: WatchResponse) -> Offer {
+            let mut g = self.0.lock().unwrap();
+            g.1 += 1;
+            g.2.extend(r.events.iter().map(|e| e.kv.mod_revision));
+            Offer::Sent
+        }
+        fn has_room(&self) -> bool {
+            self.0.lock().unwrap().0
+        }
+    }
+    let (_d, mut s) = store(1);
+    for _ in 0..5 {
+        put(&mut s, "a", "v");
+    }
+    let sink = Sink::default();
+    let req = WatchRequest { key: b"a".to_vec(), start_revision: 2, capacity: 1, ..Default::default() };
+    s.watch_to(req, Box::new(sink.clone())).unwrap();
+    s.sync_watchers();
+    assert_eq!(sink.0.lock().unwrap().1, 0);
+    sink.0.lock().unwrap().0 = true;
+    s.sync_watchers();
+    let g = sink.0.lock().unwrap();
+    assert_eq!((g.1, g.2.clone()), (1, vec![2, 3, 4, 5, 6]));
 }

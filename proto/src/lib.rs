@@ -33,6 +33,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// `mvccpb::KeyValue`'s keys and values are `Bytes`: one change's value
+/// goes to every watcher of it without a copy each.
+pub use bytes;
+
 pub mod authpb;
 pub mod etcdserverpb;
 pub mod gojson;

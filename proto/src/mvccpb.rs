@@ -2,16 +2,16 @@
 
 #[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
 pub struct KeyValue {
-    #[prost(bytes = "vec", tag = "1")]
-    pub key: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "1")]
+    pub key: bytes::Bytes,
     #[prost(int64, tag = "2")]
     pub create_revision: i64,
     #[prost(int64, tag = "3")]
     pub mod_revision: i64,
     #[prost(int64, tag = "4")]
     pub version: i64,
-    #[prost(bytes = "vec", tag = "5")]
-    pub value: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "5")]
+    pub value: bytes::Bytes,
     #[prost(int64, tag = "6")]
     pub lease: i64,
 }

@@ -581,7 +581,7 @@ impl Node {
     /// The value of `key` (linearizable), if any.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let r = self.range(RangeRequest { key: key.to_vec(), ..Default::default() })?;
-        Ok(r.kvs.into_iter().next().map(|kv| kv.value))
+        Ok(r.kvs.into_iter().next().map(|kv| kv.value.into()))
     }
 
     /// Grants a lease of `ttl` seconds (`id` 0: the node picks one).

@@ -45,7 +45,7 @@ type Kvs = Vec<(Vec<u8>, Vec<u8>)>;
 /// Every key and value the member serves.
 fn keys(m: &Member) -> Kvs {
     let all = RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() };
-    m.store().range(&all).unwrap().kvs.into_iter().map(|kv| (kv.key, kv.value)).collect()
+    m.store().range(&all).unwrap().kvs.into_iter().map(|kv| (kv.key.into(), kv.value.into())).collect()
 }
 
 fn settle(m: &mut Member) {

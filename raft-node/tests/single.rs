@@ -281,8 +281,7 @@ fn kills_at_random_points_lose_nothing_and_apply_nothing_twice() {
         drop(node);
         let l = etcdkit_raft_node::Local::open(&cfg.data_dir).unwrap();
         let all = l.store().range(&RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }).unwrap();
-        let have: std::collections::HashMap<&[u8], i64> =
-            all.kvs.iter().map(|kv| (kv.key.as_slice(), kv.version)).collect();
+        let have: std::collections::HashMap<&[u8], i64> = all.kvs.iter().map(|kv| (&kv.key[..], kv.version)).collect();
         for k in acked.lock().unwrap().iter() {
             assert_eq!(have.get(k.as_bytes()), Some(&1), "round {round}: {k} lost or applied twice");
         }
@@ -368,7 +367,8 @@ fn callers_turns_keep_each_callers_order() {
                     let key = format!("w{w}").into_bytes();
                     node.range_then(RangeRequest { key, ..Default::default() }, false, move |r| {
                         let seen = r.expect("a read answers").kvs.first().map(|kv| kv.value.clone());
-                        let seen: usize = String::from_utf8(seen.expect("the put before it")).unwrap().parse().unwrap();
+                        let seen: usize =
+                            String::from_utf8(seen.expect("the put before it").to_vec()).unwrap().parse().unwrap();
                         assert!(seen >= i, "writer {w}: a read sent after put {i} saw put {seen}");
                     });
                     if i % 7 == w {

@@ -87,7 +87,7 @@ impl Election for ElectionService {
         let core = self.0.clone();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
-            let mut last: Option<(Vec<u8>, i64)> = None;
+            let mut last: Option<(etcdkit_proto::bytes::Bytes, i64)> = None;
             loop {
                 match by_create(&core, &name, false, 0).await {
                     Ok((Some(kv), rev)) => {

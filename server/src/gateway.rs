@@ -570,8 +570,8 @@ mod tests {
         let r = RangeResponse {
             header: Some(ResponseHeader { cluster_id: 1, member_id: 2, revision: 3, raft_term: 0 }),
             kvs: vec![KeyValue {
-                key: b"foo".to_vec(),
-                value: b"bar".to_vec(),
+                key: b"foo".to_vec().into(),
+                value: b"bar".to_vec().into(),
                 create_revision: 2,
                 mod_revision: 3,
                 version: 2,

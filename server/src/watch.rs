@@ -102,6 +102,10 @@ impl WatchSink for StreamSink {
             Err(_) => Offer::Closed,
         }
     }
+
+    fn has_room(&self) -> bool {
+        self.items.is_closed() || self.queued.load(Relaxed) < QUEUE
+    }
 }
 
 struct Watcher {
@@ -405,7 +409,7 @@ mod tests {
 
     #[test]
     fn fragments_split_under_the_limit_and_mark_all_but_the_last() {
-        let kv = |i: u8| mvccpb::KeyValue { key: vec![i], value: vec![0; 100], ..Default::default() };
+        let kv = |i: u8| mvccpb::KeyValue { key: vec![i].into(), value: vec![0; 100].into(), ..Default::default() };
         let events: Vec<_> = (0..10).map(|i| mvccpb::Event { r#type: 0, kv: Some(kv(i)), prev_kv: None }).collect();
         let r = WatchResponse { watch_id: 3, events: events.clone(), ..Default::default() };
         let parts = fragments(r.clone(), 350);

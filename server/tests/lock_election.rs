@@ -55,13 +55,13 @@ async fn campaign_proclaim_resign() {
         tokio::spawn(async move { c2.campaign(CampaignRequest { name: n2, lease: l2, value: b"two".to_vec() }).await });
     c.proclaim(ProclaimRequest { leader: Some(leader.clone()), value: b"uno".to_vec() }).await.unwrap();
     let now = c.leader(LeaderRequest { name: name.clone() }).await.unwrap().into_inner().kv.unwrap();
-    assert_eq!(now.value, b"uno");
+    assert_eq!(now.value[..], b"uno"[..]);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!second.is_finished());
     c.resign(ResignRequest { leader: Some(leader) }).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), second).await.unwrap().unwrap().unwrap();
     let now = c.leader(LeaderRequest { name }).await.unwrap().into_inner().kv.unwrap();
-    assert_eq!(now.value, b"two");
+    assert_eq!(now.value[..], b"two"[..]);
     let err = c.proclaim(ProclaimRequest { leader: None, value: vec![] }).await.unwrap_err();
     assert_eq!(err.message(), "\"leader\" field must be provided");
     s.stop().await.unwrap();

@@ -244,11 +244,11 @@ mod tests {
     fn decoded_lines_as_etcds_decoder() {
         // Lines of the fixtures' decoded.jsonl (etcdfixture decode).
         let kv = KeyValue {
-            key: b"foo".to_vec(),
+            key: b"foo".to_vec().into(),
             create_revision: 2,
             mod_revision: 3,
             version: 2,
-            value: b"bar2".to_vec(),
+            value: b"bar2".to_vec().into(),
             lease: 0,
         };
         let k = Revision::new(3, 0).key_bytes();

@@ -106,7 +106,7 @@ impl KeySpace {
                     value_sha256: Sha256::digest(&kv.value).into(),
                 })
             };
-            keys.insert(kv.key, state);
+            keys.insert(kv.key.into(), state);
         }
         Ok(KeySpace { keys, revision })
     }

@@ -43,7 +43,7 @@ fn all() -> RangeRequest {
 fn kvs_of_range(r: &etcdkit_mvcc::RangeResult) -> Kvs {
     r.kvs
         .iter()
-        .map(|kv| (kv.key.clone(), (kv.create_revision, kv.mod_revision, kv.version, kv.value.clone(), kv.lease)))
+        .map(|kv| (kv.key.to_vec(), (kv.create_revision, kv.mod_revision, kv.version, kv.value.to_vec(), kv.lease)))
         .collect()
 }
 

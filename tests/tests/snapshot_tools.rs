@@ -69,11 +69,11 @@ fn verify_finds_schema_damage_and_a_wrong_trailer() {
         let kv = |m: i64, c: i64, v: i64| {
             use etcdkit_proto::Message;
             etcdkit_proto::mvccpb::KeyValue {
-                key: b"/etcdkit/x".to_vec(),
+                key: b"/etcdkit/x".to_vec().into(),
                 create_revision: c,
                 mod_revision: m,
                 version: v,
-                value: b"v".to_vec(),
+                value: b"v".to_vec().into(),
                 lease: 0,
             }
             .encode_to_vec()

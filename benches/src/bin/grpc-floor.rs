@@ -60,8 +60,8 @@ impl State {
         let rev = self.rev;
         let kv =
             self.kvs.entry(r.key.clone()).or_insert_with(|| KeyValue { create_revision: rev, ..Default::default() });
-        kv.key = r.key;
-        kv.value = r.value;
+        kv.key = r.key.into();
+        kv.value = r.value.into();
         kv.mod_revision = rev;
         kv.version += 1;
         PutResponse { header: header(rev), ..Default::default() }

@@ -92,13 +92,13 @@ async fn run(
         };
         let r = rpc!(c, forever(), kv.range(req))?;
         for kv in &r.kvs {
-            let put = PutRequest { key: rename(&kv.key, prefix, dest), value: kv.value.clone(), ..Default::default() };
+            let put = PutRequest { key: rename(&kv.key, prefix, dest), value: kv.value.to_vec(), ..Default::default() };
             rpc!(dc, forever(), kv.put(put))?;
             total.fetch_add(1, Ordering::Relaxed);
         }
         match (r.more, r.kvs.last()) {
             (true, Some(last)) => {
-                from = last.key.clone();
+                from = last.key.to_vec();
                 from.push(0);
             }
             _ => break,
@@ -128,7 +128,7 @@ async fn run(
                 request: Some(if e.r#type == 1 {
                     request_op::Request::RequestDeleteRange(DeleteRangeRequest { key: k, ..Default::default() })
                 } else {
-                    request_op::Request::RequestPut(PutRequest { key: k, value: kv.value, ..Default::default() })
+                    request_op::Request::RequestPut(PutRequest { key: k, value: kv.value.into(), ..Default::default() })
                 }),
             });
             total.fetch_add(1, Ordering::Relaxed);

@@ -892,7 +892,7 @@ mod tests {
         let r = RangeResponse {
             header: Some(ResponseHeader { cluster_id: 1, member_id: 2, revision: 3, raft_term: 4 }),
             kvs: vec![KeyValue {
-                key: b"a".to_vec(),
+                key: b"a".to_vec().into(),
                 create_revision: 2,
                 mod_revision: 3,
                 version: 1,

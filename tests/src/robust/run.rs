@@ -625,7 +625,7 @@ fn judge(
 ) {
     let init = BTreeMap::new();
     let put_at: HashMap<&[u8], i64> =
-        log.iter().filter(|e| !e.delete).map(|e| (e.kv.value.as_slice(), e.kv.mod_revision)).collect();
+        log.iter().filter(|e| !e.delete).map(|e| (&e.kv.value[..], e.kv.mod_revision)).collect();
     let mut ops: Vec<Operation> = Vec::new();
     for op in rec.ops.lock().iter() {
         let mut op = op.clone();

@@ -115,8 +115,8 @@ fn failure(s: &tonic::Status) -> Failure {
 
 pub fn kv(k: &etcdkit_proto::mvccpb::KeyValue) -> model::KeyValue {
     model::KeyValue {
-        key: k.key.clone(),
-        value: k.value.clone(),
+        key: k.key.to_vec(),
+        value: k.value.to_vec(),
         create_revision: k.create_revision,
         mod_revision: k.mod_revision,
         version: k.version,

@@ -371,11 +371,11 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 for rev in 2..=4 {
                     let kv = mvccpb::KeyValue {
-                        key: b"k".to_vec(),
+                        key: b"k".to_vec().into(),
                         create_revision: 2,
                         mod_revision: rev,
                         version: rev - 1,
-                        value: format!("v{rev}").into_bytes(),
+                        value: format!("v{rev}").into_bytes().into(),
                         lease: 0,
                     };
                     let event = mvccpb::Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None };
