@@ -6,6 +6,9 @@
 //! fall behind and catch up from the store later, so a slow watcher never
 //! blocks a writer. "Created" goes through the same queue, put there on the
 //! member's thread before the watcher's first event, so it always comes first.
+//! A stream whose client reads slower than the member writes finds several
+//! responses per watcher in its queue and sends each watcher's run as one
+//! ([`WatchStream::drain`]), as etcd batches an unsynced watcher's events.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -31,6 +34,10 @@ use crate::core::Core;
 
 /// Responses a stream's queue holds before its watchers fall behind.
 const QUEUE: usize = 1024;
+
+/// Items the stream takes from its queue in one go when the queue holds
+/// more than one (the client reads slower than the member writes).
+const DRAIN: usize = 4096;
 
 pub struct WatchService {
     pub core: Arc<Core>,
@@ -154,7 +161,7 @@ impl WatchStream {
                     }
                     Some(Err(_)) => false,
                 },
-                Some(item) = queue.recv() => self.item(item).await,
+                Some(item) = queue.recv() => self.drain(item, &mut queue).await,
                 _ = progress.tick() => {
                     let ids: Vec<i64> =
                         self.watchers.values().filter(|w| w.progress_notify).filter_map(|w| w.store_id).collect();
@@ -334,44 +341,147 @@ impl WatchStream {
         true
     }
 
+    /// Handles `first` and whatever else the queue already holds (up to
+    /// [`DRAIN`]). A stream that has fallen behind holds several responses
+    /// per watcher: each watcher's run of plain event responses goes out as
+    /// one, as etcd sends a lagging watcher's events in one response per
+    /// catch-up (its unsynced watchers). A stream that keeps up sees one
+    /// item at a time and sends it as it comes. Anything else in the queue
+    /// (a creation, a cancellation, a progress answer) first sends what was
+    /// gathered, so the stream's order is kept where it matters.
+    async fn drain(&mut self, first: Item, queue: &mut mpsc::UnboundedReceiver<Item>) -> bool {
+        let limit = self.core.limits.max_request_bytes + crate::core::GRPC_OVERHEAD_BYTES;
+        let mut gathered = Gathered::default();
+        let mut next = Some(first);
+        let mut taken = 1;
+        while let Some(item) = next {
+            match item {
+                Item::Store { id, resp } if Gathered::takes(&resp) => {
+                    self.queued.fetch_sub(1, Relaxed);
+                    if let Some(full) = gathered.add(id, resp, limit)
+                        && !self.deliver(id, full).await
+                    {
+                        return false;
+                    }
+                }
+                other => {
+                    if !(self.flush(&mut gathered).await && self.item(other).await) {
+                        return false;
+                    }
+                }
+            }
+            next = if taken < DRAIN { queue.try_recv().ok() } else { None };
+            taken += 1;
+        }
+        self.flush(&mut gathered).await
+    }
+
+    async fn flush(&mut self, gathered: &mut Gathered) -> bool {
+        for (id, parts) in gathered.take() {
+            if !self.deliver(id, parts).await {
+                return false;
+            }
+        }
+        true
+    }
+
     async fn item(&mut self, item: Item) -> bool {
         match item {
             Item::Created { id, result } => self.created(id, result).await && self.pass_progress().await,
             Item::Store { id, resp } => {
                 self.queued.fetch_sub(1, Relaxed);
-                let Some(w) = self.watchers.get(&id) else { return true };
-                let fragment = w.fragment;
-                if resp.canceled {
-                    self.watchers.remove(&id);
-                }
-                let header = if resp.compact_revision != 0 {
-                    self.core.header_no_rev()
-                } else {
-                    self.core.header(resp.revision)
-                };
-                let r = WatchResponse {
-                    header,
-                    // A stream-wide progress answer keeps its -1.
-                    watch_id: if resp.watch_id == -1 { -1 } else { id },
-                    canceled: resp.canceled,
-                    compact_revision: resp.compact_revision,
-                    events: resp.events.into_iter().map(event).collect(),
-                    ..Default::default()
-                };
-                if fragment {
-                    let limit = self.core.limits.max_request_bytes + crate::core::GRPC_OVERHEAD_BYTES;
-                    for part in fragments(r, limit) {
-                        if !self.send(part).await {
-                            return false;
-                        }
-                    }
-                    true
-                } else {
-                    self.send(r).await
-                }
+                self.deliver(id, vec![resp]).await
             }
         }
     }
+
+    /// Sends the store's responses `parts` (one, or a watcher's gathered
+    /// run) to watcher `id` as one response, if the watcher is still there;
+    /// in fragments if it asked for them.
+    async fn deliver(&mut self, id: i64, parts: Vec<StoreResponse>) -> bool {
+        let Some(w) = self.watchers.get(&id) else { return true };
+        let fragment = w.fragment;
+        let Some(last) = parts.last() else { return true };
+        let (watch_id, revision, canceled, compact_revision) =
+            (last.watch_id, last.revision, last.canceled, last.compact_revision);
+        if canceled {
+            self.watchers.remove(&id);
+        }
+        let header = if compact_revision != 0 { self.core.header_no_rev() } else { self.core.header(revision) };
+        let mut events = Vec::with_capacity(parts.iter().map(|p| p.events.len()).sum());
+        for p in parts {
+            events.extend(p.events.into_iter().map(event));
+        }
+        let r = WatchResponse {
+            header,
+            // A stream-wide progress answer keeps its -1.
+            watch_id: if watch_id == -1 { -1 } else { id },
+            canceled,
+            compact_revision,
+            events,
+            ..Default::default()
+        };
+        if fragment {
+            let limit = self.core.limits.max_request_bytes + crate::core::GRPC_OVERHEAD_BYTES;
+            for part in fragments(r, limit) {
+                if !self.send(part).await {
+                    return false;
+                }
+            }
+            true
+        } else {
+            self.send(r).await
+        }
+    }
+}
+
+/// Event responses gathered from a stream's queue: each watcher's run of
+/// them, the watchers in the order they first appeared. A run goes out as
+/// one response: its events stay in revision order and its header carries
+/// the last one's revision.
+#[derive(Default)]
+struct Gathered {
+    runs: Vec<(i64, Vec<StoreResponse>, usize)>,
+    slot: HashMap<i64, usize>,
+}
+
+impl Gathered {
+    /// Only plain event responses are joined: never a cancellation, a
+    /// compaction notice or a progress answer (no events).
+    fn takes(r: &StoreResponse) -> bool {
+        !r.canceled && r.compact_revision == 0 && r.watch_id != -1 && !r.events.is_empty()
+    }
+
+    /// Adds `r` to watcher `id`'s run. If the run would pass `limit` bytes
+    /// (etcd's fragment limit: what one write's events may reach), the run
+    /// so far is handed back to be sent first and `r` starts a new one.
+    fn add(&mut self, id: i64, r: StoreResponse, limit: usize) -> Option<Vec<StoreResponse>> {
+        let bytes: usize = r.events.iter().map(event_bytes).sum();
+        let Some(&i) = self.slot.get(&id) else {
+            self.slot.insert(id, self.runs.len());
+            self.runs.push((id, vec![r], bytes));
+            return None;
+        };
+        let (_, run, size) = &mut self.runs[i];
+        if *size + bytes > limit {
+            *size = bytes;
+            return Some(std::mem::replace(run, vec![r]));
+        }
+        *size += bytes;
+        run.push(r);
+        None
+    }
+
+    fn take(&mut self) -> impl Iterator<Item = (i64, Vec<StoreResponse>)> + use<> {
+        self.slot.clear();
+        std::mem::take(&mut self.runs).into_iter().map(|(id, run, _)| (id, run))
+    }
+}
+
+/// About an event's encoded size.
+fn event_bytes(e: &Event) -> usize {
+    let kv = |kv: &mvccpb::KeyValue| kv.key.len() + kv.value.len() + 32;
+    kv(&e.kv) + e.prev_kv.as_ref().map_or(0, kv)
 }
 
 fn event(e: Event) -> mvccpb::Event {
@@ -406,6 +516,46 @@ fn fragments(r: WatchResponse, limit: usize) -> Vec<WatchResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn events(id: i64, revs: std::ops::Range<i64>) -> StoreResponse {
+        let ev = |rev| Event {
+            delete: false,
+            kv: mvccpb::KeyValue {
+                key: vec![b'k'].into(),
+                mod_revision: rev,
+                value: vec![0; 60].into(),
+                ..Default::default()
+            },
+            prev_kv: None,
+        };
+        StoreResponse { watch_id: id, revision: revs.end - 1, events: revs.map(ev).collect(), ..Default::default() }
+    }
+
+    #[test]
+    fn gathering_joins_each_watchers_run_in_order_under_the_limit() {
+        let mut g = Gathered::default();
+        assert!(g.add(7, events(0, 1..3), 1000).is_none());
+        assert!(g.add(3, events(1, 1..2), 1000).is_none());
+        assert!(g.add(7, events(0, 3..5), 1000).is_none());
+        // 7's run is 4 events of about 93 bytes: 7 more would pass 1,000.
+        let full = g.add(7, events(0, 5..12), 1000).expect("the run so far comes back");
+        assert_eq!(
+            full.iter().flat_map(|r| r.events.iter().map(|e| e.kv.mod_revision)).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        let runs: Vec<(i64, Vec<i64>)> = g
+            .take()
+            .map(|(id, run)| (id, run.iter().flat_map(|r| r.events.iter().map(|e| e.kv.mod_revision)).collect()))
+            .collect();
+        assert_eq!(runs, [(7, (5..12).collect()), (3, vec![1])]);
+        assert!(g.take().next().is_none());
+        // Never joined: cancellations, compaction notices, progress answers.
+        assert!(!Gathered::takes(&StoreResponse { canceled: true, ..events(0, 1..2) }));
+        assert!(!Gathered::takes(&StoreResponse { compact_revision: 4, ..events(0, 1..2) }));
+        assert!(!Gathered::takes(&StoreResponse { watch_id: -1, ..Default::default() }));
+        assert!(!Gathered::takes(&StoreResponse { watch_id: 2, ..Default::default() }));
+        assert!(Gathered::takes(&events(2, 1..2)));
+    }
 
     #[test]
     fn fragments_split_under_the_limit_and_mark_all_but_the_last() {
