@@ -5,9 +5,10 @@
 # same client: benches/go/load, etcd's `benchmark` workloads on clientv3.
 # Every mode runs against every system in the same run, at the same
 # connection × client shapes; the table has the ratios. Beside them, the KV
-# modes also run against "no-op" (benches/src/bin/grpc-floor.rs: etcd's KV
-# service answering at once, storing nothing): what the client and the
-# transport alone carry on this machine, the floor no server can beat.
+# and watch modes also run against "no-op" (benches/src/bin/grpc-floor.rs:
+# etcd's KV and Watch services answering at once, storing nothing): what the
+# client and the transport alone carry on this machine, the floor no server
+# can beat.
 #
 #   usage: benches/serve-anchors.sh
 #   env:   QUICK=1           1-member clusters, shapes 1×1 and 16×16, fewer ops
@@ -109,8 +110,8 @@ for n in "${members[@]}"; do
     for m in "${modes_all[@]}"; do
       IFS='|' read -r name flags ops <<<"$m"
       [ "$wanted" = "  " ] || [[ "$wanted" == *" $name "* ]] || continue
-      # The no-op server has only the KV service.
-      [ "$sys" != no-op ] || [[ "$name" == put-* || "$name" == txn-put || "$name" == range-* ]] || continue
+      # The no-op server has only the KV and Watch services.
+      [ "$sys" != no-op ] || [[ "$name" == put-* || "$name" == txn-put || "$name" == range-* || "$name" == watch* ]] || continue
       for shape in "${shapes[@]}"; do
         conns=${shape%x*} clients=${shape#*x}
         total=$((ops * scale * (clients > 1 ? 10 : 1)))

@@ -10,10 +10,10 @@ OUTDIR/serve-plots/<members>m-<mode>.svg: p99 latency against throughput,
 one curve per system through its connection x client shapes (log-log axes),
 drawn here without a plotting library.
 
-The "no-op" system is benches' grpc-floor: etcd's KV service answering
-every call at once, storing nothing. Driven by the same client, it is the
-most that client, gRPC and the loopback carry on this machine: no server of
-the API can do better. Its rows (KV modes only) say what fraction of that
+The "no-op" system is benches' grpc-floor: etcd's KV and Watch services
+answering every call at once, storing nothing. Driven by the same client, it
+is the most that client, gRPC and the loopback carry on this machine: no
+server of the API can do better. Its rows (KV and watch modes) say what fraction of that
 etcdkit reaches, and how far above etcd the floor itself is (when the no-op
 server is not 3x etcd, 3x etcd is out of any server's reach here).
 """

@@ -1,8 +1,11 @@
 //! The transport's floor for the served benchmarks (issue 23): etcd's `KV`
-//! service on plain tonic, over a `BTreeMap` in memory. A put is an insert,
-//! a range a map lookup or walk; there is no raft, no WAL, no fsync, no MVCC
-//! history, no lease, no auth, no watch. Ranges answer with the same keys
-//! and values a real member would, so a 100-key range moves the same bytes.
+//! and `Watch` services on plain tonic, over a `BTreeMap` in memory. A put
+//! is an insert, a range a map lookup or walk; there is no raft, no WAL, no
+//! fsync, no MVCC history, no lease, no auth. Ranges answer with the same
+//! keys and values a real member would, so a 100-key range moves the same
+//! bytes. A watch gets every put in its range from its creation on, nothing
+//! older; a stream sends each of its watchers all the events it has waiting
+//! in one response (the fewest messages any server could send).
 //!
 //! Driven by the same client as the real systems (`benches/go/load`), its
 //! throughput is what the client, gRPC over HTTP/2 and the loopback can
@@ -17,27 +20,34 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use etcdkit_proto::etcdserverpb::kv_server::{Kv, KvServer};
 use etcdkit_proto::etcdserverpb::request_op::Request as Op;
 use etcdkit_proto::etcdserverpb::response_op::Response as OpResponse;
+use etcdkit_proto::etcdserverpb::watch_request::RequestUnion;
+use etcdkit_proto::etcdserverpb::watch_server::{Watch, WatchServer};
 use etcdkit_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse, WatchRequest, WatchResponse,
 };
-use etcdkit_proto::mvccpb::KeyValue;
-use tonic::{Request, Response, Status};
+use etcdkit_proto::mvccpb::{Event, KeyValue};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Floor {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 #[derive(Default)]
 struct State {
     rev: i64,
     kvs: BTreeMap<Vec<u8>, KeyValue>,
+    /// Every open watch stream: each put is sent to all of them.
+    streams: Vec<mpsc::UnboundedSender<Arc<KeyValue>>>,
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
@@ -64,6 +74,10 @@ impl State {
         kv.value = r.value.into();
         kv.mod_revision = rev;
         kv.version += 1;
+        if !self.streams.is_empty() {
+            let kv = Arc::new(kv.clone());
+            self.streams.retain(|s| s.send(kv.clone()).is_ok());
+        }
         PutResponse { header: header(rev), ..Default::default() }
     }
 
@@ -135,10 +149,91 @@ impl Kv for Floor {
     }
 }
 
+/// One watcher of a stream: its ID and range.
+struct Watcher {
+    id: i64,
+    key: Vec<u8>,
+    range_end: Vec<u8>,
+}
+
+impl Watcher {
+    fn wants(&self, key: &[u8]) -> bool {
+        match &self.range_end[..] {
+            [] => key == self.key,
+            [0] => key >= &self.key[..],
+            end => key >= &self.key[..] && key < end,
+        }
+    }
+}
+
+type WatchOut = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Watch for Floor {
+    type WatchStream = WatchOut;
+
+    async fn watch(&self, r: Request<Streaming<WatchRequest>>) -> Result<Response<WatchOut>, Status> {
+        let mut inbound = r.into_inner();
+        let (tx, mut events) = mpsc::unbounded_channel::<Arc<KeyValue>>();
+        let (out, rx) = mpsc::channel(16);
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let mut watchers: Vec<Watcher> = Vec::new();
+            let mut subscribed = Some(tx);
+            loop {
+                tokio::select! {
+                    req = inbound.next() => {
+                        let Some(Ok(WatchRequest { request_union: Some(RequestUnion::CreateRequest(c)) })) = req else {
+                            if matches!(req, None | Some(Err(_))) { return; }
+                            continue;
+                        };
+                        let id = watchers.len() as i64;
+                        let rev = {
+                            let mut s = state.lock().unwrap();
+                            if let Some(tx) = subscribed.take() {
+                                s.streams.push(tx);
+                            }
+                            s.rev
+                        };
+                        watchers.push(Watcher { id, key: c.key, range_end: c.range_end });
+                        let created = WatchResponse { header: header(rev), watch_id: id, created: true, ..Default::default() };
+                        if out.send(Ok(created)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(first) = events.recv() => {
+                        let mut batch = vec![first];
+                        while let Ok(kv) = events.try_recv() {
+                            batch.push(kv);
+                        }
+                        let rev = batch.last().map_or(0, |kv| kv.mod_revision);
+                        for w in &watchers {
+                            let events: Vec<Event> = batch
+                                .iter()
+                                .filter(|kv| w.wants(&kv.key))
+                                .map(|kv| Event { r#type: 0, kv: Some(KeyValue::clone(kv)), prev_kv: None })
+                                .collect();
+                            if events.is_empty() {
+                                continue;
+                            }
+                            let r = WatchResponse { header: header(rev), watch_id: w.id, events, ..Default::default() };
+                            if out.send(Ok(r)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+}
+
 fn main() {
     let args = etcdkit_benches::args("grpc-floor ADDR", 1);
     let addr: std::net::SocketAddr = args[1].parse().expect("ADDR: host:port");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let floor = Floor::default();
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         // Nagle off, as every gRPC server has it (tonic sets it only on the
@@ -148,7 +243,8 @@ fn main() {
         });
         println!("ready");
         tonic::transport::Server::builder()
-            .add_service(KvServer::new(Floor::default()))
+            .add_service(KvServer::new(floor.clone()))
+            .add_service(WatchServer::new(floor))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
