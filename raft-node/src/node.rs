@@ -1128,9 +1128,13 @@ impl Driver {
     }
 
     /// Read-index requests raft dropped (no leader yet, a new leader without
-    /// a commit in its term) are asked again every election timeout.
+    /// a commit in its term) or whose round was lost on the way are asked
+    /// again every two heartbeats (a heartbeat is one tick): asking again is
+    /// one more heartbeat round, while every read of the batch waits for the
+    /// answer. (etcd 3.5 asks again every 500 ms; asked every election
+    /// timeout, 3-member reads at 16 clients had a p99.9 of 1.05 s.)
     fn retry_reads(&mut self) {
-        let again = self.member.config().tick_interval * self.member.config().election_ticks as u32;
+        let again = self.member.config().tick_interval * 2;
         let now = Instant::now();
         for (ctx, (_, asked)) in self.reads.iter_mut() {
             if now.duration_since(*asked) >= again {
