@@ -350,7 +350,7 @@ impl WatchStream {
     /// (a creation, a cancellation, a progress answer) first sends what was
     /// gathered, so the stream's order is kept where it matters.
     async fn drain(&mut self, first: Item, queue: &mut mpsc::UnboundedReceiver<Item>) -> bool {
-        let limit = self.core.limits.max_request_bytes + crate::core::GRPC_OVERHEAD_BYTES;
+        let limit = self.fragment_limit();
         let mut gathered = Gathered::default();
         let mut next = Some(first);
         let mut taken = 1;
@@ -374,6 +374,12 @@ impl WatchStream {
             taken += 1;
         }
         self.flush(&mut gathered).await
+    }
+
+    /// etcd's bound on one watch response (a write's events may reach it):
+    /// fragments are cut under it, and gathered runs never pass it.
+    fn fragment_limit(&self) -> usize {
+        self.core.limits.max_request_bytes + crate::core::GRPC_OVERHEAD_BYTES
     }
 
     async fn flush(&mut self, gathered: &mut Gathered) -> bool {
@@ -422,8 +428,7 @@ impl WatchStream {
             ..Default::default()
         };
         if fragment {
-            let limit = self.core.limits.max_request_bytes + crate::core::GRPC_OVERHEAD_BYTES;
-            for part in fragments(r, limit) {
+            for part in fragments(r, self.fragment_limit()) {
                 if !self.send(part).await {
                     return false;
                 }
