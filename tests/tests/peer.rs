@@ -236,6 +236,31 @@ fn mixed_cluster(kit_members: usize, base: u16) {
         ms[leader].start(&ic, "new", "mixed");
         wait_leader(&c, &ms);
     }
+    // Keep-alives forwarded by the followers, then their leader restarted and
+    // made leader again: the connections a follower kept to it are dead, and
+    // the next keep-alives must still reach it.
+    let leader = wait_leader(&c, &ms);
+    let out = ctl(&c, &ms[leader].endpoint(), &["lease", "grant", "60"], &|| logs(&ms));
+    let lease = out.split_whitespace().nth(1).unwrap().to_string();
+    let keep_alive_through_followers = |ms: &[Member], leader: usize| {
+        for (i, m) in ms.iter().enumerate().filter(|(i, _)| *i != leader) {
+            for _ in 0..3 {
+                let out = ctl(&c, &m.endpoint(), &["lease", "keep-alive", "--once", &lease], &|| logs(ms));
+                assert!(out.contains("keepalived with TTL(60)"), "member {i}: {out}");
+            }
+        }
+    };
+    keep_alive_through_followers(&ms, leader);
+    ms[leader].kill();
+    ms[leader].start(&ic, "new", "mixed");
+    let now = wait_leader(&c, &ms);
+    if now != leader {
+        let id = member_id(&c, &ms[leader]);
+        let out = ctl(&c, &ms[now].endpoint(), &["move-leader", &format!("{id:x}")], &|| logs(&ms));
+        assert!(out.contains("Leadership transferred"), "{out}");
+    }
+    assert_eq!(wait_leader(&c, &ms), leader, "leadership did not return to {}", ms[leader].name);
+    keep_alive_through_followers(&ms, leader);
     converged(&c, &ms, &acked);
 }
 

@@ -416,6 +416,68 @@ async fn post_snapshot(s: &Shared, url: &str, body: SnapshotBody) -> Result<(), 
     Err(refused(s, url, resp).await)
 }
 
+/// Idle HTTP/1.1 connections to peer URLs, kept for the next request
+/// forwarded to the leader (Go's `http.Transport`, which etcd's lease
+/// forwarding uses, keeps them the same way): a keep-alive forwarded by a
+/// follower then costs one round trip, not a dial (and a TLS handshake).
+#[derive(Default)]
+pub(crate) struct IdleConns(parking_lot::Mutex<std::collections::HashMap<String, Vec<SendRequest<Full<Bytes>>>>>);
+
+/// How many idle connections are kept per peer URL; more are closed.
+const IDLE_PER_URL: usize = 64;
+
+impl IdleConns {
+    /// An idle connection to `url` that is still open.
+    fn take(&self, url: &str) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.0.lock();
+        let conns = idle.get_mut(url)?;
+        while let Some(c) = conns.pop() {
+            if c.is_ready() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` for the next request to `url`, if there is room.
+    fn put(&self, url: &str, conn: SendRequest<Full<Bytes>>) {
+        let mut idle = self.0.lock();
+        let conns = idle.entry(url.to_string()).or_default();
+        if conns.len() < IDLE_PER_URL {
+            conns.push(conn);
+        }
+    }
+}
+
+/// One request to `url` on an idle connection, else on a new one. A request
+/// that an idle connection could not take (the peer closed it meanwhile) is
+/// sent on a new connection; one that was sent is never sent twice.
+async fn post_pooled(s: &Shared, url: &str, req: Request<Full<Bytes>>) -> Option<(StatusCode, Bytes)> {
+    let mut req = req;
+    if let Some(mut conn) = s.idle.take(url) {
+        match conn.try_send_request(req).await {
+            Ok(resp) => return finish(s, url, conn, resp).await,
+            Err(mut e) => req = e.take_message()?,
+        }
+    }
+    let mut conn = s.dialer.handshake(url).await.ok()?;
+    let resp = conn.send_request(req).await.ok()?;
+    finish(s, url, conn, resp).await
+}
+
+/// Reads a forwarded request's answer, then keeps its connection.
+async fn finish(
+    s: &Shared,
+    url: &str,
+    conn: SendRequest<Full<Bytes>>,
+    resp: Response<Incoming>,
+) -> Option<(StatusCode, Bytes)> {
+    let status = resp.status();
+    let b = http_body_util::Limited::new(resp.into_body(), 16 << 20).collect().await.ok()?.to_bytes();
+    s.idle.put(url, conn);
+    Some((status, b))
+}
+
 /// POSTs `body` to the leader's `path` over the peer protocol (etcd's
 /// follower-to-leader forwarding for lease renewals, lease TTLs and learner
 /// promotions): each of the leader's peer URLs in turn, again while there
@@ -430,10 +492,14 @@ pub(crate) async fn to_leader(
 ) -> Result<(StatusCode, Bytes), tonic::Status> {
     let s = &peers.shared;
     let deadline = tokio::time::Instant::now() + timeout;
+    let content_type = hyper::header::HeaderValue::from_str(content_type)
+        .map_err(|e| tonic::Status::internal(format!("content type {content_type:?}: {e}")))?;
     loop {
         let leader = core.node.gauges().leader();
         let urls = if leader == 0 || leader == s.local.id {
             Vec::new()
+        } else if let Some(p) = s.peer(leader) {
+            p.urls.read().clone()
         } else {
             core.blocking(|n| n.member_list())
                 .await?
@@ -443,17 +509,10 @@ pub(crate) async fn to_leader(
                 .unwrap_or_default()
         };
         for url in urls {
-            let attempt = async {
-                let mut sender = s.dialer.handshake(&url).await.ok()?;
-                let mut req = request(s, "POST", &url, path, body.clone());
-                req.headers_mut().insert(hyper::header::CONTENT_TYPE, content_type.parse().ok()?);
-                let resp = sender.send_request(req).await.ok()?;
-                let status = resp.status();
-                let b = http_body_util::Limited::new(resp.into_body(), 16 << 20).collect().await.ok()?.to_bytes();
-                Some((status, b))
-            };
+            let mut req = request(s, "POST", &url, path, body.clone());
+            req.headers_mut().insert(hyper::header::CONTENT_TYPE, content_type.clone());
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if let Ok(Some(r)) = tokio::time::timeout(left, attempt).await {
+            if let Ok(Some(r)) = tokio::time::timeout(left, post_pooled(s, &url, req)).await {
                 return Ok(r);
             }
         }

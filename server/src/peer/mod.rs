@@ -142,6 +142,8 @@ pub(crate) struct Shared {
     pub(crate) receiver: SnapshotReceiver,
     rt: tokio::runtime::Handle,
     pub(crate) dialer: client::Dialer,
+    /// Connections kept for requests forwarded to the leader.
+    idle: client::IdleConns,
     peers: Mutex<HashMap<u64, Arc<Peer>>>,
     removed: RwLock<HashSet<u64>>,
     generation: std::sync::atomic::AtomicU64,
@@ -248,6 +250,7 @@ impl PeerTransport {
                 receiver,
                 rt,
                 dialer,
+                idle: Default::default(),
                 peers: Mutex::new(HashMap::new()),
                 removed: RwLock::new(HashSet::new()),
                 generation: Default::default(),
