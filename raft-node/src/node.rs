@@ -608,6 +608,12 @@ impl Node {
         self.call(|r, _| Cmd::KeepAlive(id, r)).wait()
     }
 
+    /// [`Node::lease_keepalive`] whose answer goes to `done` (on the node's
+    /// thread: it must not block).
+    pub fn lease_keepalive_then(&self, id: i64, done: impl FnOnce(Result<i64>) + Send + 'static) {
+        self.call_then(|r, _| Cmd::KeepAlive(id, r), done)
+    }
+
     pub fn lease_time_to_live(&self, id: i64) -> Result<LeaseTtl> {
         self.call(|r, _| Cmd::TimeToLive(id, r)).wait()
     }

@@ -120,6 +120,13 @@ impl Core {
         answer(rx).await
     }
 
+    /// Renews lease `id` on this member, the leader: its new TTL.
+    pub async fn lease_keepalive(&self, id: i64) -> Result<i64, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.node.lease_keepalive_then(id, move |r| drop(tx.send(r)));
+        rx.await.unwrap_or(Err(NodeError::Stopped))
+    }
+
     /// Runs one of the node's blocking calls off the async threads.
     pub async fn blocking<T: Send + 'static>(
         &self,

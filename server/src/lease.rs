@@ -109,15 +109,10 @@ where
 /// `leasehttp`); its new TTL. A lease that does not exist renews to TTL 0
 /// (etcd's answer, not an error).
 async fn renew(core: &Arc<Core>, id: i64) -> Result<i64, Status> {
-    let r = core
-        .blocking(move |n| match n.lease_keepalive(id) {
-            Err(NodeError::Mvcc(MvccError::LeaseNotFound(_))) => Ok(Some(0)),
-            Err(NodeError::NotLeader { .. }) => Ok(None),
-            r => r.map(Some),
-        })
-        .await?;
-    if let Some(ttl) = r {
-        return Ok(ttl);
+    match core.lease_keepalive(id).await {
+        Err(NodeError::Mvcc(MvccError::LeaseNotFound(_))) => return Ok(0),
+        Err(NodeError::NotLeader { .. }) => {}
+        r => return r.map_err(crate::error::status),
     }
     let Some(peers) = &core.peers else { return Err(crate::error::NOT_LEADER.into()) };
     let body = prost::Message::encode_to_vec(&LeaseKeepAliveRequest { id });

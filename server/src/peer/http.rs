@@ -450,7 +450,7 @@ async fn leases(State(core): State<Arc<Core>>, uri: axum::http::Uri, method: Met
         "/leases" => {
             let Ok(req) = etcdserverpb::LeaseKeepAliveRequest::decode(&b[..]) else { return unmarshal() };
             let id = req.id;
-            match core.blocking(move |n| n.lease_keepalive(id)).await {
+            match core.lease_keepalive(id).await.map_err(crate::error::status) {
                 Ok(ttl) => protobuf(etcdserverpb::LeaseKeepAliveResponse { header: None, id, ttl }.encode_to_vec()),
                 Err(e) => lease_error(e),
             }
