@@ -801,6 +801,18 @@ fn unexpected(r: Response) -> Error {
     Error::BadEntry { index: 0, what: format!("unexpected answer {r:?}") }
 }
 
+/// A read-index round's context: the member's ID, then the round's number
+/// (big-endian, 16 bytes). The leader keeps one pending round per context and
+/// drops a request whose context is already pending (raft-rs
+/// `ReadOnly::add_request`), so contexts must differ across members: with
+/// bare round numbers, a follower's round that shared its number with a
+/// round of the leader or of another follower got no answer until it was
+/// asked again. (etcd's contexts are its request IDs, which carry the member
+/// ID in the same way.)
+fn read_ctx(member: u64, n: u64) -> Vec<u8> {
+    [member.to_be_bytes(), n.to_be_bytes()].concat()
+}
+
 /// The loop on the node's thread.
 struct Driver {
     member: Member,
@@ -810,6 +822,7 @@ struct Driver {
     reads: HashMap<u64, (ReadBatch, Instant)>,
     /// Reads that arrived in this loop turn: they share one ReadIndex.
     new_reads: ReadBatch,
+    /// The next read-index round's number (see [`Driver::read_ctx`]).
     next_read: u64,
     inflight: Arc<std::sync::atomic::AtomicUsize>,
     /// Proposals made while there was no leader: tried again every tick
@@ -844,7 +857,11 @@ impl Driver {
             waiters: HashMap::new(),
             reads: HashMap::new(),
             new_reads: Vec::new(),
-            next_read: 1,
+            // Rounds are numbered from the start time, so a restarted member
+            // never reuses a number an answer may still be on its way for.
+            next_read: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
             inflight,
             parked: Vec::new(),
             gauges,
@@ -1092,8 +1109,8 @@ impl Driver {
         }
         if !self.new_reads.is_empty() {
             let ctx = self.next_read;
-            self.next_read += 1;
-            self.member.read_index(ctx.to_be_bytes().to_vec());
+            self.next_read = self.next_read.wrapping_add(1);
+            self.member.read_index(self.read_ctx(ctx));
             let batch = std::mem::take(&mut self.new_reads);
             self.reads.insert(ctx, (batch, Instant::now()));
         }
@@ -1118,8 +1135,8 @@ impl Driver {
             }
         }
         for ctx in out.reads {
-            let Ok(b) = <[u8; 8]>::try_from(ctx.as_slice()) else { continue };
-            if let Some((batch, _)) = self.reads.remove(&u64::from_be_bytes(b)) {
+            let Some(n) = self.read_round(&ctx) else { continue };
+            if let Some((batch, _)) = self.reads.remove(&n) {
                 for (req, reply, _) in batch {
                     reply.send(self.member.store().range(&req).map_err(Error::from));
                 }
@@ -1142,12 +1159,25 @@ impl Driver {
     fn retry_reads(&mut self) {
         let again = self.member.config().tick_interval * 2;
         let now = Instant::now();
-        for (ctx, (_, asked)) in self.reads.iter_mut() {
+        let id = self.member.id();
+        for (n, (_, asked)) in self.reads.iter_mut() {
             if now.duration_since(*asked) >= again {
                 *asked = now;
-                self.member.read_index(ctx.to_be_bytes().to_vec());
+                self.member.read_index(read_ctx(id, *n));
             }
         }
+    }
+
+    /// Read-index round `n`'s context (see [`read_ctx`]).
+    fn read_ctx(&self, n: u64) -> Vec<u8> {
+        read_ctx(self.member.id(), n)
+    }
+
+    /// The round number of a context this member made, else `None`.
+    fn read_round(&self, ctx: &[u8]) -> Option<u64> {
+        let (id, n) = ctx.split_first_chunk::<8>()?;
+        let n = <[u8; 8]>::try_from(n).ok()?;
+        (u64::from_be_bytes(*id) == self.member.id()).then_some(u64::from_be_bytes(n))
     }
 
     fn expire(&mut self) {

@@ -1,5 +1,8 @@
 //! Helpers shared by the node tests.
 
+// Each test file uses only some of the helpers.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
