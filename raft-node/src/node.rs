@@ -822,7 +822,7 @@ struct Driver {
     reads: HashMap<u64, (ReadBatch, Instant)>,
     /// Reads that arrived in this loop turn: they share one ReadIndex.
     new_reads: ReadBatch,
-    /// The next read-index round's number (see [`Driver::read_ctx`]).
+    /// The next read-index round's number (see [`read_ctx`]).
     next_read: u64,
     inflight: Arc<std::sync::atomic::AtomicUsize>,
     /// Proposals made while there was no leader: tried again every tick
@@ -1108,11 +1108,11 @@ impl Driver {
             self.member.report_snapshot(to, delivered);
         }
         if !self.new_reads.is_empty() {
-            let ctx = self.next_read;
+            let n = self.next_read;
             self.next_read = self.next_read.wrapping_add(1);
-            self.member.read_index(self.read_ctx(ctx));
+            self.member.read_index(read_ctx(self.member.id(), n));
             let batch = std::mem::take(&mut self.new_reads);
-            self.reads.insert(ctx, (batch, Instant::now()));
+            self.reads.insert(n, (batch, Instant::now()));
         }
         let out = self.member.process_sending(&mut |m| self.transport.send(m))?;
         self.transport.send(out.messages);
@@ -1166,11 +1166,6 @@ impl Driver {
                 self.member.read_index(read_ctx(id, *n));
             }
         }
-    }
-
-    /// Read-index round `n`'s context (see [`read_ctx`]).
-    fn read_ctx(&self, n: u64) -> Vec<u8> {
-        read_ctx(self.member.id(), n)
     }
 
     /// The round number of a context this member made, else `None`.

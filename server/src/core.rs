@@ -124,7 +124,7 @@ impl Core {
     pub async fn lease_keepalive(&self, id: i64) -> Result<i64, NodeError> {
         let (tx, rx) = oneshot::channel();
         self.node.lease_keepalive_then(id, move |r| drop(tx.send(r)));
-        rx.await.unwrap_or(Err(NodeError::Stopped))
+        node_answer(rx).await
     }
 
     /// Runs one of the node's blocking calls off the async threads.
@@ -141,11 +141,12 @@ impl Core {
 }
 
 async fn answer<T>(rx: oneshot::Receiver<Result<T, NodeError>>) -> Result<T, Status> {
-    match rx.await {
-        Ok(r) => r.map_err(error::status),
-        // The node dropped the request unanswered: it has stopped.
-        Err(_) => Err(error::STOPPED.into()),
-    }
+    node_answer(rx).await.map_err(error::status)
+}
+
+/// The node's answer; a request it dropped unanswered means it has stopped.
+async fn node_answer<T>(rx: oneshot::Receiver<Result<T, NodeError>>) -> Result<T, NodeError> {
+    rx.await.unwrap_or(Err(NodeError::Stopped))
 }
 
 /// The node answered a request with the wrong kind of response: a bug here.

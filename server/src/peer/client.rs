@@ -452,8 +452,7 @@ impl IdleConns {
 /// One request to `url` on an idle connection, else on a new one. A request
 /// that an idle connection could not take (the peer closed it meanwhile) is
 /// sent on a new connection; one that was sent is never sent twice.
-async fn post_pooled(s: &Shared, url: &str, req: Request<Full<Bytes>>) -> Option<(StatusCode, Bytes)> {
-    let mut req = req;
+async fn post_pooled(s: &Shared, url: &str, mut req: Request<Full<Bytes>>) -> Option<(StatusCode, Bytes)> {
     if let Some(mut conn) = s.idle.take(url) {
         match conn.try_send_request(req).await {
             Ok(resp) => return finish(s, url, conn, resp).await,
